@@ -1,0 +1,52 @@
+# trolleyfs: `make demo` mounts a sample PACS, `make test` runs the test suite.
+# Both install what a fresh Debian 12 machine lacks (apt packages need root).
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+APT_PACKAGES := fuse3 libfuse3-dev pkg-config orthanc orthanc-dicomweb dcmtk
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: all install system-deps venv test test-unit demo bench clean lint
+
+all: venv
+
+system-deps:
+	@missing=""; for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+
+$(VENV)/.stamp: pyproject.toml | system-deps
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+venv: $(VENV)/.stamp
+
+install: system-deps
+	$(PYTHON) -m pip install .
+
+test: system-deps venv
+	$(PY) -m pytest -q
+
+test-unit: venv
+	$(PY) -m pytest -q tests/unit
+
+demo: system-deps venv
+	$(VENV)/bin/trolleyfs demo
+
+bench: system-deps venv
+	$(PY) -m pip install -q -e '.[test,bench]'
+	$(PY) -m tests.bench
+
+lint: venv
+	$(PY) -m pip install -q ruff
+	$(VENV)/bin/ruff check trolleyfs tests
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

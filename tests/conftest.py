@@ -1,0 +1,49 @@
+"""Shared fixtures: a real Orthanc on loopback holding the generated sample
+data, and the sample data itself.  Everything started here is stopped here,
+also when a test fails."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+from trolleyfs import sampledata
+from trolleyfs.orthanc import ORTHANC, Orthanc
+
+
+@pytest.fixture(scope="session")
+def sample_files() -> list[bytes]:
+    return list(sampledata.generate())
+
+
+def _need(binary: str) -> None:
+    if not (shutil.which(binary) or os.path.exists(binary)):
+        pytest.fail(f"{binary} is not installed: run `make test`, which installs it")
+
+
+@pytest.fixture(scope="session")
+def orthanc(sample_files, tmp_path_factory):
+    """An Orthanc with the sample data, without authentication."""
+    _need(ORTHANC)
+    server = Orthanc(workdir=str(tmp_path_factory.mktemp("orthanc")))
+    server.start()
+    try:
+        server.upload(sample_files)
+        yield server
+    finally:
+        server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def orthanc_auth(sample_files, tmp_path_factory):
+    """An Orthanc with the sample data behind basic auth (alice / secret)."""
+    _need(ORTHANC)
+    server = Orthanc(workdir=str(tmp_path_factory.mktemp("orthanc-auth")), users={"alice": "secret"})
+    server.start()
+    try:
+        server.upload(sample_files)
+        yield server
+    finally:
+        server.cleanup()

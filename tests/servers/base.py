@@ -1,0 +1,163 @@
+"""A small threaded HTTP server for tests, on 127.0.0.1 and a free port, plus an
+index of the generated sample data that the protocol test servers answer from
+(the same objects the Orthanc fixture holds)."""
+
+from __future__ import annotations
+
+import io
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qsl, urlsplit
+
+import pydicom
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    query: list[tuple[str, str]]
+    raw_query: str
+    headers: dict[str, str]  # lower-cased names
+    body: bytes
+
+    def arg(self, name: str, default: str | None = None) -> str | None:
+        for k, v in self.query:
+            if k == name:
+                return v
+        return default
+
+
+@dataclass
+class Response:
+    status: int = 200
+    body: bytes | Iterable[bytes] = b""
+    headers: dict[str, str] = field(default_factory=dict)
+    content_type: str = "text/plain"
+
+
+Handler = Callable[[Request], Response]
+
+
+class TestHTTPServer:
+    """Routes ``(method, path prefix) -> handler``; the longest prefix wins.
+    ``requests`` records every request, for tests that count them."""
+
+    __test__ = False  # not a pytest class
+
+    def __init__(self, routes: dict[tuple[str, str], Handler] | None = None) -> None:
+        self.routes: dict[tuple[str, str], Handler] = dict(routes or {})
+        self.requests: list[Request] = []
+        self._lock = threading.Lock()
+        outer = self
+
+        class _H(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:  # quiet
+                pass
+
+            def _handle(self) -> None:
+                parts = urlsplit(self.path)
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                req = Request(
+                    self.command,
+                    parts.path,
+                    parse_qsl(parts.query, keep_blank_values=True),
+                    parts.query,
+                    {k.lower(): v for k, v in self.headers.items()},
+                    body,
+                )
+                with outer._lock:
+                    outer.requests.append(req)
+                resp = outer.dispatch(req)
+                self.send_response(resp.status)
+                self.send_header("Content-Type", resp.content_type)
+                for k, v in resp.headers.items():
+                    self.send_header(k, v)
+                if isinstance(resp.body, (bytes, bytearray)):
+                    self.send_header("Content-Length", str(len(resp.body)))
+                    self.end_headers()
+                    self.wfile.write(resp.body)
+                else:  # streamed: chunked transfer encoding
+                    self.send_header("Transfer-Encoding", "chunked")
+                    self.end_headers()
+                    try:
+                        for chunk in resp.body:
+                            if chunk:
+                                self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                        self.wfile.write(b"0\r\n\r\n")
+                    except _Abort:
+                        self.close_connection = True
+                        return
+
+            do_GET = do_POST = do_HEAD = _handle
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _H)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def dispatch(self, req: Request) -> Response:
+        best = None
+        for (method, prefix), handler in self.routes.items():
+            if method == req.method and req.path.startswith(prefix):
+                if best is None or len(prefix) > len(best[0]):
+                    best = (prefix, handler)
+        if best is None:
+            return Response(404, b"no route", content_type="text/plain")
+        return best[1](req)
+
+    @property
+    def url(self) -> str:
+        host, port = self.httpd.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> TestHTTPServer:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(5)
+
+    def __enter__(self) -> TestHTTPServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class _Abort(Exception):
+    """Raise from a streamed body to cut the connection mid-body."""
+
+
+Abort = _Abort
+
+
+class SampleIndex:
+    """The generated sample objects, by UID, with their parsed headers."""
+
+    def __init__(self, files: Iterable[bytes]) -> None:
+        self.files: dict[str, bytes] = {}
+        self.datasets: dict[str, pydicom.Dataset] = {}
+        for data in files:
+            ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True)
+            self.files[ds.SOPInstanceUID] = data
+            self.datasets[ds.SOPInstanceUID] = ds
+
+    def studies(self) -> dict[str, list[pydicom.Dataset]]:
+        out: dict[str, list[pydicom.Dataset]] = {}
+        for ds in self.datasets.values():
+            out.setdefault(ds.StudyInstanceUID, []).append(ds)
+        return out
+
+    def series(self, study_uid: str) -> dict[str, list[pydicom.Dataset]]:
+        out: dict[str, list[pydicom.Dataset]] = {}
+        for ds in self.datasets.values():
+            if ds.StudyInstanceUID == study_uid:
+                out.setdefault(ds.SeriesInstanceUID, []).append(ds)
+        return out

@@ -1,0 +1,3 @@
+"""trolleyfs: a PACS as a read-only drive."""
+
+__version__ = "0.1.0"

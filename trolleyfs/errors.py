@@ -1,0 +1,70 @@
+"""The exception hierarchy and its errno mapping.
+
+Everything below ``fs.py`` raises these; ``fs.py`` turns them into errno values
+in one place.  A :class:`UserError` is a mistake the user can fix (bad config,
+bad argument) and is printed as one line, without a traceback.
+"""
+
+from __future__ import annotations
+
+import errno
+
+
+class TrolleyError(Exception):
+    """Base class of every error trolleyfs raises on purpose."""
+
+    errno = errno.EIO
+
+
+class UserError(TrolleyError):
+    """A mistake in what the user gave us: printed as one line, exit code 2."""
+
+
+class ConfigError(UserError):
+    """A problem in the config file; the message names file, key and problem."""
+
+    def __init__(self, path: str, key: str | None, problem: str) -> None:
+        self.path, self.key, self.problem = str(path), key, problem
+        where = f"{self.path}: {key}: " if key else f"{self.path}: "
+        super().__init__(where + problem)
+
+
+class RemoteError(TrolleyError):
+    """A remote call failed.  ``server`` and ``what`` say where and on what."""
+
+    def __init__(self, message: str, *, server: str = "", what: str = "") -> None:
+        self.server, self.what = server, what
+        parts = [p for p in (server, what) if p]
+        super().__init__((": ".join(parts) + ": " if parts else "") + message)
+
+
+class NotFound(RemoteError):
+    """The object does not exist on the server (HTTP 404, unknown UID)."""
+
+    errno = errno.ENOENT
+
+
+class AccessDenied(RemoteError):
+    """Credentials missing or refused (HTTP 401/403, association rejected)."""
+
+    errno = errno.EACCES
+
+
+class Unavailable(RemoteError):
+    """Timeout, refused connection, reset, 5xx: may work later."""
+
+    errno = errno.EIO
+
+
+class ProtocolError(RemoteError):
+    """The server answered, but not with what the protocol promises
+    (HTML instead of XML, a truncated multipart body, a part that is not DICOM)."""
+
+    errno = errno.EIO
+
+
+class IgnoredError(RemoteError):
+    """A server error the config asked us to skip (e.g. RAD69 XDSMissingDocument).
+    The objects concerned are left out, not failed."""
+
+    errno = errno.ENOENT

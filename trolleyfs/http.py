@@ -1,0 +1,173 @@
+"""One httpx client per server, and the request helpers every HTTP protocol
+module uses: deadlines, bounded retries with jittered backoff, and the mapping
+of transport errors and status codes onto :mod:`trolleyfs.errors`."""
+
+from __future__ import annotations
+
+import logging
+import random
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+import trio
+
+from .config import Server
+from .errors import AccessDenied, NotFound, ProtocolError, RemoteError, Unavailable
+
+log = logging.getLogger("trolleyfs.http")
+
+RETRY_STATUS = {500, 502, 503, 504}
+
+
+def make_client(server: Server) -> httpx.AsyncClient:
+    from .auth import make_auth
+
+    cert: Any = None
+    if server.client_cert:
+        cert = (server.client_cert, server.client_key) if server.client_key else server.client_cert
+    import ssl
+
+    verify: Any = server.verify
+    if isinstance(verify, str) or cert:
+        ctx = ssl.create_default_context(cafile=verify if isinstance(verify, str) else None)
+        if cert:
+            ctx.load_cert_chain(*(cert if isinstance(cert, tuple) else (cert,)))
+        verify = ctx if server.verify is not False else False
+    return httpx.AsyncClient(
+        auth=make_auth(server),
+        timeout=httpx.Timeout(server.timeout, connect=min(server.timeout, 10.0)),
+        limits=httpx.Limits(
+            max_connections=server.max_connections, max_keepalive_connections=server.max_connections
+        ),
+        verify=verify,
+        follow_redirects=True,
+        headers={"User-Agent": "trolleyfs"},
+    )
+
+
+def describe_status(resp: httpx.Response) -> str:
+    """``HTTP 500 Server Error: <first words of the body or the HTML title>``."""
+    try:
+        body = resp.text
+    except (httpx.ResponseNotRead, UnicodeDecodeError):
+        body = ""
+    if "html" in resp.headers.get("content-type", "") or body.lstrip()[:1] == "<":
+        m = re.search(r"<title>(.*?)</title>", body, re.S | re.I)
+        body = m.group(1) if m else ""
+    text = " ".join(body.split())[:160]
+    return f"HTTP {resp.status_code} {resp.reason_phrase}" + (f": {text}" if text else "")
+
+
+def raise_for_status(resp: httpx.Response, server: str, what: str) -> None:
+    """Map a non-2xx answer onto our errors (404 -> NotFound, 401/403 ->
+    AccessDenied, 5xx -> Unavailable, anything else -> ProtocolError)."""
+    code = resp.status_code
+    if 200 <= code < 300:
+        return
+    msg = describe_status(resp)
+    if code == 404:
+        raise NotFound(msg, server=server, what=what)
+    if code in (401, 403):
+        raise AccessDenied(msg, server=server, what=what)
+    if code >= 500 or code in (408, 429):
+        raise Unavailable(msg, server=server, what=what)
+    raise ProtocolError(msg, server=server, what=what)
+
+
+def translate(exc: BaseException, server: str, what: str) -> RemoteError:
+    if isinstance(exc, RemoteError):
+        return exc
+    if isinstance(exc, httpx.TimeoutException):
+        return Unavailable(f"timed out ({type(exc).__name__})", server=server, what=what)
+    if isinstance(exc, httpx.ConnectError):
+        return Unavailable(f"cannot connect: {exc}", server=server, what=what)
+    if isinstance(exc, (httpx.TransportError, OSError)):
+        return Unavailable(f"connection failed: {type(exc).__name__}: {exc}", server=server, what=what)
+    if isinstance(exc, trio.TooSlowError):
+        return Unavailable("no answer before the deadline", server=server, what=what)
+    return ProtocolError(f"{type(exc).__name__}: {exc}", server=server, what=what)
+
+
+def _retryable(exc: RemoteError) -> bool:
+    return isinstance(exc, Unavailable)
+
+
+class HttpEndpoint:
+    """An HTTP endpoint of one server: base URL, shared client and retry policy."""
+
+    def __init__(self, server: Server, url: str, client: httpx.AsyncClient) -> None:
+        self.server = server
+        self.name = server.name
+        self.url = url.rstrip("/")
+        self.client = client
+
+    async def _backoff(self, attempt: int) -> None:
+        await trio.sleep(min(2.0, 0.1 * 2**attempt) * (0.5 + random.random()))
+
+    async def request(
+        self, method: str, url: str, what: str, *, idempotent: bool = True, **kwargs: Any
+    ) -> httpx.Response:
+        """A whole-body request with deadline and retries; returns a 2xx response."""
+        attempts = 1 + (self.server.retries if idempotent else 0)
+        for attempt in range(attempts):
+            try:
+                with trio.fail_after(self.server.timeout * 2):
+                    resp = await self.client.request(method, url, **kwargs)
+                raise_for_status(resp, self.name, what)
+                return resp
+            except (RemoteError, httpx.HTTPError, OSError, trio.TooSlowError) as exc:
+                err = translate(exc, self.name, what)
+                if attempt + 1 < attempts and _retryable(err):
+                    log.debug("retrying %s after: %s", what, err)
+                    await self._backoff(attempt)
+                    continue
+                raise err from None
+        raise AssertionError("unreachable")
+
+    @asynccontextmanager
+    async def stream(self, method: str, url: str, what: str, **kwargs: Any) -> AsyncIterator[httpx.Response]:
+        """A streamed request: the status is checked (and retried on 5xx) before
+        the body is handed out; the body itself is the caller's to read."""
+        attempts = 1 + self.server.retries
+        for attempt in range(attempts):
+            try:
+                with trio.fail_after(self.server.timeout * 2):
+                    req = self.client.build_request(method, url, **kwargs)
+                    resp = await self.client.send(req, stream=True)
+                if not 200 <= resp.status_code < 300:
+                    try:
+                        with trio.fail_after(self.server.timeout):
+                            await resp.aread()
+                    finally:
+                        await resp.aclose()
+                    raise_for_status(resp, self.name, what)
+            except (RemoteError, httpx.HTTPError, OSError, trio.TooSlowError) as exc:
+                err = translate(exc, self.name, what)
+                if attempt + 1 < attempts and _retryable(err):
+                    log.debug("retrying %s after: %s", what, err)
+                    await self._backoff(attempt)
+                    continue
+                raise err from None
+            try:
+                yield resp
+            finally:
+                await resp.aclose()
+            return
+
+
+async def iter_body(resp: httpx.Response, server: str, what: str, idle_timeout: float) -> AsyncIterator[bytes]:
+    """The body of a streamed response, with a deadline on each chunk and
+    transport errors translated."""
+    it = resp.aiter_bytes().__aiter__()
+    while True:
+        try:
+            with trio.fail_after(idle_timeout):
+                chunk = await it.__anext__()
+        except StopAsyncIteration:
+            return
+        except (httpx.HTTPError, OSError, trio.TooSlowError) as exc:
+            raise translate(exc, server, what) from None
+        yield chunk

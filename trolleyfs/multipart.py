@@ -1,0 +1,153 @@
+"""A streaming multipart/related parser, shared by WADO-RS and RAD69.
+
+Bytes are fed as they arrive; whole parts come out as soon as the delimiter
+after them has been seen.  Each byte is scanned a bounded number of times (the
+search resumes where the last one stopped, less the delimiter's length), so a
+large body costs linear time, and only the part being received is held.
+
+A part is only ever returned once the delimiter after it arrived: a stream cut
+in the middle of a part loses that part, and :meth:`MultipartParser.close`
+reports the cut as an error.
+"""
+
+from __future__ import annotations
+
+import email.message
+from collections.abc import AsyncIterable, AsyncIterator
+from dataclasses import dataclass
+
+
+class MultipartError(ValueError):
+    pass
+
+
+@dataclass
+class Part:
+    headers: dict[str, str]  # lower-cased names
+    body: bytes
+
+    @property
+    def content_type(self) -> str:
+        return self.headers.get("content-type", "").split(";")[0].strip().lower()
+
+    @property
+    def content_id(self) -> str:
+        return self.headers.get("content-id", "").strip().strip("<>")
+
+
+def content_type_params(content_type: str) -> tuple[str, dict[str, str]]:
+    """``multipart/related; boundary="x"; type=...`` -> (media type, params)."""
+    msg = email.message.Message()
+    msg["content-type"] = content_type
+    params = {k.lower(): v for k, v in (msg.get_params() or [])[1:]}
+    return msg.get_content_type(), params
+
+
+def boundary_of(content_type: str) -> bytes:
+    media, params = content_type_params(content_type)
+    if not media.startswith("multipart/"):
+        raise MultipartError(f"expected a multipart body, got {content_type or 'no Content-Type'}")
+    boundary = params.get("boundary")
+    if not boundary:
+        raise MultipartError(f"multipart Content-Type without boundary: {content_type}")
+    return boundary.encode("latin-1")
+
+
+_PREAMBLE, _HEADERS, _BODY, _DONE = range(4)
+
+
+class MultipartParser:
+    def __init__(self, boundary: bytes, max_header_bytes: int = 64 * 1024) -> None:
+        self.delim = b"\r\n--" + boundary
+        # the first delimiter may open the body without a CRLF before it
+        self.buf = bytearray(b"\r\n")
+        self.state = _PREAMBLE
+        self.scan = 0
+        self.headers: dict[str, str] = {}
+        self.max_header_bytes = max_header_bytes
+        self.parts_seen = 0
+
+    def feed(self, data: bytes) -> list[Part]:
+        if self.state == _DONE:
+            return []  # epilogue: ignored
+        self.buf += data
+        out: list[Part] = []
+        while True:
+            if self.state in (_PREAMBLE, _BODY):
+                idx = self.buf.find(self.delim, self.scan)
+                if idx < 0:
+                    self.scan = max(0, len(self.buf) - len(self.delim) + 1)
+                    if self.state == _PREAMBLE and len(self.buf) > self.max_header_bytes:
+                        raise MultipartError("no multipart boundary found at the start of the body")
+                    return out
+                after = idx + len(self.delim)
+                if len(self.buf) < after + 2:
+                    self.scan = idx
+                    return out
+                if self.state == _BODY:
+                    out.append(Part(self.headers, bytes(self.buf[:idx])))
+                    self.parts_seen += 1
+                if self.buf[after : after + 2] == b"--":
+                    self.state = _DONE
+                    self.buf.clear()
+                    return out
+                # transport padding may follow the boundary, then CRLF
+                eol = self.buf.find(b"\r\n", after)
+                if eol < 0:
+                    self.scan = idx
+                    return out
+                if self.buf[after:eol].strip(b" \t"):
+                    # not a delimiter after all (boundary is a prefix of other text)
+                    if self.state == _BODY:
+                        out.pop()
+                        self.parts_seen -= 1
+                    self.scan = idx + 1
+                    continue
+                del self.buf[: eol + 2]
+                self.state, self.scan = _HEADERS, 0
+            elif self.state == _HEADERS:
+                end = self.buf.find(b"\r\n\r\n")
+                if end < 0 and self.buf[:2] == b"\r\n":
+                    end = -2  # a part with no headers at all
+                if end == -1:
+                    if len(self.buf) > self.max_header_bytes:
+                        raise MultipartError("multipart part headers too long")
+                    return out
+                self.headers = _parse_headers(bytes(self.buf[: max(end, 0)]))
+                del self.buf[: end + 4]
+                self.state, self.scan = _BODY, 0
+
+    def close(self) -> None:
+        """Call at end of stream: raises if the body stopped before its end."""
+        if self.state == _DONE:
+            return
+        if self.state == _PREAMBLE and self.parts_seen == 0:
+            raise MultipartError("empty or non-multipart body (no boundary found)")
+        raise MultipartError(
+            f"multipart body ended before its closing boundary (after {self.parts_seen} whole parts)"
+        )
+
+
+def _parse_headers(raw: bytes) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    last = None
+    for line in raw.decode("latin-1").split("\r\n"):
+        if not line:
+            continue
+        if line[0] in " \t" and last:  # folded continuation
+            headers[last] += " " + line.strip()
+            continue
+        name, sep, value = line.partition(":")
+        if not sep:
+            raise MultipartError(f"bad multipart header line: {line[:80]!r}")
+        last = name.strip().lower()
+        headers[last] = value.strip()
+    return headers
+
+
+async def iter_parts(chunks: AsyncIterable[bytes], boundary: bytes) -> AsyncIterator[Part]:
+    parser = MultipartParser(boundary)
+    async for chunk in chunks:
+        for part in parser.feed(chunk):
+            yield part
+    parser.close()

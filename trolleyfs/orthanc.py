@@ -1,0 +1,167 @@
+"""Start a throw-away Orthanc on loopback (for ``make demo``, the tests and the
+benchmark): free ports, storage in a temp dir, DICOMweb, C-FIND and C-GET on.
+
+Debian's package ships ``/usr/sbin/Orthanc`` and the DICOMweb plugin; it does
+not start a service in containers, so we run the binary ourselves."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+import httpx
+
+ORTHANC = shutil.which("Orthanc") or "/usr/sbin/Orthanc"
+PLUGIN_DIRS = ["/usr/share/orthanc/plugins", "/usr/lib/orthanc/plugins"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def dicomweb_plugin() -> str:
+    for d in PLUGIN_DIRS:
+        p = Path(d) / "libOrthancDicomWeb.so"
+        if p.exists():
+            return str(p)
+    raise RuntimeError("Orthanc's DICOMweb plugin is not installed (apt-get install orthanc-dicomweb)")
+
+
+class Orthanc:
+    """A running Orthanc.  Use as a context manager, or call start()/stop()."""
+
+    def __init__(
+        self,
+        workdir: str | None = None,
+        users: dict[str, str] | None = None,
+        aet: str = "ORTHANC",
+        http_port: int | None = None,
+        dicom_port: int | None = None,
+        keep_storage: bool = False,
+    ) -> None:
+        self._own_dir = workdir is None
+        self.dir = Path(workdir or tempfile.mkdtemp(prefix="trolleyfs-orthanc-"))
+        self.users = users or {}
+        self.aet = aet
+        self.http_port = http_port or free_port()
+        self.dicom_port = dicom_port or free_port()
+        self.keep_storage = keep_storage
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def dicomweb(self) -> str:
+        return f"{self.url}/dicom-web"
+
+    @property
+    def wado_uri(self) -> str:
+        return f"{self.url}/wado"
+
+    def _auth(self) -> tuple[str, str] | None:
+        return next(iter(self.users.items()), None)
+
+    def config(self) -> dict:
+        return {
+            "Name": "trolleyfs-test",
+            "StorageDirectory": str(self.dir / "db"),
+            "IndexDirectory": str(self.dir / "db"),
+            "HttpPort": self.http_port,
+            "DicomPort": self.dicom_port,
+            "DicomAet": self.aet,
+            "RemoteAccessAllowed": False,
+            "AuthenticationEnabled": bool(self.users),
+            "RegisteredUsers": self.users,
+            "DicomAlwaysAllowFind": True,
+            "DicomAlwaysAllowGet": True,
+            "DicomAlwaysAllowStore": True,
+            "DicomCheckCalledAet": False,
+            "DicomCheckModalityHost": False,
+            "StorageCompression": False,
+            "HttpCompressionEnabled": False,
+            "KeepAlive": True,
+            "HttpThreadsCount": 16,
+            "LimitFindResults": 0,
+            "LimitFindInstances": 0,
+            "StableAge": 1,
+            "Plugins": [dicomweb_plugin()],
+            "DicomWeb": {"Enable": True, "Root": "/dicom-web/", "EnableWado": True, "WadoRoot": "/wado"},
+        }
+
+    def start(self, timeout: float = 30.0) -> Orthanc:
+        if not os.path.exists(ORTHANC):
+            raise RuntimeError("Orthanc is not installed (apt-get install orthanc orthanc-dicomweb)")
+        self.dir.mkdir(parents=True, exist_ok=True)
+        cfg = self.dir / "orthanc.json"
+        cfg.write_text(json.dumps(self.config(), indent=1))
+        log = open(self.dir / "orthanc.log", "wb")
+        self.proc = subprocess.Popen([ORTHANC, str(cfg)], stdout=log, stderr=subprocess.STDOUT, cwd=self.dir)
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"Orthanc exited with {self.proc.returncode}; see {self.dir / 'orthanc.log'}")
+            try:
+                r = httpx.get(f"{self.url}/system", auth=self._auth(), timeout=1)
+                if r.status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError("Orthanc did not answer within %ss" % timeout)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def cleanup(self) -> None:
+        self.stop()
+        if self._own_dir and not self.keep_storage:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self) -> Orthanc:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.cleanup()
+
+    def upload(self, files: Iterable[bytes], workers: int = 4) -> int:
+        """POST Part-10 objects to /instances; returns how many were stored."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        with httpx.Client(auth=self._auth(), timeout=60) as client:
+
+            def one(data: bytes) -> None:
+                r = client.post(f"{self.url}/instances", content=data, headers={"Content-Type": "application/dicom"})
+                r.raise_for_status()
+
+            with ThreadPoolExecutor(workers) as pool:
+                return sum(1 for _ in pool.map(one, files))
+
+    def instance_file(self, sop_uid: str) -> bytes:
+        """Orthanc's own stored copy of an instance."""
+        with httpx.Client(auth=self._auth(), timeout=60) as client:
+            r = client.post(f"{self.url}/tools/lookup", content=sop_uid)
+            r.raise_for_status()
+            oid = next(x["ID"] for x in r.json() if x["Type"] == "Instance")
+            f = client.get(f"{self.url}/instances/{oid}/file")
+            f.raise_for_status()
+            return f.content

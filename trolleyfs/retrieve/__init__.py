@@ -1,0 +1,1 @@
+"""Read protocols.  Each module offers a class implementing model.Fetcher."""

@@ -1,0 +1,58 @@
+"""WADO-RS (PS3.18 10.4): instances and whole series as multipart/related
+streams of Part-10 objects, passed on byte for byte (``transfer-syntax=*``
+asks the server not to transcode)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from urllib.parse import quote
+
+from ..errors import ProtocolError
+from ..http import HttpEndpoint, iter_body
+from ..model import InstanceRef, SeriesRef
+from ..multipart import MultipartError, Part, boundary_of, iter_parts
+from .part10 import check_part10
+
+ACCEPT = 'multipart/related; type="application/dicom"; transfer-syntax=*'
+
+
+def _p(uid: str) -> str:
+    return quote(uid, safe="")
+
+
+class WadoRS:
+    def __init__(self, endpoint: HttpEndpoint) -> None:
+        self.ep = endpoint
+        self.name = endpoint.name
+
+    async def aclose(self) -> None:
+        pass
+
+    async def _parts(self, url: str, what: str) -> AsyncIterator[Part]:
+        async with self.ep.stream("GET", url, what, headers={"Accept": ACCEPT}) as resp:
+            try:
+                boundary = boundary_of(resp.headers.get("content-type", ""))
+                body = iter_body(resp, self.name, what, self.ep.server.timeout)
+                async for part in iter_parts(body, boundary):
+                    yield part
+            except MultipartError as exc:
+                raise ProtocolError(str(exc), server=self.name, what=what) from None
+
+    async def fetch_instance(self, ref: InstanceRef) -> bytes:
+        what = f"instance {ref.instance_uid}"
+        url = f"{self.ep.url}/studies/{_p(ref.study_uid)}/series/{_p(ref.series_uid)}/instances/{_p(ref.instance_uid)}"
+        found: bytes | None = None
+        async for part in self._parts(url, what):
+            if found is not None:
+                raise ProtocolError("more than one object in an instance answer", server=self.name, what=what)
+            check_part10(part.body, self.name, what, ref.instance_uid)
+            found = part.body
+        if found is None:
+            raise ProtocolError("empty answer", server=self.name, what=what)
+        return found
+
+    async def fetch_series(self, ref: SeriesRef, instance_uids: list[str]) -> AsyncIterator[tuple[str, bytes]]:
+        what = f"series {ref.series_uid}"
+        url = f"{self.ep.url}/studies/{_p(ref.study_uid)}/series/{_p(ref.series_uid)}"
+        async for part in self._parts(url, what):
+            yield check_part10(part.body, self.name, what), part.body

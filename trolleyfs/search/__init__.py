@@ -1,0 +1,1 @@
+"""Listing protocols.  Each module offers a class implementing model.Searcher."""
