@@ -1,0 +1,98 @@
+"""Real mounts for tests: trolleyfs runs as a subprocess on a temp dir; the
+mount is always undone (fusermount3 -u -z) and the process always ended,
+also when the test fails."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+TROLLEYFS = [sys.executable, "-m", "trolleyfs"]
+# the installed console script, as a user runs it
+TROLLEYFS_BIN = str(Path(sys.executable).parent / "trolleyfs")
+
+
+@dataclass
+class Mount:
+    path: Path
+    proc: subprocess.Popen[bytes] | None
+    log: Path
+    config: Path
+
+    def stats(self) -> dict:
+        return json.loads((self.path / ".trolleyfs" / "stats.json").read_text())
+
+    def requests(self) -> int:
+        return sum(self.stats()["requests"].values())
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+def wait_mounted(path: Path, proc: subprocess.Popen[bytes] | None, log: Path, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if os.path.ismount(path):
+            return
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"trolleyfs exited with {proc.returncode} before mounting:\n{log.read_text()}")
+        time.sleep(0.05)
+    raise AssertionError(f"not mounted after {timeout}s:\n{log.read_text() if log.exists() else ''}")
+
+
+def force_unmount(path: Path) -> None:
+    if os.path.ismount(path):
+        subprocess.run(["fusermount3", "-u", "-z", str(path)], capture_output=True)
+
+
+def stop(proc: subprocess.Popen[bytes] | None) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@contextmanager
+def mounted(config_text: str, tmp_path: Path, *args: str, name: str = "mnt") -> Iterator[Mount]:
+    """Mount ``config_text`` in the foreground (a child process we own)."""
+    cfg = tmp_path / f"{name}.toml"
+    cfg.write_text(config_text)
+    cfg.chmod(0o600)
+    mnt = tmp_path / name
+    mnt.mkdir(exist_ok=True)
+    log = tmp_path / f"{name}.log"
+    with open(log, "wb") as logf:
+        proc = subprocess.Popen(
+            [*TROLLEYFS, "mount", "--foreground", "--log-level", "debug", *args, str(cfg), str(mnt)],
+            stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+    try:
+        wait_mounted(mnt, proc, log)
+        yield Mount(mnt, proc, log, cfg)
+    finally:
+        force_unmount(mnt)
+        stop(proc)
+
+
+def qido_config(orthanc, folders: str = "", extra: str = "", server: str = "pacs") -> str:
+    """A config for the Orthanc fixture, QIDO-RS + WADO-RS."""
+    return f"""
+[servers.{server}]
+search   = {{ protocol = "qido-rs", url = "{orthanc.dicomweb}" }}
+retrieve = {{ protocol = "wado-rs", url = "{orthanc.dicomweb}" }}
+timeout = 10
+{extra}
+{folders}
+"""

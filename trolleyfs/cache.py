@@ -1,0 +1,160 @@
+"""Instance caches, keyed by SOP Instance UID (instances never change).
+
+* :class:`MemoryCache`: an LRU bounded in bytes (cachetools).
+* :class:`DiskCache`: an optional persistent cache bounded in bytes, content
+  addressed by UID, written atomically (temp file + rename) with a checksum in
+  the file name's sidecar, so a crash or a torn write is never served."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import cachetools
+
+log = logging.getLogger("trolleyfs.cache")
+
+
+class MemoryCache:
+    def __init__(self, max_bytes: int, on_evict: Callable[[str, int], None] | None = None) -> None:
+        self.max_bytes = max_bytes
+        self._on_evict = on_evict
+        outer = self
+
+        class _LRU(cachetools.LRUCache):  # type: ignore[type-arg]
+            def popitem(self):  # type: ignore[no-untyped-def]
+                key, value = super().popitem()
+                if outer._on_evict:
+                    outer._on_evict(key, len(value))
+                return key, value
+
+        self._lru: cachetools.LRUCache[str, bytes] = _LRU(maxsize=max_bytes, getsizeof=len)
+        self.hits = self.misses = 0
+
+    def get(self, uid: str) -> bytes | None:
+        data = self._lru.get(uid)
+        if data is None:
+            self.misses += 1
+        else:
+            self.hits += 1
+        return data
+
+    def peek(self, uid: str) -> bool:
+        return uid in self._lru
+
+    def put(self, uid: str, data: bytes) -> None:
+        if len(data) > self.max_bytes:
+            return  # larger than the whole cache: serve it, don't keep it
+        self._lru[uid] = data
+
+    @property
+    def bytes_used(self) -> int:
+        return int(self._lru.currsize)
+
+    def __len__(self) -> int:
+        return len(self._lru)
+
+
+class DiskCache:
+    """Files ``<dir>/<aa>/<sha256(uid)>`` holding the object followed by a 32-byte
+    SHA-256 of it.  Reads check the digest; a bad file is deleted and missed.
+    Blocking file I/O: call from a worker thread."""
+
+    SUFFIX_LEN = 32
+
+    def __init__(self, directory: str, max_bytes: int) -> None:
+        self.dir = Path(directory)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.max_bytes = max_bytes
+        self._lock = threading.Lock()
+        self.hits = self.misses = self.corrupt = 0
+        self._size = 0
+        self._entries: dict[Path, int] = {}
+        self._scan()
+
+    def _path(self, uid: str) -> Path:
+        h = hashlib.sha256(uid.encode()).hexdigest()
+        return self.dir / h[:2] / h
+
+    def _scan(self) -> None:
+        entries = []
+        for sub in self.dir.iterdir() if self.dir.exists() else ():
+            if not sub.is_dir():
+                continue
+            for f in sub.iterdir():
+                if ".tmp" in f.name:
+                    f.unlink(missing_ok=True)  # a write that never finished
+                    continue
+                try:
+                    st = f.stat()
+                except OSError:
+                    continue
+                entries.append((st.st_atime, f, st.st_size))
+        entries.sort()
+        for _, f, size in entries:  # oldest first: dict order doubles as LRU order
+            self._entries[f] = size
+            self._size += size
+        self._trim()
+
+    def _trim(self) -> None:
+        while self._size > self.max_bytes and self._entries:
+            victim = next(iter(self._entries))
+            self._size -= self._entries.pop(victim)
+            victim.unlink(missing_ok=True)
+
+    def get(self, uid: str) -> bytes | None:
+        p = self._path(uid)
+        try:
+            raw = p.read_bytes()
+        except OSError:
+            self.misses += 1
+            return None
+        data, digest = raw[: -self.SUFFIX_LEN], raw[-self.SUFFIX_LEN :]
+        if len(raw) < self.SUFFIX_LEN or hashlib.sha256(data).digest() != digest:
+            log.warning("disk cache: %s failed its checksum; dropped", p)
+            self.corrupt += 1
+            with self._lock:
+                self._size -= self._entries.pop(p, 0)
+            p.unlink(missing_ok=True)
+            self.misses += 1
+            return None
+        with self._lock:  # move to the young end
+            if p in self._entries:
+                self._entries[p] = self._entries.pop(p)
+        self.hits += 1
+        return data
+
+    def put(self, uid: str, data: bytes) -> None:
+        if len(data) + self.SUFFIX_LEN > self.max_bytes:
+            return
+        p = self._path(uid)
+        p.parent.mkdir(exist_ok=True)
+        tmp = p.with_name(f"{p.name}.tmp{os.getpid()}.{threading.get_ident()}")
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+                f.write(hashlib.sha256(data).digest())
+            os.replace(tmp, p)
+        except OSError as exc:
+            log.warning("disk cache: cannot write %s: %s", p, exc)
+            tmp.unlink(missing_ok=True)
+            return
+        with self._lock:
+            self._size -= self._entries.pop(p, 0)
+            self._entries[p] = len(data) + self.SUFFIX_LEN
+            self._size += len(data) + self.SUFFIX_LEN
+            self._trim()
+
+    def size_of(self, uid: str) -> int | None:
+        """The object's size if it is cached (no disk read)."""
+        with self._lock:
+            n = self._entries.get(self._path(uid))
+        return None if n is None else n - self.SUFFIX_LEN
+
+    @property
+    def bytes_used(self) -> int:
+        return self._size

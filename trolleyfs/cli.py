@@ -1,0 +1,213 @@
+"""Command line: ``trolleyfs mount | unmount | check | demo``.
+
+User mistakes (bad config, bad mount point, unreachable server) print one line
+and exit non-zero, without a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import logging.handlers
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+
+import trio
+
+from . import __version__
+from .config import Config, load
+from .errors import TrolleyError, UserError
+
+log = logging.getLogger("trolleyfs")
+LEVELS = ("debug", "info", "warning", "error")
+
+
+def _setup_logging(level: str, log_file: str | None = None, daemon: bool = False) -> Callable[[], None]:
+    root = logging.getLogger("trolleyfs")
+    root.handlers.clear()
+    root.propagate = False
+    if log_file:
+        handler: logging.Handler = logging.FileHandler(log_file)
+        fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+    elif daemon:
+        if os.path.exists("/dev/log"):
+            handler = logging.handlers.SysLogHandler("/dev/log")
+            fmt = "trolleyfs[%(process)d]: %(levelname)s %(name)s: %(message)s"
+        else:
+            handler = logging.NullHandler()
+            fmt = ""
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        # the journal adds its own time stamps
+        fmt = ("%(levelname)s %(name)s: %(message)s" if os.environ.get("JOURNAL_STREAM")
+               else "%(asctime)s %(levelname)s %(name)s: %(message)s")  # fmt: skip
+    handler.setFormatter(logging.Formatter(fmt))
+    root.addHandler(handler)
+    base = getattr(logging, level.upper())
+    root.setLevel(base)
+
+    def toggle() -> None:
+        new = logging.DEBUG if root.level != logging.DEBUG else base
+        root.setLevel(new)
+        root.warning("log level is now %s", logging.getLevelName(new))
+
+    return toggle
+
+
+def _load(path: str) -> Config:
+    cfg = load(path)
+    for w in cfg.warnings:
+        print(f"trolleyfs: warning: {w}", file=sys.stderr)
+    return cfg
+
+
+def cmd_mount(args: argparse.Namespace) -> int:
+    from .mount import check_mountpoint, fuse_options, serve
+    from .sdnotify import notify
+
+    cfg = _load(args.config)
+    mountpoint = check_mountpoint(args.mountpoint)
+    options = fuse_options(args.options or [], cfg.path)
+    if args.foreground:
+        toggle = _setup_logging(args.log_level, args.log_file)
+
+        def ready() -> None:
+            notify("READY=1", f"STATUS=serving {cfg.path} at {mountpoint}")
+
+        trio.run(serve, cfg, mountpoint, options, ready, toggle, not args.no_check)
+        return 0
+    return _daemonize(cfg, mountpoint, options, args)
+
+
+def _daemonize(cfg: Config, mountpoint: str, options: set[str], args: argparse.Namespace) -> int:
+    """Fork; the child mounts and serves, the parent returns once the mount is
+    ready (exit 0) or the child reports why it could not mount (exit 1)."""
+    from .mount import serve
+
+    rfd, wfd = os.pipe()
+    pid = os.fork()
+    if pid:  # parent
+        os.close(wfd)
+        with os.fdopen(rfd, "rb") as r:
+            msg = r.read().decode(errors="replace").strip()
+        if msg == "ok":
+            return 0
+        print(f"trolleyfs: {msg or 'the mount process exited during start-up'}", file=sys.stderr)
+        os.waitpid(pid, 0)
+        return 1
+    # child
+    os.close(rfd)
+    status = 0
+    try:
+        os.setsid()
+        os.chdir("/")
+        toggle = _setup_logging(args.log_level, args.log_file, daemon=True)
+        devnull = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(devnull, fd)
+
+        def ready() -> None:
+            os.write(wfd, b"ok\n")
+            os.close(wfd)
+
+        trio.run(serve, cfg, mountpoint, options, ready, toggle, not args.no_check)
+    except BaseException as exc:  # report anything to the parent; never a traceback on its terminal
+        status = 1
+        try:
+            os.write(wfd, f"{_describe(exc)}\n".encode())
+            os.close(wfd)
+        except OSError:
+            pass
+        log.error("mount process failed: %s", _describe(exc), exc_info=not isinstance(exc, TrolleyError))
+    finally:
+        os._exit(status)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, TrolleyError):
+        return str(exc)
+    if isinstance(exc, RuntimeError) and "fuse" in str(exc).lower():
+        return f"could not mount: {exc} (is /dev/fuse there and fuse3 installed?)"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def cmd_unmount(args: argparse.Namespace) -> int:
+    tool = shutil.which("fusermount3") or shutil.which("fusermount")
+    if tool is None:
+        raise UserError("fusermount3 is not installed (apt-get install fuse3)")
+    path = os.path.abspath(args.mountpoint)
+    if not os.path.ismount(path):
+        raise UserError(f"{args.mountpoint}: nothing is mounted there")
+    cmd = [tool, "-u"] + (["-z"] if args.lazy else []) + [path]
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    if res.returncode != 0:
+        raise UserError(f"{args.mountpoint}: {res.stderr.strip() or 'unmount failed'}")
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from .probe import format_rows, probe
+
+    cfg = _load(args.config)
+    print(f"{cfg.path}: config ok ({len(cfg.servers)} servers, {len(cfg.folders)} folders)")
+    rows = trio.run(probe, cfg, True)
+    print(format_rows(rows))
+    return 0 if all(r.ok for r in rows) else 1
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(args.mountpoint, args.log_level)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="trolleyfs", description="A PACS as a read-only drive.")
+    p.add_argument("--version", action="version", version=f"trolleyfs {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    m = sub.add_parser("mount", help="mount the folders of a config file")
+    m.add_argument("config", help="the TOML config file")
+    m.add_argument("mountpoint", help="an existing empty directory")
+    m.add_argument("-f", "--foreground", action="store_true", help="stay attached; log to stderr; Ctrl-C unmounts")
+    m.add_argument("-o", dest="options", action="append", metavar="OPTS",
+                   help="mount options, comma separated (e.g. allow_other)")  # fmt: skip
+    m.add_argument("--log-level", choices=LEVELS, default="info")
+    m.add_argument("--log-file", help="log to this file (default: stderr in the foreground, syslog otherwise)")
+    m.add_argument("--no-check", action="store_true", help="mount without probing the servers first")
+    m.set_defaults(func=cmd_mount)
+
+    u = sub.add_parser("unmount", aliases=["umount"], help="unmount (same as fusermount3 -u)")
+    u.add_argument("mountpoint")
+    u.add_argument("-z", "--lazy", action="store_true", help="detach now, finish when no longer busy")
+    u.set_defaults(func=cmd_unmount)
+
+    c = sub.add_parser("check", help="validate a config and probe each server's search and retrieve")
+    c.add_argument("config")
+    c.set_defaults(func=cmd_check)
+
+    d = sub.add_parser("demo", help="start a local Orthanc with sample studies and mount it")
+    d.add_argument("--mountpoint", default="/tmp/trolleyfs-demo")
+    d.add_argument("--log-level", choices=LEVELS, default="warning")
+    d.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except UserError as exc:
+        print(f"trolleyfs: {exc}", file=sys.stderr)
+        return 2
+    except TrolleyError as exc:
+        print(f"trolleyfs: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

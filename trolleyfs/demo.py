@@ -1,0 +1,77 @@
+"""``trolleyfs demo``: a local Orthanc with generated sample studies, mounted.
+
+Everything lives in a temp dir and is removed on exit (Ctrl-C)."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import trio
+
+from . import sampledata
+from .config import load
+from .mount import check_mountpoint, fuse_options, serve
+from .orthanc import Orthanc
+
+CONFIG = """\
+# trolleyfs demo config: a local Orthanc on loopback
+[servers.orthanc]
+search   = {{ protocol = "qido-rs", url = "{dicomweb}" }}
+retrieve = {{ protocol = "wado-rs", url = "{dicomweb}" }}
+
+[[folders]]
+name = "all-studies"
+query = {{}}
+
+[[folders]]
+name = "test-patients-ct"
+query = {{ PatientName = "TEST*", ModalitiesInStudy = "CT" }}
+
+[[folders]]
+name = "since-2022"
+query = {{}}
+min_study_date = "2022-01-01"
+"""
+
+
+def run_demo(mountpoint: str, log_level: str) -> int:
+    from .cli import _setup_logging
+
+    toggle = _setup_logging(log_level)
+    os.makedirs(mountpoint, exist_ok=True)
+    mp = check_mountpoint(mountpoint)
+    work = Path(tempfile.mkdtemp(prefix="trolleyfs-demo-"))
+    print(f"starting Orthanc (data in {work}) ...", flush=True)
+    with Orthanc(workdir=str(work / "orthanc")) as orthanc:
+        n = orthanc.upload(sampledata.generate())
+        cfg_path = work / "demo.toml"
+        cfg_path.write_text(CONFIG.format(dicomweb=orthanc.dicomweb))
+        cfg = load(cfg_path)
+        print(f"Orthanc at {orthanc.url} holds {n} sample instances", flush=True)
+
+        def ready() -> None:
+            print(
+                f"""
+trolleyfs demo is mounted at {mp}  (config: {cfg_path})
+Try, in another terminal:
+  ls {mp}
+  ls {mp}/all-studies
+  ls -l "{mp}/test-patients-ct/$(ls {mp}/test-patients-ct | head -1)"/*
+  cp -r {mp}/all-studies ~/trolleyfs-copy
+  dcmdump "$(find {mp}/all-studies -name '*.dcm' | head -1)" | head -30
+  cat {mp}/.trolleyfs/stats.json
+Press Ctrl-C here to unmount and stop the demo.""",
+                flush=True,
+            )
+
+        try:
+            trio.run(serve, cfg, mp, fuse_options([], str(cfg_path)), ready, toggle)
+        finally:
+            import shutil
+
+            shutil.rmtree(work, ignore_errors=True)
+    print("demo stopped; unmounted and cleaned up", file=sys.stderr)
+    return 0

@@ -1,0 +1,131 @@
+"""Running a mount: build the remotes, store, tree and Operations; mount;
+serve until unmounted or signalled; clean up in reverse order."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+from collections.abc import Callable
+from contextlib import AsyncExitStack
+
+import pyfuse3
+import trio
+
+from .config import Config
+from .errors import UserError
+from .fs import Operations
+from .servers import open_remotes
+from .stats import Stats
+from .store import Store
+from .tree import Tree
+
+log = logging.getLogger("trolleyfs")
+
+# mount(8) options that mean something to mount or fstab, not to FUSE
+IGNORED_OPTIONS = {
+    "defaults", "auto", "noauto", "user", "users", "nouser", "_netdev", "nofail", "ro",
+    "exec", "noexec", "suid", "nosuid", "dev", "nodev", "async", "sync", "atime", "noatime",
+    "relatime", "norelatime", "strictatime", "lazytime",
+}  # fmt: skip
+PASSED_OPTIONS = {"allow_other", "allow_root", "auto_unmount"}
+
+
+def fuse_options(user_options: list[str], source: str = "trolleyfs") -> set[str]:
+    """The FUSE mount options: read-only and permission checks always; a few
+    known options passed on; mount(8)/fstab ones dropped; anything else refused."""
+    opts = {"subtype=trolleyfs", "ro", "default_permissions", "noatime"}
+    for raw in user_options:
+        for opt in filter(None, (o.strip() for o in raw.split(","))):
+            key = opt.split("=", 1)[0]
+            if opt in IGNORED_OPTIONS or key.startswith("x-") or key == "comment":
+                continue
+            if opt == "rw":
+                raise UserError("option 'rw' is not possible: trolleyfs is read-only")
+            if opt in PASSED_OPTIONS or key in ("fsname", "max_read"):
+                opts.add(opt)
+                continue
+            raise UserError(
+                f"unknown mount option {opt!r} (known: {', '.join(sorted(PASSED_OPTIONS | {'fsname=NAME'}))})"
+            )
+    if not any(o.startswith("fsname=") for o in opts):
+        # shown by mount(8) and df; an absolute name so fusermount leaves it alone
+        opts.add("fsname=trolleyfs:" + os.path.abspath(source).replace(",", "_"))
+    return opts
+
+
+def op_deadline(config: Config) -> float:
+    """How long one filesystem operation may take, all retries included."""
+    return max((s.timeout * (s.retries + 2) for s in config.servers.values()), default=60.0)
+
+
+async def serve(
+    config: Config,
+    mountpoint: str,
+    options: set[str],
+    on_ready: Callable[[], None] = lambda: None,
+    debug_toggle: Callable[[], None] | None = None,
+    probe_first: bool = True,
+) -> None:
+    """Mount ``config`` at ``mountpoint`` and serve until unmounted or signalled.
+    With ``probe_first``, each server's search endpoint must answer first: a
+    wrong URL or password fails here, before anything is mounted."""
+    if probe_first:
+        await _probe_or_fail(config)
+    stats = Stats()
+    async with AsyncExitStack() as stack:
+        remotes = await open_remotes(config, stack)
+        async with trio.open_nursery() as nursery:
+            store = Store(config.cache, {n: r.fetcher for n, r in remotes.items()}, stats, nursery)
+            tree = Tree(config, remotes, store, stats)
+            store.on_size = tree.sizes.__setitem__
+            ops = Operations(tree, op_deadline(config))
+            pyfuse3.init(ops, mountpoint, options)
+            try:
+                nursery.start_soon(_signals, debug_toggle)
+                log.info("mounted %s at %s (%d folders, servers: %s)", config.path, mountpoint,
+                         len(config.folders), ", ".join(config.servers))  # fmt: skip
+                on_ready()
+                await pyfuse3.main(min_tasks=4, max_tasks=64)
+            finally:
+                nursery.cancel_scope.cancel()
+                # main() returns both when the kernel unmounted us and after terminate()
+                pyfuse3.close(unmount=os.path.ismount(mountpoint))
+                log.info("unmounted %s; %s", mountpoint, _summary(stats))
+
+
+async def _probe_or_fail(config: Config) -> None:
+    from .probe import probe
+
+    for r in await probe(config, retrieve=False):
+        if not r.ok:
+            raise UserError(f"server {r.server!r} ({r.protocol} {r.where}) failed: {r.detail}")
+
+
+def _summary(stats: Stats) -> str:
+    return (f"{sum(stats.requests.values())} requests, {sum(stats.bytes_fetched.values()) / 1e6:.1f} MB fetched, "
+            f"{sum(stats.errors.values())} errors")  # fmt: skip
+
+
+async def _signals(debug_toggle: Callable[[], None] | None) -> None:
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1) as sigs:
+        async for sig in sigs:
+            if sig == signal.SIGUSR1:
+                if debug_toggle:
+                    debug_toggle()
+                continue
+            log.info("%s: unmounting", signal.Signals(sig).name)
+            pyfuse3.terminate()
+
+
+def check_mountpoint(path: str) -> str:
+    p = os.path.abspath(path)
+    if not os.path.exists(p):
+        raise UserError(f"{path}: mount point does not exist")
+    if not os.path.isdir(p):
+        raise UserError(f"{path}: mount point is not a directory")
+    if os.path.ismount(p):
+        raise UserError(f"{path}: something is already mounted there (trolleyfs unmount {path} first)")
+    if not os.access(p, os.W_OK | os.X_OK):
+        raise UserError(f"{path}: no permission to mount here")
+    return p

@@ -1,0 +1,514 @@
+"""IHE XDS-I.b Retrieve Imaging Document Set (RAD-69): a SOAP 1.2 POST naming
+the wanted objects, answered by an MTOM/XOP ``multipart/related`` body.
+
+The answer's first (root) part is the SOAP envelope: a ``RegistryResponse``
+status, perhaps a ``RegistryErrorList``, and one ``DocumentResponse`` per
+object, whose ``<Document>`` points at a later part by ``cid:`` (or, when the
+server inlines small documents, holds them base64-encoded).  The envelope maps
+each part to its DocumentUniqueId, which for RAD-69 is the SOP Instance UID.
+
+A failed request is not multipart at all: an ``application/soap+xml`` envelope
+with a ``RegistryErrorList`` (HTTP 200, as Vitrea sends it) or a SOAP Fault
+(usually HTTP 500).  Error codes the config lists in ``ignore_errors`` are
+skipped instead of failing.
+
+The body is parsed as it arrives: only the part being received is held."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import re
+import uuid
+import xml.etree.ElementTree as ET
+from collections.abc import AsyncIterator, Iterable
+from contextlib import aclosing, asynccontextmanager
+from dataclasses import dataclass, field
+from urllib.parse import unquote
+from xml.sax.saxutils import escape, quoteattr
+
+import httpx
+import trio
+
+from ..errors import IgnoredError, NotFound, ProtocolError, RemoteError, Unavailable
+from ..http import HttpEndpoint, iter_body, raise_for_status, translate
+from ..model import InstanceRef, SeriesRef
+from ..multipart import MultipartError, MultipartParser, Part, boundary_of, content_type_params
+from .part10 import check_part10
+
+log = logging.getLogger("trolleyfs.rad69")
+
+SOAP12 = "http://www.w3.org/2003/05/soap-envelope"
+WSA = "http://www.w3.org/2005/08/addressing"
+XDS = "urn:ihe:iti:xds-b:2007"
+IHERAD = "urn:ihe:rad:xdsi-b:2009"
+ACTION = "urn:ihe:rad:2009:RetrieveImagingDocumentSet"
+# The XDS repository to ask.  Servers that answer RAD-69 for their own archive
+# (Vitrea among them) accept this value; it is not a real repository OID.
+REPOSITORY_UID = "1.3.6.1.4.1000"
+# Lossless transfer syntaxes only, so that a server never has to choose a
+# lossy one; Explicit VR Little Endian first.
+TRANSFER_SYNTAXES = (
+    "1.2.840.10008.1.2.1",  # Explicit VR Little Endian
+    "1.2.840.10008.1.2",  # Implicit VR Little Endian
+    "1.2.840.10008.1.2.4.70",  # JPEG Lossless, first-order prediction
+    "1.2.840.10008.1.2.4.80",  # JPEG-LS Lossless
+    "1.2.840.10008.1.2.4.90",  # JPEG 2000 Lossless
+    "1.2.840.10008.1.2.5",  # RLE Lossless
+)
+REQUEST_CONTENT_TYPE = f'application/soap+xml; charset=utf-8; action="{ACTION}"'
+ACCEPT = "multipart/related, application/soap+xml, application/xop+xml"
+# A non-multipart answer is an error envelope (or inline base64 documents):
+# held whole, so it is capped.
+MAX_ENVELOPE_BYTES = 256 * 1024 * 1024
+
+NOT_FOUND_CODES = frozenset({"XDSMissingDocument", "XDSDocumentUniqueIdError"})
+BUSY_CODES = frozenset(
+    {"XDSRegistryBusy", "XDSRepositoryBusy", "XDSRegistryOutOfResources", "XDSRepositoryOutOfResources"}
+)
+
+
+# --------------------------------------------------------------------------- request
+
+
+def build_request(study_uid: str, series_uid: str, instance_uids: Iterable[str], to: str) -> bytes:
+    """The SOAP 1.2 RetrieveImagingDocumentSetRequest for objects of one series."""
+    docs = "".join(
+        "<ihe:DocumentRequest>"
+        f"<ihe:RepositoryUniqueId>{REPOSITORY_UID}</ihe:RepositoryUniqueId>"
+        f"<ihe:DocumentUniqueId>{escape(uid)}</ihe:DocumentUniqueId>"
+        "</ihe:DocumentRequest>"
+        for uid in instance_uids
+    )
+    syntaxes = "".join(f"<iherad:TransferSyntaxUID>{ts}</iherad:TransferSyntaxUID>" for ts in TRANSFER_SYNTAXES)
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>'
+        f'<s:Envelope xmlns:s="{SOAP12}" xmlns:a="{WSA}">'
+        "<s:Header>"
+        f'<a:Action s:mustUnderstand="1">{ACTION}</a:Action>'
+        f"<a:MessageID>urn:uuid:{uuid.uuid4()}</a:MessageID>"
+        f'<a:ReplyTo s:mustUnderstand="1"><a:Address>{WSA}/anonymous</a:Address></a:ReplyTo>'
+        f"<a:To>{escape(to)}</a:To>"
+        "</s:Header>"
+        "<s:Body>"
+        f'<iherad:RetrieveImagingDocumentSetRequest xmlns:iherad="{IHERAD}" xmlns:ihe="{XDS}">'
+        f"<iherad:StudyRequest studyInstanceUID={quoteattr(study_uid)}>"
+        f"<iherad:SeriesRequest seriesInstanceUID={quoteattr(series_uid)}>{docs}</iherad:SeriesRequest>"
+        "</iherad:StudyRequest>"
+        f"<iherad:TransferSyntaxUIDList>{syntaxes}</iherad:TransferSyntaxUIDList>"
+        "</iherad:RetrieveImagingDocumentSetRequest>"
+        "</s:Body>"
+        "</s:Envelope>"
+    ).encode()
+
+
+# --------------------------------------------------------------------------- response envelope
+
+
+@dataclass(frozen=True)
+class RegistryError:
+    code: str
+    context: str = ""
+    location: str = ""
+    severity: str = ""
+
+    @property
+    def is_warning(self) -> bool:
+        return self.severity.rsplit(":", 1)[-1].lower() == "warning"
+
+    @property
+    def short_code(self) -> str:
+        """``XDSMissingDocument``, also when a server sends it as a URN."""
+        return self.code.rsplit(":", 1)[-1]
+
+
+@dataclass
+class Envelope:
+    """What a RetrieveDocumentSetResponse envelope says."""
+
+    status: str = ""  # the last word of the status URN: Success, PartialSuccess, Failure
+    documents: dict[str, str] = field(default_factory=dict)  # Content-ID -> DocumentUniqueId
+    inline: dict[str, bytes] = field(default_factory=dict)  # DocumentUniqueId -> bytes sent base64 in the XML
+    errors: list[RegistryError] = field(default_factory=list)
+    fault: str | None = None  # "code: reason" of a SOAP Fault
+
+
+def _local(tag: object) -> str:
+    return tag.rsplit("}", 1)[-1] if isinstance(tag, str) else ""
+
+
+def _child(elem: ET.Element, name: str) -> ET.Element | None:
+    return next((c for c in elem if _local(c.tag) == name), None)
+
+
+def _descendants(elem: ET.Element, name: str) -> list[ET.Element]:
+    return [e for e in elem.iter() if _local(e.tag) == name]
+
+
+def _text(elem: ET.Element | None) -> str:
+    return "".join(elem.itertext()).strip() if elem is not None else ""
+
+
+def cid_of(href: str) -> str:
+    """The Content-ID a ``cid:`` URL names (RFC 2392: the URL is %-encoded)."""
+    ref = href.strip()
+    if ref[:4].lower() == "cid:":
+        ref = ref[4:]
+    return unquote(ref).strip("<>")
+
+
+def parse_envelope(data: bytes) -> Envelope:
+    """Read a SOAP envelope.  Elements are matched by local name, so SOAP 1.1
+    faults and namespace variations are understood too.  Raises ValueError if
+    ``data`` is not a SOAP envelope."""
+    try:
+        root = ET.fromstring(data)
+    except ET.ParseError as exc:
+        raise ValueError(f"not XML: {exc}") from None
+    if _local(root.tag) != "Envelope":
+        raise ValueError(f"not a SOAP envelope (root element <{_local(root.tag)}>)")
+    body = _child(root, "Body")
+    if body is None:
+        raise ValueError("SOAP envelope without a Body")
+    env = Envelope()
+    fault = next(iter(_descendants(body, "Fault")), None)
+    if fault is not None:
+        env.fault = _fault_text(fault)
+        return env
+    for resp in _descendants(body, "RegistryResponse"):
+        env.status = resp.get("status", "").rsplit(":", 1)[-1]
+    for err in _descendants(body, "RegistryError"):
+        env.errors.append(
+            RegistryError(
+                code=err.get("errorCode", "").strip() or "(no errorCode)",
+                context=(err.get("codeContext") or _text(err)).strip(),
+                location=err.get("location", "").strip(),
+                severity=err.get("severity", "").strip(),
+            )
+        )
+    for doc in _descendants(body, "DocumentResponse"):
+        _read_document(doc, env)
+    return env
+
+
+def _read_document(doc: ET.Element, env: Envelope) -> None:
+    uid = _text(_child(doc, "DocumentUniqueId"))
+    content = _child(doc, "Document")
+    if not uid or content is None:
+        raise ValueError("DocumentResponse without DocumentUniqueId or Document")
+    include = next((e for e in content if _local(e.tag) == "Include"), None)
+    if include is not None:
+        env.documents[cid_of(include.get("href", ""))] = uid
+        return
+    try:
+        env.inline[uid] = base64.b64decode("".join(_text(content).split()), validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError(f"Document of {uid} is neither an xop:Include nor base64") from None
+
+
+def _fault_text(fault: ET.Element) -> str:
+    # SOAP 1.2: Code/Value (+ Subcode/Value), Reason/Text; SOAP 1.1: faultcode, faultstring
+    codes = [_text(v) for v in _descendants(fault, "Value")] or [_text(_child(fault, "faultcode"))]
+    reason_el = _child(fault, "Reason")
+    reason = _text(_child(reason_el, "Text")) if reason_el is not None else _text(_child(fault, "faultstring"))
+    code = " / ".join(c for c in codes if c)
+    return f"{code}: {reason}" if code and reason else code or reason or "(no reason given)"
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def _objects(errors: list[RegistryError]) -> str:
+    where = [e.location for e in errors if e.location]
+    if not where:
+        return ""
+    shown = ", ".join(where[:5]) + (f" and {len(where) - 5} more" if len(where) > 5 else "")
+    return f" for {shown}"
+
+
+def describe_errors(errors: list[RegistryError]) -> tuple[type[RemoteError], str]:
+    """The exception class and message for a RegistryErrorList: named after its
+    first error code, listing the objects concerned (each error's ``location``)."""
+    first = errors[0].short_code
+    same = [e for e in errors if e.short_code == first]
+    context = next((e.context for e in same if e.context), "")
+    msg = f"{first}{_objects(same)}" + (f": {context}" if context else "")
+    if len(same) < len(errors):
+        others = sorted({e.short_code for e in errors} - {first})
+        msg += f" (and {', '.join(others)})"
+    if first in NOT_FOUND_CODES:
+        return NotFound, msg
+    if first in BUSY_CODES:
+        return Unavailable, msg
+    return ProtocolError, msg
+
+
+def registry_error(errors: list[RegistryError], server: str, what: str) -> RemoteError:
+    cls, msg = describe_errors(errors)
+    return cls(msg, server=server, what=what)
+
+
+@dataclass
+class _Outcome:
+    """What one exchange reported besides the objects it yielded."""
+
+    errors: list[RegistryError] = field(default_factory=list)
+    promised: set[str] = field(default_factory=set)
+    delivered: set[str] = field(default_factory=set)
+
+    @property
+    def undelivered(self) -> set[str]:
+        return self.promised - self.delivered
+
+
+# --------------------------------------------------------------------------- the fetcher
+
+
+class Rad69:
+    def __init__(self, endpoint: HttpEndpoint, ignore_errors: tuple[str, ...] = ()) -> None:
+        self.ep = endpoint
+        self.name = endpoint.name
+        self.ignore_errors = frozenset(ignore_errors)
+
+    async def aclose(self) -> None:
+        pass
+
+    def _ignored(self, err: RegistryError) -> bool:
+        return err.code in self.ignore_errors or err.short_code in self.ignore_errors
+
+    # ----------------------------------------------------------------- public
+
+    async def fetch_instance(self, ref: InstanceRef) -> bytes:
+        what = f"instance {ref.instance_uid}"
+        outcome = _Outcome()
+        found: bytes | None = None
+        async with aclosing(self._retrieve(ref.series, [ref.instance_uid], what, outcome)) as items:
+            async for uid, data in items:
+                if uid == ref.instance_uid:
+                    found = data
+        if found is not None:
+            return found
+        errors = [e for e in outcome.errors if not e.is_warning]
+        if errors and all(self._ignored(e) for e in errors):
+            raise IgnoredError(describe_errors(errors)[1], server=self.name, what=what)
+        if errors:
+            raise registry_error([e for e in errors if not self._ignored(e)], self.name, what)
+        raise ProtocolError("the answer does not hold the object", server=self.name, what=what)
+
+    async def fetch_series(self, ref: SeriesRef, instance_uids: list[str]) -> AsyncIterator[tuple[str, bytes]]:
+        """One request for the series.  Servers such as Vitrea fail a whole
+        request when some of its objects are missing, naming them: the rest are
+        then asked for once more.  Objects whose errors are ignored are simply
+        not yielded; other errors are raised after everything obtainable was."""
+        what = f"series {ref.series_uid}"
+        pending = list(dict.fromkeys(instance_uids))
+        errors: list[RegistryError] = []
+        undelivered: set[str] = set()
+        for attempt in range(2):
+            if not pending:
+                break
+            outcome = _Outcome()
+            async with aclosing(self._retrieve(ref, pending, what, outcome)) as items:
+                async for item in items:
+                    yield item
+            failed = [e for e in outcome.errors if not e.is_warning]
+            errors += failed
+            undelivered |= outcome.undelivered
+            named = {e.location for e in failed} & set(pending)
+            if attempt or outcome.delivered or not named or len(named) == len(pending):
+                break
+            log.info("%s: %s: %d objects failed; asking for the other %d", self.name, what, len(named),
+                     len(pending) - len(named))  # fmt: skip
+            pending = [u for u in pending if u not in named]
+        skipped = [e for e in errors if self._ignored(e)]
+        if skipped:
+            log.info("%s", IgnoredError(describe_errors(skipped)[1], server=self.name, what=what))
+        fatal = [e for e in errors if not self._ignored(e)]
+        if fatal:
+            raise registry_error(fatal, self.name, what)
+        if undelivered:
+            raise ProtocolError(
+                f"the envelope announced {len(undelivered)} objects that the body did not hold"
+                f" (e.g. {min(undelivered)})",
+                server=self.name,
+                what=what,
+            )
+
+    # ----------------------------------------------------------------- exchange
+
+    async def _retrieve(
+        self, ref: SeriesRef, uids: list[str], what: str, outcome: _Outcome
+    ) -> AsyncIterator[tuple[str, bytes]]:
+        """POST one request; yield each verified object; record errors in ``outcome``."""
+        body = build_request(ref.study_uid, ref.series_uid, uids, self.ep.url)
+        wanted = set(uids)
+        async with self._post(body, what) as resp:
+            ctype = resp.headers.get("content-type", "")
+            media, params = content_type_params(ctype) if ctype.strip() else ("", {})
+            chunks = iter_body(resp, self.name, what, self.ep.server.timeout)
+            if media.startswith("multipart/"):
+                parts = self._multipart(chunks, ctype, params.get("start", ""), what)
+                async with aclosing(self._objects(parts, wanted, what, outcome)) as items:
+                    async for item in items:
+                        yield item
+                return
+            env = self._envelope(await self._read_capped(chunks, what), media, what, resp.status_code)
+            outcome.errors += env.errors
+            for uid, data in env.inline.items():
+                yield self._accept(uid, data, wanted, what, outcome)
+
+    async def _objects(
+        self, parts: AsyncIterator[Part], wanted: set[str], what: str, outcome: _Outcome
+    ) -> AsyncIterator[tuple[str, bytes]]:
+        """The objects of a multipart answer; the root part comes first from
+        :meth:`_multipart` and maps Content-IDs to UIDs for the parts after it."""
+        env: Envelope | None = None
+        async for part in parts:
+            if env is None:
+                env = self._envelope(part.body, part.content_type, what)
+                outcome.errors += env.errors
+                outcome.promised |= set(env.documents.values()) | set(env.inline)
+                for uid, data in env.inline.items():
+                    yield self._accept(uid, data, wanted, what, outcome)
+                continue
+            data = _decoded(part, self.name, what)
+            uid = env.documents.get(part.content_id)
+            if uid is None:
+                # not referenced (a server that numbers Content-IDs its own way):
+                # acceptable only if it is an object we asked for
+                uid = check_part10(data, self.name, what)
+                if uid not in wanted:
+                    raise ProtocolError(
+                        f"part <{part.content_id}> is not in the envelope and holds unrequested object {uid}",
+                        server=self.name,
+                        what=what,
+                    )
+            yield self._accept(uid, data, wanted, what, outcome)
+        if env is None:
+            raise ProtocolError("multipart answer without parts", server=self.name, what=what)
+
+    def _accept(self, uid: str, data: bytes, wanted: set[str], what: str, outcome: _Outcome) -> tuple[str, bytes]:
+        check_part10(data, self.name, f"{what}: object {uid}", uid)
+        if uid not in wanted:
+            raise ProtocolError(f"server sent unrequested object {uid}", server=self.name, what=what)
+        outcome.delivered.add(uid)
+        return uid, data
+
+    async def _multipart(self, chunks: AsyncIterator[bytes], ctype: str, start: str, what: str) -> AsyncIterator[Part]:
+        """Parts as they complete, the root part (``start``, else the first) first.
+        Parts before a late root are held until it arrives; servers put it first."""
+        start = start.strip().strip("<>")
+        try:
+            parser = MultipartParser(boundary_of(ctype))
+            early: list[Part] = []
+            root_seen = False
+            async for chunk in chunks:
+                for part in parser.feed(chunk):
+                    if root_seen:
+                        yield part
+                    elif not start or part.content_id == start:
+                        root_seen = True
+                        yield part
+                        for held in early:
+                            yield held
+                        early.clear()
+                    else:
+                        early.append(part)
+            parser.close()
+        except MultipartError as exc:
+            raise ProtocolError(str(exc), server=self.name, what=what) from None
+        if not root_seen and early:
+            raise ProtocolError(f"no root part <{start}> in the multipart answer", server=self.name, what=what)
+
+    def _envelope(self, data: bytes, media: str, what: str, status: int | None = None) -> Envelope:
+        """Parse an envelope, raising for a Fault or for an answer that is no
+        envelope (``status`` is given for a whole answer, not a root part)."""
+        try:
+            env = parse_envelope(data)
+        except ValueError as exc:
+            if status is not None and "xml" not in media:
+                detail = _snippet(data)
+                raise ProtocolError(
+                    f"expected multipart/related or SOAP, got HTTP {status} {media or 'without Content-Type'}"
+                    + (f": {detail}" if detail else ""),
+                    server=self.name,
+                    what=what,
+                ) from None
+            raise ProtocolError(f"unreadable SOAP envelope: {exc}", server=self.name, what=what) from None
+        if env.fault is not None:
+            raise ProtocolError(f"SOAP fault: {env.fault}", server=self.name, what=what)
+        return env
+
+    async def _read_capped(self, chunks: AsyncIterator[bytes], what: str) -> bytes:
+        buf = bytearray()
+        async for chunk in chunks:
+            buf += chunk
+            if len(buf) > MAX_ENVELOPE_BYTES:
+                raise ProtocolError("non-multipart answer too large", server=self.name, what=what)
+        return bytes(buf)
+
+    @asynccontextmanager
+    async def _post(self, body: bytes, what: str) -> AsyncIterator[httpx.Response]:
+        """POST with deadline and retries, like :meth:`HttpEndpoint.stream`, except
+        that a SOAP answer with an error status is handed out too (read whole),
+        so that its Fault reason or RegistryErrorList is reported, not just
+        "HTTP 500"."""
+        client, server = self.ep.client, self.ep.server
+        headers = {"Content-Type": REQUEST_CONTENT_TYPE, "Accept": ACCEPT}
+        attempts = 1 + server.retries
+        for attempt in range(attempts):
+            try:
+                with trio.fail_after(server.timeout * 2):
+                    req = client.build_request("POST", self.ep.url, content=body, headers=headers)
+                    resp = await client.send(req, stream=True)
+                if not 200 <= resp.status_code < 300:
+                    try:
+                        with trio.fail_after(server.timeout):
+                            await resp.aread()
+                    finally:
+                        await resp.aclose()
+                    if not _is_soap_answer(resp):
+                        raise_for_status(resp, self.name, what)
+            except (RemoteError, httpx.HTTPError, OSError, trio.TooSlowError) as exc:
+                err = translate(exc, self.name, what)
+                if attempt + 1 < attempts and isinstance(err, Unavailable):
+                    log.debug("retrying %s after: %s", what, err)
+                    await trio.sleep(min(2.0, 0.1 * 2**attempt))
+                    continue
+                raise err from None
+            try:
+                yield resp
+            finally:
+                await resp.aclose()
+            return
+
+
+def _is_soap_answer(resp: httpx.Response) -> bool:
+    """An error status whose body is a SOAP Fault or RegistryErrorList."""
+    if "xml" not in resp.headers.get("content-type", "").lower():
+        return False
+    try:
+        env = parse_envelope(resp.content)
+    except ValueError:
+        return False
+    return env.fault is not None or bool(env.errors)
+
+
+def _decoded(part: Part, server: str, what: str) -> bytes:
+    """A part's bytes (binary, as MTOM sends them; base64 if a server says so)."""
+    cte = part.headers.get("content-transfer-encoding", "binary").strip().lower()
+    if cte != "base64":
+        return part.body
+    try:
+        return base64.b64decode(b"".join(part.body.split()), validate=True)
+    except (binascii.Error, ValueError):
+        raise ProtocolError(f"part <{part.content_id}> is not valid base64", server=server, what=what) from None
+
+
+def _snippet(body: bytes) -> str:
+    """A few words of an unexpected answer: an HTML page's <title>, else its text."""
+    text = body[:4096].decode("utf-8", "replace")
+    m = re.search(r"<title>(.*?)</title>", text, re.S | re.I)
+    text = m.group(1) if m else re.sub(r"<[^>]*>", " ", text)
+    return " ".join(text.split())[:160]

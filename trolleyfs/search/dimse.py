@@ -1,0 +1,144 @@
+"""DICOM Query/Retrieve C-FIND (PS3.4 C.4.1) with the Study Root model.
+
+Searches are hierarchical: a SERIES query names its study, an IMAGE query its
+study and series (strict SCPs such as dcmqrscp refuse identifiers without the
+unique keys of the levels above).  ``Query.level`` deeper than STUDY is
+answered eagerly, over the same association: after the study C-FIND, one
+C-FIND per study for its series (and one per series for its instances), each
+with its own deadline, so ``Study.series`` / ``Series.instances`` come back
+filled and the tree needs no further round trips.
+
+Every failure is an error, never an empty listing: a final status other than
+success, a rejected or aborted association, no answer in time."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind as FIND_MODEL
+
+from ..config import Endpoint, Server
+from ..dimse_common import PENDING, Association, attrs_from_dataset, query_dataset, status_error, with_retries
+from ..errors import ProtocolError
+from ..model import Instance, Query, QueryLevel, Series, Study
+from .qido import INSTANCE_FIELDS, SERIES_FIELDS, STUDY_FIELDS
+
+log = logging.getLogger("trolleyfs.dimse")
+
+FIND_CONTEXTS = [(FIND_MODEL, ())]  # () = pynetdicom's default transfer syntaxes
+_FIND_MSG_ID = 1
+
+
+def _find_blocking(assoc: Any, identifier: Any, limit: int | None, server: str, what: str) -> list[dict[str, str]]:
+    """One C-FIND (in a worker thread): the results as attribute dicts.
+
+    With a ``limit`` a C-CANCEL is sent once enough results came in; results
+    still arriving are dropped and the cancel status (0xFE00) then counts as
+    success."""
+    rows: list[dict[str, str]] = []
+    cancelled = False
+    for status, ident in assoc.send_c_find(identifier, FIND_MODEL, msg_id=_FIND_MSG_ID):
+        code = status.get("Status")
+        if code in PENDING:
+            if ident is not None and not cancelled:
+                rows.append(attrs_from_dataset(ident))
+            if limit is not None and len(rows) >= limit and not cancelled:
+                cancelled = True
+                _send_cancel(assoc)
+            continue
+        if code == 0x0000 or (code == 0xFE00 and cancelled):
+            return rows
+        raise status_error(status, server, what, "C-FIND")
+    raise ProtocolError("C-FIND ended without a final status", server=server, what=what)
+
+
+def _send_cancel(assoc: Any) -> None:
+    for cx in assoc.accepted_contexts:
+        if cx.abstract_syntax == FIND_MODEL:
+            assoc.send_c_cancel(_FIND_MSG_ID, cx.context_id)
+            return
+
+
+def _unique(rows: list[dict[str, str]], key: str) -> dict[str, dict[str, str]]:
+    """Rows by their UID, first one kept, rows without the UID dropped."""
+    out: dict[str, dict[str, str]] = {}
+    for row in rows:
+        uid = row.get(key, "").strip()
+        if uid and uid not in out:
+            out[uid] = row
+    return out
+
+
+class DicomQR:
+    """A :class:`~trolleyfs.model.Searcher` over C-FIND."""
+
+    def __init__(self, server: Server, endpoint: Endpoint) -> None:
+        self.server, self.ep = server, endpoint
+        self.name = server.name
+
+    async def aclose(self) -> None:
+        pass
+
+    def _association(self, what: str) -> Association:
+        return Association(self.server, self.ep, what, FIND_CONTEXTS)
+
+    async def _find(self, a: Association, level: str, keys: dict[str, str], fields: tuple[str, ...], what: str,
+                    limit: int | None = None) -> list[dict[str, str]]:  # fmt: skip
+        identifier = query_dataset(level, keys, fields)
+        return await a.call(_find_blocking, identifier, limit, self.name, what)
+
+    # -- the three levels, on an open association
+
+    async def _studies(self, a: Association, query: Query) -> list[Study]:
+        keys = dict(query.filters)
+        date_range = query.study_date_range()
+        if date_range:
+            keys["StudyDate"] = date_range
+        fields = ("StudyInstanceUID", *STUDY_FIELDS, *query.include_fields)
+        rows = await self._find(a, "STUDY", keys, fields, "study search", query.limit)
+        return [Study(uid, row) for uid, row in _unique(rows, "StudyInstanceUID").items()]
+
+    async def _series(self, a: Association, study_uid: str) -> list[Series]:
+        keys = {"StudyInstanceUID": study_uid}
+        rows = await self._find(a, "SERIES", keys, SERIES_FIELDS, f"series of study {study_uid}")
+        return [Series(study_uid, uid, row) for uid, row in _unique(rows, "SeriesInstanceUID").items()]
+
+    async def _instances(self, a: Association, study_uid: str, series_uid: str) -> list[Instance]:
+        keys = {"StudyInstanceUID": study_uid, "SeriesInstanceUID": series_uid}
+        rows = await self._find(a, "IMAGE", keys, INSTANCE_FIELDS, f"instances of series {series_uid}")
+        return [Instance(study_uid, series_uid, uid, row) for uid, row in _unique(rows, "SOPInstanceUID").items()]
+
+    # -- the Searcher interface
+
+    async def find_studies(self, query: Query) -> list[Study]:
+        async def attempt() -> list[Study]:
+            async with self._association("study search") as a:
+                studies = await self._studies(a, query)
+                if query.level is not QueryLevel.STUDY:
+                    for study in studies:
+                        study.series = await self._series(a, study.uid)
+                        if query.level is QueryLevel.INSTANCE:
+                            for series in study.series:
+                                series.instances = await self._instances(a, study.uid, series.uid)
+                return studies
+
+        return await with_retries(self.server, attempt, "study search")
+
+    async def find_series(self, study_uid: str) -> list[Series]:
+        what = f"series of study {study_uid}"
+
+        async def attempt() -> list[Series]:
+            async with self._association(what) as a:
+                return await self._series(a, study_uid)
+
+        return await with_retries(self.server, attempt, what)
+
+    async def find_instances(self, study_uid: str, series_uid: str) -> list[Instance]:
+        what = f"instances of series {series_uid}"
+
+        async def attempt() -> list[Instance]:
+            async with self._association(what) as a:
+                return await self._instances(a, study_uid, series_uid)
+
+        return await with_retries(self.server, attempt, what)

@@ -1,0 +1,261 @@
+"""Where reads get their bytes: memory cache, disk cache, then the server.
+
+* Single-flight: one fetch per instance at a time; other readers of the same
+  instance wait for it (a :class:`_Flight`), never start another.
+* Readahead: the first miss in a series starts one background fetch of the
+  whole series (``readahead_series`` at a time).  Each instance's waiters are
+  woken as soon as its own bytes arrive, not when the series is done.
+  Prefetched objects go into the same caches; while the not-yet-read prefetched
+  bytes exceed the prefetch budget, the series stream is paused (TCP flow
+  control holds the server), so a huge series cannot push the memory cache out.
+* If readahead slots are all busy, a reader fetches its own instance directly:
+  eight readers of eight series never queue behind each other.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import trio
+
+from .cache import DiskCache, MemoryCache
+from .config import CacheConfig
+from .errors import IgnoredError, NotFound, RemoteError, TrolleyError
+from .model import Fetcher, InstanceRef, SeriesRef
+from .stats import Stats
+
+log = logging.getLogger("trolleyfs.store")
+
+
+PREFETCH_PATIENCE_S = 30.0
+
+
+class _Abandoned(TrolleyError):
+    """A prefetch stopped because its data was not being read."""
+
+
+class _Flight:
+    """One fetch of one instance in progress."""
+
+    __slots__ = ("done", "data", "error", "by_series")
+
+    def __init__(self, by_series: bool) -> None:
+        self.done = trio.Event()
+        self.data: bytes | None = None
+        self.error: BaseException | None = None
+        self.by_series = by_series
+
+    def finish(self, data: bytes | None = None, error: BaseException | None = None) -> None:
+        if not self.done.is_set():
+            self.data, self.error = data, error
+            self.done.set()
+
+
+@dataclass
+class _SeriesJob:
+    ref: SeriesRef
+    uids: set[str]
+    received: int = 0
+    bytes: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+
+class Store:
+    def __init__(
+        self,
+        config: CacheConfig,
+        fetchers: dict[str, Fetcher],
+        stats: Stats,
+        nursery: trio.Nursery,
+        on_size: Callable[[str, int], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.fetchers = fetchers
+        self.stats = stats
+        self.nursery = nursery
+        self.on_size = on_size
+        self.prefetch_budget = max(config.memory_mb * 2**20 // 2, 16 * 2**20)
+        self.unread: dict[str, int] = {}  # prefetched, in memory, not read yet
+        self.unread_bytes = 0
+        self._budget_changed = trio.Condition()
+        self.memory = MemoryCache(config.memory_mb * 2**20, on_evict=self._evicted)
+        self.disk = DiskCache(config.disk_dir, config.disk_mb * 2**20) if config.disk_dir else None
+        self.flights: dict[str, _Flight] = {}
+        self.series_jobs: dict[SeriesRef, _SeriesJob] = {}
+        self.readahead_slots = trio.Semaphore(config.readahead_series)
+        self.disk_limiter = trio.CapacityLimiter(4)
+
+    # ------------------------------------------------------------------ helpers
+    def _evicted(self, uid: str, size: int) -> None:
+        if uid in self.unread:
+            self.stats.prefetched_unused_evicted += 1
+            self._consume(uid)
+
+    def _consume(self, uid: str) -> None:
+        size = self.unread.pop(uid, None)
+        if size is not None:
+            self.unread_bytes -= size
+
+    def size_hint(self, uid: str) -> int | None:
+        """The size of an instance if known without fetching it."""
+        if self.memory.peek(uid):
+            data = self.memory._lru.get(uid)
+            return None if data is None else len(data)
+        return self.disk.size_of(uid) if self.disk else None
+
+    def _store(self, uid: str, data: bytes) -> None:
+        self.memory.put(uid, data)
+        if self.on_size:
+            self.on_size(uid, len(data))
+
+    async def _disk_get(self, uid: str) -> bytes | None:
+        if self.disk is None or self.disk.size_of(uid) is None:
+            return None
+        return await trio.to_thread.run_sync(self.disk.get, uid, limiter=self.disk_limiter)
+
+    async def _disk_put(self, uid: str, data: bytes) -> None:
+        if self.disk is not None:
+            await trio.to_thread.run_sync(self.disk.put, uid, data, limiter=self.disk_limiter)
+
+    # ------------------------------------------------------------------ reads
+    async def get(self, server: str, ref: InstanceRef, siblings: list[str] | None = None) -> bytes:
+        """The Part-10 bytes of ``ref``.  ``siblings`` (all instance UIDs of the
+        series) enables readahead of the rest of the series."""
+        uid = ref.instance_uid
+        data = self.memory.get(uid)
+        if data is not None:
+            self._consume(uid)
+            await self._wake_budget()
+            return data
+        flight = self.flights.get(uid)
+        if flight is None:
+            data = await self._disk_get(uid)
+            if data is not None:
+                self._store(uid, data)
+                return data
+            flight = self.flights.get(uid)  # may have started while we read the disk
+        if flight is None:
+            if siblings and self.config.readahead == "series" and self._start_series(server, ref.series, siblings):
+                flight = self.flights.get(uid)
+            if flight is None:
+                flight = self._start_single(server, ref)
+        await flight.done.wait()
+        if flight.error is not None and flight.by_series and not isinstance(flight.error, IgnoredError):
+            # the series stream failed or did not carry this one: ask for it alone
+            log.debug("instance %s: series fetch did not deliver it (%s); fetching it alone", uid, flight.error)
+            if self.flights.get(uid) is flight:
+                del self.flights[uid]
+            return await self.get(server, ref, None)
+        if flight.error is not None:
+            raise flight.error
+        assert flight.data is not None
+        self._consume(uid)
+        await self._wake_budget()
+        return flight.data
+
+    async def _wait_for_budget(self, sref: SeriesRef) -> None:
+        """Pause a prefetch while too many prefetched bytes wait to be read; give
+        up (the rest is then fetched on demand) if nobody reads for a while."""
+        async with self._budget_changed:
+            with trio.move_on_after(PREFETCH_PATIENCE_S) as scope:
+                while self.unread_bytes > self.prefetch_budget:
+                    await self._budget_changed.wait()
+        if scope.cancelled_caught:
+            raise _Abandoned(f"prefetched data unread for {PREFETCH_PATIENCE_S:.0f} s")
+
+    async def _wake_budget(self) -> None:
+        async with self._budget_changed:
+            self._budget_changed.notify_all()
+
+    def _start_single(self, server: str, ref: InstanceRef) -> _Flight:
+        flight = _Flight(by_series=False)
+        self.flights[ref.instance_uid] = flight
+        self.nursery.start_soon(self._run_single, server, ref, flight)
+        return flight
+
+    async def _run_single(self, server: str, ref: InstanceRef, flight: _Flight) -> None:
+        uid = ref.instance_uid
+        try:
+            self.stats.requests[server] += 1
+            data = await self.fetchers[server].fetch_instance(ref)
+            self.stats.instances_fetched += 1
+            self.stats.bytes_fetched[server] += len(data)
+            self._store(uid, data)
+            flight.finish(data)
+            await self._disk_put(uid, data)
+        except (TrolleyError, trio.TooSlowError) as exc:
+            flight.finish(error=exc)
+        except Exception as exc:  # a bug in a protocol module: fail the read, keep the mount
+            log.exception("fetching instance %s", uid)
+            flight.finish(error=exc)
+        finally:
+            flight.finish(error=RemoteError("fetch cancelled", server=server, what=f"instance {uid}"))
+            if self.flights.get(uid) is flight:
+                del self.flights[uid]
+
+    def _start_series(self, server: str, sref: SeriesRef, siblings: list[str]) -> bool:
+        """Start a background fetch of the series' uncached instances, if a slot is free."""
+        if sref in self.series_jobs:
+            return False
+        wanted = {u for u in siblings if u not in self.flights and not self.memory.peek(u)}
+        if self.disk is not None:
+            wanted = {u for u in wanted if self.disk.size_of(u) is None}
+        if len(wanted) <= 1:
+            return False
+        try:
+            self.readahead_slots.acquire_nowait()
+        except trio.WouldBlock:
+            return False
+        job = _SeriesJob(sref, wanted)
+        self.series_jobs[sref] = job
+        for u in wanted:
+            self.flights[u] = _Flight(by_series=True)
+        self.nursery.start_soon(self._run_series, server, job, sorted(wanted))
+        return True
+
+    async def _run_series(self, server: str, job: _SeriesJob, uids: list[str]) -> None:
+        sref = job.ref
+        self.stats.series_prefetches += 1
+        self.stats.requests[server] += 1
+        log.info("prefetching series %s: %d instances", sref.series_uid, len(uids))
+        error: BaseException | None = None
+        try:
+            async for uid, data in self.fetchers[server].fetch_series(sref, uids):
+                flight = self.flights.get(uid)
+                job.received += 1
+                job.bytes += len(data)
+                self.stats.instances_fetched += 1
+                self.stats.bytes_fetched[server] += len(data)
+                if flight is None or not flight.by_series or flight.done.is_set():
+                    continue  # not asked for, or already fetched another way
+                self._store(uid, data)
+                self.unread[uid] = len(data)
+                self.unread_bytes += len(data)
+                flight.finish(data)
+                if self.flights.get(uid) is flight:
+                    del self.flights[uid]
+                await self._disk_put(uid, data)
+                await self._wait_for_budget(sref)
+        except (TrolleyError, trio.TooSlowError) as exc:
+            error = exc
+            log.warning("prefetch of series %s stopped: %s", sref.series_uid, exc)
+        except Exception as exc:
+            error = exc
+            log.exception("prefetch of series %s", sref.series_uid)
+        finally:
+            missing = NotFound("not in the series answer", server=server, what=f"series {sref.series_uid}")
+            for u in uids:
+                flight = self.flights.get(u)
+                if flight is not None and flight.by_series:
+                    flight.finish(error=error or missing)
+                    del self.flights[u]
+            del self.series_jobs[sref]
+            self.readahead_slots.release()
+            took = time.monotonic() - job.started
+            log.info(
+                "series %s: %d instances, %.1f MB in %.2f s",
+                sref.series_uid, job.received, job.bytes / 1e6, took,
+            )  # fmt: skip
