@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 MAX_NAME_BYTES = 255
 _DATE = re.compile(r"^(\d{4})(\d{2})(\d{2})$")
-_UNSAFE = re.compile(r"[\x00-\x1f\x7f/\\]")
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f/\\]")
 _SPACES = re.compile(r"\s+")
 
 
@@ -67,7 +67,7 @@ def display_value(keyword: str, value: str) -> str:
     value = value.strip()
     if keyword.endswith("Date"):
         m = _DATE.match(value)
-        if m:
+        if m and 1 <= int(m.group(2)) <= 12 and 1 <= int(m.group(3)) <= 31:
             return "-".join(m.groups())
     if keyword.endswith("Name") and "^" in value:
         # PN: components separated by ^, groups by =; show the first group
@@ -90,8 +90,10 @@ def _truncate(text: str, max_bytes: int) -> str:
 def sanitize(text: str, suffix: str = "", fallback: str = "unnamed") -> str:
     """A safe single path component: ``text`` + ``suffix``, at most 255 bytes."""
     text = unicodedata.normalize("NFC", text)
-    text = "".join(ch for ch in text if unicodedata.category(ch) not in ("Cc", "Cs", "Co", "Cn") or ch in " ")
-    text = _SPACES.sub(" ", _UNSAFE.sub("_", text)).strip()
+    text = _UNSAFE.sub("_", text)
+    # surrogates (undecodable bytes), private-use and unassigned code points
+    text = "".join("_" if unicodedata.category(ch) in ("Cs", "Co", "Cn") else ch for ch in text)
+    text = _SPACES.sub(" ", text).strip()
     text = text.lstrip(".") if text.startswith(".") else text
     if not text:
         text = fallback

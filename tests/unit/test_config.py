@@ -1,0 +1,141 @@
+"""Config parsing: the documented shape is accepted; every mistake is one
+ConfigError naming the file, the key and the problem."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from trolleyfs.config import ConfigError, load, parse, parse_date
+from trolleyfs.model import QueryLevel
+
+GOOD = """
+[servers.pacs]
+search   = { protocol = "qido-rs", url = "http://127.0.0.1:8042/dicom-web" }
+retrieve = { protocol = "wado-rs", url = "http://127.0.0.1:8042/dicom-web" }
+auth     = { type = "basic", username = "alice", password = "s3cr3t-pw" }
+
+[[folders]]
+name  = "recent-ct"
+query = { ModalitiesInStudy = "CT", PatientName = "TEST*" }
+min_study_date = "2020-01-01"
+max_study_date = "-7d"
+include_fields = ["PatientBirthDate"]
+query_level = "series"
+"""
+
+
+def test_the_documented_example_parses():
+    cfg = parse(GOOD, "pacs.toml")
+    srv = cfg.servers["pacs"]
+    assert srv.search.protocol == "qido-rs" and srv.retrieve.url == "http://127.0.0.1:8042/dicom-web"
+    assert srv.auth.type == "basic" and srv.auth.password.get() == "s3cr3t-pw"
+    assert "s3cr3t-pw" not in repr(srv) and "s3cr3t-pw" not in str(cfg)  # secrets never show in reprs (and so not in logs)
+    (f,) = cfg.folders
+    assert f.server == "pacs"  # the only server is the default
+    assert dict(f.query) == {"ModalitiesInStudy": "CT", "PatientName": "TEST*"}
+    assert f.min_study_date.resolve() == dt.date(2020, 1, 1)
+    assert f.max_study_date.resolve(dt.date(2024, 1, 10)) == dt.date(2024, 1, 3)
+    assert f.include_fields == ("PatientBirthDate",) and f.query_level is QueryLevel.SERIES
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("2021-02-03", dt.date(2021, 2, 3)),
+        ("20210203", dt.date(2021, 2, 3)),
+        ("today", dt.date(2024, 5, 1)),
+        ("-2w", dt.date(2024, 4, 17)),
+        ("-1y", dt.date(2023, 5, 2)),
+    ],
+)
+def test_dates(text, expected):
+    assert parse_date(text).resolve(dt.date(2024, 5, 1)) == expected
+
+
+def _broken(old: str, new: str) -> str:
+    assert old in GOOD
+    return GOOD.replace(old, new)
+
+
+@pytest.mark.parametrize(
+    "text, key, words",
+    [
+        (_broken('PatientName = "TEST*"', 'PatientNme = "TEST*"'), "folders[0].query.PatientNme", "unknown query key"),
+        (_broken('"2020-01-01"', '"2020-13-45"'), "folders[0].min_study_date", "is not a date"),
+        (_broken('name  = "recent-ct"', 'name = "recent-ct"\nserver = "nope"'), "folders[0].server", "unknown server"),
+        (_broken('search   = { protocol = "qido-rs", url = "http://127.0.0.1:8042/dicom-web" }',
+                 'search   = { protocol = "qido-rs" }'), "servers.pacs.search.url", "is missing"),
+        (_broken('protocol = "qido-rs"', 'protocol = "qido"'), "servers.pacs.search.protocol", "unknown search"),
+        (_broken('url = "http://127.0.0.1:8042/dicom-web" }\nretrieve', 'url = "ftp://x" }\nretrieve'),
+         "servers.pacs.search.url", "not an http"),
+        (_broken('password = "s3cr3t-pw"', 'password_env = "NO_SUCH_VAR_TROLLEYFS"'),
+         "servers.pacs.auth.password_env", "is not set"),
+        (_broken('password = "s3cr3t-pw"', 'password_file = "/no/such/file"'),
+         "servers.pacs.auth.password_file", "cannot read"),
+        (_broken('type = "basic"', 'type = "kerberos"'), "servers.pacs.auth.type", "unknown auth type"),
+        (_broken('include_fields = ["PatientBirthDate"]', 'include_fields = ["NotAKeyword"]'),
+         "folders[0].include_fields", "not a DICOM keyword"),
+        (_broken('query_level = "series"', 'query_level = "patient"'), "folders[0].query_level", "is not one of"),
+        (_broken('[[folders]]', 'timeout = "fast"\n[[folders]]'), "servers.pacs.timeout", "must be a number"),
+        (_broken('name  = "recent-ct"', 'name  = 12'), "folders[0].name", "must be a string"),
+        (_broken('name  = "recent-ct"', 'name  = "a/b"'), "folders[0].name", "not usable"),
+        (_broken('name  = "recent-ct"', 'name  = "by-uid"'), "folders[0].name", "reserved"),
+        (GOOD + "\n[cache]\nmemory_mb = 1\n", "cache.memory_mb", "at least"),
+        (GOOD + "\n[names]\nstudy = \"{NoSuchKeyword}\"\n", "names.study", "not a DICOM keyword"),
+        (GOOD + "\n[extra]\nx = 1\n", "extra", "unknown key"),
+        (_broken('max_study_date = "-7d"', 'max_study_date = "2019-01-01"'), "folders[0].min_study_date", "after"),
+    ],
+)
+def test_mistakes_name_file_key_and_problem(text, key, words):
+    with pytest.raises(ConfigError) as exc:
+        parse(text, "pacs.toml")
+    msg = str(exc.value)
+    assert msg.startswith(f"pacs.toml: {key}: "), msg
+    assert words in msg and "\n" not in msg
+
+
+def test_malformed_toml_is_one_line():
+    with pytest.raises(ConfigError) as exc:
+        parse("[servers.pacs\nsearch = 1", "x.toml")
+    assert str(exc.value).startswith("x.toml: not valid TOML") and "\n" not in str(exc.value)
+
+
+def test_folder_needs_server_when_several(tmp_path):
+    two = GOOD + '\n[servers.other]\nsearch = { protocol = "mint", url = "http://h/mint" }\n' \
+                 'retrieve = { protocol = "wado-uri", url = "http://h/wado" }\n'
+    with pytest.raises(ConfigError, match=r"folders\[0\]\.server: is missing"):
+        parse(two, "p.toml")
+
+
+def test_secret_from_env_and_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("TFS_PW", "from-env")
+    cfg = parse(_broken('password = "s3cr3t-pw"', 'password_env = "TFS_PW"'), "p.toml")
+    assert cfg.servers["pacs"].auth.password.get() == "from-env"
+    pw = tmp_path / "pw"
+    pw.write_text("from-file\n")
+    cfg = parse(_broken('password = "s3cr3t-pw"', f'password_file = "{pw}"'), "p.toml")
+    assert cfg.servers["pacs"].auth.password.get() == "from-file"
+
+
+def test_dimse_endpoints():
+    cfg = parse(GOOD.replace(
+        'search   = { protocol = "qido-rs", url = "http://127.0.0.1:8042/dicom-web" }',
+        'search   = { protocol = "dicom-qr", host = "127.0.0.1", port = 4242, called_aet = "ORTHANC" }'), "p.toml")
+    ep = cfg.servers["pacs"].search
+    assert (ep.host, ep.port, ep.called_aet, ep.calling_aet) == ("127.0.0.1", 4242, "ORTHANC", "TROLLEYFS")
+    with pytest.raises(ConfigError, match="port: 70000 is not a TCP port"):
+        parse(GOOD.replace('search   = { protocol = "qido-rs", url = "http://127.0.0.1:8042/dicom-web" }',
+                           'search   = { protocol = "dicom-qr", host = "h", port = 70000 }'), "p.toml")
+
+
+def test_load_missing_file_and_readable_password_warning(tmp_path):
+    with pytest.raises(ConfigError, match="no such file"):
+        load(tmp_path / "nope.toml")
+    p = tmp_path / "p.toml"
+    p.write_text(GOOD)
+    p.chmod(0o644)
+    assert any("can be read by others" in w for w in load(p).warnings)
+    p.chmod(0o600)
+    assert load(p).warnings == ()
