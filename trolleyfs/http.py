@@ -160,14 +160,25 @@ class HttpEndpoint:
 
 async def iter_body(resp: httpx.Response, server: str, what: str, idle_timeout: float) -> AsyncIterator[bytes]:
     """The body of a streamed response, with a deadline on each chunk and
-    transport errors translated."""
+    transport errors translated.  However the caller stops (done, error,
+    cancelled), the response is closed and httpx's nested generators finished,
+    so no connection or half-run generator is left behind."""
     it = resp.aiter_bytes().__aiter__()
-    while True:
-        try:
-            with trio.fail_after(idle_timeout):
-                chunk = await it.__anext__()
-        except StopAsyncIteration:
-            return
-        except (httpx.HTTPError, OSError, trio.TooSlowError) as exc:
-            raise translate(exc, server, what) from None
-        yield chunk
+    try:
+        while True:
+            try:
+                with trio.fail_after(idle_timeout):
+                    chunk = await it.__anext__()
+            except StopAsyncIteration:
+                return
+            except (httpx.HTTPError, OSError, trio.TooSlowError) as exc:
+                raise translate(exc, server, what) from None
+            yield chunk
+    finally:
+        with trio.CancelScope(shield=True), trio.move_on_after(idle_timeout):
+            await resp.aclose()
+            try:
+                async for _ in it:
+                    pass
+            except Exception:  # the closed stream raises: that is the point
+                pass

@@ -13,6 +13,7 @@ reports the cut as an error.
 from __future__ import annotations
 
 import email.message
+import re
 from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
 
@@ -54,6 +55,7 @@ def boundary_of(content_type: str) -> bytes:
 
 
 _PREAMBLE, _HEADERS, _BODY, _DONE = range(4)
+_PADDING = re.compile(rb"[ \t]*(\r\n)?")
 
 
 class MultipartParser:
@@ -84,31 +86,34 @@ class MultipartParser:
                 if len(self.buf) < after + 2:
                     self.scan = idx
                     return out
-                if self.state == _BODY:
-                    out.append(Part(self.headers, bytes(self.buf[:idx])))
-                    self.parts_seen += 1
                 if self.buf[after : after + 2] == b"--":
+                    if self.state == _BODY:
+                        out.append(Part(self.headers, bytes(self.buf[:idx])))
+                        self.parts_seen += 1
                     self.state = _DONE
                     self.buf.clear()
                     return out
-                # transport padding may follow the boundary, then CRLF
-                eol = self.buf.find(b"\r\n", after)
-                if eol < 0:
-                    self.scan = idx
-                    return out
-                if self.buf[after:eol].strip(b" \t"):
-                    # not a delimiter after all (boundary is a prefix of other text)
-                    if self.state == _BODY:
-                        out.pop()
-                        self.parts_seen -= 1
-                    self.scan = idx + 1
+                # transport padding (spaces, tabs) may follow the boundary, then CRLF;
+                # anything else means the boundary is a prefix of other text
+                pad = _PADDING.match(self.buf, after)
+                assert pad is not None  # the pattern matches the empty string
+                if not pad.group(1):
+                    rest = len(self.buf) - pad.end()
+                    if rest == 0 or (rest == 1 and self.buf[-1] == 0x0D):
+                        self.scan = idx  # the line is not complete yet
+                        return out
+                    self.scan = idx + 1  # not a delimiter after all
                     continue
-                del self.buf[: eol + 2]
+                if self.state == _BODY:
+                    out.append(Part(self.headers, bytes(self.buf[:idx])))
+                    self.parts_seen += 1
+                del self.buf[: pad.end()]
                 self.state, self.scan = _HEADERS, 0
             elif self.state == _HEADERS:
-                end = self.buf.find(b"\r\n\r\n")
-                if end < 0 and self.buf[:2] == b"\r\n":
-                    end = -2  # a part with no headers at all
+                if self.buf[:2] == b"\r\n":
+                    end = -2  # a part with no headers at all: its body starts right after
+                else:
+                    end = self.buf.find(b"\r\n\r\n")
                 if end == -1:
                     if len(self.buf) > self.max_header_bytes:
                         raise MultipartError("multipart part headers too long")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
+from contextlib import aclosing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -223,22 +224,23 @@ class Store:
         log.info("prefetching series %s: %d instances", sref.series_uid, len(uids))
         error: BaseException | None = None
         try:
-            async for uid, data in self.fetchers[server].fetch_series(sref, uids):
-                flight = self.flights.get(uid)
-                job.received += 1
-                job.bytes += len(data)
-                self.stats.instances_fetched += 1
-                self.stats.bytes_fetched[server] += len(data)
-                if flight is None or not flight.by_series or flight.done.is_set():
-                    continue  # not asked for, or already fetched another way
-                self._store(uid, data)
-                self.unread[uid] = len(data)
-                self.unread_bytes += len(data)
-                flight.finish(data)
-                if self.flights.get(uid) is flight:
-                    del self.flights[uid]
-                await self._disk_put(uid, data)
-                await self._wait_for_budget(sref)
+            async with aclosing(self.fetchers[server].fetch_series(sref, uids)) as stream:
+                async for uid, data in stream:
+                    flight = self.flights.get(uid)
+                    job.received += 1
+                    job.bytes += len(data)
+                    self.stats.instances_fetched += 1
+                    self.stats.bytes_fetched[server] += len(data)
+                    if flight is None or not flight.by_series or flight.done.is_set():
+                        continue  # not asked for, or already fetched another way
+                    self._store(uid, data)
+                    self.unread[uid] = len(data)
+                    self.unread_bytes += len(data)
+                    flight.finish(data)
+                    if self.flights.get(uid) is flight:
+                        del self.flights[uid]
+                    await self._disk_put(uid, data)
+                    await self._wait_for_budget(sref)
         except (TrolleyError, trio.TooSlowError) as exc:
             error = exc
             log.warning("prefetch of series %s stopped: %s", sref.series_uid, exc)

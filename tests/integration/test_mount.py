@@ -9,7 +9,6 @@ import mmap
 import os
 import shutil
 import subprocess
-from pathlib import Path
 
 import pydicom
 import pytest

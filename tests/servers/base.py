@@ -55,6 +55,7 @@ class TestHTTPServer:
 
         class _H(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # else each answer waits ~40 ms for a delayed ACK
 
             def log_message(self, *args: object) -> None:  # quiet
                 pass
@@ -94,7 +95,13 @@ class TestHTTPServer:
                         self.close_connection = True
                         return
 
-            do_GET = do_POST = do_HEAD = _handle
+            def _safe(self) -> None:
+                try:
+                    self._handle()
+                except (BrokenPipeError, ConnectionResetError):
+                    self.close_connection = True  # the client went away: nothing to answer
+
+            do_GET = do_POST = do_HEAD = _safe
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _H)
         self.httpd.daemon_threads = True

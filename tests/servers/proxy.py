@@ -127,7 +127,7 @@ def _body(resp: httpx.Response, cut: int | None, garbage: bool, stall: float, do
             if cut is not None and sent + len(chunk) >= cut:
                 yield chunk[: cut - sent]
                 raise Abort()
-            if stall and not stalled and sent > 0:
+            if stall and not stalled:  # headers went out; the body does not come
                 stalled = True
                 time.sleep(stall)
             sent += len(chunk)

@@ -343,20 +343,42 @@ class Rad69:
         """POST one request; yield each verified object; record errors in ``outcome``."""
         body = build_request(ref.study_uid, ref.series_uid, uids, self.ep.url)
         wanted = set(uids)
-        async with self._post(body, what) as resp:
+        async with self._post(body, what) as resp, self._chunks(resp, what) as chunks:
             ctype = resp.headers.get("content-type", "")
             media, params = content_type_params(ctype) if ctype.strip() else ("", {})
-            chunks = iter_body(resp, self.name, what, self.ep.server.timeout)
             if media.startswith("multipart/"):
-                parts = self._multipart(chunks, ctype, params.get("start", ""), what)
-                async with aclosing(self._objects(parts, wanted, what, outcome)) as items:
+                async with (
+                    aclosing(self._multipart(chunks, ctype, params.get("start", ""), what)) as parts,
+                    aclosing(self._objects(parts, wanted, what, outcome)) as items,
+                ):
                     async for item in items:
                         yield item
                 return
-            env = self._envelope(await self._read_capped(chunks, what), media, what, resp.status_code)
-            outcome.errors += env.errors
-            for uid, data in env.inline.items():
-                yield self._accept(uid, data, wanted, what, outcome)
+            data = await self._read_capped(chunks, what)
+            status = resp.status_code
+        env = self._envelope(data, media, what, status)
+        outcome.errors += env.errors
+        for uid, obj in env.inline.items():
+            if item := self._accept(uid, obj, wanted, what, outcome):
+                yield item
+
+    @asynccontextmanager
+    async def _chunks(self, resp: httpx.Response, what: str) -> AsyncIterator[AsyncIterator[bytes]]:
+        """The body's chunks.  However the reading ends (an error, or a consumer
+        that stopped early), the response is closed and the chunk iterator then
+        run to its end: that finishes httpx's chain of async generators, which
+        would otherwise be left to the garbage collector (and trio warns)."""
+        chunks = iter_body(resp, self.name, what, self.ep.server.timeout)
+        try:
+            yield chunks
+        finally:
+            with trio.CancelScope(shield=True), trio.move_on_after(max(1.0, self.ep.server.timeout)):
+                await resp.aclose()
+                try:
+                    async for _ in chunks:  # only what was buffered before the close
+                        pass
+                except RemoteError:
+                    pass  # the closed stream reports itself closed: that is the end
 
     async def _objects(
         self, parts: AsyncIterator[Part], wanted: set[str], what: str, outcome: _Outcome
@@ -370,7 +392,8 @@ class Rad69:
                 outcome.errors += env.errors
                 outcome.promised |= set(env.documents.values()) | set(env.inline)
                 for uid, data in env.inline.items():
-                    yield self._accept(uid, data, wanted, what, outcome)
+                    if item := self._accept(uid, data, wanted, what, outcome):
+                        yield item
                 continue
             data = _decoded(part, self.name, what)
             uid = env.documents.get(part.content_id)
@@ -384,42 +407,46 @@ class Rad69:
                         server=self.name,
                         what=what,
                     )
-            yield self._accept(uid, data, wanted, what, outcome)
+            if item := self._accept(uid, data, wanted, what, outcome):
+                yield item
         if env is None:
             raise ProtocolError("multipart answer without parts", server=self.name, what=what)
 
-    def _accept(self, uid: str, data: bytes, wanted: set[str], what: str, outcome: _Outcome) -> tuple[str, bytes]:
+    def _accept(
+        self, uid: str, data: bytes, wanted: set[str], what: str, outcome: _Outcome
+    ) -> tuple[str, bytes] | None:
+        """Check an object; None if it was already delivered (sent twice)."""
         check_part10(data, self.name, f"{what}: object {uid}", uid)
         if uid not in wanted:
             raise ProtocolError(f"server sent unrequested object {uid}", server=self.name, what=what)
+        if uid in outcome.delivered:
+            log.warning("%s: %s: object %s sent twice", self.name, what, uid)
+            return None
         outcome.delivered.add(uid)
         return uid, data
 
     async def _multipart(self, chunks: AsyncIterator[bytes], ctype: str, start: str, what: str) -> AsyncIterator[Part]:
-        """Parts as they complete, the root part (``start``, else the first) first.
-        Parts before a late root are held until it arrives; servers put it first."""
+        """Parts as they complete.  The root part (the envelope) must come first,
+        as every MTOM server sends it: the parts after it are only understood
+        with its Content-ID map, and holding them until it came would hold a
+        series.  ``start``, if the Content-Type gives one, must name it."""
         start = start.strip().strip("<>")
+        first = True
         try:
             parser = MultipartParser(boundary_of(ctype))
-            early: list[Part] = []
-            root_seen = False
             async for chunk in chunks:
                 for part in parser.feed(chunk):
-                    if root_seen:
-                        yield part
-                    elif not start or part.content_id == start:
-                        root_seen = True
-                        yield part
-                        for held in early:
-                            yield held
-                        early.clear()
-                    else:
-                        early.append(part)
+                    if first and start and part.content_id != start:
+                        raise ProtocolError(
+                            f"the first part is <{part.content_id}>, not the root part <{start}>",
+                            server=self.name,
+                            what=what,
+                        )
+                    first = False
+                    yield part
             parser.close()
         except MultipartError as exc:
             raise ProtocolError(str(exc), server=self.name, what=what) from None
-        if not root_seen and early:
-            raise ProtocolError(f"no root part <{start}> in the multipart answer", server=self.name, what=what)
 
     def _envelope(self, data: bytes, media: str, what: str, status: int | None = None) -> Envelope:
         """Parse an envelope, raising for a Fault or for an answer that is no

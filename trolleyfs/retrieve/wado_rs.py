@@ -5,6 +5,7 @@ asks the server not to transcode)."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from urllib.parse import quote
 
 from ..errors import ProtocolError
@@ -42,11 +43,12 @@ class WadoRS:
         what = f"instance {ref.instance_uid}"
         url = f"{self.ep.url}/studies/{_p(ref.study_uid)}/series/{_p(ref.series_uid)}/instances/{_p(ref.instance_uid)}"
         found: bytes | None = None
-        async for part in self._parts(url, what):
-            if found is not None:
-                raise ProtocolError("more than one object in an instance answer", server=self.name, what=what)
-            check_part10(part.body, self.name, what, ref.instance_uid)
-            found = part.body
+        async with aclosing(self._parts(url, what)) as parts:
+            async for part in parts:
+                if found is not None:
+                    raise ProtocolError("more than one object in an instance answer", server=self.name, what=what)
+                check_part10(part.body, self.name, what, ref.instance_uid)
+                found = part.body
         if found is None:
             raise ProtocolError("empty answer", server=self.name, what=what)
         return found
@@ -54,5 +56,6 @@ class WadoRS:
     async def fetch_series(self, ref: SeriesRef, instance_uids: list[str]) -> AsyncIterator[tuple[str, bytes]]:
         what = f"series {ref.series_uid}"
         url = f"{self.ep.url}/studies/{_p(ref.study_uid)}/series/{_p(ref.series_uid)}"
-        async for part in self._parts(url, what):
-            yield check_part10(part.body, self.name, what), part.body
+        async with aclosing(self._parts(url, what)) as parts:
+            async for part in parts:
+                yield check_part10(part.body, self.name, what), part.body

@@ -34,8 +34,9 @@ def _uid(value: str) -> str:
 
 def instance_url(base: str, ref: InstanceRef) -> str:
     """The WADO-URI request for one Part-10 object."""
+    sep = "&" if "?" in base else "?"  # a configured URL may carry its own parameters
     return (
-        f"{base}?requestType=WADO&studyUID={_uid(ref.study_uid)}&seriesUID={_uid(ref.series_uid)}"
+        f"{base}{sep}requestType=WADO&studyUID={_uid(ref.study_uid)}&seriesUID={_uid(ref.series_uid)}"
         f"&objectUID={_uid(ref.instance_uid)}&contentType=application/dicom"
     )
 
