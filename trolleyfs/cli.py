@@ -76,7 +76,10 @@ def cmd_mount(args: argparse.Namespace) -> int:
         def ready() -> None:
             notify("READY=1", f"STATUS=serving {cfg.path} at {mountpoint}")
 
-        trio.run(serve, cfg, mountpoint, options, ready, toggle, not args.no_check)
+        try:
+            trio.run(serve, cfg, mountpoint, options, ready, toggle, not args.no_check)
+        finally:
+            notify("STOPPING=1")
         return 0
     return _daemonize(cfg, mountpoint, options, args)
 
@@ -207,6 +210,47 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+
+
+def mount_helper(argv: list[str] | None = None) -> int:
+    """``mount.fuse.trolleyfs CONFIG MOUNTPOINT [-o opts]``, as mount(8) and fstab
+    call it.  Options besides FUSE's: ``log_level=``, ``log_file=``, ``no_check``.
+    Returns once the mount is ready, like ``trolleyfs mount``."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    positional: list[str] = []
+    options: list[str] = []
+    i = 0
+    while i < len(args):
+        a = args[i]
+        if a == "-o" and i + 1 < len(args):
+            options.append(args[i + 1])
+            i += 2
+            continue
+        if a.startswith("-o") and len(a) > 2:
+            options.append(a[2:])
+        elif a in ("-t", "-N") and i + 1 < len(args):
+            i += 1  # type / namespace: not ours
+        elif a.startswith("-"):
+            pass  # -s (sloppy), -f (fake), -n (no mtab), -v (verbose): nothing to do
+        else:
+            positional.append(a)
+        i += 1
+    if len(positional) != 2:
+        print("usage: mount.fuse.trolleyfs CONFIG MOUNTPOINT [-o options]", file=sys.stderr)
+        return 2
+    cli = ["mount", positional[0], positional[1]]
+    fuse_opts = []
+    for opt in ",".join(options).split(","):
+        key, _, value = opt.partition("=")
+        if key in ("log_level", "log_file"):
+            cli += [f"--{key.replace('_', '-')}", value]
+        elif key == "no_check":
+            cli.append("--no-check")
+        elif opt:
+            fuse_opts.append(opt)
+    if fuse_opts:
+        cli += ["-o", ",".join(fuse_opts)]
+    return main(cli)
 
 
 if __name__ == "__main__":

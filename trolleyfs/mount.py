@@ -3,6 +3,7 @@ serve until unmounted or signalled; clean up in reverse order."""
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import signal
@@ -120,6 +121,11 @@ async def _signals(debug_toggle: Callable[[], None] | None) -> None:
 
 def check_mountpoint(path: str) -> str:
     p = os.path.abspath(path)
+    try:
+        os.stat(p)
+    except OSError as exc:
+        if exc.errno == errno.ENOTCONN:
+            raise UserError(f"{path}: a dead mount is still there (clear it with: fusermount3 -u -z {path})") from None
     if not os.path.exists(p):
         raise UserError(f"{path}: mount point does not exist")
     if not os.path.isdir(p):

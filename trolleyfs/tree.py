@@ -425,12 +425,17 @@ class Tree:
     # ---------------------------------------------------------------- searches
     async def find_studies(self, server: str, query: Query) -> list[Study]:
         self.stats.requests[server] += 1
-        return await self.remotes[server].searcher.find_studies(query)
+        log.debug("%s: study search %s", server, dict(query.filters))
+        studies = await self.remotes[server].searcher.find_studies(query)
+        log.debug("%s: %d studies", server, len(studies))
+        return studies
 
     async def find_series(self, server: str, study_uid: str) -> list[Series]:
         self.stats.requests[server] += 1
+        log.debug("%s: series of study %s", server, study_uid)
         return await self.remotes[server].searcher.find_series(study_uid)
 
     async def find_instances(self, server: str, study_uid: str, series_uid: str) -> list[Instance]:
         self.stats.requests[server] += 1
+        log.debug("%s: instances of series %s", server, series_uid)
         return await self.remotes[server].searcher.find_instances(study_uid, series_uid)
