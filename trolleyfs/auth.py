@@ -71,14 +71,13 @@ class _RenewingAuth(httpx.Auth):
     it was sent with, so after a 401 it renews only if nobody else did meanwhile.
     """
 
-    what = "authentication"  # the ``what`` of our errors
     credential = "credential"  # for log lines
 
-    def __init__(self, server_name: str, refusal_cooldown: float = REFUSAL_COOLDOWN) -> None:
+    def __init__(self, server_name: str, what: str, refusal_cooldown: float = REFUSAL_COOLDOWN) -> None:
         self.server_name = server_name
+        self.what = what  # the ``what`` of our errors, e.g. "login at https://pacs/login"
         self.refusal_cooldown = refusal_cooldown
         self.generation = 0
-        self.renewals = 0  # renewal requests sent (for logs and tests)
         self._renewing: trio.Event | None = None
         self._refused: tuple[float, str] | None = None  # (until, message)
 
@@ -111,7 +110,6 @@ class _RenewingAuth(httpx.Auth):
         while True:
             if renew_from is not None and await self._take_turn(renew_from):
                 try:
-                    self.renewals += 1
                     answer = yield self._renewal_request(request)
                     await answer.aread()
                     self._accept_or_refuse(answer)
@@ -152,7 +150,8 @@ class _RenewingAuth(httpx.Auth):
         try:
             self._accept(answer)
         except AccessDenied as exc:
-            self._refused = (trio.current_time() + self.refusal_cooldown, getattr(exc, "detail", str(exc)))
+            detail = str(exc).removeprefix(f"{exc.server}: {exc.what}: ")
+            self._refused = (trio.current_time() + self.refusal_cooldown, detail)
             log.warning("%s", exc)
             raise
         self._refused = None
@@ -163,23 +162,22 @@ class _RenewingAuth(httpx.Auth):
             return
         until, message = self._refused
         if trio.current_time() < until:
-            raise AccessDenied(f"{message} (not retried for {self.refusal_cooldown:g} s)", server=self.server_name, what=self.what)
+            again = f"{message} (a refusal is not retried for {self.refusal_cooldown:g} s)"
+            raise AccessDenied(again, server=self.server_name, what=self.what)
         self._refused = None
 
     def _status_error(
-        self, answer: httpx.Response, where: str, hint: str, *secrets: Secret | None, text: str | None = None
+        self, answer: httpx.Response, hint: str, *secrets: Secret | None, text: str | None = None
     ) -> RemoteError:
-        """The error for a non-2xx answer to a login or token request."""
+        """The error for a non-2xx answer to a login or token request (not NotFound for a
+        404: that would tell the file system the *file* is missing)."""
         text = _scrub(text or describe_status(answer), *secrets)
         code = answer.status_code
         if code in (401, 403):
-            detail = f"{where} refused: {text}{hint}"
-            denied = AccessDenied(detail, server=self.server_name, what=self.what)
-            denied.detail = detail  # type: ignore[attr-defined]  # kept for repeats during the cooldown
-            return denied
+            return AccessDenied(f"refused: {text}{hint}", server=self.server_name, what=self.what)
         if code >= 500 or code in (408, 429):
-            return Unavailable(f"{where} failed: {text}", server=self.server_name, what=self.what)
-        return ProtocolError(f"{where} answered {text}", server=self.server_name, what=self.what)
+            return Unavailable(f"failed: {text}", server=self.server_name, what=self.what)
+        return ProtocolError(f"unexpected answer: {text}", server=self.server_name, what=self.what)
 
 
 def _set_cookies(response: httpx.Response) -> dict[str, str | None]:
@@ -218,11 +216,10 @@ class VitreaAuth(_RenewingAuth):
     and send the request once more.  The login's own token is not used: the
     server checks the session cookie only."""
 
-    what = "login"
     credential = "session"
 
     def __init__(self, server_name: str, login_url: str, username: str, password: Secret, realm: str = "") -> None:
-        super().__init__(server_name)
+        super().__init__(server_name, f"login at {login_url}")
         self.login_url = login_url
         self.username = username
         self._password = password
@@ -243,7 +240,7 @@ class VitreaAuth(_RenewingAuth):
     def _accept(self, response: httpx.Response) -> None:
         if not 200 <= response.status_code < 300:
             hint = f" (check username {self.username!r}, password and realm {self.realm!r})"
-            raise self._status_error(response, f"login at {self.login_url}", hint, self._password)
+            raise self._status_error(response, hint, self._password)
         cookies = _set_cookies(response)
         if not cookies:
             log.warning("%s: login at %s set no cookie; the session may not stick", self.server_name, self.login_url)
@@ -272,13 +269,12 @@ class OAuth2ClientCredentials(_RenewingAuth):
     before ``expires_in`` runs out (30 s or 10 % of its lifetime, whichever is
     less), or once after a 401."""
 
-    what = "token request"
     credential = "access token"
 
     def __init__(
         self, server_name: str, token_url: str, client_id: str, client_secret: Secret, scope: str | None = None
     ) -> None:
-        super().__init__(server_name)
+        super().__init__(server_name, f"token request to {token_url}")
         self.token_url = token_url
         self.client_id = client_id
         self._secret = client_secret
@@ -310,11 +306,10 @@ class OAuth2ClientCredentials(_RenewingAuth):
         )
 
     def _accept(self, response: httpx.Response) -> None:
-        where = f"token request to {self.token_url}"
         if not 200 <= response.status_code < 300:
             hint = f" (check client_id {self.client_id!r} and client_secret)"
-            raise self._status_error(response, where, hint, self._secret, text=_oauth_error(response))
-        token, lifetime = self._parse(response, where)
+            raise self._status_error(response, hint, self._secret, text=_oauth_error(response))
+        token, lifetime = self._parse(response)
         self._token = Secret(token)
         if lifetime is None:
             self._renew_at = None
@@ -322,9 +317,9 @@ class OAuth2ClientCredentials(_RenewingAuth):
             self._renew_at = self._asked_at + lifetime - min(MAX_REFRESH_MARGIN, REFRESH_FRACTION * lifetime)
         log.debug("%s: got a token valid for %s s", self.server_name, lifetime if lifetime is not None else "?")
 
-    def _parse(self, response: httpx.Response, where: str) -> tuple[str, float | None]:
+    def _parse(self, response: httpx.Response) -> tuple[str, float | None]:
         def bad(problem: str) -> ProtocolError:
-            return ProtocolError(f"{where}: {problem}", server=self.server_name, what=self.what)
+            return ProtocolError(problem, server=self.server_name, what=self.what)
 
         try:
             data = json.loads(response.content)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import random
 import re
+import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -15,34 +16,45 @@ import httpx
 import trio
 
 from .config import Server
-from .errors import AccessDenied, NotFound, ProtocolError, RemoteError, Unavailable
+from .errors import AccessDenied, ConfigError, NotFound, ProtocolError, RemoteError, Unavailable
 
 log = logging.getLogger("trolleyfs.http")
 
 RETRY_STATUS = {500, 502, 503, 504}
 
 
+def _ssl_context(server: Server) -> ssl.SSLContext | bool:
+    """``True`` (system CAs), ``False``, or a context for a CA bundle and/or a
+    client certificate.  A bad certificate or key is a ConfigError."""
+    if not isinstance(server.verify, str) and not server.client_cert:
+        return server.verify
+    ctx = ssl.create_default_context(cafile=server.verify if isinstance(server.verify, str) else None)
+    if server.verify is False:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    if server.client_cert:
+
+        def no_prompt() -> str:  # never let OpenSSL ask on the terminal
+            raise ConfigError(server.name, f"servers.{server.name}.client_key", "is encrypted: give an unencrypted key")
+
+        try:
+            ctx.load_cert_chain(server.client_cert, server.client_key, password=no_prompt)
+        except (ssl.SSLError, OSError) as exc:
+            raise ConfigError(server.name, f"servers.{server.name}.client_cert",
+                              f"cannot use the certificate/key: {exc}") from None  # fmt: skip
+    return ctx
+
+
 def make_client(server: Server) -> httpx.AsyncClient:
     from .auth import make_auth
 
-    cert: Any = None
-    if server.client_cert:
-        cert = (server.client_cert, server.client_key) if server.client_key else server.client_cert
-    import ssl
-
-    verify: Any = server.verify
-    if isinstance(verify, str) or cert:
-        ctx = ssl.create_default_context(cafile=verify if isinstance(verify, str) else None)
-        if cert:
-            ctx.load_cert_chain(*(cert if isinstance(cert, tuple) else (cert,)))
-        verify = ctx if server.verify is not False else False
     return httpx.AsyncClient(
         auth=make_auth(server),
         timeout=httpx.Timeout(server.timeout, connect=min(server.timeout, 10.0)),
         limits=httpx.Limits(
             max_connections=server.max_connections, max_keepalive_connections=server.max_connections
         ),
-        verify=verify,
+        verify=_ssl_context(server),
         follow_redirects=True,
         headers={"User-Agent": "trolleyfs"},
     )
@@ -77,9 +89,31 @@ def raise_for_status(resp: httpx.Response, server: str, what: str) -> None:
     raise ProtocolError(msg, server=server, what=what)
 
 
+class TLSUntrusted(Unavailable):
+    """The server's certificate is not trusted: retrying cannot help."""
+
+
+def _tls_cause(exc: BaseException) -> ssl.SSLError | None:
+    seen = 0
+    cur: BaseException | None = exc
+    while cur is not None and seen < 8:
+        if isinstance(cur, ssl.SSLError):
+            return cur
+        cur = cur.__cause__ or cur.__context__
+        seen += 1
+    return None
+
+
 def translate(exc: BaseException, server: str, what: str) -> RemoteError:
     if isinstance(exc, RemoteError):
         return exc
+    tls = _tls_cause(exc)
+    if isinstance(tls, ssl.SSLCertVerificationError):
+        return TLSUntrusted(
+            f"TLS: the server certificate is not trusted ({tls.verify_message or tls.reason}): "
+            "set ca_bundle to the CA that signed it (or verify = false)", server=server, what=what)  # fmt: skip
+    if tls is not None:
+        return Unavailable(f"TLS handshake failed: {tls.reason or tls}", server=server, what=what)
     if isinstance(exc, httpx.TimeoutException):
         return Unavailable(f"timed out ({type(exc).__name__})", server=server, what=what)
     if isinstance(exc, httpx.ConnectError):
@@ -92,7 +126,7 @@ def translate(exc: BaseException, server: str, what: str) -> RemoteError:
 
 
 def _retryable(exc: RemoteError) -> bool:
-    return isinstance(exc, Unavailable)
+    return isinstance(exc, Unavailable) and not isinstance(exc, TLSUntrusted)
 
 
 class HttpEndpoint:

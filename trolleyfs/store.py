@@ -2,9 +2,10 @@
 
 * Single-flight: one fetch per instance at a time; other readers of the same
   instance wait for it (a :class:`_Flight`), never start another.
-* Readahead: the first miss in a series starts one background fetch of the
-  whole series (``readahead_series`` at a time).  Each instance's waiters are
-  woken as soon as its own bytes arrive, not when the series is done.
+* Readahead: the first miss in a series fetches that instance alone (so its
+  first byte does not wait behind a series) and starts one background fetch of
+  the whole series (``readahead_series`` at a time).  Each instance's waiters
+  are woken as soon as its own bytes arrive, not when the series is done.
   Prefetched objects go into the same caches; while the not-yet-read prefetched
   bytes exceed the prefetch budget, the series stream is paused (TCP flow
   control holds the server), so a huge series cannot push the memory cache out.
@@ -139,10 +140,11 @@ class Store:
                 return data
             flight = self.flights.get(uid)  # may have started while we read the disk
         if flight is None:
-            if siblings and self.config.readahead == "series" and self._start_series(server, ref.series, siblings):
-                flight = self.flights.get(uid)
-            if flight is None:
-                flight = self._start_single(server, ref)
+            # this file alone first (its first byte should not wait for a series),
+            # then the rest of its series in the background
+            flight = self._start_single(server, ref)
+            if siblings and self.config.readahead == "series":
+                self._start_series(server, ref.series, siblings)
         await flight.done.wait()
         if flight.error is not None and flight.by_series and not isinstance(flight.error, IgnoredError):
             # the series stream failed or did not carry this one: ask for it alone
@@ -204,7 +206,7 @@ class Store:
         wanted = {u for u in siblings if u not in self.flights and not self.memory.peek(u)}
         if self.disk is not None:
             wanted = {u for u in wanted if self.disk.size_of(u) is None}
-        if len(wanted) <= 1:
+        if not wanted:
             return False
         try:
             self.readahead_slots.acquire_nowait()
