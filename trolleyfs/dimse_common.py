@@ -5,9 +5,10 @@ pynetdicom blocks, so every step of an association (open, C-FIND, C-GET,
 release) runs in a worker thread, each step under its own deadline
 (``server.timeout``).  pynetdicom's own ACSE/DIMSE/network timeouts are set to
 the same value, so a worker thread ends by itself even when nobody waits for
-it any more.  When a deadline passes or the caller is cancelled the
-association is aborted at once, from a helper thread (aborting blocks), and
-the worker thread waiting for the next DIMSE message is woken up.
+it any more.  When a deadline passes or the caller is cancelled, the trio side
+returns at once and the association is aborted: the worker thread is woken
+(it would otherwise sleep until pynetdicom's timeout) and aborts when its step
+ends; see :class:`Association`.
 
 Associations of one server are bounded by one ``trio.CapacityLimiter`` of
 ``server.max_connections``, shared by the server's searcher and fetcher: an
@@ -19,6 +20,7 @@ from __future__ import annotations
 import functools
 import logging
 import random
+import socket
 import threading
 import weakref
 from collections.abc import Awaitable, Callable, Sequence
@@ -31,12 +33,19 @@ from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.valuerep import PersonName
-from pynetdicom import AE, evt
+from pynetdicom import AE, _config, evt
+from pynetdicom.pdu_primitives import A_P_ABORT
+from pynetdicom.transport import AssociationSocket
 
 from .config import Endpoint, Server
 from .errors import AccessDenied, ProtocolError, RemoteError, Unavailable
 
 log = logging.getLogger("trolleyfs.dimse")
+
+# pynetdicom formats every C-FIND/C-GET identifier for its log whatever the log
+# level: CPU for nothing, and it decodes the values we want to read raw.
+_config.LOG_REQUEST_IDENTIFIERS = False
+_config.LOG_RESPONSE_IDENTIFIERS = False
 
 T = TypeVar("T")
 
@@ -205,14 +214,14 @@ def query_dataset(level: str, keys: dict[str, str], return_keys: Sequence[str]) 
             continue
         try:
             vr = dictionary_VR(kw).split(" or ")[0]
-        except KeyError:
+        except (KeyError, ValueError):  # pydicom raises either for an unknown keyword
             log.debug("not a DICOM keyword, not asked for: %s", kw)
             continue
         ds.add_new(kw, vr, [] if vr == "SQ" else None)
     for kw, value in keys.items():
         try:
             vr = dictionary_VR(kw).split(" or ")[0]
-        except KeyError:
+        except (KeyError, ValueError):
             log.debug("not a DICOM keyword, not matched on: %s", kw)
             continue
         ds.add_new(kw, vr, value)
@@ -222,8 +231,33 @@ def query_dataset(level: str, keys: dict[str, str], return_keys: Sequence[str]) 
 # --------------------------------------------------------------------------- association
 
 
+class _Socket(AssociationSocket):
+    """pynetdicom's socket, closed also when the connection failed: pynetdicom
+    calls ``shutdown()`` first, which raises on an unconnected socket, and so
+    skips ``close()`` (the socket then leaks until garbage collection, with a
+    ResourceWarning)."""
+
+    def _shutdown_socket(self) -> None:
+        sock = self.socket
+        if sock is None:
+            return
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        finally:
+            sock.close()
+
+
+class _AE(AE):
+    def _create_socket(self, assoc: Any, address: Any, tls_args: Any) -> AssociationSocket:
+        sock = _Socket(assoc, address=address)
+        sock.tls_args = tls_args
+        return sock
+
+
 def make_ae(server: Server, ep: Endpoint) -> AE:
-    ae = AE(ae_title=ep.calling_aet)
+    ae = _AE(ae_title=ep.calling_aet)
     ae.acse_timeout = server.timeout
     ae.dimse_timeout = server.timeout
     ae.network_timeout = server.timeout
@@ -232,19 +266,72 @@ def make_ae(server: Server, ep: Endpoint) -> AE:
     return ae
 
 
-def _abort_now(assoc: Any) -> None:
-    """Abort ``assoc`` and wake a thread waiting for its next DIMSE message
-    (pynetdicom only wakes it when the *peer* aborts; otherwise it would sleep
-    until the DIMSE timeout)."""
+_ae_cache: dict[tuple[Any, ...], AE] = {}
+_ae_lock = threading.Lock()
+
+
+def cached_ae(server: Server, ep: Endpoint, contexts: Sequence[tuple[str, Sequence[str]]]) -> AE:
+    """An AE with ``contexts`` requested, built once per configuration: adding
+    a hundred presentation contexts costs pynetdicom tens of milliseconds of
+    UID validation, too much to pay on every association.  One AE serves
+    concurrent associations (each copies the contexts it requests)."""
+    key = (ep.calling_aet, server.timeout, tuple((a, tuple(s)) for a, s in contexts))
+    with _ae_lock:
+        ae = _ae_cache.get(key)
+        if ae is None:
+            ae = make_ae(server, ep)
+            for abstract, syntaxes in contexts:
+                if syntaxes:
+                    ae.add_requested_context(abstract, list(syntaxes))
+                else:
+                    ae.add_requested_context(abstract)  # pynetdicom's default transfer syntaxes
+            _ae_cache[key] = ae
+        return ae
+
+
+def _no_delay(assoc: Any) -> None:
+    """Turn Nagle's algorithm off on the association's socket.  pynetdicom
+    writes a DIMSE command and its dataset as separate PDUs; with Nagle on, the
+    second waits for the peer's delayed ACK (40 ms here) and every C-FIND costs
+    about 50-100 ms instead of a few."""
+    try:
+        assoc.dul.socket.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except (AttributeError, OSError) as exc:  # not fatal: only slower
+        log.debug("cannot set TCP_NODELAY: %s", exc)
+
+
+def _wake(assoc: Any) -> None:
+    """Wake the worker thread waiting on ``assoc`` as a peer abort would.
+
+    pynetdicom wakes a thread waiting for the peer only when the *peer* aborts
+    or the connection drops; otherwise it sleeps until its ACSE or DIMSE
+    timeout.  A thread waiting for the association answer reads the ACSE queue,
+    one waiting for a C-FIND/C-GET response the DIMSE queue: each gets what a
+    peer abort would have put there, and the thread then winds down by itself."""
+    try:
+        if assoc.is_established:
+            assoc.dimse.msg_queue.put((None, None))
+        else:
+            assoc.dul.to_user_queue.put(A_P_ABORT())
+    except Exception as exc:  # pynetdicom internals changed: the thread ends at its own timeout instead
+        log.debug("cannot wake the association thread: %s", exc)
+
+
+def _abort_assoc(assoc: Any) -> None:
     try:
         assoc.abort()
     except Exception as exc:  # already gone: nothing left to do
         log.debug("abort: %s", exc)
     finally:
+        # pynetdicom 3.0 means to close the socket at the end of abort() but
+        # does not (a NameError it swallows): the socket would stay open until
+        # garbage collection
         try:
-            assoc.dimse.msg_queue.put((None, None))
-        except Exception:
-            pass
+            sock = assoc.dul.socket
+            if sock is not None:
+                sock._shutdown_socket()
+        except Exception as exc:
+            log.debug("closing the socket: %s", exc)
 
 
 class Association:
@@ -254,7 +341,13 @@ class Association:
     server's limiter until it is closed); ``await a.call(fn, *args)`` runs
     ``fn(pynetdicom_association, *args)`` in a worker thread under the
     deadline; leaving the block releases the association, or aborts it when
-    the block ends with an exception (cancellation included)."""
+    the block ends with an exception (cancellation included).
+
+    Aborting is serialized with the worker thread: pynetdicom breaks (its DUL
+    thread raises on a P-DATA after the A-ABORT) when one thread aborts while
+    another still sends.  So while a worker step runs, :meth:`abort` only
+    wakes it and the worker aborts when its step ends; with no step running
+    a helper thread aborts at once."""
 
     def __init__(
         self,
@@ -271,6 +364,9 @@ class Association:
         self.contexts, self.ext_neg, self.handlers = contexts, list(ext_neg), list(handlers)
         self.assoc: Any = None
         self.aborted = False
+        self._lock = threading.Lock()
+        self._busy = False  # a worker step is running
+        self._aborted_assoc: Any = None  # the association an abort was started on
         self._limiter = limiter_for(server)
 
     # -- running blocking steps
@@ -279,12 +375,19 @@ class Association:
         """``fn(assoc, *args)`` in a thread, under ``server.timeout``."""
         return await self._run(functools.partial(fn, self.assoc, *args))
 
+    def start(self, fn: Callable[..., T], *args: Any, deliver: Callable[[Any], None]) -> None:
+        """``fn(assoc, *args)`` in a thread of its own, not awaited: ``deliver``
+        gets its ``outcome.Outcome`` in that thread.  For a step that streams
+        results to trio while the caller keeps going (C-GET of a series)."""
+        step = functools.partial(self._step, functools.partial(fn, self.assoc, *args))
+        trio.lowlevel.start_thread_soon(step, deliver, name=f"trolleyfs-dimse {self.what}")
+
     async def _run(self, fn: Callable[[], T]) -> T:
         timeout = self.server.timeout
         try:
             with trio.fail_after(timeout):
                 try:
-                    return await trio.to_thread.run_sync(fn, abandon_on_cancel=True)
+                    return await trio.to_thread.run_sync(self._step, fn, abandon_on_cancel=True)
                 except trio.Cancelled:
                     self.abort()
                     raise
@@ -299,45 +402,81 @@ class Association:
             raise ProtocolError(f"DICOM association failed: {type(exc).__name__}: {exc}", server=self.name,
                                 what=self.what) from None  # fmt: skip
 
+    def _step(self, fn: Callable[[], T]) -> T:
+        """A worker thread's step; aborts at its end when asked to meanwhile."""
+        with self._lock:
+            if self.aborted:
+                raise Unavailable("association aborted", server=self.name, what=self.what)
+            self._busy = True
+        try:
+            return fn()
+        finally:
+            with self._lock:
+                self._busy = False
+                assoc = self._claim_abort()
+            if assoc is not None:
+                _abort_assoc(assoc)
+
+    def _claim_abort(self) -> Any:
+        """The association to abort now, once (call with the lock held)."""
+        if self.aborted and self.assoc is not None and self._aborted_assoc is not self.assoc:
+            self._aborted_assoc = self.assoc
+            return self.assoc
+        return None
+
     def abort(self) -> None:
-        """Abort now, without blocking the caller (trio thread or worker)."""
-        self.aborted = True
-        assoc = self.assoc
-        if assoc is not None:
-            threading.Thread(target=_abort_now, args=(assoc,), name="trolleyfs-dimse-abort", daemon=True).start()
+        """Abort, without blocking the caller (trio thread or any other)."""
+        with self._lock:
+            self.aborted = True
+            assoc, busy = self.assoc, self._busy
+            claimed = None if busy else self._claim_abort()
+        if assoc is not None and busy:
+            _wake(assoc)
+        elif claimed is not None:
+            threading.Thread(target=_abort_assoc, args=(claimed,), name="trolleyfs-dimse-abort", daemon=True).start()
 
     # -- opening and closing
 
     def _open(self) -> Any:
-        ae = make_ae(self.server, self.ep)
-        for abstract, syntaxes in self.contexts:
-            if syntaxes:
-                ae.add_requested_context(abstract, list(syntaxes))
-            else:
-                ae.add_requested_context(abstract)  # pynetdicom's default transfer syntaxes
+        ae = cached_ae(self.server, self.ep, self.contexts)
         connected = threading.Event()
-        handlers = [*self.handlers, (evt.EVT_CONN_OPEN, lambda _e: connected.set())]
+
+        def on_connect(event: Any) -> None:  # in pynetdicom's DUL thread, while _open() waits
+            connected.set()
+            _no_delay(event.assoc)
+            with self._lock:
+                self.assoc = event.assoc  # from now on abort() can wake the negotiation
+                aborted = self.aborted
+            if aborted:
+                _wake(event.assoc)
+
+        handlers = [*self.handlers, (evt.EVT_CONN_OPEN, on_connect)]
         assoc = ae.associate(
             self.ep.host, self.ep.port, ae_title=self.ep.called_aet, ext_neg=self.ext_neg or None,
             evt_handlers=handlers, max_pdu=MAX_PDU,
         )  # fmt: skip
-        self.assoc = assoc
-        if self.aborted:  # the caller gave up while we were connecting
-            _abort_now(assoc)
+        with self._lock:
+            self.assoc = assoc
+        if self.aborted:  # the caller gave up meanwhile; _step() aborts the association
             raise Unavailable("cancelled", server=self.name, what=self.what)
         if assoc.is_established:
             return assoc
+        with self._lock:
+            self.aborted = True  # _step() winds down what is left of it and closes the socket
+        raise self._not_established(assoc, connected.is_set())
+
+    def _not_established(self, assoc: Any, connected: bool) -> RemoteError:
         where = self.ep.where()
         if assoc.is_rejected:
-            raise self._rejected(assoc, where)
-        if not connected.is_set():
-            raise Unavailable(f"cannot connect to {where}", server=self.name, what=self.what)
+            return self._rejected(assoc, where)
+        if not connected:
+            return Unavailable(f"cannot connect to {where}", server=self.name, what=self.what)
         if getattr(assoc, "rejected_contexts", None) and not assoc.accepted_contexts:
-            raise ProtocolError(
+            return ProtocolError(
                 f"{where} accepts none of the proposed services ({self._context_names()})",
                 server=self.name, what=self.what,
             )  # fmt: skip
-        raise Unavailable(f"association with {where} aborted or not answered", server=self.name, what=self.what)
+        return Unavailable(f"association with {where} aborted or not answered", server=self.name, what=self.what)
 
     def _rejected(self, assoc: Any, where: str) -> RemoteError:
         rsp = getattr(assoc.acceptor, "primitive", None)

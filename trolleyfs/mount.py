@@ -88,6 +88,7 @@ async def serve(
                          len(config.folders), ", ".join(config.servers))  # fmt: skip
                 on_ready()
                 await pyfuse3.main(min_tasks=4, max_tasks=64)
+                await store.drain()
             finally:
                 nursery.cancel_scope.cancel()
                 # main() returns both when the kernel unmounted us and after terminate()

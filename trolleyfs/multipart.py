@@ -69,6 +69,11 @@ class MultipartParser:
         self.max_header_bytes = max_header_bytes
         self.parts_seen = 0
 
+    def _take(self, n: int) -> bytes:
+        """The first ``n`` buffered bytes as one copy (slicing a bytearray would copy twice)."""
+        with memoryview(self.buf) as mv, mv[:n] as head:
+            return bytes(head)
+
     def feed(self, data: bytes) -> list[Part]:
         if self.state == _DONE:
             return []  # epilogue: ignored
@@ -88,7 +93,7 @@ class MultipartParser:
                     return out
                 if self.buf[after : after + 2] == b"--":
                     if self.state == _BODY:
-                        out.append(Part(self.headers, bytes(self.buf[:idx])))
+                        out.append(Part(self.headers, self._take(idx)))
                         self.parts_seen += 1
                     self.state = _DONE
                     self.buf.clear()
@@ -105,7 +110,7 @@ class MultipartParser:
                     self.scan = idx + 1  # not a delimiter after all
                     continue
                 if self.state == _BODY:
-                    out.append(Part(self.headers, bytes(self.buf[:idx])))
+                    out.append(Part(self.headers, self._take(idx)))
                     self.parts_seen += 1
                 del self.buf[: pad.end()]
                 self.state, self.scan = _HEADERS, 0

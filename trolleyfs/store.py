@@ -89,6 +89,11 @@ class Store:
         self.series_jobs: dict[SeriesRef, _SeriesJob] = {}
         self.readahead_slots = trio.Semaphore(config.readahead_series)
         self.disk_limiter = trio.CapacityLimiter(4)
+        self._to_disk: trio.MemorySendChannel[tuple[str, bytes]] | None = None
+        self._writer_done = trio.Event()
+        if self.disk is not None:
+            self._to_disk, queue = trio.open_memory_channel[tuple[str, bytes]](64)
+            nursery.start_soon(self._disk_writer, queue)
 
     # ------------------------------------------------------------------ helpers
     def _evicted(self, uid: str, size: int) -> None:
@@ -119,13 +124,37 @@ class Store:
         return await trio.to_thread.run_sync(self.disk.get, uid, limiter=self.disk_limiter)
 
     async def _disk_put(self, uid: str, data: bytes) -> None:
-        if self.disk is not None:
-            await trio.to_thread.run_sync(self.disk.put, uid, data, limiter=self.disk_limiter)
+        """Queue an object for the disk cache.  Writing happens in the background
+        (a fetch never waits for the disk) unless the queue is full."""
+        if self._to_disk is not None:
+            try:
+                await self._to_disk.send((uid, data))
+            except trio.ClosedResourceError:
+                pass  # unmounting
+
+    async def drain(self, timeout: float = 30.0) -> None:
+        """At unmount: let queued disk-cache writes finish (bounded in time)."""
+        if self._to_disk is None:
+            return
+        await self._to_disk.aclose()
+        with trio.move_on_after(timeout):
+            await self._writer_done.wait()
+
+    async def _disk_writer(self, queue: trio.MemoryReceiveChannel[tuple[str, bytes]]) -> None:
+        assert self.disk is not None
+        try:
+            async for uid, data in queue:
+                if self.disk.size_of(uid) is None:
+                    await trio.to_thread.run_sync(self.disk.put, uid, data, limiter=self.disk_limiter)
+        finally:
+            self._writer_done.set()
 
     # ------------------------------------------------------------------ reads
-    async def get(self, server: str, ref: InstanceRef, siblings: list[str] | None = None) -> bytes:
-        """The Part-10 bytes of ``ref``.  ``siblings`` (all instance UIDs of the
-        series) enables readahead of the rest of the series."""
+    async def get(
+        self, server: str, ref: InstanceRef, siblings: Callable[[], list[str]] | None = None
+    ) -> bytes:
+        """The Part-10 bytes of ``ref``.  ``siblings`` (giving all instance UIDs of
+        the series; called only on a miss) enables readahead of the series."""
         uid = ref.instance_uid
         data = self.memory.get(uid)
         if data is not None:
@@ -143,8 +172,8 @@ class Store:
             # this file alone first (its first byte should not wait for a series),
             # then the rest of its series in the background
             flight = self._start_single(server, ref)
-            if siblings and self.config.readahead == "series":
-                self._start_series(server, ref.series, siblings)
+            if siblings is not None and self.config.readahead == "series":
+                self._start_series(server, ref.series, siblings())
         await flight.done.wait()
         if flight.error is not None and flight.by_series and not isinstance(flight.error, IgnoredError):
             # the series stream failed or did not carry this one: ask for it alone
@@ -162,6 +191,8 @@ class Store:
     async def _wait_for_budget(self, sref: SeriesRef) -> None:
         """Pause a prefetch while too many prefetched bytes wait to be read; give
         up (the rest is then fetched on demand) if nobody reads for a while."""
+        if self.unread_bytes <= self.prefetch_budget:
+            return
         async with self._budget_changed:
             with trio.move_on_after(PREFETCH_PATIENCE_S) as scope:
                 while self.unread_bytes > self.prefetch_budget:
@@ -170,8 +201,9 @@ class Store:
             raise _Abandoned(f"prefetched data unread for {PREFETCH_PATIENCE_S:.0f} s")
 
     async def _wake_budget(self) -> None:
-        async with self._budget_changed:
-            self._budget_changed.notify_all()
+        if self._budget_changed.statistics().tasks_waiting:
+            async with self._budget_changed:
+                self._budget_changed.notify_all()
 
     def _start_single(self, server: str, ref: InstanceRef) -> _Flight:
         flight = _Flight(by_series=False)

@@ -334,7 +334,7 @@ class InstanceFile(FileNode):
 
     async def read_all(self, tree: Tree) -> bytes:
         parent = self.parent
-        siblings = parent.sibling_uids() if isinstance(parent, SeriesDir) else None
+        siblings = parent.sibling_uids if isinstance(parent, SeriesDir) else None
         return await tree.store.get(self.server, self.instance.ref, siblings)
 
     def xattrs(self) -> dict[str, str]:

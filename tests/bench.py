@@ -1,0 +1,294 @@
+"""`make bench`: trolleyfs against its baselines, measured in one run, printed
+side by side.  Not a test: nothing here asserts on a timing.
+
+Data: one series of 500 CT instances of 512x512x16 bit (about 260 MB) in a
+study of its own, and 99 small studies, so a folder of 100 studies.  All of it
+in a throw-away Orthanc on loopback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+
+from tests.mounting import mounted
+from trolleyfs import sampledata
+from trolleyfs.multipart import MultipartParser, boundary_of
+from trolleyfs.orthanc import Orthanc
+
+ACCEPT = 'multipart/related; type="application/dicom"; transfer-syntax=*'
+
+
+def timed(fn: Callable[[], object]) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def drop_page_cache() -> None:
+    """So that 'cold' and 'after remount' reads are not served by the kernel's
+    page cache from an earlier run (root only; skipped otherwise)."""
+    subprocess.run(["sync"])
+    try:
+        Path("/proc/sys/vm/drop_caches").write_text("3\n")
+    except OSError:
+        pass
+
+
+def config(url: str, cache: str) -> str:
+    return f"""
+[servers.bench]
+search   = {{ protocol = "qido-rs", url = "{url}/dicom-web" }}
+retrieve = {{ protocol = "wado-rs", url = "{url}/dicom-web" }}
+
+[[folders]]
+name = "bench"
+query = {{ PatientName = "BENCH*" }}
+
+[cache]
+{cache}
+"""
+
+
+def server_ceiling(orthanc: Orthanc, study: str, series: str, out: Path) -> None:
+    """(1) one WADO-RS series request with httpx, split and written as files."""
+    out.mkdir()
+    with httpx.Client(timeout=120) as c, c.stream(
+        "GET", f"{orthanc.dicomweb}/studies/{study}/series/{series}", headers={"Accept": ACCEPT}
+    ) as r:
+        r.raise_for_status()
+        parser = MultipartParser(boundary_of(r.headers["content-type"]))
+        n = 0
+        for chunk in r.iter_bytes(1 << 20):
+            for part in parser.feed(chunk):
+                (out / f"{n:05}.dcm").write_bytes(part.body)
+                n += 1
+        parser.close()
+    assert n == 500, n
+
+
+def dicomtrolley_download(orthanc: Orthanc, study: str, series: str, out: Path) -> None:
+    """(2) the seed library, dicomtrolley 4.1.0, downloading the series by WADO-RS."""
+    import requests
+    from dicomtrolley.core import SeriesReference
+    from dicomtrolley.qido_rs import QidoRS
+    from dicomtrolley.trolley import Trolley
+    from dicomtrolley.wado_rs import WadoRS
+
+    out.mkdir()
+    session = requests.Session()
+    trolley = Trolley(downloader=WadoRS(session, orthanc.dicomweb), searcher=QidoRS(session, orthanc.dicomweb))
+    trolley.download(SeriesReference(study_uid=study, series_uid=series), output_dir=str(out))
+    n = sum(1 for p in out.rglob("*") if p.is_file())
+    assert n == 500, n
+
+
+class PeakRSS:
+    """Polls a process's resident set size; VmHWM gives the kernel's own peak."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid, self.samples, self._stop = pid, [], threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _field(self, name: str) -> int:
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith(name + ":"):
+                return int(line.split()[1]) * 1024
+        return 0
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.samples.append(self._field("VmRSS"))
+            time.sleep(0.02)
+
+    def __enter__(self) -> PeakRSS:
+        self.before = self._field("VmRSS")
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.peak = max(self._field("VmHWM"), *self.samples)
+        self._stop.set()
+        self.thread.join()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--instances", type=int, default=500)
+    ap.add_argument("--studies", type=int, default=100)
+    ap.add_argument("--repeat", type=int, default=3, help="runs per measurement; the median is shown")
+    args = ap.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="trolleyfs-bench-"))
+    results: list[tuple[str, float, float | None, str]] = []  # label, seconds, MB, target
+    try:
+        print(f"generating {args.instances} CT instances of 512x512 and {args.studies - 1} small studies ...",
+              flush=True)  # fmt: skip
+        specs = sampledata.bench_studies(args.studies, args.instances)
+        with Orthanc(workdir=str(work / "orthanc")) as orthanc:
+            orthanc.upload(sampledata.generate(specs))
+            big = specs[0]
+            study = sampledata.uid("study", big.patient_id, 0)
+            series = sampledata.uid("series", big.patient_id, 0, 0)
+            files = [sampledata.make_instance(big, 0, big.series[0], 0, n) for n in (0, args.instances // 2)]
+            series_mb = sum(len(b) for b in files) / 2 * args.instances / 1e6
+            mid_uid = sampledata.uid("instance", big.patient_id, 0, 0, args.instances // 2)
+            print(f"Orthanc holds {args.studies} studies; the big series is {series_mb:.0f} MB", flush=True)
+
+            def runs(label: str, fn: Callable[[int], float], mb: float | None, target: str = "") -> None:
+                times = [fn(i) for i in range(args.repeat)]
+                results.append((label, statistics.median(times), mb, target))
+                print(f"  {label}: {', '.join(f'{t:.3f}' for t in times)} s", flush=True)
+
+            def out(name: str, i: int) -> Path:
+                p = work / f"{name}-{i}"
+                shutil.rmtree(p, ignore_errors=True)
+                return p
+
+            # (1) the server ceiling, and (2) the seed library
+            runs("(1) server ceiling: httpx, 1 WADO-RS series request -> files",
+                 lambda i: timed(lambda: server_ceiling(orthanc, study, series, out("ceiling", i))), series_mb)
+            runs("(2) dicomtrolley 4.1.0: WADO-RS series download",
+                 lambda i: timed(lambda: dicomtrolley_download(orthanc, study, series, out("dt", i))), series_mb)
+
+            mount_tmp = work / "mounts"
+            mount_tmp.mkdir()
+            disk = work / "diskcache"
+            cache = f'memory_mb = 1024\ndisk_dir = "{disk}"\ndisk_mb = 2048'
+            study_name = f"2024-01-01 BENCH BIG {big.description}"
+
+            # (3) cold cp -r from a fresh mount (fresh disk cache too), (4a) warm cp -r
+            warm: list[float] = []
+
+            def cold(i: int) -> float:
+                shutil.rmtree(disk, ignore_errors=True)
+                drop_page_cache()
+                with mounted(config(orthanc.url, cache), mount_tmp, name=f"cold{i}") as m:
+                    sdir = m.path / "bench" / study_name
+                    (series_dir,) = list(sdir.iterdir())
+                    t = timed(lambda: subprocess.run(["cp", "-r", str(series_dir), str(out("cold", i))], check=True))
+                    warm.append(timed(lambda: subprocess.run(["cp", "-r", str(series_dir), str(out("warm", i))],
+                                                             check=True)))  # fmt: skip
+                    assert len(os.listdir(work / f"cold-{i}")) == args.instances
+                return t
+
+            runs("(3) trolleyfs cold: cp -r of the series, fresh mount", cold, series_mb, "<= 1.3x (1), < (2)")
+            results.append(("(4a) trolleyfs warm: cp -r again, same mount", statistics.median(warm), series_mb,
+                            ">= 500 MB/s"))  # fmt: skip
+            print(f"  (4a): {', '.join(f'{t:.3f}' for t in warm)} s", flush=True)
+
+            # (4b) after a remount: the disk cache (filled by the last cold run) serves it
+            def remount(i: int) -> float:
+                drop_page_cache()
+                with mounted(config(orthanc.url, cache), mount_tmp, name=f"re{i}") as m:
+                    (series_dir,) = list((m.path / "bench" / study_name).iterdir())
+                    os.listdir(series_dir)
+                    before = m.requests()
+                    t = timed(lambda: subprocess.run(["cp", "-r", str(series_dir), str(out("re", i))], check=True))
+                    assert m.stats()["instances_fetched"] == 0, "after remount the disk cache should serve all"
+                    assert m.requests() == before
+                return t
+
+            runs("(4b) trolleyfs after remount: cp -r from the disk cache", remount, series_mb, ">= 500 MB/s")
+
+            # (5) time to first byte of one instance, against one raw WADO-RS instance request
+            with httpx.Client(timeout=60) as c:
+                c.get(f"{orthanc.dicomweb}/studies", params={"limit": "1"})  # a warm connection, as the mount has
+
+                def raw(i: int) -> float:
+                    url = f"{orthanc.dicomweb}/studies/{study}/series/{series}/instances/{mid_uid}"
+                    return timed(lambda: c.get(url, headers={"Accept": ACCEPT}).raise_for_status())
+
+                runs("(5a) raw WADO-RS request for one instance", raw, None)
+
+            def ttfb(i: int) -> float:
+                shutil.rmtree(disk, ignore_errors=True)
+                with mounted(config(orthanc.url, "memory_mb = 1024"), mount_tmp, name=f"ttfb{i}") as m:
+                    (series_dir,) = list((m.path / "bench" / study_name).iterdir())
+                    target = sorted(series_dir.iterdir())[args.instances // 2]
+
+                    def first_byte() -> None:
+                        with open(target, "rb") as f:
+                            assert f.read(1) == b"\0"
+
+                    return timed(first_byte)
+
+            runs("(5b) trolleyfs first byte of one instance (cold mount)", ttfb, None, "<= 1.5x (5a)")
+
+            # (6) listings of the 100-study folder, and find over one study
+            def listing(cmd: list[str], warm_first: bool) -> Callable[[int], float]:
+                def run(i: int) -> float:
+                    with mounted(config(orthanc.url, ""), mount_tmp, name=f"ls{i}") as m:
+                        path = m.path / "bench"
+                        if "find" in cmd:
+                            path = path / study_name
+                        if warm_first:
+                            subprocess.run([*cmd, str(path)], check=True, capture_output=True)
+                        res = [None]
+
+                        def go() -> None:
+                            res[0] = subprocess.run([*cmd, str(path)], check=True, capture_output=True)
+
+                        t = timed(go)
+                        n = len(res[0].stdout.splitlines())
+                        assert n >= (args.studies if "ls" in cmd else 1), n
+                        return t
+
+                return run
+
+            runs("(6a) ls of the 100-study folder (cold)", listing(["ls"], False), None)
+            runs("(6b) ls -l of the 100-study folder (cold)", listing(["ls", "-l"], False), None)
+            runs("(6c) find over the big study (cold)", listing(["find"], False), None)
+
+            # (7) peak RSS while copying a study larger than the memory cache
+            mem_mb = 64
+            with mounted(config(orthanc.url, f"memory_mb = {mem_mb}"), mount_tmp, name="rss") as m:
+                assert m.proc is not None
+                sdir = m.path / "bench" / study_name
+                with PeakRSS(m.proc.pid) as rss:
+                    t = timed(lambda: subprocess.run(["cp", "-r", str(sdir), str(out("rss", 0))], check=True))
+                print(f"  (7): {t:.3f} s, peak RSS {rss.peak / 2**20:.0f} MiB (before: {rss.before / 2**20:.0f} MiB)")
+            results.append((f"(7) peak RSS of trolleyfs copying the {series_mb:.0f} MB study, memory_mb = {mem_mb}",
+                            rss.peak / 2**20, None, f"< {mem_mb + 150} MiB"))  # fmt: skip
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    print_table(results, args)
+    return 0
+
+
+def print_table(results: list[tuple[str, float, float | None, str]], args: argparse.Namespace) -> None:
+    base = results[0][1]
+    raw_one = next((s for label, s, _, _ in results if label.startswith("(5a)")), None)
+    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                if ln.startswith("model name")), platform.machine())  # fmt: skip
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    print()
+    print(f"machine: {os.cpu_count()} cores ({cpu}), {mem:.0f} GiB, {platform.system()} {platform.release()}, "
+          f"Python {platform.python_version()}; median of {args.repeat} runs")  # fmt: skip
+    head = f"| {'measurement':<72} | {'result':>10} | {'MB/s':>7} | {'vs (1)':>7} | target |"
+    print(head)
+    print("|" + "|".join("-" * (len(c)) for c in head.split("|")[1:-1]) + "|")
+    for label, value, mb, target in results:
+        if label.startswith("(7)"):
+            print(f"| {label:<72} | {value:>7.0f} MiB | {'':>7} | {'':>7} | {target} |")
+            continue
+        rate = f"{mb / value:7.0f}" if mb else ""
+        ratio = f"{value / base:6.2f}x" if mb else (f"{value / raw_one:5.2f}x(5a)" if label.startswith("(5b)")
+                                                    and raw_one else "")  # fmt: skip
+        print(f"| {label:<72} | {value:>8.3f} s | {rate:>7} | {ratio:>7} | {target} |")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

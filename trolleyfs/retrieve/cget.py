@@ -1,0 +1,342 @@
+"""DICOM C-GET (PS3.4 C.4.3) with the Study Root model: the server sends the
+objects back over our own association as C-STORE sub-operations, so no
+inbound port is needed (unlike C-MOVE).
+
+We take the Storage SCP role for a fixed set of storage SOP classes
+(:data:`STORAGE_CLASSES`): one presentation context each, plus one for the
+C-GET itself, well under the 128 contexts an association may carry.  Each
+storage context proposes the uncompressed transfer syntaxes first, then the
+common compressed ones; the server picks one per SOP class.  An object stored
+in a syntax the server did not pick for its class may be transcoded by the
+server (or fail as a sub-operation: reported as an error for that object).
+
+The bytes handed out are the dataset exactly as received, behind a Part-10
+header (preamble, ``DICM``, file meta built by pynetdicom from the C-STORE
+request and the negotiated transfer syntax): ``Event.encoded_dataset()``
+never decodes or re-encodes the dataset."""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import AsyncIterator, Callable
+from contextlib import aclosing
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+from pydicom import uid as tsuid
+from pydicom.dataset import Dataset
+from pynetdicom import build_role, evt
+from pynetdicom import sop_class as sc
+
+from ..config import Endpoint, Server
+from ..dimse_common import PENDING, Association, query_dataset, status_error, status_text, with_retries
+from ..errors import NotFound, ProtocolError, RemoteError, Unavailable
+from ..model import InstanceRef, SeriesRef
+from .part10 import check_part10
+
+log = logging.getLogger("trolleyfs.cget")
+
+GET_MODEL = sc.StudyRootQueryRetrieveInformationModelGet
+
+# Transfer syntaxes proposed for every storage class.  Each one costs: with the
+# 17 pydicom knows for images, opening an association took 100-140 ms here
+# (dcmqrscp, Orthanc), with these 11 about 45 ms.  Left out: big endian
+# (retired), deflated and HTJ2K (rare): a server holding such objects must
+# convert them, or the sub-operation fails and is reported.
+UNCOMPRESSED = (tsuid.ExplicitVRLittleEndian, tsuid.ImplicitVRLittleEndian)
+COMPRESSED = (
+    tsuid.JPEGLosslessSV1, tsuid.JPEGLossless, tsuid.JPEGBaseline8Bit, tsuid.JPEGExtended12Bit,
+    tsuid.JPEGLSLossless, tsuid.JPEGLSNearLossless, tsuid.JPEG2000Lossless, tsuid.JPEG2000, tsuid.RLELossless,
+)  # fmt: skip
+VIDEO = (tsuid.MPEG2MPML, tsuid.MPEG2MPHL, tsuid.MPEG4HP41, tsuid.MPEG4HP41BD, tsuid.HEVCMP51)
+
+# Image storage classes of the common modalities, their enhanced/multi-frame
+# forms, and the non-image objects that live in the same studies (SR, KOS,
+# presentation states, segmentations, RT, PDF, ECG).
+STORAGE_CLASSES = (
+    # CR / DX / MG / IO
+    sc.ComputedRadiographyImageStorage, sc.DigitalXRayImageStorageForPresentation,
+    sc.DigitalXRayImageStorageForProcessing, sc.DigitalMammographyXRayImageStorageForPresentation,
+    sc.DigitalMammographyXRayImageStorageForProcessing, sc.DigitalIntraOralXRayImageStorageForPresentation,
+    sc.DigitalIntraOralXRayImageStorageForProcessing, sc.BreastTomosynthesisImageStorage,
+    sc.BreastProjectionXRayImageStorageForPresentation, sc.BreastProjectionXRayImageStorageForProcessing,
+    # CT / MR
+    sc.CTImageStorage, sc.EnhancedCTImageStorage, sc.LegacyConvertedEnhancedCTImageStorage,
+    sc.MRImageStorage, sc.EnhancedMRImageStorage, sc.EnhancedMRColorImageStorage,
+    sc.LegacyConvertedEnhancedMRImageStorage, sc.MRSpectroscopyStorage,
+    # US
+    sc.UltrasoundImageStorage, sc.UltrasoundMultiFrameImageStorage, sc.EnhancedUSVolumeStorage,
+    # secondary capture
+    sc.SecondaryCaptureImageStorage, sc.MultiFrameSingleBitSecondaryCaptureImageStorage,
+    sc.MultiFrameGrayscaleByteSecondaryCaptureImageStorage, sc.MultiFrameGrayscaleWordSecondaryCaptureImageStorage,
+    sc.MultiFrameTrueColorSecondaryCaptureImageStorage,
+    # XA / RF
+    sc.XRayAngiographicImageStorage, sc.EnhancedXAImageStorage, sc.XRayRadiofluoroscopicImageStorage,
+    sc.EnhancedXRFImageStorage, sc.XRay3DAngiographicImageStorage, sc.XRay3DCraniofacialImageStorage,
+    # NM / PET
+    sc.NuclearMedicineImageStorage, sc.PositronEmissionTomographyImageStorage, sc.EnhancedPETImageStorage,
+    sc.LegacyConvertedEnhancedPETImageStorage,
+    # RT
+    sc.RTImageStorage, sc.RTDoseStorage, sc.RTStructureSetStorage, sc.RTPlanStorage, sc.RTIonPlanStorage,
+    sc.RTBeamsTreatmentRecordStorage, sc.RTIonBeamsTreatmentRecordStorage, sc.RTTreatmentSummaryRecordStorage,
+    # visible light, ophthalmology, intravascular OCT
+    sc.VLEndoscopicImageStorage, sc.VLMicroscopicImageStorage, sc.VLSlideCoordinatesMicroscopicImageStorage,
+    sc.VLPhotographicImageStorage, sc.VLWholeSlideMicroscopyImageStorage, sc.OphthalmicPhotography8BitImageStorage,
+    sc.OphthalmicPhotography16BitImageStorage, sc.OphthalmicTomographyImageStorage,
+    sc.WideFieldOphthalmicPhotographyStereographicProjectionImageStorage,
+    sc.IntravascularOpticalCoherenceTomographyImageStorageForPresentation,
+    # derived objects
+    sc.SegmentationStorage, sc.SurfaceSegmentationStorage, sc.SpatialRegistrationStorage,
+    sc.DeformableSpatialRegistrationStorage, sc.ParametricMapStorage, sc.RealWorldValueMappingStorage,
+    sc.RawDataStorage,
+    # presentation states
+    sc.GrayscaleSoftcopyPresentationStateStorage, sc.ColorSoftcopyPresentationStateStorage,
+    sc.BlendingSoftcopyPresentationStateStorage,
+    # structured reports, key objects, documents, waveforms
+    sc.BasicTextSRStorage, sc.EnhancedSRStorage, sc.ComprehensiveSRStorage, sc.Comprehensive3DSRStorage,
+    sc.ExtensibleSRStorage, sc.KeyObjectSelectionDocumentStorage, sc.MammographyCADSRStorage, sc.ChestCADSRStorage,
+    sc.XRayRadiationDoseSRStorage, sc.EnhancedXRayRadiationDoseSRStorage,
+    sc.RadiopharmaceuticalRadiationDoseSRStorage, sc.EncapsulatedPDFStorage, sc.EncapsulatedCDAStorage,
+    sc.TwelveLeadECGWaveformStorage, sc.GeneralECGWaveformStorage,
+)  # fmt: skip
+VIDEO_CLASSES = (sc.VideoEndoscopicImageStorage, sc.VideoMicroscopicImageStorage, sc.VideoPhotographicImageStorage)
+
+MAX_CONTEXTS = 128
+SERIES_BUFFER = 4  # objects waiting for the consumer before the sender is held up
+
+
+def get_contexts() -> list[tuple[str, tuple[str, ...]]]:
+    """The presentation contexts of a C-GET association: the Q/R GET model first."""
+    contexts: list[tuple[str, tuple[str, ...]]] = [(GET_MODEL, ())]
+    contexts += [(uid, UNCOMPRESSED + COMPRESSED) for uid in STORAGE_CLASSES]
+    contexts += [(uid, UNCOMPRESSED + COMPRESSED + VIDEO) for uid in VIDEO_CLASSES]
+    if len(contexts) > MAX_CONTEXTS:  # pragma: no cover - a mistake in the lists above
+        raise AssertionError(f"{len(contexts)} presentation contexts, at most {MAX_CONTEXTS} are allowed")
+    return contexts
+
+
+def scp_roles() -> list[Any]:
+    """SCP/SCU role selection: we take the Storage SCP role for every storage class."""
+    return [build_role(uid, scp_role=True) for uid in (*STORAGE_CLASSES, *VIDEO_CLASSES)]
+
+
+@dataclass
+class _Receiver:
+    """Takes the C-STORE sub-operations of one C-GET, in the thread that runs
+    the C-GET.  ``deliver`` hands an object on; when it fails (the consumer is
+    gone) the sub-operation is refused and further ones too."""
+
+    name: str
+    what: str
+    deliver: Callable[[str, bytes], None]
+    received: set[str] = field(default_factory=set)
+    errors: list[RemoteError] = field(default_factory=list)
+    stopped: bool = False
+
+    def on_store(self, event: Any) -> int:
+        if self.stopped:
+            return 0xA700  # Refused: out of resources
+        try:
+            data = event.encoded_dataset()
+            uid = check_part10(data, self.name, self.what)
+        except ProtocolError as exc:
+            self.errors.append(exc)
+            return 0xC000  # Error: cannot understand
+        except Exception as exc:
+            self.errors.append(ProtocolError(f"unreadable C-STORE sub-operation: {exc}", server=self.name,
+                                             what=self.what))  # fmt: skip
+            return 0xC000
+        try:
+            self.deliver(uid, data)
+        except BaseException as exc:  # consumer gone, trio run over: stop taking objects
+            log.debug("%s: %s: object %s not delivered: %r", self.name, self.what, uid, exc)
+            self.stopped = True
+            return 0xA700
+        self.received.add(uid)
+        return 0x0000
+
+
+@dataclass
+class _Result:
+    """The final C-GET response."""
+
+    status: Dataset
+    identifier: Dataset | None
+
+    @property
+    def code(self) -> int | None:
+        code = self.status.get("Status")
+        return code if isinstance(code, int) else None
+
+    def count(self, keyword: str) -> int:
+        value = self.status.get(keyword)
+        return value if isinstance(value, int) else 0
+
+    def failed_uids(self) -> list[str]:
+        if self.identifier is None:
+            return []
+        try:
+            value = self.identifier.get("FailedSOPInstanceUIDList")
+        except Exception:  # a malformed list must not hide the failure itself
+            return []
+        if value is None:
+            return []
+        values = [value] if isinstance(value, str) else list(value)
+        return [str(v).strip("\x00 ") for v in values if str(v).strip("\x00 ")]
+
+
+def _get_blocking(assoc: Any, identifier: Dataset) -> _Result:
+    """One C-GET (in a worker thread); C-STORE sub-operations arrive in the
+    receiver bound to the association, in this same thread."""
+    final = _Result(Dataset(), None)
+    for status, ident in assoc.send_c_get(identifier, GET_MODEL):
+        if status.get("Status") in PENDING:
+            continue
+        final = _Result(status, ident)
+    return final
+
+
+def _identifier(level: str, study_uid: str, series_uid: str, instance_uid: str | None = None) -> Dataset:
+    keys = {"StudyInstanceUID": study_uid, "SeriesInstanceUID": series_uid}
+    if instance_uid is not None:
+        keys["SOPInstanceUID"] = instance_uid
+    return query_dataset(level, keys, ())
+
+
+class CGet:
+    """A :class:`~trolleyfs.model.Fetcher` over C-GET."""
+
+    def __init__(self, server: Server, endpoint: Endpoint) -> None:
+        self.server, self.ep = server, endpoint
+        self.name = server.name
+        self._contexts = get_contexts()
+        self._roles = scp_roles()
+
+    async def aclose(self) -> None:
+        pass
+
+    def _association(self, what: str, receiver: _Receiver) -> Association:
+        return Association(
+            self.server, self.ep, what, self._contexts, ext_neg=self._roles,
+            handlers=[(evt.EVT_C_STORE, receiver.on_store)],
+        )  # fmt: skip
+
+    def _failure(self, result: _Result, receiver: _Receiver, what: str) -> RemoteError | None:
+        """The error a finished C-GET stands for, or None when all went well."""
+        if receiver.errors:
+            return receiver.errors[0]
+        code = result.code
+        if code is None:
+            return status_error(result.status, self.name, what, "C-GET")
+        failed = result.count("NumberOfFailedSuboperations")
+        if code == 0x0000 or (code == 0xB000 and not failed):
+            return None
+        if failed or code == 0xB000:
+            uids = result.failed_uids()
+            shown = ", ".join(uids[:5]) + (f" and {len(uids) - 5} more" if len(uids) > 5 else "")
+            return ProtocolError(
+                f"server could not send {failed or len(uids) or 'some'} object(s) ({status_text(result.status)})"
+                + (f": {shown}" if shown else "")
+                + "; a storage SOP class trolleyfs does not propose, or a transfer syntax the server cannot convert?",
+                server=self.name, what=what,
+            )  # fmt: skip
+        if 0xC000 <= code <= 0xCFFF and not receiver.received and not result.count("NumberOfCompletedSuboperations"):
+            # Orthanc answers a C-GET that matches nothing with 0xC000 and no sub-operations
+            return NotFound(f"server has nothing to send ({status_text(result.status)})", server=self.name,
+                            what=what)  # fmt: skip
+        return status_error(result.status, self.name, what, "C-GET")
+
+    # -- one instance
+
+    async def fetch_instance(self, ref: InstanceRef) -> bytes:
+        what = f"instance {ref.instance_uid}"
+        identifier = _identifier("IMAGE", ref.study_uid, ref.series_uid, ref.instance_uid)
+
+        async def attempt() -> bytes:
+            got: dict[str, bytes] = {}
+            receiver = _Receiver(self.name, what, got.__setitem__)
+            async with self._association(what, receiver) as a:
+                result = await a.call(_get_blocking, identifier)
+            data = got.get(ref.instance_uid)
+            if data is not None:  # what was asked for came whole: other trouble is not ours
+                check_part10(data, self.name, what, ref.instance_uid)
+                return data
+            err = self._failure(result, receiver, what)
+            if err is not None:
+                raise err
+            if got:
+                check_part10(next(iter(got.values())), self.name, what, ref.instance_uid)  # raises: wrong object
+            raise NotFound("server sent nothing (no such instance)", server=self.name, what=what)
+
+        return await with_retries(self.server, attempt, what)
+
+    # -- a whole series
+
+    async def fetch_series(self, ref: SeriesRef, instance_uids: list[str]) -> AsyncIterator[tuple[str, bytes]]:
+        """One C-GET at SERIES level (``instance_uids`` is not needed: the server
+        sends the whole series).  Objects are yielded as they arrive; a failure
+        before the first one is retried, after it raised."""
+        what = f"series {ref.series_uid}"
+        identifier = _identifier("SERIES", ref.study_uid, ref.series_uid)
+        for attempt in range(self.server.retries + 1):
+            yielded = 0
+            try:
+                async with aclosing(self._stream(identifier, what)) as stream:  # closed now, also when we are
+                    async for item in stream:
+                        yielded += 1
+                        yield item
+                return
+            except Unavailable as exc:
+                if yielded or attempt >= self.server.retries:
+                    raise
+                log.debug("%s: retrying %s after: %s", self.name, what, exc)
+            await trio.sleep(min(2.0, 0.1 * 2**attempt) * (0.5 + random.random()))
+
+    async def _stream(self, identifier: Dataset, what: str) -> AsyncIterator[tuple[str, bytes]]:
+        """Run the C-GET in a thread of its own and pass objects through a
+        bounded memory channel: the C-STORE handler waits (holding up the
+        server) while the consumer is behind.  No nursery: the generator must be
+        able to yield between objects, and a nursery must not span a yield."""
+        token = trio.lowlevel.current_trio_token()
+        send, recv = trio.open_memory_channel[tuple[str, bytes]](SERIES_BUFFER)
+
+        def deliver(uid: str, data: bytes) -> None:  # worker thread
+            trio.from_thread.run(send.send, (uid, data), trio_token=token)
+
+        receiver = _Receiver(self.name, what, deliver)
+        done: list[Any] = []  # the thread's outcome.Outcome
+
+        def finished(result: Any) -> None:  # worker thread, after the C-GET
+            done.append(result)
+            try:
+                token.run_sync_soon(send.close)
+            except trio.RunFinishedError:
+                pass
+
+        async with self._association(what, receiver) as a:
+            a.start(_get_blocking, identifier, deliver=finished)
+            async with recv:
+                while True:
+                    try:
+                        with trio.fail_after(self.server.timeout):
+                            item = await recv.receive()
+                    except trio.EndOfChannel:
+                        break
+                    except trio.TooSlowError:
+                        raise Unavailable(
+                            f"no object from {self.ep.where()} for {self.server.timeout:g} s", server=self.name,
+                            what=what,
+                        ) from None  # fmt: skip
+                    yield item
+            try:
+                result = done[0].unwrap()
+            except RemoteError:
+                raise
+            except Exception as exc:
+                raise ProtocolError(f"C-GET failed: {type(exc).__name__}: {exc}", server=self.name,
+                                    what=what) from None  # fmt: skip
+        err = self._failure(result, receiver, what)
+        if err is not None and not isinstance(err, NotFound):  # NotFound: nothing to send, nothing yielded
+            raise err
