@@ -123,12 +123,21 @@ def _daemonize(cfg: Config, mountpoint: str, options: set[str], args: argparse.N
             os.close(wfd)
         except OSError:
             pass
-        log.error("mount process failed: %s", _describe(exc), exc_info=not isinstance(exc, TrolleyError))
+        log.error("mount process failed: %s", _describe(exc), exc_info=not isinstance(_leaf(exc), TrolleyError))
     finally:
         os._exit(status)
 
 
+def _leaf(exc: BaseException) -> BaseException:
+    """The one exception inside (nested) exception groups of one, as trio's
+    nurseries wrap them; a group of several stays a group."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
+
+
 def _describe(exc: BaseException) -> str:
+    exc = _leaf(exc)
     if isinstance(exc, TrolleyError):
         return str(exc)
     if isinstance(exc, RuntimeError) and "fuse" in str(exc).lower():
@@ -202,14 +211,16 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except UserError as exc:
-        print(f"trolleyfs: {exc}", file=sys.stderr)
-        return 2
-    except TrolleyError as exc:
-        print(f"trolleyfs: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
+    except BaseException as exc:  # one line for what the user can act on; a traceback only for bugs
+        leaf = _leaf(exc)
+        if isinstance(leaf, KeyboardInterrupt):
+            return 130
+        if isinstance(leaf, (TrolleyError, RuntimeError)) and not isinstance(leaf, BaseExceptionGroup):
+            if isinstance(leaf, RuntimeError) and "fuse" not in str(leaf).lower():
+                raise
+            print(f"trolleyfs: {_describe(leaf)}", file=sys.stderr)
+            return 2 if isinstance(leaf, UserError) else 1
+        raise
 
 
 def mount_helper(argv: list[str] | None = None) -> int:

@@ -216,3 +216,18 @@ async def iter_body(resp: httpx.Response, server: str, what: str, idle_timeout: 
                     pass
             except Exception:  # the closed stream raises: that is the point
                 pass
+
+
+def _tune_httpcore() -> None:
+    """httpcore reads a response body 64 KiB at a time; each read costs a trip
+    through several async generators.  Series bodies are hundreds of MB, so
+    read up to 1 MiB at a time (the kernel returns what has arrived)."""
+    try:
+        from httpcore._async.http11 import AsyncHTTP11Connection
+    except ImportError:  # a future httpcore: keep its default
+        return
+    if getattr(AsyncHTTP11Connection, "READ_NUM_BYTES", 0) < 1 << 20:
+        AsyncHTTP11Connection.READ_NUM_BYTES = 1 << 20
+
+
+_tune_httpcore()

@@ -43,7 +43,7 @@ def fuse_options(user_options: list[str], source: str = "trolleyfs") -> set[str]
                 continue
             if opt == "rw":
                 raise UserError("option 'rw' is not possible: trolleyfs is read-only")
-            if opt in PASSED_OPTIONS or key in ("fsname", "max_read"):
+            if opt in PASSED_OPTIONS or key == "fsname":
                 opts.add(opt)
                 continue
             raise UserError(

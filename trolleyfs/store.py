@@ -87,6 +87,7 @@ class Store:
         self.disk = DiskCache(config.disk_dir, config.disk_mb * 2**20) if config.disk_dir else None
         self.flights: dict[str, _Flight] = {}
         self.series_jobs: dict[SeriesRef, _SeriesJob] = {}
+        self.disk_jobs: set[SeriesRef] = set()  # series being read ahead from the disk cache
         self.readahead_slots = trio.Semaphore(config.readahead_series)
         self.disk_limiter = trio.CapacityLimiter(4)
         self._to_disk: trio.MemorySendChannel[tuple[str, bytes]] | None = None
@@ -166,6 +167,8 @@ class Store:
             data = await self._disk_get(uid)
             if data is not None:
                 self._store(uid, data)
+                if siblings is not None and self.config.readahead == "series":
+                    self._start_disk_readahead(ref, siblings)
                 return data
             flight = self.flights.get(uid)  # may have started while we read the disk
         if flight is None:
@@ -173,7 +176,7 @@ class Store:
             # then the rest of its series in the background
             flight = self._start_single(server, ref)
             if siblings is not None and self.config.readahead == "series":
-                self._start_series(server, ref.series, siblings())
+                self.nursery.start_soon(self._series_after, server, ref.series, siblings, flight)
         await flight.done.wait()
         if flight.error is not None and flight.by_series and not isinstance(flight.error, IgnoredError):
             # the series stream failed or did not carry this one: ask for it alone
@@ -230,6 +233,44 @@ class Store:
             flight.finish(error=RemoteError("fetch cancelled", server=server, what=f"instance {uid}"))
             if self.flights.get(uid) is flight:
                 del self.flights[uid]
+
+    async def _series_after(
+        self, server: str, sref: SeriesRef, siblings: Callable[[], list[str]], first: _Flight
+    ) -> None:
+        """Start the series readahead once the first file has arrived (so that
+        the two do not compete for its first byte), unless that failed."""
+        await first.done.wait()
+        if first.error is None:
+            self._start_series(server, sref, siblings())
+
+    def _start_disk_readahead(self, ref: InstanceRef, siblings: Callable[[], list[str]]) -> None:
+        """A disk-cache hit: load the series' next files from disk in the background."""
+        sref = ref.series
+        if self.disk is None or sref in self.disk_jobs:
+            return
+        uids = siblings()
+        at = uids.index(ref.instance_uid) + 1 if ref.instance_uid in uids else 0
+        order = [u for u in uids[at:] + uids[:at] if self.disk.size_of(u) is not None and not self.memory.peek(u)]
+        if order:
+            self.disk_jobs.add(sref)
+            self.nursery.start_soon(self._run_disk_readahead, sref, order)
+
+    async def _run_disk_readahead(self, sref: SeriesRef, uids: list[str]) -> None:
+        try:
+            for u in uids:
+                if self.memory.peek(u) or u in self.flights:
+                    continue
+                data = await self._disk_get(u)
+                if data is None or self.memory.peek(u):
+                    continue
+                self._store(u, data)
+                self.unread[u] = len(data)
+                self.unread_bytes += len(data)
+                await self._wait_for_budget(sref)
+        except _Abandoned:
+            pass
+        finally:
+            self.disk_jobs.discard(sref)
 
     def _start_series(self, server: str, sref: SeriesRef, siblings: list[str]) -> bool:
         """Start a background fetch of the series' uncached instances, if a slot is free."""

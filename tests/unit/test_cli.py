@@ -1,0 +1,50 @@
+"""The CLI's error contract without a mount: one line, the right exit code,
+whatever wrapping (trio's exception groups) the error arrived in."""
+
+from __future__ import annotations
+
+import pytest
+
+from trolleyfs import cli
+from trolleyfs.errors import ConfigError, Unavailable
+from trolleyfs.mount import fuse_options
+
+
+def run_with(monkeypatch, exc: BaseException) -> int:
+    def boom(args):  # noqa: ARG001
+        raise exc
+
+    monkeypatch.setattr(cli, "cmd_check", boom)
+    return cli.main(["check", "x.toml"])
+
+
+@pytest.mark.parametrize(
+    "exc, code, text",
+    [
+        (ConfigError("p.toml", "servers.a.url", "is missing"), 2, "trolleyfs: p.toml: servers.a.url: is missing"),
+        (ExceptionGroup("nursery", [ConfigError("p.toml", "k", "bad")]), 2, "trolleyfs: p.toml: k: bad"),
+        (ExceptionGroup("outer", [ExceptionGroup("inner", [Unavailable("down", server="pacs")])]), 1,
+         "trolleyfs: pacs: down"),
+        (ExceptionGroup("n", [RuntimeError("fuse_session_new() failed")]), 1, "could not mount"),
+    ],
+)
+def test_errors_are_one_line(monkeypatch, capsys, exc, code, text):
+    assert run_with(monkeypatch, exc) == code
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and text in err and "Traceback" not in err
+
+
+def test_bugs_are_not_hidden(monkeypatch):
+    with pytest.raises(ZeroDivisionError):
+        run_with(monkeypatch, ZeroDivisionError())
+
+
+def test_mount_options():
+    opts = fuse_options(["ro,_netdev,nofail,noauto,x-systemd.automount", "allow_other"], "/etc/p.toml")
+    assert {"ro", "default_permissions", "allow_other", "fsname=trolleyfs:/etc/p.toml"} <= opts
+    assert "_netdev" not in opts and "nofail" not in opts
+    assert "allow_other" not in fuse_options([], "p.toml")
+    with pytest.raises(cli.UserError, match="read-only"):
+        fuse_options(["rw"])
+    with pytest.raises(cli.UserError, match="unknown mount option 'max_readahead=1'"):
+        fuse_options(["max_readahead=1"])
