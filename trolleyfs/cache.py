@@ -93,6 +93,9 @@ class DiskCache:
                     st = f.stat()
                 except OSError:
                     continue
+                if st.st_size < self.SUFFIX_LEN:  # cannot even hold its checksum
+                    f.unlink(missing_ok=True)
+                    continue
                 entries.append((st.st_atime, f, st.st_size))
         entries.sort()
         for _, f, size in entries:  # oldest first: dict order doubles as LRU order
