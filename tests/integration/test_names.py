@@ -1,0 +1,57 @@
+"""Hostile attribute values through a real mount: names stay safe, unique and
+readable, and every file still reads back exactly."""
+
+from __future__ import annotations
+
+import io
+import os
+
+import pydicom
+import pytest
+
+from tests.mounting import mounted, qido_config
+from trolleyfs import sampledata
+from trolleyfs.orthanc import Orthanc
+
+pytestmark = pytest.mark.integration
+
+NASTY = [
+    ("A/B^..", "../../etc/passwd"),
+    ("CTRL\x01\x1f^X", "tab\there\x7fdel"),
+    ("LONG^" + "Z" * 60, "desc " + "é" * 200),
+    ("DOT^.", ".hidden"),
+    ("SAME^NAME", "Same"),
+    ("SAME^NAME", "Same"),  # a second study that renders to the same name
+]
+
+
+@pytest.fixture(scope="module")
+def files():
+    studies = [sampledata.StudySpec(p, f"N{i}", "20200101", d, (sampledata.SeriesSpec("CT", d, 2),
+                                                                 sampledata.SeriesSpec("CT", d, 2)))
+               for i, (p, d) in enumerate(NASTY)]  # fmt: skip
+    return list(sampledata.generate(studies))
+
+
+def test_hostile_names_are_safe_unique_and_readable(files, tmp_path):
+    with Orthanc(workdir=str(tmp_path / "orthanc")) as orthanc:
+        orthanc.upload(files)
+        with mounted(qido_config(orthanc, '[[folders]]\nname = "all"\nquery = {}\n'), tmp_path) as m:
+            studies = os.listdir(m.path / "all")
+            assert len(studies) == len(NASTY) == len(set(studies))
+            for name in studies:
+                raw = name.encode()
+                assert len(raw) <= 255 and b"/" not in raw and not name.startswith(".")
+                assert all(ch >= " " and ch != "\x7f" for ch in name), repr(name)
+            assert sum(1 for s in studies if s.startswith("2020-01-01 SAME NAME Same ~")) == 2
+            by_uid = {pydicom.dcmread(io.BytesIO(b), stop_before_pixels=True).SOPInstanceUID: b for b in files}
+            seen = 0
+            for study in studies:
+                series = os.listdir(m.path / "all" / study)
+                assert len(series) == 2 == len(set(series))
+                for s in series:
+                    for f in (m.path / "all" / study / s).iterdir():
+                        uid = os.getxattr(f, "user.dicom.SOPInstanceUID").decode()
+                        assert f.read_bytes() == orthanc.instance_file(uid) and uid in by_uid
+                        seen += 1
+            assert seen == len(files)
