@@ -134,7 +134,8 @@ class Operations(pyfuse3.Operations):
         text = os.fsdecode(name)
         if name in (b".", b".."):
             raise pyfuse3.FUSEError(errno.ENOENT)
-        if is_probe(text) and parent.cached_child(text) is None and not (parent is self.tree.root and text == ".trolleyfs"):
+        control = parent is self.tree.root and text == ".trolleyfs"
+        if is_probe(text) and parent.cached_child(text) is None and not control:
             raise pyfuse3.FUSEError(errno.ENOENT)  # desktop probes: no request
         node = await parent.lookup(self.tree, text)
         if node is None:

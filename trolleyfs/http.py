@@ -8,9 +8,9 @@ import logging
 import random
 import re
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import trio
@@ -19,6 +19,7 @@ from .config import Server
 from .errors import AccessDenied, ConfigError, NotFound, ProtocolError, RemoteError, Unavailable
 
 log = logging.getLogger("trolleyfs.http")
+T = TypeVar("T")
 
 RETRY_STATUS = {500, 502, 503, 504}
 
@@ -141,55 +142,67 @@ class HttpEndpoint:
     async def _backoff(self, attempt: int) -> None:
         await trio.sleep(min(2.0, 0.1 * 2**attempt) * (0.5 + random.random()))
 
-    async def request(
-        self, method: str, url: str, what: str, *, idempotent: bool = True, **kwargs: Any
-    ) -> httpx.Response:
-        """A whole-body request with deadline and retries; returns a 2xx response."""
-        attempts = 1 + (self.server.retries if idempotent else 0)
-        for attempt in range(attempts):
+    async def _with_retries(self, what: str, attempts: int, attempt: Callable[[], Awaitable[T]]) -> T:
+        """Run ``attempt`` until it succeeds, retrying what may work later
+        (timeouts, resets, 5xx) with jittered backoff; errors come out translated."""
+        for n in range(attempts):
             try:
-                with trio.fail_after(self.server.timeout * 2):
-                    resp = await self.client.request(method, url, **kwargs)
-                raise_for_status(resp, self.name, what)
-                return resp
+                return await attempt()
             except (RemoteError, httpx.HTTPError, OSError, trio.TooSlowError) as exc:
                 err = translate(exc, self.name, what)
-                if attempt + 1 < attempts and _retryable(err):
+                if n + 1 < attempts and _retryable(err):
                     log.debug("retrying %s after: %s", what, err)
-                    await self._backoff(attempt)
+                    await self._backoff(n)
                     continue
                 raise err from None
         raise AssertionError("unreachable")
 
+    async def request(
+        self, method: str, url: str, what: str, *, idempotent: bool = True, **kwargs: Any
+    ) -> httpx.Response:
+        """A whole-body request with deadline and retries; returns a 2xx response."""
+
+        async def once() -> httpx.Response:
+            with trio.fail_after(self.server.timeout * 2):
+                resp = await self.client.request(method, url, **kwargs)
+            raise_for_status(resp, self.name, what)
+            return resp
+
+        return await self._with_retries(what, 1 + (self.server.retries if idempotent else 0), once)
+
     @asynccontextmanager
-    async def stream(self, method: str, url: str, what: str, **kwargs: Any) -> AsyncIterator[httpx.Response]:
+    async def stream(
+        self,
+        method: str,
+        url: str,
+        what: str,
+        *,
+        accept_error: Callable[[httpx.Response], bool] | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[httpx.Response]:
         """A streamed request: the status is checked (and retried on 5xx) before
-        the body is handed out; the body itself is the caller's to read."""
-        attempts = 1 + self.server.retries
-        for attempt in range(attempts):
-            try:
-                with trio.fail_after(self.server.timeout * 2):
-                    req = self.client.build_request(method, url, **kwargs)
-                    resp = await self.client.send(req, stream=True)
-                if not 200 <= resp.status_code < 300:
-                    try:
-                        with trio.fail_after(self.server.timeout):
-                            await resp.aread()
-                    finally:
-                        await resp.aclose()
+        the body is handed out; the body itself is the caller's to read.  An
+        error answer that ``accept_error`` accepts (read whole) is handed out
+        too, for protocols whose error bodies say more than the status."""
+
+        async def once() -> httpx.Response:
+            with trio.fail_after(self.server.timeout * 2):
+                resp = await self.client.send(self.client.build_request(method, url, **kwargs), stream=True)
+            if not 200 <= resp.status_code < 300:
+                try:
+                    with trio.fail_after(self.server.timeout):
+                        await resp.aread()
+                finally:
+                    await resp.aclose()
+                if accept_error is None or not accept_error(resp):
                     raise_for_status(resp, self.name, what)
-            except (RemoteError, httpx.HTTPError, OSError, trio.TooSlowError) as exc:
-                err = translate(exc, self.name, what)
-                if attempt + 1 < attempts and _retryable(err):
-                    log.debug("retrying %s after: %s", what, err)
-                    await self._backoff(attempt)
-                    continue
-                raise err from None
-            try:
-                yield resp
-            finally:
-                await resp.aclose()
-            return
+            return resp
+
+        resp = await self._with_retries(what, 1 + self.server.retries, once)
+        try:
+            yield resp
+        finally:
+            await resp.aclose()
 
 
 async def iter_body(resp: httpx.Response, server: str, what: str, idle_timeout: float) -> AsyncIterator[bytes]:

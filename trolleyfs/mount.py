@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import re
 import signal
 from collections.abc import Callable
 from contextlib import AsyncExitStack
@@ -92,7 +93,7 @@ async def serve(
             finally:
                 nursery.cancel_scope.cancel()
                 # main() returns both when the kernel unmounted us and after terminate()
-                pyfuse3.close(unmount=os.path.ismount(mountpoint))
+                pyfuse3.close(unmount=mounted_at(mountpoint))
                 log.info("unmounted %s; %s", mountpoint, _summary(stats))
 
 
@@ -118,6 +119,22 @@ async def _signals(debug_toggle: Callable[[], None] | None) -> None:
                 continue
             log.info("%s: unmounting", signal.Signals(sig).name)
             pyfuse3.terminate()
+
+
+def mounted_at(path: str) -> bool:
+    """Whether something is mounted at ``path`` (absolute), from the mount table.
+    Unlike os.path.ismount this never touches the path itself, which would ask
+    this very process for its root's attributes when it no longer serves them."""
+    try:
+        table = open("/proc/self/mounts", encoding="utf-8", errors="surrogateescape").read()
+    except OSError:
+        return os.path.ismount(path)
+    return any(_unescape(line.split(" ")[1]) == path for line in table.splitlines() if line.count(" ") >= 2)
+
+
+def _unescape(field: str) -> str:
+    """/proc/mounts writes space, tab, newline and backslash as octal escapes."""
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
 
 
 def check_mountpoint(path: str) -> str:

@@ -115,7 +115,7 @@ def unique_names(items: Sequence[tuple[str, str]], suffix: str = "") -> list[str
         counts[b.casefold()] = counts.get(b.casefold(), 0) + 1
     out: list[str] = []
     taken: set[str] = set()
-    for (base, uid), b in zip(items, bases, strict=True):
+    for (_, uid), b in zip(items, bases, strict=True):
         name = b
         if counts[b.casefold()] > 1:
             stem = b[: len(b) - len(suffix)] if suffix else b

@@ -120,7 +120,7 @@ class Orthanc:
                 pass
             time.sleep(0.1)
         self.stop()
-        raise RuntimeError("Orthanc did not answer within %ss" % timeout)
+        raise RuntimeError(f"Orthanc did not answer within {timeout}s")
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

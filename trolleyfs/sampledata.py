@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, MRImageStorage, PYDICOM_IMPLEMENTATION_UID
+from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, CTImageStorage, ExplicitVRLittleEndian, MRImageStorage
 
 ROOT = "1.2.826.0.1.3680043.10.1087"  # a UID root for generated sample data
 
@@ -136,7 +136,8 @@ def generate(studies: list[StudySpec] | None = None) -> Iterator[bytes]:
 def bench_studies(n_studies: int = 100, big_series: int = 500, size: int = 512) -> list[StudySpec]:
     """The benchmark's data set: one study holding a large CT series, and many small studies."""
     today = _dt.date(2024, 1, 1)
-    big = StudySpec("BENCH^BIG", "B000", "20240101", "Bench big CT", (SeriesSpec("CT", "Thin", big_series, size, size),))
+    thin = SeriesSpec("CT", "Thin", big_series, size, size)
+    big = StudySpec("BENCH^BIG", "B000", "20240101", "Bench big CT", (thin,))
     small = [
         StudySpec(f"BENCH^P{i:03}", f"B{i:03}", (today - _dt.timedelta(days=i)).strftime("%Y%m%d"), "Bench small",
                   (SeriesSpec("CT", "Scout", 2),))

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import logging
 import time
-from contextlib import aclosing
 from collections.abc import Callable
+from contextlib import aclosing
 from dataclasses import dataclass, field
 
 import trio
@@ -33,6 +33,7 @@ log = logging.getLogger("trolleyfs.store")
 
 
 PREFETCH_PATIENCE_S = 30.0
+PROGRESS_EVERY_S = 5.0  # a long prefetch says how far it got this often
 
 
 class _Abandoned(TrolleyError):
@@ -133,12 +134,12 @@ class Store:
             except trio.ClosedResourceError:
                 pass  # unmounting
 
-    async def drain(self, timeout: float = 30.0) -> None:
+    async def drain(self, patience: float = 30.0) -> None:
         """At unmount: let queued disk-cache writes finish (bounded in time)."""
         if self._to_disk is None:
             return
         await self._to_disk.aclose()
-        with trio.move_on_after(timeout):
+        with trio.move_on_after(patience):
             await self._writer_done.wait()
 
     async def _disk_writer(self, queue: trio.MemoryReceiveChannel[tuple[str, bytes]]) -> None:
@@ -300,10 +301,15 @@ class Store:
         error: BaseException | None = None
         try:
             async with aclosing(self.fetchers[server].fetch_series(sref, uids)) as stream:
+                next_report = time.monotonic() + PROGRESS_EVERY_S
                 async for uid, data in stream:
                     flight = self.flights.get(uid)
                     job.received += 1
                     job.bytes += len(data)
+                    if time.monotonic() >= next_report:
+                        next_report += PROGRESS_EVERY_S
+                        log.info("series %s: %d of %d instances, %.1f MB so far", sref.series_uid,
+                                 job.received, len(uids), job.bytes / 1e6)  # fmt: skip
                     self.stats.instances_fetched += 1
                     self.stats.bytes_fetched[server] += len(data)
                     if flight is None or not flight.by_series or flight.done.is_set():

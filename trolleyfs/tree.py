@@ -224,7 +224,8 @@ class ByUidDir(StudyListDir):
 
 class StudyDir(DirNode):
     def __init__(self, name: str, parent: DirNode, tree: Tree, server: str, study: Study) -> None:
-        super().__init__(name, parent, _epoch(study.attrs.get("StudyDate"), study.attrs.get("StudyTime"), tree.mount_time))
+        when = _epoch(study.attrs.get("StudyDate"), study.attrs.get("StudyTime"), tree.mount_time)
+        super().__init__(name, parent, when)
         self.server, self.study = server, study
         self.ttl = tree.config.cache.study_ttl
         self._prefilled: list[Series] | None = study.series

@@ -23,7 +23,7 @@ import re
 import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator, Iterable
-from contextlib import aclosing, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, aclosing, asynccontextmanager
 from dataclasses import dataclass, field
 from urllib.parse import unquote
 from xml.sax.saxutils import escape, quoteattr
@@ -32,7 +32,7 @@ import httpx
 import trio
 
 from ..errors import IgnoredError, NotFound, ProtocolError, RemoteError, Unavailable
-from ..http import HttpEndpoint, iter_body, raise_for_status, translate
+from ..http import HttpEndpoint, iter_body
 from ..model import InstanceRef, SeriesRef
 from ..multipart import MultipartError, MultipartParser, Part, boundary_of, content_type_params
 from .part10 import check_part10
@@ -475,40 +475,12 @@ class Rad69:
                 raise ProtocolError("non-multipart answer too large", server=self.name, what=what)
         return bytes(buf)
 
-    @asynccontextmanager
-    async def _post(self, body: bytes, what: str) -> AsyncIterator[httpx.Response]:
-        """POST with deadline and retries, like :meth:`HttpEndpoint.stream`, except
-        that a SOAP answer with an error status is handed out too (read whole),
-        so that its Fault reason or RegistryErrorList is reported, not just
-        "HTTP 500"."""
-        client, server = self.ep.client, self.ep.server
+    def _post(self, body: bytes, what: str) -> AbstractAsyncContextManager[httpx.Response]:
+        """POST with the endpoint's deadline and retries; a SOAP answer with an
+        error status is handed out too (read whole), so that its Fault reason or
+        RegistryErrorList is reported, not just "HTTP 500"."""
         headers = {"Content-Type": REQUEST_CONTENT_TYPE, "Accept": ACCEPT}
-        attempts = 1 + server.retries
-        for attempt in range(attempts):
-            try:
-                with trio.fail_after(server.timeout * 2):
-                    req = client.build_request("POST", self.ep.url, content=body, headers=headers)
-                    resp = await client.send(req, stream=True)
-                if not 200 <= resp.status_code < 300:
-                    try:
-                        with trio.fail_after(server.timeout):
-                            await resp.aread()
-                    finally:
-                        await resp.aclose()
-                    if not _is_soap_answer(resp):
-                        raise_for_status(resp, self.name, what)
-            except (RemoteError, httpx.HTTPError, OSError, trio.TooSlowError) as exc:
-                err = translate(exc, self.name, what)
-                if attempt + 1 < attempts and isinstance(err, Unavailable):
-                    log.debug("retrying %s after: %s", what, err)
-                    await trio.sleep(min(2.0, 0.1 * 2**attempt))
-                    continue
-                raise err from None
-            try:
-                yield resp
-            finally:
-                await resp.aclose()
-            return
+        return self.ep.stream("POST", self.ep.url, what, content=body, headers=headers, accept_error=_is_soap_answer)
 
 
 def _is_soap_answer(resp: httpx.Response) -> bool:

@@ -45,7 +45,9 @@ class QidoRS:
     async def aclose(self) -> None:
         pass
 
-    async def _search(self, path: str, params: list[tuple[str, str]], what: str, limit: int | None = None) -> list[dict[str, str]]:
+    async def _search(
+        self, path: str, params: list[tuple[str, str]], what: str, limit: int | None = None
+    ) -> list[dict[str, str]]:
         """All results of a search, following limit/offset paging."""
         results: list[dict[str, str]] = []
         offset = 0
