@@ -33,6 +33,7 @@ log = logging.getLogger("trolleyfs.store")
 
 
 PREFETCH_PATIENCE_S = 30.0
+READAHEAD_GRACE_S = 0.02  # a series readahead waits this long after the first file, unless a second is asked for
 PROGRESS_EVERY_S = 5.0  # a long prefetch says how far it got this often
 
 
@@ -88,6 +89,7 @@ class Store:
         self.disk = DiskCache(config.disk_dir, config.disk_mb * 2**20) if config.disk_dir else None
         self.flights: dict[str, _Flight] = {}
         self.series_jobs: dict[SeriesRef, _SeriesJob] = {}
+        self.pending_series: dict[SeriesRef, object] = {}  # readahead about to start
         self.disk_jobs: set[SeriesRef] = set()  # series being read ahead from the disk cache
         self.readahead_slots = trio.Semaphore(config.readahead_series)
         self.disk_limiter = trio.CapacityLimiter(4)
@@ -172,12 +174,22 @@ class Store:
                     self._start_disk_readahead(ref, siblings)
                 return data
             flight = self.flights.get(uid)  # may have started while we read the disk
+        readahead = siblings is not None and self.config.readahead == "series"
+        if flight is None and readahead and ref.series in self.pending_series:
+            # a second file of a series whose readahead is about to start: the
+            # access is sequential, so start it now and take this file from it
+            assert siblings is not None
+            del self.pending_series[ref.series]
+            self._start_series(server, ref.series, siblings())
+            flight = self.flights.get(uid)
         if flight is None:
-            # this file alone first (its first byte should not wait for a series),
-            # then the rest of its series in the background
+            # this file alone first (its first byte should not wait behind a
+            # series), then the rest of its series in the background
             flight = self._start_single(server, ref)
-            if siblings is not None and self.config.readahead == "series":
-                self.nursery.start_soon(self._series_after, server, ref.series, siblings, flight)
+            if readahead and ref.series not in self.series_jobs and ref.series not in self.pending_series:
+                assert siblings is not None
+                self.pending_series[ref.series] = mark = object()
+                self.nursery.start_soon(self._series_after, server, ref.series, siblings, flight, mark)
         await flight.done.wait()
         if flight.error is not None and flight.by_series and not isinstance(flight.error, IgnoredError):
             # the series stream failed or did not carry this one: ask for it alone
@@ -236,13 +248,18 @@ class Store:
                 del self.flights[uid]
 
     async def _series_after(
-        self, server: str, sref: SeriesRef, siblings: Callable[[], list[str]], first: _Flight
+        self, server: str, sref: SeriesRef, siblings: Callable[[], list[str]], first: _Flight, mark: object
     ) -> None:
-        """Start the series readahead once the first file has arrived (so that
-        the two do not compete for its first byte), unless that failed."""
+        """Start the series readahead once the first file has arrived and its
+        reader has had a moment to read it (so the two do not compete for its
+        first byte), unless that fetch failed or a second file already started it."""
         await first.done.wait()
         if first.error is None:
-            self._start_series(server, sref, siblings())
+            await trio.sleep(READAHEAD_GRACE_S)
+        if self.pending_series.get(sref) is mark:
+            del self.pending_series[sref]
+            if first.error is None:
+                self._start_series(server, sref, siblings())
 
     def _start_disk_readahead(self, ref: InstanceRef, siblings: Callable[[], list[str]]) -> None:
         """A disk-cache hit: load the series' next files from disk in the background."""

@@ -365,6 +365,7 @@ class StatsFile(FileNode):
                 "dir": str(store.disk.dir), "bytes": store.disk.bytes_used, "limit": store.disk.max_bytes,
                 "hits": store.disk.hits, "misses": store.disk.misses, "corrupt": store.disk.corrupt},
             "prefetch": {"series_running": len(store.series_jobs), "in_flight": len(store.flights),
+                         "series_pending": len(store.pending_series),
                          "disk_readahead_running": len(store.disk_jobs),
                          "unread_bytes": store.unread_bytes, "budget": store.prefetch_budget},
             "inodes": len(tree.nodes),

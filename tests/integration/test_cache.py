@@ -47,7 +47,7 @@ def wait_idle(m, timeout: float = 20) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         p = m.stats()["prefetch"]
-        if p["series_running"] == 0 and p["in_flight"] == 0:
+        if p["series_running"] == 0 and p["in_flight"] == 0 and p["series_pending"] == 0:
             return
         time.sleep(0.05)
     raise AssertionError(f"prefetch still running: {m.stats()['prefetch']}")
