@@ -1,0 +1,45 @@
+"""`make demo` runs `trolleyfs demo`: a local Orthanc with sample studies,
+mounted and browsable; Ctrl-C unmounts and removes everything it made."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import time
+
+import pytest
+
+from tests.mounting import TROLLEYFS_BIN, force_unmount, stop
+
+pytestmark = pytest.mark.integration
+
+
+def test_demo_mounts_a_browsable_pacs_and_cleans_up(tmp_path):
+    mnt = tmp_path / "demo"
+    out = tmp_path / "demo.out"
+    with open(out, "wb") as f:
+        proc = subprocess.Popen([TROLLEYFS_BIN, "demo", "--mountpoint", str(mnt)], stdout=f, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 90
+        while "Press Ctrl-C" not in out.read_text():
+            assert proc.poll() is None and time.monotonic() < deadline, out.read_text()
+            time.sleep(0.1)
+        text = out.read_text()
+        workdir = re.search(r"data in ([^ )]+)\) \.\.\.", text).group(1)
+        assert os.path.isdir(workdir)
+        assert sorted(os.listdir(mnt)) == [".trolleyfs", "all-studies", "by-uid", "since-2022", "test-patients-ct"]
+        studies = os.listdir(mnt / "all-studies")
+        assert len(studies) == 5
+        one = next((mnt / "all-studies").rglob("*.dcm"))
+        assert one.read_bytes()[128:132] == b"DICM"
+        proc.send_signal(signal.SIGINT)  # Ctrl-C
+        assert proc.wait(30) == 0
+        assert not os.path.ismount(mnt)
+        assert not os.path.exists(workdir)  # Orthanc's data is gone
+        assert "Traceback" not in out.read_text()
+    finally:
+        force_unmount(mnt)
+        stop(proc)
