@@ -34,6 +34,7 @@ from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.valuerep import PersonName
 from pynetdicom import AE, _config, evt
+from pynetdicom.pdu import A_ASSOCIATE_RJ
 from pynetdicom.pdu_primitives import A_P_ABORT
 from pynetdicom.transport import AssociationSocket
 
@@ -440,6 +441,14 @@ class Association:
     def _open(self) -> Any:
         ae = cached_ae(self.server, self.ep, self.contexts)
         connected = threading.Event()
+        rejections: list[Any] = []
+
+        def on_pdu(event: Any) -> None:
+            # pynetdicom sometimes reports a rejection as an abort: when the peer
+            # closes the connection right after its A-ASSOCIATE-RJ, pynetdicom
+            # sees the socket closed before it reads the answer.  Seen here.
+            if isinstance(event.pdu, A_ASSOCIATE_RJ):
+                rejections.append(event.pdu)
 
         def on_connect(event: Any) -> None:  # in pynetdicom's DUL thread, while _open() waits
             connected.set()
@@ -450,7 +459,7 @@ class Association:
             if aborted:
                 _wake(event.assoc)
 
-        handlers = [*self.handlers, (evt.EVT_CONN_OPEN, on_connect)]
+        handlers = [*self.handlers, (evt.EVT_CONN_OPEN, on_connect), (evt.EVT_PDU_RECV, on_pdu)]
         assoc = ae.associate(
             self.ep.host, self.ep.port, ae_title=self.ep.called_aet, ext_neg=self.ext_neg or None,
             evt_handlers=handlers, max_pdu=MAX_PDU,
@@ -463,12 +472,13 @@ class Association:
             return assoc
         with self._lock:
             self.aborted = True  # _step() winds down what is left of it and closes the socket
-        raise self._not_established(assoc, connected.is_set())
+        rejection = rejections[0] if rejections else getattr(assoc.acceptor, "primitive", None)
+        raise self._not_established(assoc, connected.is_set(), rejection)
 
-    def _not_established(self, assoc: Any, connected: bool) -> RemoteError:
+    def _not_established(self, assoc: Any, connected: bool, rejection: Any) -> RemoteError:
         where = self.ep.where()
-        if assoc.is_rejected:
-            return self._rejected(assoc, where)
+        if assoc.is_rejected or getattr(rejection, "result", None) in (0x01, 0x02):
+            return self._rejected(rejection, where)
         if not connected:
             return Unavailable(f"cannot connect to {where}", server=self.name, what=self.what)
         if getattr(assoc, "rejected_contexts", None) and not assoc.accepted_contexts:
@@ -478,9 +488,9 @@ class Association:
             )  # fmt: skip
         return Unavailable(f"association with {where} aborted or not answered", server=self.name, what=self.what)
 
-    def _rejected(self, assoc: Any, where: str) -> RemoteError:
-        rsp = getattr(assoc.acceptor, "primitive", None)
-        reason = getattr(rsp, "reason_str", "no reason given") if rsp is not None else "no reason given"
+    def _rejected(self, rsp: Any, where: str) -> RemoteError:
+        """``rsp``: the A-ASSOCIATE-RJ PDU or primitive."""
+        reason = getattr(rsp, "reason_str", None) or "no reason given"
         msg = f"association rejected by {where}: {reason}"
         if getattr(rsp, "result", None) == 0x02:  # rejected-transient: busy, limits reached
             return Unavailable(msg + " (transient)", server=self.name, what=self.what)

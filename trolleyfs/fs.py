@@ -94,6 +94,16 @@ class Operations(pyfuse3.Operations):
         self._handles[fh] = value
         return fh
 
+    def push(self, uid: str, data: bytes) -> None:
+        """Readahead data: hand it to the kernel's page cache for each file that
+        shows this instance, so that reading it costs no FUSE request at all."""
+        for node in self.tree.instance_nodes.get(uid, ()):
+            if node.ino is not None:
+                try:
+                    pyfuse3.notify_store(node.ino, 0, data)
+                except OSError:
+                    pass  # the kernel dropped the inode, or cannot: it will ask when read
+
     # ------------------------------------------------------------------ attrs
     def _attrs(self, node: Node) -> pyfuse3.EntryAttributes:
         a = pyfuse3.EntryAttributes()

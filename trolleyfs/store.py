@@ -81,6 +81,7 @@ class Store:
         self.stats = stats
         self.nursery = nursery
         self.on_size = on_size
+        self.on_prefetched: Callable[[str, bytes], None] | None = None  # readahead data, as it arrives
         self.prefetch_budget = max(config.memory_mb * 2**20 // 2, 16 * 2**20)
         self.unread: dict[str, int] = {}  # prefetched, in memory, not read yet
         self.unread_bytes = 0
@@ -335,6 +336,8 @@ class Store:
                     self.unread[uid] = len(data)
                     self.unread_bytes += len(data)
                     flight.finish(data)
+                    if self.on_prefetched is not None:
+                        self.on_prefetched(uid, data)
                     if self.flights.get(uid) is flight:
                         del self.flights[uid]
                     await self._disk_put(uid, data)

@@ -305,6 +305,7 @@ class SeriesDir(DirNode):
                 node.name = name
             else:
                 node = InstanceFile(name, self, self.server, inst, self.mtime)
+                tree.instance_nodes.setdefault(inst.uid, []).append(node)
             out[name] = node
         return out
 
@@ -384,6 +385,7 @@ class Tree:
         self.config, self.remotes, self.store, self.stats = config, remotes, store, stats
         self.mount_time = time.time()
         self.sizes: dict[str, int] = {}
+        self.instance_nodes: dict[str, list[InstanceFile]] = {}  # SOP UID -> its files (one per path)
         self.root = StaticDir("", None, self.mount_time)
         for folder in config.folders:
             self.root.add(FolderDir(folder, self.root, self))
