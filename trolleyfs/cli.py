@@ -47,6 +47,8 @@ def _setup_logging(level: str, log_file: str | None = None, daemon: bool = False
     root.addHandler(handler)
     base = getattr(logging, level.upper())
     root.setLevel(base)
+    # pynetdicom logs our own deliberate association aborts (deadlines) as errors
+    logging.getLogger("pynetdicom").setLevel(logging.CRITICAL)
 
     def toggle() -> None:
         new = logging.DEBUG if root.level != logging.DEBUG else base

@@ -106,7 +106,9 @@ class Orthanc:
         cfg = self.dir / "orthanc.json"
         cfg.write_text(json.dumps(self.config(), indent=1))
         log = open(self.dir / "orthanc.log", "wb")
-        self.proc = subprocess.Popen([ORTHANC, str(cfg)], stdout=log, stderr=subprocess.STDOUT, cwd=self.dir)
+        # dcmtk-based DIMSE (Orthanc's DICOM port) leaves Nagle on unless told: ~50 ms per C-FIND
+        env = dict(os.environ, TCP_NODELAY="1")
+        self.proc = subprocess.Popen([ORTHANC, str(cfg)], stdout=log, stderr=subprocess.STDOUT, cwd=self.dir, env=env)
         log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -34,7 +34,8 @@ log = logging.getLogger("trolleyfs.store")
 
 PREFETCH_PATIENCE_S = 30.0
 READAHEAD_GRACE_S = 0.02  # a series readahead waits this long after the first file, unless a second is asked for
-PROGRESS_EVERY_S = 5.0  # a long prefetch says how far it got this often
+PROGRESS_EVERY_S = 5.0
+DISK_READAHEAD_WORKERS = 3  # a long prefetch says how far it got this often
 
 
 class _Abandoned(TrolleyError):
@@ -275,8 +276,12 @@ class Store:
             self.nursery.start_soon(self._run_disk_readahead, sref, order)
 
     async def _run_disk_readahead(self, sref: SeriesRef, uids: list[str]) -> None:
-        try:
-            for u in uids:
+        """A few workers read the files in order (reading and checking a file
+        releases the GIL, so they overlap), stopping at the prefetch budget."""
+        todo = iter(uids)
+
+        async def worker() -> None:
+            for u in todo:
                 if self.memory.peek(u) or u in self.flights:
                     continue
                 data = await self._disk_get(u)
@@ -285,8 +290,15 @@ class Store:
                 self._store(u, data)
                 self.unread[u] = len(data)
                 self.unread_bytes += len(data)
+                if self.on_prefetched is not None:
+                    self.on_prefetched(u, data)
                 await self._wait_for_budget(sref)
-        except _Abandoned:
+
+        try:
+            async with trio.open_nursery() as workers:
+                for _ in range(DISK_READAHEAD_WORKERS):
+                    workers.start_soon(worker)
+        except* _Abandoned:
             pass
         finally:
             self.disk_jobs.discard(sref)
