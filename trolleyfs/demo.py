@@ -5,6 +5,7 @@ Everything lives in a temp dir and is removed on exit (Ctrl-C)."""
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -37,10 +38,18 @@ min_study_date = "2022-01-01"
 """
 
 
+def _exit_cleanly(signum: int, frame: object) -> None:
+    raise SystemExit(0)
+
+
 def run_demo(mountpoint: str, log_level: str) -> int:
     from .cli import _setup_logging
 
     toggle = _setup_logging(log_level)
+    # SIGTERM/SIGHUP outside the mount's own handling (during start-up, or just
+    # after an external unmount) must still stop Orthanc and remove its data
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _exit_cleanly)
     os.makedirs(mountpoint, exist_ok=True)
     mp = check_mountpoint(mountpoint)
     work = Path(tempfile.mkdtemp(prefix="trolleyfs-demo-"))

@@ -84,14 +84,17 @@ async def serve(
             ops = Operations(tree, op_deadline(config))
             store.on_prefetched = ops.push
             pyfuse3.init(ops, mountpoint, options)
+            serving = [True]  # pyfuse3.terminate() on an ended session crashes the process
             try:
-                nursery.start_soon(_signals, debug_toggle)
+                nursery.start_soon(_signals, debug_toggle, serving)
                 log.info("mounted %s at %s (%d folders, servers: %s)", config.path, mountpoint,
                          len(config.folders), ", ".join(config.servers))  # fmt: skip
                 on_ready()
                 await pyfuse3.main(min_tasks=4, max_tasks=64)
+                serving[0] = False
                 await store.drain()
             finally:
+                serving[0] = False
                 nursery.cancel_scope.cancel()
                 # main() returns both when the kernel unmounted us and after terminate()
                 pyfuse3.close(unmount=mounted_at(mountpoint))
@@ -111,7 +114,7 @@ def _summary(stats: Stats) -> str:
             f"{sum(stats.errors.values())} errors")  # fmt: skip
 
 
-async def _signals(debug_toggle: Callable[[], None] | None) -> None:
+async def _signals(debug_toggle: Callable[[], None] | None, serving: list[bool]) -> None:
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1) as sigs:
         async for sig in sigs:
             if sig == signal.SIGUSR1:
@@ -119,7 +122,9 @@ async def _signals(debug_toggle: Callable[[], None] | None) -> None:
                     debug_toggle()
                 continue
             log.info("%s: unmounting", signal.Signals(sig).name)
-            pyfuse3.terminate()
+            if serving[0]:
+                pyfuse3.terminate()
+            # else: already unmounted, and finishing by itself
 
 
 def mounted_at(path: str) -> bool:

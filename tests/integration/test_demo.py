@@ -16,6 +16,34 @@ from tests.mounting import TROLLEYFS_BIN, force_unmount, stop
 pytestmark = pytest.mark.integration
 
 
+def start_demo(tmp_path):
+    mnt = tmp_path / "demo"
+    out = tmp_path / "demo.out"
+    with open(out, "wb") as f:
+        proc = subprocess.Popen([TROLLEYFS_BIN, "demo", "--mountpoint", str(mnt)], stdout=f, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.monotonic() + 90
+    while "Press Ctrl-C" not in out.read_text():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            stop(proc)
+            raise AssertionError(out.read_text())
+        time.sleep(0.1)
+    return proc, mnt, out, re.search(r"data in ([^ )]+)\) \.\.\.", out.read_text()).group(1)
+
+
+def test_demo_stops_orthanc_when_terminated_after_an_external_unmount(tmp_path):
+    proc, mnt, out, workdir = start_demo(tmp_path)
+    try:
+        subprocess.run(["fusermount3", "-u", "-z", str(mnt)], check=True)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+        assert not os.path.exists(workdir)
+        assert workdir not in subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    finally:
+        force_unmount(mnt)
+        stop(proc)
+
+
 def test_demo_mounts_a_browsable_pacs_and_cleans_up(tmp_path):
     mnt = tmp_path / "demo"
     out = tmp_path / "demo.out"
