@@ -23,27 +23,24 @@ def _need(binary: str) -> None:
         pytest.fail(f"{binary} is not installed: run `make test`, which installs it")
 
 
-@pytest.fixture(scope="session")
-def orthanc(sample_files, tmp_path_factory):
-    """An Orthanc with the sample data, without authentication."""
+def _orthanc_with_samples(sample_files, tmp_path_factory, name: str, users: dict[str, str] | None = None):
     _need(ORTHANC)
-    server = Orthanc(workdir=str(tmp_path_factory.mktemp("orthanc")))
+    server = Orthanc(workdir=str(tmp_path_factory.mktemp(name)), users=users)
     server.start()
     try:
         server.upload(sample_files)
         yield server
     finally:
         server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def orthanc(sample_files, tmp_path_factory):
+    """An Orthanc with the sample data, without authentication."""
+    yield from _orthanc_with_samples(sample_files, tmp_path_factory, "orthanc")
 
 
 @pytest.fixture(scope="session")
 def orthanc_auth(sample_files, tmp_path_factory):
     """An Orthanc with the sample data behind basic auth (alice / secret)."""
-    _need(ORTHANC)
-    server = Orthanc(workdir=str(tmp_path_factory.mktemp("orthanc-auth")), users={"alice": "secret"})
-    server.start()
-    try:
-        server.upload(sample_files)
-        yield server
-    finally:
-        server.cleanup()
+    yield from _orthanc_with_samples(sample_files, tmp_path_factory, "orthanc-auth", {"alice": "secret"})

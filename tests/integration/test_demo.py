@@ -45,22 +45,11 @@ def test_demo_stops_orthanc_when_terminated_after_an_external_unmount(tmp_path):
 
 
 def test_demo_mounts_a_browsable_pacs_and_cleans_up(tmp_path):
-    mnt = tmp_path / "demo"
-    out = tmp_path / "demo.out"
-    with open(out, "wb") as f:
-        proc = subprocess.Popen([TROLLEYFS_BIN, "demo", "--mountpoint", str(mnt)], stdout=f, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL)  # fmt: skip
+    proc, mnt, out, workdir = start_demo(tmp_path)
     try:
-        deadline = time.monotonic() + 90
-        while "Press Ctrl-C" not in out.read_text():
-            assert proc.poll() is None and time.monotonic() < deadline, out.read_text()
-            time.sleep(0.1)
-        text = out.read_text()
-        workdir = re.search(r"data in ([^ )]+)\) \.\.\.", text).group(1)
         assert os.path.isdir(workdir)
         assert sorted(os.listdir(mnt)) == [".trolleyfs", "all-studies", "by-uid", "since-2022", "test-patients-ct"]
-        studies = os.listdir(mnt / "all-studies")
-        assert len(studies) == 5
+        assert len(os.listdir(mnt / "all-studies")) == 5
         one = next((mnt / "all-studies").rglob("*.dcm"))
         assert one.read_bytes()[128:132] == b"DICM"
         proc.send_signal(signal.SIGINT)  # Ctrl-C
