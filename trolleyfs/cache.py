@@ -46,6 +46,12 @@ class MemoryCache:
     def peek(self, uid: str) -> bool:
         return uid in self._lru
 
+    def size_of(self, uid: str) -> int | None:
+        """The size of a cached object, without counting a hit or making it young."""
+        if uid not in self._lru:
+            return None
+        return len(cachetools.Cache.__getitem__(self._lru, uid))
+
     def put(self, uid: str, data: bytes) -> None:
         if len(data) > self.max_bytes:
             return  # larger than the whole cache: serve it, don't keep it

@@ -21,7 +21,6 @@ from .errors import AccessDenied, ConfigError, NotFound, ProtocolError, RemoteEr
 log = logging.getLogger("trolleyfs.http")
 T = TypeVar("T")
 
-RETRY_STATUS = {500, 502, 503, 504}
 
 
 def _ssl_context(server: Server) -> ssl.SSLContext | bool:

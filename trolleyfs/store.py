@@ -114,10 +114,10 @@ class Store:
 
     def size_hint(self, uid: str) -> int | None:
         """The size of an instance if known without fetching it."""
-        if self.memory.peek(uid):
-            data = self.memory._lru.get(uid)
-            return None if data is None else len(data)
-        return self.disk.size_of(uid) if self.disk else None
+        size = self.memory.size_of(uid)
+        if size is None and self.disk is not None:
+            size = self.disk.size_of(uid)
+        return size
 
     def _store(self, uid: str, data: bytes) -> None:
         self.memory.put(uid, data)
