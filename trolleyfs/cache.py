@@ -124,10 +124,13 @@ class DiskCache:
             return None
         data, digest = raw[: -self.SUFFIX_LEN], raw[-self.SUFFIX_LEN :]
         if len(raw) < self.SUFFIX_LEN or hashlib.sha256(data).digest() != digest:
-            log.warning("disk cache: %s failed its checksum; dropped", p)
-            self.corrupt += 1
-            with self._lock:
-                self._size -= self._entries.pop(p, 0)
+            with self._lock:  # two readers may find the same bad file: count and log it once
+                size = self._entries.pop(p, None)
+                if size is not None:
+                    self._size -= size
+                    self.corrupt += 1
+            if size is not None:
+                log.warning("disk cache: %s failed its checksum; dropped", p)
             p.unlink(missing_ok=True)
             self.misses += 1
             return None

@@ -66,6 +66,14 @@ def _erofs(name: str) -> Callable[..., Awaitable[Any]]:
     return refuse
 
 
+def _notify_store(inodes: list[int], data: bytes) -> None:
+    for ino in inodes:
+        try:
+            pyfuse3.notify_store(ino, 0, data)
+        except OSError:
+            pass  # the kernel dropped the inode, or cannot: it will ask when read
+
+
 class Operations(pyfuse3.Operations):
     supports_dot_lookup = False
     enable_writeback_cache = False
@@ -79,6 +87,8 @@ class Operations(pyfuse3.Operations):
         self._handles: dict[int, Any] = {}
         self._next_fh = 1
         self._last_error: tuple[str, float] = ("", 0.0)
+        self.nursery: trio.Nursery | None = None  # for background page-cache pushes
+        self._push_limiter = trio.CapacityLimiter(1)
 
     def _log_error(self, op: str, exc: TrolleyError) -> None:
         # the same cause for a burst of files (a server down) is logged once
@@ -96,13 +106,17 @@ class Operations(pyfuse3.Operations):
 
     def push(self, uid: str, data: bytes) -> None:
         """Readahead data: hand it to the kernel's page cache for each file that
-        shows this instance, so that reading it costs no FUSE request at all."""
-        for node in self.tree.instance_nodes.get(uid, ()):
-            if node.ino is not None:
-                try:
-                    pyfuse3.notify_store(node.ino, 0, data)
-                except OSError:
-                    pass  # the kernel dropped the inode, or cannot: it will ask when read
+        shows this instance, so that reading it costs no FUSE request at all.
+
+        The kernel locks the pages it stores into; a reader of the same file may
+        hold one while it waits for this very process to answer its read.  So
+        the store runs in a worker thread, never on the loop that answers."""
+        inodes = [n.ino for n in self.tree.instance_nodes.get(uid, ()) if n.ino is not None]
+        if inodes and self.nursery is not None:
+            self.nursery.start_soon(self._push_pages, inodes, data)
+
+    async def _push_pages(self, inodes: list[int], data: bytes) -> None:
+        await trio.to_thread.run_sync(_notify_store, inodes, data, limiter=self._push_limiter)
 
     # ------------------------------------------------------------------ attrs
     def _attrs(self, node: Node) -> pyfuse3.EntryAttributes:

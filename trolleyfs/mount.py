@@ -82,6 +82,7 @@ async def serve(
             tree = Tree(config, remotes, store, stats)
             store.on_size = tree.sizes.__setitem__
             ops = Operations(tree, op_deadline(config))
+            ops.nursery = nursery
             store.on_prefetched = ops.push
             pyfuse3.init(ops, mountpoint, options)
             serving = [True]  # pyfuse3.terminate() on an ended session crashes the process
