@@ -217,6 +217,8 @@ def main(argv: list[str] | None = None) -> int:
         leaf = _leaf(exc)
         if isinstance(leaf, KeyboardInterrupt):
             return 130
+        if isinstance(leaf, SystemExit):  # e.g. the demo's SIGTERM handler, raised inside a trio task
+            return leaf.code if isinstance(leaf.code, int) else 0
         if isinstance(leaf, (TrolleyError, RuntimeError)) and not isinstance(leaf, BaseExceptionGroup):
             if isinstance(leaf, RuntimeError) and "fuse" not in str(leaf).lower():
                 raise

@@ -5,6 +5,7 @@ Everything lives in a temp dir and is removed on exit (Ctrl-C)."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -38,6 +39,18 @@ min_study_date = "2022-01-01"
 """
 
 
+READY = """
+trolleyfs demo is mounted at {mp}  (config: {cfg_path})
+Try, in another terminal:
+  ls {mp}
+  ls {mp}/all-studies
+  ls -l "{mp}/test-patients-ct/$(ls {mp}/test-patients-ct | head -1)"/*
+  cp -r {mp}/all-studies ~/trolleyfs-copy
+  dcmdump "$(find {mp}/all-studies -name '*.dcm' | head -1)" | head -30
+  cat {mp}/.trolleyfs/stats.json
+Press Ctrl-C here to unmount and stop the demo."""
+
+
 def _exit_cleanly(signum: int, frame: object) -> None:
     raise SystemExit(0)
 
@@ -54,33 +67,22 @@ def run_demo(mountpoint: str, log_level: str) -> int:
     mp = check_mountpoint(mountpoint)
     work = Path(tempfile.mkdtemp(prefix="trolleyfs-demo-"))
     print(f"starting Orthanc (data in {work}) ...", flush=True)
-    with Orthanc(workdir=str(work / "orthanc")) as orthanc:
-        n = orthanc.upload(sampledata.generate())
-        cfg_path = work / "demo.toml"
-        cfg_path.write_text(CONFIG.format(dicomweb=orthanc.dicomweb))
-        cfg = load(cfg_path)
-        print(f"Orthanc at {orthanc.url} holds {n} sample instances", flush=True)
+    try:
+        with Orthanc(workdir=str(work / "orthanc")) as orthanc:
+            n = orthanc.upload(sampledata.generate())
+            cfg_path = work / "demo.toml"
+            cfg_path.write_text(CONFIG.format(dicomweb=orthanc.dicomweb))
+            cfg = load(cfg_path)
+            print(f"Orthanc at {orthanc.url} holds {n} sample instances", flush=True)
 
-        def ready() -> None:
-            print(
-                f"""
-trolleyfs demo is mounted at {mp}  (config: {cfg_path})
-Try, in another terminal:
-  ls {mp}
-  ls {mp}/all-studies
-  ls -l "{mp}/test-patients-ct/$(ls {mp}/test-patients-ct | head -1)"/*
-  cp -r {mp}/all-studies ~/trolleyfs-copy
-  dcmdump "$(find {mp}/all-studies -name '*.dcm' | head -1)" | head -30
-  cat {mp}/.trolleyfs/stats.json
-Press Ctrl-C here to unmount and stop the demo.""",
-                flush=True,
-            )
+            def ready() -> None:
+                print(READY.format(mp=mp, cfg_path=cfg_path), flush=True)
 
-        try:
             trio.run(serve, cfg, mp, fuse_options([], str(cfg_path)), ready, toggle)
-        finally:
-            import shutil
-
-            shutil.rmtree(work, ignore_errors=True)
+    finally:
+        # Orthanc has stopped; a second signal must not cut the clean-up short
+        for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+            signal.signal(sig, signal.SIG_IGN)
+        shutil.rmtree(work, ignore_errors=True)
     print("demo stopped; unmounted and cleaned up", file=sys.stderr)
     return 0

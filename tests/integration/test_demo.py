@@ -36,7 +36,7 @@ def test_demo_stops_orthanc_when_terminated_after_an_external_unmount(tmp_path):
     try:
         subprocess.run(["fusermount3", "-u", "-z", str(mnt)], check=True)
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(30) == 0
+        assert proc.wait(30) == 0, out.read_text()
         assert not os.path.exists(workdir)
         assert workdir not in subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
     finally:
