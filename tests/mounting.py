@@ -15,6 +15,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from trolleyfs.model import part10_sop_instance_uid
+
 TROLLEYFS = [sys.executable, "-m", "trolleyfs"]
 # the installed console script, as a user runs it
 TROLLEYFS_BIN = str(Path(sys.executable).parent / "trolleyfs")
@@ -35,6 +37,19 @@ class Mount:
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+def by_sop_uid(files: list[bytes]) -> dict[str, bytes]:
+    """Part-10 objects keyed by their SOP Instance UID."""
+    return {part10_sop_instance_uid(b): b for b in files}
+
+
+def wait_process_gone(needle: str, timeout: float = 10.0) -> None:
+    """Wait until no process has ``needle`` in its command line."""
+    deadline = time.monotonic() + timeout
+    while needle in subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout:
+        assert time.monotonic() < deadline, f"a process with {needle!r} is still running"
+        time.sleep(0.1)
 
 
 def wait_mounted(path: Path, proc: subprocess.Popen[bytes] | None, log: Path, timeout: float = 30.0) -> None:

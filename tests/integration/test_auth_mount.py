@@ -4,15 +4,13 @@ endpoint, with sessions and tokens expiring while files are being read."""
 
 from __future__ import annotations
 
-import io
 import os
 import subprocess
 import time
 
-import pydicom
 import pytest
 
-from tests.mounting import TROLLEYFS, force_unmount, mounted
+from tests.mounting import TROLLEYFS, by_sop_uid, force_unmount, mounted
 from tests.servers.base import SampleIndex
 from tests.servers.login import KeycloakTokens, VitreaSessions
 from tests.servers.mint import MintServer
@@ -33,7 +31,7 @@ def servers(sample_files):
 
 
 def read_all_exact(m, sample_files) -> int:
-    by_uid = {pydicom.dcmread(io.BytesIO(b), stop_before_pixels=True).SOPInstanceUID: b for b in sample_files}
+    by_uid = by_sop_uid(sample_files)
     files = sorted((m.path / "all").rglob("*.dcm"))
     for f in files:
         assert f.read_bytes() == by_uid[os.getxattr(f, "user.dicom.SOPInstanceUID").decode()]

@@ -5,13 +5,11 @@ MINT and RAD69 servers."""
 
 from __future__ import annotations
 
-import io
 import os
 
-import pydicom
 import pytest
 
-from tests.mounting import mounted
+from tests.mounting import by_sop_uid, mounted
 from tests.servers.base import SampleIndex
 from tests.servers.dcmqrscp import Dcmqrscp
 from tests.servers.mint import MintServer
@@ -77,7 +75,7 @@ def dataset_bytes(part10: bytes) -> bytes:
 @pytest.mark.parametrize("retrieve", RETRIEVES)
 @pytest.mark.parametrize("search", SEARCHES)
 def test_every_combination_lists_and_reads_every_file(search, retrieve, peers, sample_files, tmp_path):
-    by_uid = {pydicom.dcmread(io.BytesIO(b), stop_before_pixels=True).SOPInstanceUID: b for b in sample_files}
+    by_uid = by_sop_uid(sample_files)
     cfg = f"""
 [servers.pacs]
 search   = {endpoint(search, peers)}

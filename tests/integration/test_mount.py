@@ -4,7 +4,6 @@ real FUSE mount, and the programs people use on it."""
 from __future__ import annotations
 
 import errno
-import io
 import mmap
 import os
 import shutil
@@ -13,7 +12,7 @@ import subprocess
 import pydicom
 import pytest
 
-from tests.mounting import TROLLEYFS_BIN, mounted, qido_config
+from tests.mounting import TROLLEYFS_BIN, mounted, qido_config, wait_process_gone
 from trolleyfs import sampledata
 
 pytestmark = pytest.mark.integration
@@ -70,10 +69,6 @@ query = {{}}
                       .replace('name = "bob-uid"\n', 'name = "bob-uid"\nserver = "pacs"\n')) + paged
     with mounted(cfg, tmp) as m:
         yield m
-
-
-def sample_by_uid(sample_files) -> dict[str, bytes]:
-    return {pydicom.dcmread(io.BytesIO(b), stop_before_pixels=True).SOPInstanceUID: b for b in sample_files}
 
 
 def test_root_lists_folders_and_by_uid(mnt):
@@ -223,15 +218,7 @@ def test_daemon_mount_and_unmount(orthanc, tmp_path):
         res = subprocess.run([TROLLEYFS_BIN, "unmount", str(mnt)], capture_output=True, text=True, timeout=30)
         assert res.returncode == 0, res.stderr
         assert not os.path.ismount(mnt)
-        # the daemon is gone once unmounted
-        for _ in range(100):
-            if str(cfg) not in subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout:
-                break
-            import time
-
-            time.sleep(0.1)
-        else:
-            raise AssertionError("the mount process is still running after unmount")
+        wait_process_gone(str(cfg))  # the daemon is gone once unmounted
         assert "unmounted" in log.read_text()
     finally:
         if os.path.ismount(mnt):

@@ -3,13 +3,11 @@ readable, and every file still reads back exactly."""
 
 from __future__ import annotations
 
-import io
 import os
 
-import pydicom
 import pytest
 
-from tests.mounting import mounted, qido_config
+from tests.mounting import by_sop_uid, mounted, qido_config
 from trolleyfs import sampledata
 from trolleyfs.orthanc import Orthanc
 
@@ -44,7 +42,7 @@ def test_hostile_names_are_safe_unique_and_readable(files, tmp_path):
                 assert len(raw) <= 255 and b"/" not in raw and not name.startswith(".")
                 assert all(ch >= " " and ch != "\x7f" for ch in name), repr(name)
             assert sum(1 for s in studies if s.startswith("2020-01-01 SAME NAME Same ~")) == 2
-            by_uid = {pydicom.dcmread(io.BytesIO(b), stop_before_pixels=True).SOPInstanceUID: b for b in files}
+            by_uid = by_sop_uid(files)
             seen = 0
             for study in studies:
                 series = os.listdir(m.path / "all" / study)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.mounting import TROLLEYFS, force_unmount, mounted, qido_config, stop, wait_mounted
+from tests.mounting import TROLLEYFS, force_unmount, mounted, qido_config, stop, wait_mounted, wait_process_gone
 from trolleyfs.cli import build_parser
 
 pytestmark = pytest.mark.integration
@@ -85,10 +85,7 @@ def test_mount_t_fuse_trolleyfs_and_umount(orthanc, tmp_path):
         res = subprocess.run(["umount", str(mnt)], capture_output=True, text=True, timeout=30)
         assert res.returncode == 0, res.stderr
         assert not os.path.ismount(mnt)
-        deadline = time.monotonic() + 10
-        while str(cfg) in subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout:
-            assert time.monotonic() < deadline, "the mount process outlived umount"
-            time.sleep(0.1)
+        wait_process_gone(str(cfg))  # the mount process does not outlive umount
     finally:
         force_unmount(mnt)
         subprocess.run(["pkill", "-f", str(cfg)])
