@@ -162,21 +162,20 @@ class Store:
         """The Part-10 bytes of ``ref``.  ``siblings`` (giving all instance UIDs of
         the series; called only on a miss) enables readahead of the series."""
         uid = ref.instance_uid
+        readahead = siblings is not None and self.config.readahead == "series"
         data = self.memory.get(uid)
         if data is not None:
-            self._consume(uid)
-            await self._wake_budget()
-            return data
+            return await self._served(uid, data)
         flight = self.flights.get(uid)
         if flight is None:
             data = await self._disk_get(uid)
             if data is not None:
                 self._store(uid, data)
-                if siblings is not None and self.config.readahead == "series":
+                if readahead:
+                    assert siblings is not None
                     self._start_disk_readahead(ref, siblings)
                 return data
             flight = self.flights.get(uid)  # may have started while we read the disk
-        readahead = siblings is not None and self.config.readahead == "series"
         if flight is None and readahead and ref.series in self.pending_series:
             # a second file of a series whose readahead is about to start: the
             # access is sequential, so start it now and take this file from it
@@ -202,9 +201,13 @@ class Store:
         if flight.error is not None:
             raise flight.error
         assert flight.data is not None
+        return await self._served(uid, flight.data)
+
+    async def _served(self, uid: str, data: bytes) -> bytes:
+        """A reader got ``uid``: it no longer counts as prefetched-but-unread."""
         self._consume(uid)
         await self._wake_budget()
-        return flight.data
+        return data
 
     async def _wait_for_budget(self, sref: SeriesRef) -> None:
         """Pause a prefetch while too many prefetched bytes wait to be read; give
