@@ -14,6 +14,7 @@ import logging
 import re
 import time
 from collections.abc import Iterable
+from typing import Any
 
 import trio
 
@@ -90,6 +91,25 @@ class DirNode(Node):
         self._children: dict[str, Node] | None = None
         self._listed_at = 0.0
         self._lock = trio.Lock()
+        self._prefilled: list | None = None  # children a deeper search already returned
+
+    def prefill(self, items: list | None) -> None:
+        """Children the parent's search returned (MINT/DICOM-QR at a deeper
+        query level): the next listing uses them instead of asking."""
+        self._prefilled = items
+
+    def _take_prefilled(self) -> list | None:
+        items, self._prefilled = self._prefilled, None
+        return items
+
+    def _named(
+        self, tree: Tree, level: str, objs: list, key: str, suffix: str = ""
+    ) -> list[tuple[str, Any, Node | None]]:
+        """``(name, object, the child already showing it or None)`` per object:
+        names from the level's template; a refresh reuses nodes (and inodes)."""
+        old = {getattr(n, key): n for n in (self._children or {}).values() if hasattr(n, key)}
+        names = names_for(tree.config.names[level], [(o.attrs, o.uid) for o in objs], suffix)
+        return [(name, o, old.get(o.uid)) for name, o in zip(names, objs, strict=True)]
 
     async def _resolve(self, tree: Tree) -> dict[str, Node]:
         """Build the children (may ask the server)."""
@@ -132,22 +152,12 @@ class StaticDir(DirNode):
         return self._static
 
 
-def _reuse(old: dict[str, Node] | None, key: str) -> dict[str, Node]:
-    """Map UID -> existing child, so a refresh keeps nodes (and their inodes)."""
-    if not old:
-        return {}
-    return {getattr(n, key): n for n in old.values() if hasattr(n, key)}
-
-
 class StudyListDir(DirNode):
     """A directory whose children are studies."""
 
     def _study_nodes(self, tree: Tree, server: str, studies: list[Study]) -> dict[str, Node]:
-        by_uid = _reuse(self._children, "study_uid")
-        names = names_for(tree.config.names["study"], [(s.attrs, s.uid) for s in studies])
         out: dict[str, Node] = {}
-        for name, study in zip(names, studies, strict=True):
-            node = by_uid.get(study.uid)
+        for name, study, node in self._named(tree, "study", studies, "study_uid"):
             if isinstance(node, StudyDir) and node.server == server:
                 node.name, node.study = name, study
                 if study.series is not None:
@@ -228,26 +238,19 @@ class StudyDir(DirNode):
         super().__init__(name, parent, when)
         self.server, self.study = server, study
         self.ttl = tree.config.cache.study_ttl
-        self._prefilled: list[Series] | None = study.series
+        self.prefill(study.series)
 
     @property
     def study_uid(self) -> str:
         return self.study.uid
 
-    def prefill(self, series: list[Series]) -> None:
-        self._prefilled = series
-
     async def _resolve(self, tree: Tree) -> dict[str, Node]:
-        if self._prefilled is not None:
-            series, self._prefilled = self._prefilled, None
-        else:
+        series = self._take_prefilled()
+        if series is None:
             series = await tree.find_series(self.server, self.study.uid)
-        by_uid = _reuse(self._children, "series_uid")
         series.sort(key=_series_order)
-        names = names_for(tree.config.names["series"], [(s.attrs, s.uid) for s in series])
         out: dict[str, Node] = {}
-        for name, s in zip(names, series, strict=True):
-            node = by_uid.get(s.uid)
+        for name, s, node in self._named(tree, "series", series, "series_uid"):
             if isinstance(node, SeriesDir):
                 node.name, node.series = name, s
                 if s.instances is not None:
@@ -281,26 +284,19 @@ class SeriesDir(DirNode):
         super().__init__(name, parent, mtime)
         self.server, self.series = server, series
         self.ttl = tree.config.cache.series_ttl
-        self._prefilled: list[Instance] | None = series.instances
+        self.prefill(series.instances)
 
     @property
     def series_uid(self) -> str:
         return self.series.uid
 
-    def prefill(self, instances: list[Instance]) -> None:
-        self._prefilled = instances
-
     async def _resolve(self, tree: Tree) -> dict[str, Node]:
-        if self._prefilled is not None:
-            instances, self._prefilled = self._prefilled, None
-        else:
+        instances = self._take_prefilled()
+        if instances is None:
             instances = await tree.find_instances(self.server, self.series.study_uid, self.series.uid)
         instances.sort(key=_instance_order)
-        by_uid = _reuse(self._children, "instance_uid")
-        names = names_for(tree.config.names["instance"], [(i.attrs, i.uid) for i in instances], suffix=".dcm")
         out: dict[str, Node] = {}
-        for name, inst in zip(names, instances, strict=True):
-            node = by_uid.get(inst.uid)
+        for name, inst, node in self._named(tree, "instance", instances, "instance_uid", ".dcm"):
             if isinstance(node, InstanceFile):
                 node.name = name
             else:
