@@ -32,7 +32,7 @@ install: system-deps
 	$(PYTHON) -m pip install .
 
 test: system-deps venv
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=15
 
 test-unit: venv
 	$(PY) -m pytest -q tests/unit

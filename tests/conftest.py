@@ -9,6 +9,7 @@ import shutil
 
 import pytest
 
+from tests.servers.dcmqrscp import Dcmqrscp
 from trolleyfs import sampledata
 from trolleyfs.orthanc import ORTHANC, Orthanc
 
@@ -44,3 +45,15 @@ def orthanc(sample_files, tmp_path_factory):
 def orthanc_auth(sample_files, tmp_path_factory):
     """An Orthanc with the sample data behind basic auth (alice / secret)."""
     yield from _orthanc_with_samples(sample_files, tmp_path_factory, "orthanc-auth", {"alice": "secret"})
+
+
+@pytest.fixture(scope="session")
+def dcmqrscp(sample_files):
+    """dcmtk's dcmqrscp with the sample data: a second real DIMSE peer."""
+    _need("dcmqrscp")
+    qr = Dcmqrscp(sample_files)
+    qr.start()
+    try:
+        yield qr
+    finally:
+        qr.cleanup()

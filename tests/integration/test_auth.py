@@ -7,12 +7,13 @@ loggers, httpx and httpcore included) or in an error message."""
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 
 import pytest
 import trio
+import trio.testing
 
 from tests.servers.base import Request, Response, TestHTTPServer
 from tests.servers.login import BasicCheck, KeycloakTokens, Routes, VitreaSessions, quick_server, resource_routes
@@ -151,12 +152,13 @@ async def test_vitrea_logs_in_again_when_the_session_ends_after_n_requests() -> 
 
 
 async def test_vitrea_logs_in_again_when_the_session_times_out() -> None:
-    with vitrea(session_seconds=0.5) as v:
+    now = [0.0]  # the server's clock, moved by the test
+    with vitrea(session_seconds=0.5, clock=lambda: now[0]) as v:
         async with endpoint(v.url, v.auth()) as ep:
             await get(ep)
             await get(ep)
             assert v.sessions.logins == 1
-            await trio.sleep(0.6)
+            now[0] += 0.6
             assert await get(ep) == "ok /api/x"
             assert v.sessions.logins == 2
 
@@ -192,9 +194,9 @@ async def test_vitrea_waiter_takes_over_when_the_login_task_is_cancelled() -> No
             with trio.fail_after(5):
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(first)
-                    await trio.sleep(0.1)  # first is now logging in
+                    await _until(lambda: v.sessions.logins_started == 1, "the first login")  # first is now logging in
                     nursery.start_soon(second)
-                    await trio.sleep(0.1)  # second got its 401 and waits for first's login
+                    await _until(lambda: v.sessions.refused_requests == 2, "the second 401")  # second got its 401: it waits
                     leader.cancel()
             assert "first" not in results and leader.cancelled_caught
             assert results["second"] == "ok /api/second"
@@ -344,6 +346,15 @@ class Keycloak:
         )
 
 
+async def _until(condition: Callable[[], bool], what: str = "the server to get there") -> None:
+    """Poll a server-side condition (generous bound: the machine may be slow and busy)."""
+    with trio.move_on_after(60):
+        while not condition():  # noqa: ASYNC110 (set by the server thread: nothing to wait on)
+            await trio.sleep(0.01)
+        return
+    raise AssertionError(f"waited 60 s for {what}")
+
+
 @contextmanager
 def keycloak(**kwargs: object) -> Iterator[Keycloak]:
     tokens = KeycloakTokens(clients={"trolleyfs": CLIENT_SECRET}, **kwargs)  # type: ignore[arg-type]
@@ -372,16 +383,17 @@ async def test_oauth2_without_scope_sends_none() -> None:
         assert "scope" not in k.tokens.forms[0]
 
 
-async def test_oauth2_renews_the_token_before_it_expires() -> None:
+async def test_oauth2_renews_the_token_before_it_expires(mock_clock: trio.testing.MockClock) -> None:
     # expires_in = 1 s: renewed 0.1 s (10 %) before.  The server accepts tokens for 5 s,
     # so a second token request can only come from the client renewing ahead of time.
+    # trio's clock stands still but for the jumps below: only they age the token.
     with keycloak(expires_in=1, valid_for=5) as k:
         async with endpoint(k.url, k.auth()) as ep:
             await get(ep)
-            await trio.sleep(0.5)
+            mock_clock.jump(0.5)
             await get(ep)
             assert k.tokens.token_requests == 1
-            await trio.sleep(0.45)
+            mock_clock.jump(0.45)
             await get(ep)
             assert k.tokens.token_requests == 2
             assert k.tokens.refused_requests == 0  # renewed ahead, not after a 401

@@ -100,12 +100,12 @@ def test_concurrent_readers_of_one_file_share_one_fetch(proxy, tmp_path):
 def test_readers_of_different_series_do_not_queue(proxy, tmp_path):
     """Eight readers of eight series: their requests overlap at the server even
     with two readahead slots (the others fetch their own file directly)."""
-    proxy.delay = 0.5
     with mounted(config(proxy.url, "readahead_series = 2"), tmp_path) as m:
         series = sorted(p for p in (m.path / "all").glob("*/*") if p.is_dir())
         assert len(series) >= 8
         firsts = [sorted(s.iterdir())[0] for s in series[:8]]
         proxy.max_active = 0
+        proxy.delay = 1.5  # only the reads are slow: their requests must overlap
         threads = [threading.Thread(target=f.read_bytes) for f in firsts]
         for t in threads:
             t.start()

@@ -1,5 +1,10 @@
 """The command line as a user meets it: one-line errors, exit codes, nothing
-mounted after a mistake; `check` explains a broken server."""
+mounted after a mistake; `check` explains a broken server.
+
+Start-up costs seconds on a slow machine, so the installed console script runs
+as a real process only where the path under test needs one (a daemon forking,
+the script's own start-up); other errors, which happen before anything forks or
+mounts, go through the same ``cli.main`` in this process."""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ import subprocess
 import pytest
 
 from tests.mounting import TROLLEYFS_BIN, force_unmount, qido_config
+from trolleyfs import cli
 from trolleyfs.orthanc import free_port
 
 pytestmark = pytest.mark.integration
@@ -17,8 +23,22 @@ FOLDER = '\n[[folders]]\nname = "all"\nquery = {}\n'
 
 
 def run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """The installed ``trolleyfs`` script in a process of its own."""
     return subprocess.run([TROLLEYFS_BIN, *args], capture_output=True, text=True, timeout=timeout,
                           stdin=subprocess.DEVNULL)  # fmt: skip
+
+
+@pytest.fixture
+def run_here(capsys):
+    """``cli.main`` in this process, with its output as a finished process has it."""
+
+    def call(*args: str) -> subprocess.CompletedProcess[str]:
+        capsys.readouterr()
+        code = cli.main(list(args))
+        out = capsys.readouterr()
+        return subprocess.CompletedProcess(["trolleyfs", *args], code, out.out, out.err)
+
+    return call
 
 
 @pytest.fixture
@@ -54,17 +74,28 @@ def assert_one_line_failure(res: subprocess.CompletedProcess[str], *words: str) 
          ("folders[0].server", "unknown server 'q'")),
     ],
 )
-def test_bad_config_one_line_and_nothing_mounted(tmp_path, mnt, text, words):
+def test_bad_config_one_line_and_nothing_mounted(tmp_path, mnt, run_here, text, words):
     cfg = tmp_path / "bad.toml"
     cfg.write_text(text)
     for args in (["mount", str(cfg), str(mnt)], ["mount", "--foreground", str(cfg), str(mnt)], ["check", str(cfg)]):
-        res = run(*args)
+        res = run_here(*args)
         assert res.returncode == 2
         assert_one_line_failure(res, str(cfg), *words)
         assert not os.path.ismount(mnt)
 
 
-def test_missing_config_and_bad_mountpoint(tmp_path, mnt, orthanc):
+def test_bad_config_from_the_installed_script(tmp_path, mnt):
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text("[servers.pacs\n")
+    for args in (["mount", str(cfg), str(mnt)], ["check", str(cfg)]):
+        res = run(*args)
+        assert res.returncode == 2
+        assert_one_line_failure(res, str(cfg), "not valid TOML")
+        assert not os.path.ismount(mnt)
+
+
+def test_missing_config_and_bad_mountpoint(tmp_path, mnt, orthanc, run_here):
+    run = run_here
     assert_one_line_failure(run("mount", str(tmp_path / "nope.toml"), str(mnt)), "nope.toml", "no such file")
     cfg = tmp_path / "ok.toml"
     cfg.write_text(qido_config(orthanc, FOLDER))
@@ -98,7 +129,8 @@ def test_wrong_password(tmp_path, mnt, orthanc_auth):
     assert not os.path.ismount(mnt)
 
 
-def test_check_reports_each_server(tmp_path, orthanc, orthanc_auth):
+def test_check_reports_each_server(tmp_path, orthanc, orthanc_auth, run_here):
+    run = run_here
     cfg = tmp_path / "two.toml"
     good = qido_config(orthanc, "", server="good")
     bad = qido_config(orthanc_auth, "", server="locked")

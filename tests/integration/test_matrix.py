@@ -11,7 +11,6 @@ import pytest
 
 from tests.mounting import by_sop_uid, mounted
 from tests.servers.base import SampleIndex
-from tests.servers.dcmqrscp import Dcmqrscp
 from tests.servers.mint import MintServer
 from tests.servers.rad69 import Rad69Server
 
@@ -29,19 +28,14 @@ RETRIEVES = ["wado-rs", "wado-uri", "rad69", "c-get@orthanc", "c-get@dcmqrscp"]
 
 
 @pytest.fixture(scope="module")
-def peers(orthanc, sample_files):
+def peers(orthanc, dcmqrscp, sample_files):
     index = SampleIndex(sample_files)
     mint, rad69 = MintServer(index), Rad69Server(index)
-    qr = Dcmqrscp(sample_files)
     mint.start()
     try:
         rad69.start()
         try:
-            qr.start()
-            try:
-                yield {"orthanc": orthanc, "mint": mint, "rad69": rad69, "dcmqrscp": qr}
-            finally:
-                qr.cleanup()
+            yield {"orthanc": orthanc, "mint": mint, "rad69": rad69, "dcmqrscp": dcmqrscp}
         finally:
             rad69.stop()
     finally:

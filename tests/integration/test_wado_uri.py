@@ -44,7 +44,7 @@ def a_series(index) -> tuple[SeriesRef, list[str]]:
 
 @pytest.fixture
 async def wado(orthanc):
-    server = _server(orthanc.wado_uri, max_connections=3, retries=0, timeout=20)
+    server = _server(orthanc.wado_uri, max_connections=3, retries=2, timeout=20)  # retries as a user has them
     async with make_client(server) as client:
         yield WadoURI(HttpEndpoint(server, orthanc.wado_uri, client))
 

@@ -29,7 +29,7 @@ import json
 import secrets
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qsl
@@ -107,7 +107,9 @@ class VitreaSessions:
     refuse_status: int = 401
     cookie_name: str = "JSESSIONID"
     cookie_path: str = "/"
+    clock: Callable[[], float] = time.monotonic  # what session_seconds are measured on; tests may pass their own
     # counters
+    logins_started: int = 0  # login requests received (counted before login_delay)
     logins: int = 0  # successful
     failed_logins: int = 0
     refused_requests: int = 0  # protected requests answered 401
@@ -118,6 +120,8 @@ class VitreaSessions:
 
     def login(self, req: Request) -> Response:
         """``POST login_path`` with X-Userid/X-Password/X-Realm: 200 and a session cookie, or 401."""
+        with self._lock:
+            self.logins_started += 1
         if self.login_delay:
             time.sleep(self.login_delay)
         user, password = req.headers.get("x-userid"), req.headers.get("x-password")
@@ -135,7 +139,7 @@ class VitreaSessions:
         """A new session; returns its Set-Cookie value (also for servers that rotate the session id)."""
         sid = secrets.token_hex(16)
         with self._lock:
-            self._sessions[sid] = _Session(time.monotonic())
+            self._sessions[sid] = _Session(self.clock())
         return f"{self.cookie_name}={sid}; Path={self.cookie_path}; HttpOnly"
 
     def check(self, req: Request) -> Response:
@@ -156,7 +160,7 @@ class VitreaSessions:
     def _expired(self, s: _Session) -> bool:
         if self.session_uses is not None and s.uses >= self.session_uses:
             return True
-        return self.session_seconds is not None and time.monotonic() - s.created >= self.session_seconds
+        return self.session_seconds is not None and self.clock() - s.created >= self.session_seconds
 
     def expire_all(self) -> None:
         """End every session now, as a server restart or timeout would."""

@@ -1,0 +1,48 @@
+"""A TCP forwarder on loopback that counts the connections it accepts: put it
+in front of a real DICOM peer to count associations (retries included) without
+knowing anything of trolleyfs's internals.
+
+Runs in the test's own trio loop::
+
+    async with trio.open_nursery() as nursery:
+        fwd = await nursery.start(CountingForwarder("127.0.0.1", peer_port).run)
+        ... connect to 127.0.0.1:fwd.port ...; fwd.connections ...
+        nursery.cancel_scope.cancel()
+"""
+
+from __future__ import annotations
+
+import trio
+
+
+class CountingForwarder:
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.upstream_port = host, port
+        self.port = 0
+        self.connections = 0
+
+    async def run(self, task_status: trio.TaskStatus[CountingForwarder] = trio.TASK_STATUS_IGNORED) -> None:
+        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        self.port = listeners[0].socket.getsockname()[1]
+        task_status.started(self)
+        await trio.serve_listeners(self._handle, listeners)
+
+    async def _handle(self, client: trio.SocketStream) -> None:
+        self.connections += 1
+        async with client:
+            try:
+                upstream = await trio.open_tcp_stream(self.host, self.upstream_port)
+            except OSError:
+                return
+            async with upstream, trio.open_nursery() as nursery:
+
+                async def pipe(src: trio.SocketStream, dst: trio.SocketStream) -> None:
+                    try:
+                        while data := await src.receive_some(65536):
+                            await dst.send_all(data)
+                    except (trio.BrokenResourceError, trio.ClosedResourceError):
+                        pass
+                    nursery.cancel_scope.cancel()  # one side ended: end the other
+
+                nursery.start_soon(pipe, client, upstream)
+                nursery.start_soon(pipe, upstream, client)
