@@ -27,7 +27,7 @@ def _need(binary: str) -> None:
 def _orthanc_with_samples(sample_files, tmp_path_factory, name: str, users: dict[str, str] | None = None):
     _need(ORTHANC)
     server = Orthanc(workdir=str(tmp_path_factory.mktemp(name)), users=users)
-    server.start()
+    server.start(timeout=120)  # a slow, busy machine may need a while
     try:
         server.upload(sample_files)
         yield server

@@ -10,7 +10,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,23 +44,34 @@ def by_sop_uid(files: list[bytes]) -> dict[str, bytes]:
     return {part10_sop_instance_uid(b): b for b in files}
 
 
-def wait_process_gone(needle: str, timeout: float = 10.0) -> None:
+# Real processes on a slow, busy machine: waits poll, with bounds far above what
+# any healthy run needs (they only decide how long a broken run takes to fail).
+PROCESS_WAIT_S = 120.0
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = PROCESS_WAIT_S,
+             detail: Callable[[], str] = lambda: "") -> None:  # fmt: skip
+    """Poll ``condition`` until it holds; fail naming ``what`` was awaited."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"waited {timeout:.0f} s for {what}" + (f":\n{detail()}" if detail else ""))
+        time.sleep(0.05)
+
+
+def wait_process_gone(needle: str, timeout: float = PROCESS_WAIT_S) -> None:
     """Wait until no process has ``needle`` in its command line."""
-    deadline = time.monotonic() + timeout
-    while needle in subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout:
-        assert time.monotonic() < deadline, f"a process with {needle!r} is still running"
-        time.sleep(0.1)
+    wait_for(lambda: needle not in subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout,
+             f"the process with {needle!r} to end", timeout)  # fmt: skip
 
 
-def wait_mounted(path: Path, proc: subprocess.Popen[bytes] | None, log: Path, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if os.path.ismount(path):
-            return
+def wait_mounted(path: Path, proc: subprocess.Popen[bytes] | None, log: Path, timeout: float = PROCESS_WAIT_S) -> None:
+    def ready() -> bool:
         if proc is not None and proc.poll() is not None:
             raise AssertionError(f"trolleyfs exited with {proc.returncode} before mounting:\n{log.read_text()}")
-        time.sleep(0.05)
-    raise AssertionError(f"not mounted after {timeout}s:\n{log.read_text() if log.exists() else ''}")
+        return os.path.ismount(path)
+
+    wait_for(ready, f"the mount at {path}", timeout, lambda: log.read_text() if log.exists() else "")
 
 
 def force_unmount(path: Path) -> None:

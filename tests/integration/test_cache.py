@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.mounting import mounted
+from tests.mounting import mounted, wait_for
 from tests.servers.proxy import FaultProxy
 
 pytestmark = pytest.mark.integration
@@ -43,14 +42,12 @@ def wado(proxy: FaultProxy) -> int:
         return sum(1 for ln in proxy.log if "/series/" in ln and not ln.split("?")[0].endswith(("/series", "/instances")))
 
 
-def wait_idle(m, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+def wait_idle(m) -> None:
+    def idle() -> bool:
         p = m.stats()["prefetch"]
-        if p["series_running"] == 0 and p["in_flight"] == 0 and p["series_pending"] == 0:
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"prefetch still running: {m.stats()['prefetch']}")
+        return p["series_running"] == 0 and p["in_flight"] == 0 and p["series_pending"] == 0
+
+    wait_for(idle, "the prefetch to finish", detail=lambda: str(m.stats()["prefetch"]))
 
 
 def test_readahead_fetches_the_series_in_one_request_before_it_is_asked_for(proxy, tmp_path):

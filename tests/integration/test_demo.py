@@ -7,11 +7,10 @@ import os
 import re
 import signal
 import subprocess
-import time
 
 import pytest
 
-from tests.mounting import TROLLEYFS_BIN, force_unmount, stop
+from tests.mounting import TROLLEYFS_BIN, force_unmount, stop, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -22,12 +21,16 @@ def start_demo(tmp_path):
     with open(out, "wb") as f:
         proc = subprocess.Popen([TROLLEYFS_BIN, "demo", "--mountpoint", str(mnt)], stdout=f, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL)  # fmt: skip
-    deadline = time.monotonic() + 90
-    while "Press Ctrl-C" not in out.read_text():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            stop(proc)
-            raise AssertionError(out.read_text())
-        time.sleep(0.1)
+    def ready() -> bool:
+        if proc.poll() is not None:
+            raise AssertionError(f"the demo exited with {proc.returncode}:\n{out.read_text()}")
+        return "Press Ctrl-C" in out.read_text()
+
+    try:
+        wait_for(ready, "the demo to start (Orthanc, sample upload, mount)", detail=out.read_text)
+    except AssertionError:
+        stop(proc)
+        raise
     return proc, mnt, out, re.search(r"data in ([^ )]+)\) \.\.\.", out.read_text()).group(1)
 
 

@@ -166,7 +166,7 @@ def test_server_killed_mid_series_and_restarted(sample_files, tmp_path):
                                 (sampledata.SeriesSpec("CT", "Long", 40, 256, 256),))]  # fmt: skip
     files = list(sampledata.generate(big))
     server = Orthanc(workdir=str(tmp_path / "orthanc"))
-    server.start()
+    server.start(timeout=120)
     try:
         server.upload(files)
         with mounted(config(server.url), tmp_path) as m:
@@ -183,7 +183,7 @@ def test_server_killed_mid_series_and_restarted(sample_files, tmp_path):
                 except OSError as exc:
                     assert exc.errno == errno.EIO
                     failed += 1
-            server.start()  # same ports, same storage
+            server.start(timeout=120)  # same ports, same storage
             for p in paths:
                 assert exact(p, server)
             assert "Traceback" not in m.log_text()

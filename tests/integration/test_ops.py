@@ -11,12 +11,20 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.mounting import TROLLEYFS, force_unmount, mounted, qido_config, stop, wait_mounted, wait_process_gone
+from tests.mounting import (
+    TROLLEYFS,
+    force_unmount,
+    mounted,
+    qido_config,
+    stop,
+    wait_for,
+    wait_mounted,
+    wait_process_gone,
+)
 from trolleyfs.cli import build_parser
 
 pytestmark = pytest.mark.integration
@@ -113,15 +121,9 @@ def test_sigusr1_raises_the_log_level_at_runtime(orthanc, tmp_path):
         os.listdir(mnt / "all")
         assert "study search" not in log.read_text()
         proc.send_signal(signal.SIGUSR1)
-        deadline = time.monotonic() + 10
-        while "log level is now DEBUG" not in log.read_text():
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        wait_for(lambda: "log level is now DEBUG" in log.read_text(), "the log level to change", detail=log.read_text)
         list((mnt / "all").iterdir())[0].joinpath("x").exists()  # a lookup that asks the server
-        deadline = time.monotonic() + 10
-        while "series of study" not in log.read_text():
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.05)
+        wait_for(lambda: "series of study" in log.read_text(), "a debug line of the lookup", detail=log.read_text)
     finally:
         force_unmount(mnt)
         stop(proc)

@@ -131,7 +131,7 @@ class Dcmqrscp:
             "AETable END\n"
         )
 
-    def start(self, timeout: float = 20.0) -> Dcmqrscp:
+    def start(self, timeout: float = 120.0) -> Dcmqrscp:
         for binary in (DCMQRSCP, STORESCU):
             if not os.path.exists(binary):
                 raise RuntimeError(f"{binary} is not installed (apt-get install dcmtk)")
