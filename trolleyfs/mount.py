@@ -79,6 +79,7 @@ async def serve(
         remotes = await open_remotes(config, stack)
         async with trio.open_nursery() as nursery:
             fetchers = {n: r.fetcher for n, r in remotes.items()}
+            # ops is made below; readahead data can only arrive once mounted
             store = Store(config.cache, fetchers, stats, nursery, on_prefetched=lambda uid, data: ops.push(uid, data))
             tree = Tree(config, remotes, store, stats)
             ops = Operations(tree, op_deadline(config))
