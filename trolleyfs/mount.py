@@ -17,9 +17,9 @@ import trio
 from .config import Config
 from .errors import UserError
 from .fs import Operations
+from .read.store import Store
 from .servers import open_remotes
 from .stats import Stats
-from .store import Store
 from .tree import Tree
 
 log = logging.getLogger("trolleyfs")
@@ -78,12 +78,12 @@ async def serve(
     async with AsyncExitStack() as stack:
         remotes = await open_remotes(config, stack)
         async with trio.open_nursery() as nursery:
-            store = Store(config.cache, {n: r.fetcher for n, r in remotes.items()}, stats, nursery)
+            fetchers = {n: r.fetcher for n, r in remotes.items()}
+            # ops is made below; readahead data can only arrive once mounted
+            store = Store(config.cache, fetchers, stats, nursery, on_prefetched=lambda uid, data: ops.push(uid, data))
             tree = Tree(config, remotes, store, stats)
-            store.on_size = tree.sizes.__setitem__
             ops = Operations(tree, op_deadline(config))
             ops.nursery = nursery
-            store.on_prefetched = ops.push
             pyfuse3.init(ops, mountpoint, options)
             serving = [True]  # pyfuse3.terminate() on an ended session crashes the process
             try:

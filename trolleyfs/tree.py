@@ -22,9 +22,9 @@ from .config import Config, Folder
 from .errors import NotFound, TrolleyError
 from .model import Instance, Query, Series, Study
 from .naming import names_for
+from .read.store import Store
 from .servers import Remote
 from .stats import Stats
-from .store import Store
 
 log = logging.getLogger("trolleyfs.tree")
 
@@ -323,12 +323,7 @@ class InstanceFile(FileNode):
         return self.instance.uid
 
     def known_size(self, tree: Tree) -> int | None:
-        size = tree.sizes.get(self.instance.uid)
-        if size is None:
-            size = tree.store.size_hint(self.instance.uid)
-            if size is not None:
-                tree.sizes[self.instance.uid] = size
-        return size
+        return tree.store.size_of(self.instance.uid)
 
     async def read_all(self, tree: Tree) -> bytes:
         parent = self.parent
@@ -354,19 +349,7 @@ class StatsFile(FileNode):
         return self.render(tree)
 
     def render(self, tree: Tree) -> bytes:
-        store = tree.store
-        doc = tree.stats.as_dict() | {
-            "memory_cache": {"bytes": store.memory.bytes_used, "limit": store.memory.max_bytes,
-                             "objects": len(store.memory), "hits": store.memory.hits, "misses": store.memory.misses},
-            "disk_cache": None if store.disk is None else {
-                "dir": str(store.disk.dir), "bytes": store.disk.bytes_used, "limit": store.disk.max_bytes,
-                "hits": store.disk.hits, "misses": store.disk.misses, "corrupt": store.disk.corrupt},
-            "prefetch": {"series_running": len(store.series_jobs), "in_flight": len(store.flights),
-                         "series_pending": len(store.pending_series),
-                         "disk_readahead_running": len(store.disk_jobs),
-                         "unread_bytes": store.unread_bytes, "budget": store.prefetch_budget},
-            "inodes": len(tree.nodes),
-        }  # fmt: skip
+        doc = tree.stats.as_dict() | tree.store.stats() | {"inodes": len(tree.nodes)}
         return (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode()
 
 
@@ -380,7 +363,6 @@ class Tree:
     def __init__(self, config: Config, remotes: dict[str, Remote], store: Store, stats: Stats) -> None:
         self.config, self.remotes, self.store, self.stats = config, remotes, store, stats
         self.mount_time = time.time()
-        self.sizes: dict[str, int] = {}
         self.instance_nodes: dict[str, list[InstanceFile]] = {}  # SOP UID -> its files (one per path)
         self.root = StaticDir("", None, self.mount_time)
         for folder in config.folders:

@@ -3,7 +3,7 @@ atomic writes and what a crash leaves behind."""
 
 from __future__ import annotations
 
-from trolleyfs.cache import DiskCache, MemoryCache
+from trolleyfs.read.cache import DiskCache, MemoryCache
 
 
 def test_memory_cache_is_bounded_in_bytes_and_lru():

@@ -64,6 +64,10 @@ class MemoryCache:
     def __len__(self) -> int:
         return len(self._lru)
 
+    def stats(self) -> dict[str, object]:
+        return {"bytes": self.bytes_used, "limit": self.max_bytes, "objects": len(self), "hits": self.hits,
+                "misses": self.misses}  # fmt: skip
+
 
 class DiskCache:
     """Files ``<dir>/<aa>/<sha256(uid)>`` holding the object followed by a 32-byte
@@ -170,3 +174,7 @@ class DiskCache:
     @property
     def bytes_used(self) -> int:
         return self._size
+
+    def stats(self) -> dict[str, object]:
+        return {"dir": str(self.dir), "bytes": self.bytes_used, "limit": self.max_bytes, "hits": self.hits,
+                "misses": self.misses, "corrupt": self.corrupt}  # fmt: skip

@@ -1,0 +1,70 @@
+"""The prefetch byte budget: how many prefetched bytes sit in memory not read
+yet.  While that is more than the budget, a prefetcher pauses in
+:meth:`PrefetchBudget.wait` (a paused series stream holds the server through
+TCP flow control), so a huge series cannot push the memory cache out; if
+nobody reads for :data:`PREFETCH_PATIENCE_S`, it gives up (:class:`Abandoned`)."""
+
+from __future__ import annotations
+
+import trio
+
+from ..errors import TrolleyError
+
+PREFETCH_PATIENCE_S = 30.0
+MIN_BUDGET = 16 * 2**20
+
+
+class Abandoned(TrolleyError):
+    """A prefetch stopped because its data was not being read."""
+
+
+def budget_for(memory_bytes: int) -> int:
+    """Half the memory cache, at least 16 MiB."""
+    return max(memory_bytes // 2, MIN_BUDGET)
+
+
+class PrefetchBudget:
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._unread: dict[str, int] = {}  # prefetched, in memory, not read yet
+        self._unread_bytes = 0
+        self._changed = trio.Condition()
+
+    @property
+    def unread_bytes(self) -> int:
+        return self._unread_bytes
+
+    def prefetched(self, uid: str, size: int) -> None:
+        """An object was prefetched into memory."""
+        self._unread_bytes += size - self._unread.get(uid, 0)
+        self._unread[uid] = size
+
+    def consume(self, uid: str) -> bool:
+        """``uid`` no longer waits to be read (read, or evicted); whether it did."""
+        size = self._unread.pop(uid, None)
+        if size is None:
+            return False
+        self._unread_bytes -= size
+        return True
+
+    async def read(self, uid: str) -> None:
+        """A reader got ``uid``: consume it and wake paused prefetchers."""
+        self.consume(uid)
+        if self._changed.statistics().tasks_waiting:
+            async with self._changed:
+                self._changed.notify_all()
+
+    async def wait(self) -> None:
+        """Return once the unread bytes are within the budget; raise
+        :class:`Abandoned` if that takes longer than the patience."""
+        if self._unread_bytes <= self.limit:
+            return
+        async with self._changed:
+            with trio.move_on_after(PREFETCH_PATIENCE_S) as scope:
+                while self._unread_bytes > self.limit:
+                    await self._changed.wait()
+        if scope.cancelled_caught:
+            raise Abandoned(f"prefetched data unread for {PREFETCH_PATIENCE_S:.0f} s")
+
+    def stats(self) -> dict[str, object]:
+        return {"unread_bytes": self._unread_bytes, "budget": self.limit}

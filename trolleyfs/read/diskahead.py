@@ -1,0 +1,73 @@
+"""Disk readahead: after a disk-cache hit, the series' next files are loaded
+from the disk cache into memory in the background (a few workers, in the
+series' order from the file just read), within the prefetch budget."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import trio
+
+from ..model import InstanceRef, SeriesRef
+from .budget import Abandoned, PrefetchBudget
+from .caches import Caches
+from .flights import Flights
+
+DISK_READAHEAD_WORKERS = 3  # reading and checking a file releases the GIL, so they overlap
+
+
+class DiskReadahead:
+    def __init__(
+        self,
+        caches: Caches,
+        flights: Flights,
+        budget: PrefetchBudget,
+        nursery: trio.Nursery,
+        on_prefetched: Callable[[str, bytes], None],
+    ) -> None:
+        self._caches = caches
+        self._flights = flights
+        self._budget = budget
+        self._nursery = nursery
+        self._on_prefetched = on_prefetched
+        self._running: set[SeriesRef] = set()  # series being read ahead from the disk cache
+
+    def after_hit(self, ref: InstanceRef, siblings: Callable[[], list[str]]) -> None:
+        """``ref`` came from the disk cache: load the rest of its series from disk
+        (the files after it first, then those before), unless already running."""
+        sref = ref.series
+        if not self._caches.has_disk or sref in self._running:
+            return
+        uids = siblings()
+        at = uids.index(ref.instance_uid) + 1 if ref.instance_uid in uids else 0
+        order = [u for u in uids[at:] + uids[:at] if self._caches.on_disk(u) and not self._caches.in_memory(u)]
+        if order:
+            self._running.add(sref)
+            self._nursery.start_soon(self._run, sref, order)
+
+    async def _run(self, sref: SeriesRef, uids: list[str]) -> None:
+        todo = iter(uids)
+
+        async def worker() -> None:
+            for u in todo:
+                if self._caches.in_memory(u) or u in self._flights:
+                    continue
+                data = await self._caches.from_disk(u)
+                if data is None or self._caches.in_memory(u):
+                    continue
+                self._caches.keep(u, data)
+                self._budget.prefetched(u, len(data))
+                self._on_prefetched(u, data)
+                await self._budget.wait()
+
+        try:
+            async with trio.open_nursery() as workers:
+                for _ in range(DISK_READAHEAD_WORKERS):
+                    workers.start_soon(worker)
+        except* Abandoned:
+            pass
+        finally:
+            self._running.discard(sref)
+
+    def stats(self) -> dict[str, object]:
+        return {"disk_readahead_running": len(self._running)}

@@ -1,0 +1,44 @@
+"""The disk-cache writer: objects are queued on a bounded channel and written
+by one background task, so a fetch never waits for the disk (unless the queue
+is full).  At unmount, :meth:`DiskWriter.drain` lets the queue empty, bounded
+in time."""
+
+from __future__ import annotations
+
+import trio
+
+from .cache import DiskCache
+
+QUEUE_LENGTH = 64
+
+
+class DiskWriter:
+    def __init__(self, disk: DiskCache, limiter: trio.CapacityLimiter, nursery: trio.Nursery) -> None:
+        self._disk = disk
+        self._limiter = limiter  # shared with disk reads: bounds the threads touching the disk
+        self._send, receive = trio.open_memory_channel[tuple[str, bytes]](QUEUE_LENGTH)
+        self._done = trio.Event()
+        nursery.start_soon(self._run, receive)
+
+    async def put(self, uid: str, data: bytes) -> None:
+        """Queue an object; waits only while the queue is full.  After
+        :meth:`drain` started, objects are dropped."""
+        try:
+            await self._send.send((uid, data))
+        except trio.ClosedResourceError:
+            pass  # unmounting
+
+    async def drain(self, patience: float = 30.0) -> None:
+        """Take no more objects; wait (at most ``patience`` seconds) until the
+        queued ones are written."""
+        await self._send.aclose()
+        with trio.move_on_after(patience):
+            await self._done.wait()
+
+    async def _run(self, queue: trio.MemoryReceiveChannel[tuple[str, bytes]]) -> None:
+        try:
+            async for uid, data in queue:
+                if self._disk.size_of(uid) is None:
+                    await trio.to_thread.run_sync(self._disk.put, uid, data, limiter=self._limiter)
+        finally:
+            self._done.set()

@@ -1,0 +1,196 @@
+"""Series readahead after a miss.
+
+* The first miss in a series fetches that instance alone (its first byte does
+  not wait behind a series); the rest of the series is fetched in one
+  background request :data:`READAHEAD_GRACE_S` after that file arrived, or at
+  once when a second file of the series is asked for (the access is then
+  sequential).
+* ``readahead_series`` series are fetched at a time; when all slots are busy,
+  a reader fetches its own instance directly, so readers of different series
+  never queue behind each other.
+* Each instance's waiters are woken as soon as its own bytes arrive, not when
+  the series is done.  Prefetched objects go into the same caches and count
+  against the prefetch budget (the stream pauses while it is exceeded).
+* When the series fetch fails or does not carry an instance, that instance's
+  flight fails and its reader falls back to a fetch of it alone (in
+  :class:`~.store.Store`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
+
+import trio
+
+from ..errors import NotFound, TrolleyError
+from ..model import Fetcher, InstanceRef, SeriesRef
+from ..stats import Stats
+from .budget import PrefetchBudget
+from .caches import Caches
+from .flights import Flight, Flights
+from .single import SingleFetch
+
+log = logging.getLogger("trolleyfs.store")
+
+READAHEAD_GRACE_S = 0.02  # a series readahead waits this long after the first file, unless a second is asked for
+PROGRESS_EVERY_S = 5.0  # a long prefetch says how far it got this often
+
+
+@dataclass
+class _SeriesJob:
+    ref: SeriesRef
+    uids: list[str]
+    received: int = 0
+    bytes: int = 0
+    started: float = field(default_factory=trio.current_time)
+
+
+class SeriesReadahead:
+    def __init__(
+        self,
+        slots: int,
+        fetchers: Mapping[str, Fetcher],
+        stats: Stats,
+        flights: Flights,
+        caches: Caches,
+        budget: PrefetchBudget,
+        single: SingleFetch,
+        nursery: trio.Nursery,
+        on_prefetched: Callable[[str, bytes], None],
+    ) -> None:
+        self._slots = trio.Semaphore(slots)
+        self._fetchers = fetchers
+        self._stats = stats
+        self._flights = flights
+        self._caches = caches
+        self._budget = budget
+        self._single = single
+        self._nursery = nursery
+        self._on_prefetched = on_prefetched
+        self._jobs: dict[SeriesRef, _SeriesJob] = {}  # series being fetched
+        self._pending: dict[SeriesRef, object] = {}  # readahead about to start (in its grace)
+
+    def flight_for(self, server: str, ref: InstanceRef, siblings: Callable[[], list[str]]) -> Flight:
+        """A miss of ``ref`` (not cached, not in flight): the flight that will
+        bring it, readahead of its series started or scheduled.  ``siblings``
+        gives all instance UIDs of the series."""
+        sref = ref.series
+        if sref in self._pending:
+            # a second file of a series whose readahead is about to start: the
+            # access is sequential, so start it now and take this file from it
+            del self._pending[sref]
+            self._start(server, sref, siblings())
+            flight = self._flights.get(ref.instance_uid)
+            if flight is not None:
+                return flight
+        # this file alone first, then the rest of its series in the background
+        flight = self._single.start(server, ref)
+        if sref not in self._jobs and sref not in self._pending:
+            self._pending[sref] = mark = object()
+            self._nursery.start_soon(self._after_first, server, sref, siblings, flight, mark)
+        return flight
+
+    def stats(self) -> dict[str, object]:
+        return {"series_running": len(self._jobs), "series_pending": len(self._pending)}
+
+    async def _after_first(
+        self, server: str, sref: SeriesRef, siblings: Callable[[], list[str]], first: Flight, mark: object
+    ) -> None:
+        """Start the series readahead once the first file has arrived and its
+        reader has had a moment to read it (so the two do not compete for its
+        first byte), unless that fetch failed or a second file already started it."""
+        await first.done.wait()
+        if first.error is None:
+            await trio.sleep(READAHEAD_GRACE_S)
+        if self._pending.get(sref) is mark:
+            del self._pending[sref]
+            if first.error is None:
+                self._start(server, sref, siblings())
+
+    def _start(self, server: str, sref: SeriesRef, siblings: list[str]) -> bool:
+        """Start a background fetch of the series' uncached instances, if a slot is free."""
+        if sref in self._jobs:
+            return False
+        wanted = {u for u in siblings if u not in self._flights and not self._caches.holds(u)}
+        if not wanted:
+            return False
+        try:
+            self._slots.acquire_nowait()
+        except trio.WouldBlock:
+            return False
+        job = _SeriesJob(sref, sorted(wanted))
+        self._jobs[sref] = job
+        for u in job.uids:
+            self._flights.open(u, by_series=True)
+        self._nursery.start_soon(self._run, server, job)
+        return True
+
+    async def _run(self, server: str, job: _SeriesJob) -> None:
+        sref, uids = job.ref, job.uids
+        self._stats.series_prefetches += 1
+        self._stats.requests[server] += 1
+        log.info("prefetching series %s: %d instances", sref.series_uid, len(uids))
+        error: BaseException | None = None
+        try:
+            await self._take(server, job)
+        except (TrolleyError, trio.TooSlowError) as exc:
+            error = exc
+            log.warning("prefetch of series %s stopped: %s", sref.series_uid, exc)
+        except Exception as exc:
+            error = exc
+            log.exception("prefetch of series %s", sref.series_uid)
+        finally:
+            missing = NotFound("not in the series answer", server=server, what=f"series {sref.series_uid}")
+            for u in uids:
+                flight = self._flights.get(u)
+                if flight is not None and flight.by_series:
+                    flight.finish(error=error or missing)
+                    self._flights.close(u, flight)
+            del self._jobs[sref]
+            self._slots.release()
+            took = trio.current_time() - job.started
+            log.info(
+                "series %s: %d instances, %.1f MB in %.2f s",
+                sref.series_uid, job.received, job.bytes / 1e6, took,
+            )  # fmt: skip
+
+    async def _take(self, server: str, job: _SeriesJob) -> None:
+        """Fetch the series; hand each object of the answer to its waiters and
+        the caches, pausing at the prefetch budget.  The stream is closed on
+        the way out, whatever happens."""
+        stream = self._fetchers[server].fetch_series(job.ref, job.uids)
+        try:
+            await self._take_from(server, job, stream)
+        finally:
+            await _close(stream)
+
+    async def _take_from(self, server: str, job: _SeriesJob, stream: AsyncIterator[tuple[str, bytes]]) -> None:
+        next_report = trio.current_time() + PROGRESS_EVERY_S
+        async for uid, data in stream:
+            flight = self._flights.get(uid)
+            job.received += 1
+            job.bytes += len(data)
+            if trio.current_time() >= next_report:
+                next_report += PROGRESS_EVERY_S
+                log.info("series %s: %d of %d instances, %.1f MB so far", job.ref.series_uid,
+                         job.received, len(job.uids), job.bytes / 1e6)  # fmt: skip
+            self._stats.instances_fetched += 1
+            self._stats.bytes_fetched[server] += len(data)
+            if flight is None or not flight.by_series or flight.done.is_set():
+                continue  # not asked for, or already fetched another way
+            self._caches.keep(uid, data)
+            self._budget.prefetched(uid, len(data))
+            flight.finish(data)
+            self._on_prefetched(uid, data)
+            self._flights.close(uid, flight)
+            await self._caches.to_disk(uid, data)
+            await self._budget.wait()
+
+
+async def _close(stream: AsyncIterator[tuple[str, bytes]]) -> None:
+    """Close a series stream (an async generator) so its connection is released at once."""
+    aclose = getattr(stream, "aclose", None)
+    if aclose is not None:
+        await aclose()

@@ -1,0 +1,54 @@
+"""Fetching one instance alone from its server, into a :class:`~.flights.Flight`
+that every reader of it waits on.  The bytes are kept in memory, then queued
+for the disk cache."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+import trio
+
+from ..errors import RemoteError, TrolleyError
+from ..model import Fetcher, InstanceRef
+from ..stats import Stats
+from .caches import Caches
+from .flights import Flight, Flights
+
+log = logging.getLogger("trolleyfs.store")
+
+
+class SingleFetch:
+    def __init__(
+        self, fetchers: Mapping[str, Fetcher], stats: Stats, flights: Flights, caches: Caches, nursery: trio.Nursery
+    ) -> None:
+        self._fetchers = fetchers
+        self._stats = stats
+        self._flights = flights
+        self._caches = caches
+        self._nursery = nursery
+
+    def start(self, server: str, ref: InstanceRef) -> Flight:
+        """Start fetching ``ref`` in the background; its flight is registered at once."""
+        flight = self._flights.open(ref.instance_uid, by_series=False)
+        self._nursery.start_soon(self._run, server, ref, flight)
+        return flight
+
+    async def _run(self, server: str, ref: InstanceRef, flight: Flight) -> None:
+        uid = ref.instance_uid
+        try:
+            self._stats.requests[server] += 1
+            data = await self._fetchers[server].fetch_instance(ref)
+            self._stats.instances_fetched += 1
+            self._stats.bytes_fetched[server] += len(data)
+            self._caches.keep(uid, data)
+            flight.finish(data)
+            await self._caches.to_disk(uid, data)
+        except (TrolleyError, trio.TooSlowError) as exc:
+            flight.finish(error=exc)
+        except Exception as exc:  # a bug in a protocol module: fail the read, keep the mount
+            log.exception("fetching instance %s", uid)
+            flight.finish(error=exc)
+        finally:
+            flight.finish(error=RemoteError("fetch cancelled", server=server, what=f"instance {uid}"))
+            self._flights.close(uid, flight)

@@ -1,0 +1,114 @@
+"""Where reads get their bytes: :class:`Store` reads an instance from the
+memory cache, else from a fetch already in flight, else from the disk cache,
+else by starting a fetch.  Readahead comes in at one place per source: after a
+disk-cache hit (:mod:`.diskahead`) and on a miss (:mod:`.readahead`).  The
+store builds its parts from the config and composes their ``stats()``."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+
+import trio
+
+from ..config import CacheConfig
+from ..model import Fetcher, InstanceRef
+from ..stats import Stats
+from .budget import PrefetchBudget, budget_for
+from .cache import DiskCache, MemoryCache
+from .caches import Caches
+from .diskahead import DiskReadahead
+from .flights import Flight, Flights
+from .readahead import SeriesReadahead
+from .single import SingleFetch
+
+log = logging.getLogger("trolleyfs.store")
+
+
+def _ignore(uid: str, data: bytes) -> None:
+    pass
+
+
+class Store:
+    def __init__(
+        self,
+        config: CacheConfig,
+        fetchers: Mapping[str, Fetcher],
+        stats: Stats,
+        nursery: trio.Nursery,
+        on_prefetched: Callable[[str, bytes], None] = _ignore,
+    ) -> None:
+        """``on_prefetched(uid, data)`` is called for readahead data as it arrives."""
+        self._stats = stats
+        self._readahead = config.readahead == "series"
+        memory_bytes = config.memory_mb * 2**20
+        self._budget = PrefetchBudget(budget_for(memory_bytes))
+        memory = MemoryCache(memory_bytes, on_evict=self._evicted)
+        disk = DiskCache(config.disk_dir, config.disk_mb * 2**20) if config.disk_dir else None
+        self._caches = Caches(memory, disk, nursery)
+        self._flights = Flights()
+        self._single = SingleFetch(fetchers, stats, self._flights, self._caches, nursery)
+        self._series = SeriesReadahead(
+            config.readahead_series, fetchers, stats, self._flights, self._caches, self._budget, self._single,
+            nursery, on_prefetched,
+        )  # fmt: skip
+        self._disk_ahead = DiskReadahead(self._caches, self._flights, self._budget, nursery, on_prefetched)
+
+    async def get(self, server: str, ref: InstanceRef, siblings: Callable[[], list[str]] | None = None) -> bytes:
+        """The Part-10 bytes of ``ref``.  ``siblings`` (giving all instance UIDs of
+        the series; called only on a miss) enables readahead of the series."""
+        uid = ref.instance_uid
+        if not self._readahead:
+            siblings = None
+        data = self._caches.from_memory(uid)
+        if data is not None:
+            return await self._served(uid, data)
+        flight = self._flights.get(uid)
+        if flight is None:
+            data = await self._caches.from_disk(uid)
+            if data is not None:
+                self._caches.keep(uid, data)
+                if siblings is not None:
+                    self._disk_ahead.after_hit(ref, siblings)  # readahead hook: disk
+                return data
+            flight = self._flights.get(uid)  # may have started while we read the disk
+        if flight is None:
+            flight = self._fetch(server, ref, siblings)
+        await flight.done.wait()
+        if flight.worth_asking_alone:
+            # the series stream failed or did not carry this one: ask for it alone
+            log.debug("instance %s: series fetch did not deliver it (%s); fetching it alone", uid, flight.error)
+            self._flights.close(uid, flight)
+            return await self.get(server, ref, None)
+        if flight.error is not None:
+            raise flight.error
+        assert flight.data is not None
+        return await self._served(uid, flight.data)
+
+    def _fetch(self, server: str, ref: InstanceRef, siblings: Callable[[], list[str]] | None) -> Flight:
+        if siblings is None:
+            return self._single.start(server, ref)
+        return self._series.flight_for(server, ref, siblings)  # readahead hook: miss
+
+    def size_of(self, uid: str) -> int | None:
+        """The size of an instance if known without fetching it; always the
+        length of what :meth:`get` returns for it."""
+        return self._caches.size_of(uid)
+
+    def stats(self) -> dict[str, object]:
+        """The caches' and readahead's state, as ``.trolleyfs/stats.json`` shows it."""
+        prefetch = self._series.stats() | self._flights.stats() | self._disk_ahead.stats() | self._budget.stats()
+        return self._caches.stats() | {"prefetch": prefetch}
+
+    async def drain(self, patience: float = 30.0) -> None:
+        """At unmount: let queued disk-cache writes finish (bounded in time)."""
+        await self._caches.drain(patience)
+
+    async def _served(self, uid: str, data: bytes) -> bytes:
+        """A reader got ``uid``: it no longer counts as prefetched-but-unread."""
+        await self._budget.read(uid)
+        return data
+
+    def _evicted(self, uid: str, size: int) -> None:
+        if self._budget.consume(uid):
+            self._stats.prefetched_unused_evicted += 1
