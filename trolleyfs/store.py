@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import aclosing
 from dataclasses import dataclass, field
 
@@ -72,17 +72,17 @@ class Store:
     def __init__(
         self,
         config: CacheConfig,
-        fetchers: dict[str, Fetcher],
+        fetchers: Mapping[str, Fetcher],
         stats: Stats,
         nursery: trio.Nursery,
-        on_size: Callable[[str, int], None] | None = None,
+        on_prefetched: Callable[[str, bytes], None] = lambda uid, data: None,  # TEMP shim for wt-b
     ) -> None:
         self.config = config
         self.fetchers = fetchers
-        self.stats = stats
+        self._stats = stats  # TEMP shim for wt-b: the name `stats` is the stats() method now
         self.nursery = nursery
-        self.on_size = on_size
-        self.on_prefetched: Callable[[str, bytes], None] | None = None  # readahead data, as it arrives
+        self._sizes: dict[str, int] = {}  # TEMP shim for wt-b
+        self.on_prefetched: Callable[[str, bytes], None] | None = on_prefetched  # readahead data, as it arrives
         self.prefetch_budget = max(config.memory_mb * 2**20 // 2, 16 * 2**20)
         self.unread: dict[str, int] = {}  # prefetched, in memory, not read yet
         self.unread_bytes = 0
@@ -104,7 +104,7 @@ class Store:
     # ------------------------------------------------------------------ helpers
     def _evicted(self, uid: str, size: int) -> None:
         if uid in self.unread:
-            self.stats.prefetched_unused_evicted += 1
+            self._stats.prefetched_unused_evicted += 1
             self._consume(uid)
 
     def _consume(self, uid: str) -> None:
@@ -121,8 +121,26 @@ class Store:
 
     def _store(self, uid: str, data: bytes) -> None:
         self.memory.put(uid, data)
-        if self.on_size:
-            self.on_size(uid, len(data))
+        self._sizes[uid] = len(data)  # TEMP shim for wt-b
+
+    def size_of(self, uid: str) -> int | None:  # TEMP shim for wt-b
+        """The size of an instance if known without fetching it."""
+        size = self._sizes.get(uid)
+        return size if size is not None else self.size_hint(uid)
+
+    def stats(self) -> dict[str, object]:  # TEMP shim for wt-b
+        """The caches' and the readahead's state, as stats.json shows it."""
+        return {
+            "memory_cache": {"bytes": self.memory.bytes_used, "limit": self.memory.max_bytes,
+                             "objects": len(self.memory), "hits": self.memory.hits, "misses": self.memory.misses},
+            "disk_cache": None if self.disk is None else {
+                "dir": str(self.disk.dir), "bytes": self.disk.bytes_used, "limit": self.disk.max_bytes,
+                "hits": self.disk.hits, "misses": self.disk.misses, "corrupt": self.disk.corrupt},
+            "prefetch": {"series_running": len(self.series_jobs), "in_flight": len(self.flights),
+                         "series_pending": len(self.pending_series),
+                         "disk_readahead_running": len(self.disk_jobs),
+                         "unread_bytes": self.unread_bytes, "budget": self.prefetch_budget},
+        }  # fmt: skip
 
     async def _disk_get(self, uid: str) -> bytes | None:
         if self.disk is None or self.disk.size_of(uid) is None:
@@ -235,10 +253,10 @@ class Store:
     async def _run_single(self, server: str, ref: InstanceRef, flight: _Flight) -> None:
         uid = ref.instance_uid
         try:
-            self.stats.requests[server] += 1
+            self._stats.requests[server] += 1
             data = await self.fetchers[server].fetch_instance(ref)
-            self.stats.instances_fetched += 1
-            self.stats.bytes_fetched[server] += len(data)
+            self._stats.instances_fetched += 1
+            self._stats.bytes_fetched[server] += len(data)
             self._store(uid, data)
             flight.finish(data)
             await self._disk_put(uid, data)
@@ -328,8 +346,8 @@ class Store:
 
     async def _run_series(self, server: str, job: _SeriesJob, uids: list[str]) -> None:
         sref = job.ref
-        self.stats.series_prefetches += 1
-        self.stats.requests[server] += 1
+        self._stats.series_prefetches += 1
+        self._stats.requests[server] += 1
         log.info("prefetching series %s: %d instances", sref.series_uid, len(uids))
         error: BaseException | None = None
         try:
@@ -343,8 +361,8 @@ class Store:
                         next_report += PROGRESS_EVERY_S
                         log.info("series %s: %d of %d instances, %.1f MB so far", sref.series_uid,
                                  job.received, len(uids), job.bytes / 1e6)  # fmt: skip
-                    self.stats.instances_fetched += 1
-                    self.stats.bytes_fetched[server] += len(data)
+                    self._stats.instances_fetched += 1
+                    self._stats.bytes_fetched[server] += len(data)
                     if flight is None or not flight.by_series or flight.done.is_set():
                         continue  # not asked for, or already fetched another way
                     self._store(uid, data)
