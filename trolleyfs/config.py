@@ -20,6 +20,7 @@ from typing import Any
 
 from .errors import ConfigError
 from .model import QueryLevel
+from .tree.control import CONTROL_DIR
 
 HTTP_SEARCH = {"qido-rs", "mint"}
 DIMSE_SEARCH = {"dicom-qr"}
@@ -400,7 +401,7 @@ _FOLDER_KEYS = {
     "name", "server", "query", "min_study_date", "max_study_date",
     "include_fields", "query_level", "limit",
 }  # fmt: skip
-RESERVED_NAMES = {"by-uid", ".trolleyfs"}
+RESERVED_NAMES = {"by-uid", CONTROL_DIR}
 
 
 def _keyword_ok(word: str) -> bool:

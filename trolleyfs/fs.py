@@ -1,4 +1,4 @@
-"""The pyfuse3 Operations: thin handlers over :mod:`trolleyfs.tree`.
+"""The pyfuse3 Operations: thin handlers over the tree's inode table.
 
 Every handler goes through :func:`_op`, the one place where errors become
 errno values: our errors carry their errno, anything unexpected is logged
@@ -15,63 +15,67 @@ import logging
 import os
 import stat
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import pyfuse3
 import trio
 
 from .errors import TrolleyError
-from .tree import DirNode, FileNode, Node, Tree, is_probe
+from .stats import Stats
+from .tree.base import DirNode, FileNode, Node
+from .tree.inodes import InodeTable
 
 log = logging.getLogger("trolleyfs.fs")
 T = TypeVar("T")
+P = ParamSpec("P")
 
 BLOCK = 128 * 1024
 DIR_ATTR_TIMEOUT = 60.0
+FILE_ENTRY_TIMEOUT = 3600.0
+SAME_ERROR_QUIET_S = 30.0  # the same error again within this time is not logged again
+WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_TRUNC | os.O_APPEND | os.O_CREAT
 
 
-def _op(fn: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
+def _op(
+    fn: Callable[Concatenate[Operations, P], Awaitable[T]],
+) -> Callable[Concatenate[Operations, P], Coroutine[Any, Any, T]]:
+    """Count the call, bound its time, and turn every error into a FUSEError."""
     name = fn.__name__
 
     @functools.wraps(fn)
-    async def handler(self: Operations, *args: Any) -> T:
-        self.tree.stats.fuse_ops[name] += 1
+    async def handler(self: Operations, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        self._stats.fuse_ops[name] += 1
         try:
-            with trio.fail_after(self.op_deadline):
-                return await fn(self, *args)
+            with trio.fail_after(self._op_deadline):
+                return await fn(self, *args, **kwargs)
         except pyfuse3.FUSEError:
             raise
         except TrolleyError as exc:
             self._log_error(name, exc)
-            self.tree.stats.errors[errno.errorcode.get(exc.errno, str(exc.errno))] += 1
+            self._stats.errors[errno.errorcode.get(exc.errno, str(exc.errno))] += 1
             raise pyfuse3.FUSEError(exc.errno) from None
         except trio.TooSlowError:
-            log.warning("%s: no answer within %.0f s", name, self.op_deadline)
-            self.tree.stats.errors["ETIMEDOUT"] += 1
+            log.warning("%s: no answer within %.0f s", name, self._op_deadline)
+            self._stats.errors["ETIMEDOUT"] += 1
             raise pyfuse3.FUSEError(errno.EIO) from None
         except Exception:
             log.exception("%s: unexpected error", name)
-            self.tree.stats.errors["EIO"] += 1
+            self._stats.errors["EIO"] += 1
             raise pyfuse3.FUSEError(errno.EIO) from None
 
     return handler
 
 
-def _erofs(name: str) -> Callable[..., Awaitable[Any]]:
-    async def refuse(self: Operations, *args: Any) -> Any:
+def _erofs(name: str) -> Any:
+    """A handler for a write operation: always EROFS.  (Typed ``Any``: it stands
+    in for handlers of many signatures, and ignores its arguments.)"""
+
+    async def refuse(self: Operations, *args: object) -> None:
         raise pyfuse3.FUSEError(errno.EROFS)
 
     refuse.__name__ = name
     return refuse
-
-
-def _notify_store(inodes: list[int], data: bytes) -> None:
-    for ino in inodes:
-        try:
-            pyfuse3.notify_store(ino, 0, data)
-        except OSError:
-            pass  # the kernel dropped the inode, or cannot: it will ask when read
 
 
 class Operations(pyfuse3.Operations):
@@ -79,51 +83,37 @@ class Operations(pyfuse3.Operations):
     enable_writeback_cache = False
     enable_acl = False
 
-    def __init__(self, tree: Tree, op_deadline: float) -> None:
+    def __init__(self, inodes: InodeTable, stats: Stats, op_deadline: float) -> None:
+        """``op_deadline``: seconds one operation may take, all retries included."""
         super().__init__()
-        self.tree = tree
-        self.op_deadline = op_deadline
-        self.uid, self.gid = os.getuid(), os.getgid()
-        self._handles: dict[int, Any] = {}
+        self._inodes = inodes
+        self._stats = stats
+        self._op_deadline = op_deadline
+        self._uid, self._gid = os.getuid(), os.getgid()
+        self._dirs: dict[int, list[tuple[str, Node]]] = {}  # open directories: their entries
+        self._files: dict[int, bytes] = {}  # open files: their content
         self._next_fh = 1
         self._last_error: tuple[str, float] = ("", 0.0)
-        self.nursery: trio.Nursery | None = None  # for background page-cache pushes
-        self._push_limiter = trio.CapacityLimiter(1)
 
     def _log_error(self, op: str, exc: TrolleyError) -> None:
         # the same cause for a burst of files (a server down) is logged once
         msg = str(exc)
         now = time.monotonic()
-        if msg != self._last_error[0] or now - self._last_error[1] > 30:
+        if msg != self._last_error[0] or now - self._last_error[1] > SAME_ERROR_QUIET_S:
             log.warning("%s failed: %s", op, msg)
         self._last_error = (msg, now)
 
-    def _new_handle(self, value: Any) -> int:
+    def _new_fh(self) -> int:
         fh = self._next_fh
         self._next_fh += 1
-        self._handles[fh] = value
         return fh
 
-    def push(self, uid: str, data: bytes) -> None:
-        """Readahead data: hand it to the kernel's page cache for each file that
-        shows this instance, so that reading it costs no FUSE request at all.
-
-        The kernel locks the pages it stores into; a reader of the same file may
-        hold one while it waits for this very process to answer its read.  So
-        the store runs in a worker thread, never on the loop that answers."""
-        inodes = [n.ino for n in self.tree.instance_nodes.get(uid, ()) if n.ino is not None]
-        if inodes and self.nursery is not None:
-            self.nursery.start_soon(self._push_pages, inodes, data)
-
-    async def _push_pages(self, inodes: list[int], data: bytes) -> None:
-        await trio.to_thread.run_sync(_notify_store, inodes, data, limiter=self._push_limiter)
-
     # ------------------------------------------------------------------ attrs
-    def _attrs(self, node: Node) -> pyfuse3.EntryAttributes:
+    def _attrs(self, ino: int, node: Node) -> pyfuse3.EntryAttributes:
         a = pyfuse3.EntryAttributes()
-        a.st_ino = node.ino or 0
+        a.st_ino = ino
         a.generation = 0
-        a.st_uid, a.st_gid = self.uid, self.gid
+        a.st_uid, a.st_gid = self._uid, self._gid
         ns = int(node.mtime * 1e9)
         a.st_atime_ns = a.st_mtime_ns = a.st_ctime_ns = ns
         a.st_blksize = BLOCK
@@ -134,101 +124,98 @@ class Operations(pyfuse3.Operations):
             a.attr_timeout = a.entry_timeout = min(node.ttl, DIR_ATTR_TIMEOUT)
         else:
             assert isinstance(node, FileNode)
-            size = node.known_size(self.tree)
+            size = node.known_size()
             a.st_mode = stat.S_IFREG | 0o444
             a.st_nlink = 1
             a.st_size = size or 0
             # an unknown size must not be believed: the kernel asks again (getattr)
             a.attr_timeout = node.attr_timeout if size is not None else 0.0
-            a.entry_timeout = 3600.0 if not node.direct_io else 0.0
+            a.entry_timeout = FILE_ENTRY_TIMEOUT if not node.direct_io else 0.0
         a.st_blocks = (a.st_size + 511) // 512
         return a
-
-    async def _attrs_with_size(self, node: Node) -> pyfuse3.EntryAttributes:
-        if isinstance(node, FileNode) and node.known_size(self.tree) is None:
-            await node.read_all(self.tree)  # the size of a DICOM object is only known once fetched
-        return self._attrs(node)
 
     # ------------------------------------------------------------------ lookups
     @_op
     async def lookup(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
-        parent = self.tree.node(parent_inode)
+        parent = self._inodes.node(parent_inode)
         if not isinstance(parent, DirNode):
             raise pyfuse3.FUSEError(errno.ENOTDIR)
-        text = os.fsdecode(name)
         if name in (b".", b".."):
             raise pyfuse3.FUSEError(errno.ENOENT)
-        control = parent is self.tree.root and text == ".trolleyfs"
-        if is_probe(text) and parent.cached_child(text) is None and not control:
-            raise pyfuse3.FUSEError(errno.ENOENT)  # desktop probes: no request
-        node = await parent.lookup(self.tree, text)
+        node = await parent.lookup(os.fsdecode(name))
         if node is None:
             raise pyfuse3.FUSEError(errno.ENOENT)
-        self.tree.remember(node)
-        return self._attrs(node)
+        return self._attrs(self._inodes.remember(node), node)
 
     @_op
     async def getattr(self, inode: int, ctx: pyfuse3.RequestContext | None = None) -> pyfuse3.EntryAttributes:
-        return await self._attrs_with_size(self.tree.node(inode))
+        node = self._inodes.node(inode)
+        if isinstance(node, FileNode) and node.known_size() is None:
+            await node.read_all()  # the size of a DICOM object is only known once fetched
+        return self._attrs(inode, node)
 
-    async def forget(self, inode_list: list[tuple[int, int]]) -> None:
+    async def forget(self, inode_list: Sequence[tuple[int, int]]) -> None:
         for ino, n in inode_list:
-            self.tree.forget(ino, n)
+            self._inodes.forget(ino, n)
 
     # ------------------------------------------------------------------ directories
     @_op
     async def opendir(self, inode: int, ctx: pyfuse3.RequestContext) -> int:
-        node = self.tree.node(inode)
+        node = self._inodes.node(inode)
         if not isinstance(node, DirNode):
             raise pyfuse3.FUSEError(errno.ENOTDIR)
         # a snapshot per handle: offsets stay stable while the kernel pages through it
-        entries = sorted((await node.children(self.tree)).items())
-        return self._new_handle(entries)
+        fh = self._new_fh()
+        self._dirs[fh] = sorted((await node.children()).items())
+        return fh
 
     @_op
     async def readdir(self, fh: int, start_id: int, token: pyfuse3.ReaddirToken) -> None:
-        entries = self._handles[fh]
+        entries = self._dirs[fh]
         for i in range(start_id, len(entries)):
             name, node = entries[i]
-            ino = self.tree.remember(node)  # readdirplus: each entry sent counts as a lookup
-            if not pyfuse3.readdir_reply(token, os.fsencode(name), self._attrs(node), i + 1):
-                self.tree.forget(ino, 1)  # the buffer was full: this one was not sent
+            ino = self._inodes.remember(node)  # readdirplus: each entry sent counts as a lookup
+            if not pyfuse3.readdir_reply(token, os.fsencode(name), self._attrs(ino, node), i + 1):
+                self._inodes.forget(ino, 1)  # the buffer was full: this one was not sent
                 break
 
     async def releasedir(self, fh: int) -> None:
-        self._handles.pop(fh, None)
+        self._dirs.pop(fh, None)
 
     # ------------------------------------------------------------------ files
     @_op
     async def open(self, inode: int, flags: int, ctx: pyfuse3.RequestContext) -> pyfuse3.FileInfo:
-        node = self.tree.node(inode)
+        node = self._inodes.node(inode)
         if isinstance(node, DirNode):
             raise pyfuse3.FUSEError(errno.EISDIR)
-        if flags & (os.O_WRONLY | os.O_RDWR | os.O_TRUNC | os.O_APPEND | os.O_CREAT):
+        if flags & WRITE_FLAGS:
             raise pyfuse3.FUSEError(errno.EROFS)
         assert isinstance(node, FileNode)
-        data = await node.read_all(self.tree)
-        return pyfuse3.FileInfo(fh=self._new_handle(data), keep_cache=not node.direct_io, direct_io=node.direct_io)
+        data = await node.read_all()
+        fh = self._new_fh()
+        self._files[fh] = data
+        return pyfuse3.FileInfo(fh=fh, keep_cache=not node.direct_io, direct_io=node.direct_io)
 
-    async def read(self, fh: int, off: int, size: int) -> memoryview:
-        # the hot path, and it never waits: no deadline wrapper, no copy (pyfuse3
-        # takes any buffer); the object was fetched whole at open
-        self.tree.stats.fuse_ops["read"] += 1
+    # pyfuse3 takes any buffer, not only the bytes its stub promises
+    async def read(self, fh: int, off: int, size: int) -> memoryview:  # type: ignore[override]
+        # the hot path, and it never waits: no deadline wrapper, no copy; the
+        # object was fetched whole at open
+        self._stats.fuse_ops["read"] += 1
         try:
-            data: bytes = self._handles[fh]
+            data = self._files[fh]
         except KeyError:
             raise pyfuse3.FUSEError(errno.EBADF) from None
         return memoryview(data)[off : off + size]
 
     async def release(self, fh: int) -> None:
-        self._handles.pop(fh, None)
+        self._files.pop(fh, None)
 
     @_op
     async def statfs(self, ctx: pyfuse3.RequestContext) -> pyfuse3.StatvfsData:
         s = pyfuse3.StatvfsData()
         s.f_bsize = s.f_frsize = BLOCK
         s.f_blocks = s.f_bfree = s.f_bavail = 0
-        s.f_files = len(self.tree.nodes)
+        s.f_files = len(self._inodes)
         s.f_ffree = s.f_favail = 0
         s.f_namemax = 255
         return s
@@ -236,11 +223,11 @@ class Operations(pyfuse3.Operations):
     # ------------------------------------------------------------------ xattrs
     @_op
     async def listxattr(self, inode: int, ctx: pyfuse3.RequestContext) -> list[bytes]:
-        return [k.encode() for k in self.tree.node(inode).xattrs()]
+        return [k.encode() for k in self._inodes.node(inode).xattrs()]
 
     @_op
     async def getxattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> bytes:
-        value = self.tree.node(inode).xattrs().get(os.fsdecode(name))
+        value = self._inodes.node(inode).xattrs().get(os.fsdecode(name))
         if value is None:
             raise pyfuse3.FUSEError(pyfuse3.ENOATTR)
         return value.encode("utf-8", "surrogateescape")

@@ -1,5 +1,6 @@
-"""Running a mount: build the remotes, store, tree and Operations; mount;
-serve until unmounted or signalled; clean up in reverse order."""
+"""Running a mount: build the remotes, store, tree and Operations (each given
+its collaborators at construction); mount; serve until unmounted or
+signalled; clean up in reverse order."""
 
 from __future__ import annotations
 
@@ -17,10 +18,12 @@ import trio
 from .config import Config
 from .errors import UserError
 from .fs import Operations
+from .pagecache import PagePusher
 from .read.store import Store
 from .servers import open_remotes
 from .stats import Stats
-from .tree import Tree
+from .tree.inodes import UidIndex
+from .tree.tree import Tree
 
 log = logging.getLogger("trolleyfs")
 
@@ -78,12 +81,12 @@ async def serve(
     async with AsyncExitStack() as stack:
         remotes = await open_remotes(config, stack)
         async with trio.open_nursery() as nursery:
+            index = UidIndex()  # filled by the tree's inode table, read by the page pusher
+            pusher = PagePusher(index.inodes_of, nursery)
             fetchers = {n: r.fetcher for n, r in remotes.items()}
-            # ops is made below; readahead data can only arrive once mounted
-            store = Store(config.cache, fetchers, stats, nursery, on_prefetched=lambda uid, data: ops.push(uid, data))
-            tree = Tree(config, remotes, store, stats)
-            ops = Operations(tree, op_deadline(config))
-            ops.nursery = nursery
+            store = Store(config.cache, fetchers, stats, nursery, on_prefetched=pusher.push)
+            tree = Tree(config, {n: r.searcher for n, r in remotes.items()}, store, stats, index)
+            ops = Operations(tree.inodes, stats, op_deadline(config))
             pyfuse3.init(ops, mountpoint, options)
             serving = [True]  # pyfuse3.terminate() on an ended session crashes the process
             try:

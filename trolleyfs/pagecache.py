@@ -1,0 +1,44 @@
+"""Readahead data into the kernel's page cache: every file that shows a
+prefetched instance gets its bytes stored, so that reading it costs no FUSE
+request at all.
+
+The kernel locks the pages it stores into; a reader of the same file may hold
+one while it waits for this very process to answer its read.  So the store
+runs in a worker thread (one at a time), never on the loop that answers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pyfuse3
+import trio
+
+
+class PagePusher:
+    def __init__(
+        self,
+        inodes_of: Callable[[str], list[int]],
+        nursery: trio.Nursery,
+        notify_store: Callable[[int, int, bytes], None] = pyfuse3.notify_store,
+    ) -> None:
+        """``inodes_of`` gives the inodes of the files showing an instance."""
+        self._inodes_of = inodes_of
+        self._nursery = nursery
+        self._notify_store = notify_store
+        self._limiter = trio.CapacityLimiter(1)
+
+    def push(self, uid: str, data: bytes) -> None:
+        """Readahead data for ``uid`` arrived (the Store's ``on_prefetched``)."""
+        inodes = self._inodes_of(uid)
+        if inodes:
+            self._nursery.start_soon(self._push, inodes, data)
+
+    async def _push(self, inodes: list[int], data: bytes) -> None:
+        await trio.to_thread.run_sync(self._store_pages, inodes, data, limiter=self._limiter)
+
+    def _store_pages(self, inodes: list[int], data: bytes) -> None:
+        for ino in inodes:
+            try:
+                self._notify_store(ino, 0, data)
+            except OSError:
+                pass  # the kernel dropped the inode, or cannot: it will ask when read

@@ -1,0 +1,35 @@
+"""What the nodes of the tree may use, and nothing more: name templates, the
+TTL of each level's listing, the mount time, searches and reads."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+from ..model import InstanceRef
+from .listings import Listings
+
+
+class Reader(Protocol):
+    """Where instance files get their bytes and sizes (the Store)."""
+
+    async def get(self, server: str, ref: InstanceRef, siblings: Callable[[], list[str]] | None = None) -> bytes:
+        """The Part-10 bytes of ``ref``; ``siblings`` (all instance UIDs of its
+        series) lets the reader fetch the series ahead."""
+        ...
+
+    def size_of(self, uid: str) -> int | None:
+        """The size of an instance if known without fetching it."""
+        ...
+
+
+@dataclass(frozen=True)
+class Context:
+    names: Mapping[str, str]  # name template by level: "study", "series", "instance"
+    folder_ttl: float  # seconds a folder's study list is kept
+    study_ttl: float  # a study's series list
+    series_ttl: float  # a series' instance list
+    mount_time: float  # the mtime of what has no date of its own
+    listings: Listings
+    reader: Reader

@@ -1,0 +1,237 @@
+"""The directories that come from searches: a configured folder (its studies),
+``by-uid`` (any study by its UID, on any server), a study (its series) and a
+series (its instance files).
+
+Children are named by the level's template; a refresh reuses the node (and
+so the inode) of each object it still lists.  A search that went deeper than
+asked (MINT, DICOM-QR at series or instance level) pre-fills the children's
+listings, which then cost no request of their own."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import re
+from collections.abc import Mapping, Sequence
+from typing import Protocol, TypeVar
+
+import trio
+
+from ..config import Folder
+from ..errors import TrolleyError
+from ..model import Instance, Query, Series, Study
+from ..naming import names_for
+from .base import DirNode, ListedDir, Node, dicom_xattrs
+from .context import Context
+from .files import InstanceFile
+
+BY_UID_DIR = "by-uid"
+UID_RE = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+MAX_UID_LEN = 64
+
+
+class _Object(Protocol):
+    @property
+    def uid(self) -> str: ...
+
+    @property
+    def attrs(self) -> dict[str, str]: ...
+
+
+Obj = TypeVar("Obj", bound=_Object)
+N = TypeVar("N", bound=Node)
+
+
+def _named(
+    template: str, objs: Sequence[Obj], old: Mapping[str, N], suffix: str = ""
+) -> list[tuple[str, Obj, N | None]]:
+    """``(name, object, the node already showing it or None)`` per object, with
+    names from ``template``; ``old`` maps UIDs to the nodes of the last listing."""
+    names = names_for(template, [(o.attrs, o.uid) for o in objs], suffix)
+    return [(name, o, old.get(o.uid)) for name, o in zip(names, objs, strict=True)]
+
+
+def _epoch(date: str | None, tm: str | None, default: float) -> float:
+    """A DICOM date and time as seconds since the epoch (``default`` if invalid)."""
+    if not date or not re.match(r"^\d{8}$", date.strip()):
+        return default
+    t = (tm or "").strip().split(".")[0]
+    t = (t + "000000")[:6] if re.match(r"^\d{2,6}$", t) else "000000"
+    try:
+        return _dt.datetime.strptime(date.strip() + t, "%Y%m%d%H%M%S").timestamp()
+    except ValueError:
+        return default
+
+
+def _int(value: str | None) -> int:
+    try:
+        return int(str(value).strip())
+    except (TypeError, ValueError):
+        return 1 << 31
+
+
+def _series_order(s: Series) -> tuple[int, str]:
+    return (_int(s.attrs.get("SeriesNumber")), s.uid)
+
+
+def _instance_order(i: Instance) -> tuple[int, str]:
+    return (_int(i.attrs.get("InstanceNumber")), i.uid)
+
+
+class SeriesDir(ListedDir):
+    """A series: its instance files."""
+
+    def __init__(self, name: str, parent: DirNode, ctx: Context, server: str, series: Series, mtime: float) -> None:
+        super().__init__(name, parent, mtime, ctx.series_ttl)
+        self._ctx = ctx
+        self.server, self.series = server, series
+        self._prefilled = series.instances
+
+    def update(self, name: str, series: Series) -> None:
+        """The study's listing was refreshed and still shows this series."""
+        self.rename(name)
+        self.series = series
+        if series.instances is not None:
+            self._prefilled = series.instances
+
+    async def _resolve(self) -> dict[str, Node]:
+        instances, self._prefilled = self._prefilled, None
+        if instances is None:
+            instances = await self._ctx.listings.find_instances(self.server, self.series.study_uid, self.series.uid)
+        old = {n.instance_uid: n for n in self._current() if isinstance(n, InstanceFile)}
+        out: dict[str, Node] = {}
+        for name, inst, node in _named(self._ctx.names["instance"], sorted(instances, key=_instance_order), old,
+                                       ".dcm"):  # fmt: skip
+            if node is not None:
+                node.rename(name)
+            else:
+                node = InstanceFile(name, self, self.mtime, self._ctx.reader, self.server, inst, self.sibling_uids)
+            out[name] = node
+        return out
+
+    def sibling_uids(self) -> list[str]:
+        """The instance UIDs of the series, in listing order."""
+        return [n.instance_uid for n in self._current() if isinstance(n, InstanceFile)]
+
+    def xattrs(self) -> dict[str, str]:
+        return dicom_xattrs(self.series.attrs, SeriesInstanceUID=self.series.uid,
+                            StudyInstanceUID=self.series.study_uid)  # fmt: skip
+
+
+class StudyDir(ListedDir):
+    """A study: its series."""
+
+    def __init__(self, name: str, parent: DirNode, ctx: Context, server: str, study: Study) -> None:
+        when = _epoch(study.attrs.get("StudyDate"), study.attrs.get("StudyTime"), ctx.mount_time)
+        super().__init__(name, parent, when, ctx.study_ttl)
+        self._ctx = ctx
+        self.server, self.study = server, study
+        self._prefilled = study.series
+
+    def update(self, name: str, study: Study) -> None:
+        """The parent's listing was refreshed and still shows this study."""
+        self.rename(name)
+        self.study = study
+        if study.series is not None:
+            self._prefilled = study.series
+
+    async def _resolve(self) -> dict[str, Node]:
+        series, self._prefilled = self._prefilled, None
+        if series is None:
+            series = await self._ctx.listings.find_series(self.server, self.study.uid)
+        old = {n.series.uid: n for n in self._current() if isinstance(n, SeriesDir)}
+        out: dict[str, Node] = {}
+        for name, s, node in _named(self._ctx.names["series"], sorted(series, key=_series_order), old):
+            if node is not None:
+                node.update(name, s)
+            else:
+                node = SeriesDir(name, self, self._ctx, self.server, s, self.mtime)
+            out[name] = node
+        return out
+
+    def xattrs(self) -> dict[str, str]:
+        return dicom_xattrs(self.study.attrs, StudyInstanceUID=self.study.uid)
+
+
+class FolderDir(ListedDir):
+    """A configured folder: the studies its query finds on its server."""
+
+    def __init__(self, folder: Folder, parent: DirNode, ctx: Context) -> None:
+        super().__init__(folder.name, parent, ctx.mount_time, ctx.folder_ttl)
+        self._ctx = ctx
+        self.folder = folder
+
+    def query(self) -> Query:
+        f = self.folder
+        return Query(
+            filters=dict(f.query),
+            min_study_date=f.min_study_date.resolve() if f.min_study_date else None,
+            max_study_date=f.max_study_date.resolve() if f.max_study_date else None,
+            include_fields=f.include_fields,
+            level=f.query_level,
+            limit=f.limit,
+        )
+
+    async def _resolve(self) -> dict[str, Node]:
+        server = self.folder.server
+        studies = await self._ctx.listings.find_studies(server, self.query())
+        old = {n.study.uid: n for n in self._current() if isinstance(n, StudyDir) and n.server == server}
+        out: dict[str, Node] = {}
+        for name, study, node in _named(self._ctx.names["study"], studies, old):
+            if node is not None:
+                node.update(name, study)
+            else:
+                node = StudyDir(name, self, self._ctx, server, study)
+            out[name] = node
+        return out
+
+    def xattrs(self) -> dict[str, str]:
+        return {"user.trolleyfs.server": self.folder.server,
+                "user.trolleyfs.query": json.dumps(dict(self.folder.query), sort_keys=True)}  # fmt: skip
+
+
+class ByUidDir(DirNode):
+    """``by-uid/<StudyInstanceUID>``: any study by UID, on any configured server
+    (asked in config order).  Lists the studies looked up so far; a name that
+    is not a UID costs no request."""
+
+    def __init__(self, parent: DirNode, ctx: Context) -> None:
+        super().__init__(BY_UID_DIR, parent, ctx.mount_time, float("inf"))
+        self._ctx = ctx
+        self._found: dict[str, Node] = {}
+        self._lock = trio.Lock()
+
+    async def children(self) -> Mapping[str, Node]:
+        return self._found
+
+    def cached_child(self, name: str) -> Node | None:
+        return self._found.get(name)
+
+    async def lookup(self, name: str) -> Node | None:
+        if name in self._found:
+            return self._found[name]
+        if not UID_RE.match(name) or len(name) > MAX_UID_LEN:
+            return None  # not a UID: no request
+        async with self._lock:
+            if name in self._found:
+                return self._found[name]
+            return await self._search(name)
+
+    async def _search(self, uid: str) -> Node | None:
+        servers = self._ctx.listings.servers
+        query = Query(filters={"StudyInstanceUID": uid}, limit=1)
+        errors: list[TrolleyError] = []
+        for server in servers:
+            try:
+                studies = await self._ctx.listings.find_studies(server, query)
+            except TrolleyError as exc:
+                errors.append(exc)
+                continue
+            match = [s for s in studies if s.uid == uid]
+            if match:
+                node = StudyDir(uid, self, self._ctx, server, match[0])
+                self._found[uid] = node
+                return node
+        if errors and len(errors) == len(servers):
+            raise errors[0]
+        return None

@@ -1,0 +1,52 @@
+"""The whole tree: a root with one directory per configured folder,
+``by-uid`` and ``.trolleyfs``, over the inode table the kernel sees."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Protocol
+
+from ..config import Config
+from ..model import Searcher
+from ..stats import Stats
+from .base import StaticDir
+from .context import Context, Reader
+from .control import control_dir
+from .dirs import ByUidDir, FolderDir
+from .inodes import InodeTable, UidIndex
+from .listings import Listings
+
+
+class StoreView(Reader, Protocol):
+    """What the tree uses of the Store: reads, sizes and its stats."""
+
+    def stats(self) -> dict[str, object]: ...
+
+
+class Tree:
+    def __init__(
+        self,
+        config: Config,
+        searchers: Mapping[str, Searcher],
+        store: StoreView,
+        stats: Stats,
+        index: UidIndex,
+    ) -> None:
+        """``index`` is filled as the kernel learns about instance files (the
+        page-cache pusher reads it)."""
+        self.mount_time = time.time()
+        ctx = Context(
+            names=config.names,
+            folder_ttl=config.cache.folder_ttl,
+            study_ttl=config.cache.study_ttl,
+            series_ttl=config.cache.series_ttl,
+            mount_time=self.mount_time,
+            listings=Listings(searchers, stats),
+            reader=store,
+        )
+        self.root = StaticDir("", None, self.mount_time)
+        self.inodes = InodeTable(self.root, index)
+        self.root.add([FolderDir(f, self.root, ctx) for f in config.folders])
+        self.root.add([ByUidDir(self.root, ctx)])
+        self.root.add([control_dir(self.root, self.mount_time, stats, store.stats, self.inodes.__len__)])
