@@ -305,7 +305,7 @@ async def test_empty_series_sends_nothing():
 
 @pytest.fixture(scope="module")
 def two_objects(sample_files) -> list[tuple[str, bytes]]:
-    from trolleyfs.model import part10_sop_instance_uid
+    from trolleyfs.part10 import part10_sop_instance_uid
 
     return [(part10_sop_instance_uid(f), f) for f in sample_files[:2]]
 

@@ -34,7 +34,7 @@ from ..config import Endpoint, Server
 from ..dimse_common import PENDING, Association, query_dataset, status_error, status_text, with_retries
 from ..errors import NotFound, ProtocolError, RemoteError, Unavailable
 from ..model import InstanceRef, SeriesRef
-from .part10 import check_part10
+from ..part10 import check_part10
 
 log = logging.getLogger("trolleyfs.cget")
 

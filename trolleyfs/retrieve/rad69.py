@@ -35,7 +35,7 @@ from ..errors import IgnoredError, NotFound, ProtocolError, RemoteError, Unavail
 from ..http import HttpEndpoint, iter_body
 from ..model import InstanceRef, SeriesRef
 from ..multipart import MultipartError, MultipartParser, Part, boundary_of, content_type_params
-from .part10 import check_part10
+from ..part10 import check_part10
 
 log = logging.getLogger("trolleyfs.rad69")
 

@@ -12,7 +12,7 @@ from ..errors import ProtocolError
 from ..http import HttpEndpoint, iter_body
 from ..model import InstanceRef, SeriesRef
 from ..multipart import MultipartError, Part, boundary_of, iter_parts
-from .part10 import check_part10
+from ..part10 import check_part10
 
 ACCEPT = 'multipart/related; type="application/dicom"; transfer-syntax=*'
 

@@ -19,7 +19,7 @@ import trio
 from ..errors import NotFound, ProtocolError, RemoteError
 from ..http import HttpEndpoint
 from ..model import InstanceRef, SeriesRef
-from .part10 import check_part10
+from ..part10 import check_part10
 
 log = logging.getLogger("trolleyfs.wado_uri")
 
