@@ -11,6 +11,9 @@ import pytest
 
 from trolleyfs import sampledata
 from trolleyfs.orthanc import ORTHANC, Orthanc
+from trolleyfs.transport.tuning import tune
+
+tune()  # the library settings trolleyfs runs with, as the CLI applies them at start-up
 
 
 @pytest.fixture(scope="session")
