@@ -9,8 +9,8 @@ import shutil
 
 import pytest
 
-from trolleyfs import sampledata
-from trolleyfs.orthanc import ORTHANC, Orthanc
+from trolleyfs.demo import sampledata
+from trolleyfs.demo.orthanc import ORTHANC, Orthanc
 from trolleyfs.transport.tuning import tune
 
 tune()  # the library settings trolleyfs runs with, as the CLI applies them at start-up

@@ -9,7 +9,7 @@ import subprocess
 import pytest
 
 from tests.mounting import TROLLEYFS_BIN, force_unmount, qido_config
-from trolleyfs.orthanc import free_port
+from trolleyfs.demo.orthanc import free_port
 
 pytestmark = pytest.mark.integration
 
