@@ -19,8 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydicom.datadict import tag_for_keyword
-
 from . import protocols
 from .credentials import SECRET_KEYS, NoAuth, parse_auth
 from .endpoints import EndpointConfig, Server
@@ -190,6 +188,8 @@ RESERVED_NAMES = {"by-uid", ".trolleyfs"}
 
 
 def _keyword_ok(word: str) -> bool:
+    from pydicom.datadict import tag_for_keyword  # here: pydicom takes a tenth of a second to import
+
     return tag_for_keyword(word) is not None
 
 

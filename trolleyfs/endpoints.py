@@ -90,6 +90,13 @@ class Rad69Endpoint(UrlEndpoint):
         return cls(url=t.url("url"), ignore_errors=tuple(ignore))
 
 
+def _aet(t: Table, key: str, default: str) -> str:
+    aet = t.get(key, str, default)
+    if not 0 < len(aet) <= 16 or "\\" in aet or not aet.isprintable():
+        raise t.error(key, f"{aet!r} is not a valid AE title (1-16 printable characters)")
+    return aet
+
+
 @dataclass(frozen=True)
 class AeEndpoint(EndpointConfig):
     """A DICOM application entity: host, port and the AE titles of both ends."""
@@ -110,13 +117,6 @@ class AeEndpoint(EndpointConfig):
             raise t.error("port", f"{port} is not a TCP port")
         called, calling = _aet(t, "called_aet", "ANY-SCP"), _aet(t, "calling_aet", "TROLLEYFS")
         return cls(host=t.require("host", str), port=port, called_aet=called, calling_aet=calling)
-
-
-def _aet(t: Table, key: str, default: str) -> str:
-    aet = t.get(key, str, default)
-    if not 0 < len(aet) <= 16 or "\\" in aet or not aet.isprintable():
-        raise t.error(key, f"{aet!r} is not a valid AE title (1-16 printable characters)")
-    return aet
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """The registry of protocols: for each name the config accepts, its role
-(search or retrieve), its endpoint dataclass and the factory that builds its
-searcher or fetcher.  Config parsing (:mod:`trolleyfs.config`) and the wiring
+(search or retrieve), its endpoint dataclass (which carries the name) and the
+factory that builds its searcher or fetcher.  Config parsing (:mod:`trolleyfs.config`) and the wiring
 (:mod:`trolleyfs.servers`) both read it, so a protocol is named in one place.
 
 Adding a protocol: its module under ``search/`` or ``retrieve/``, its endpoint
@@ -12,9 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Generic, Literal, TypeVar
-
-import httpx
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 from .endpoints import (
     CGetEndpoint,
@@ -28,7 +26,9 @@ from .endpoints import (
     WadoUriEndpoint,
 )
 from .model import Fetcher, Searcher
-from .transport.http import HttpEndpoint
+
+if TYPE_CHECKING:  # the factories import the transports when used: parsing a config needs neither
+    import httpx
 
 Role = Literal["search", "retrieve"]
 E = TypeVar("E", bound=EndpointConfig)
@@ -38,9 +38,12 @@ E = TypeVar("E", bound=EndpointConfig)
 class SearchProtocol(Generic[E]):
     """A listing protocol: ``build(server, endpoint, client)`` gives its Searcher."""
 
-    name: str
     endpoint: type[E]
     build: Callable[[Server, E, httpx.AsyncClient], Searcher]
+
+    @property
+    def name(self) -> str:
+        return self.endpoint.protocol  # the name the config uses
 
     @property
     def role(self) -> Role:
@@ -51,9 +54,12 @@ class SearchProtocol(Generic[E]):
 class RetrieveProtocol(Generic[E]):
     """A read protocol: ``build(server, endpoint, client)`` gives its Fetcher."""
 
-    name: str
     endpoint: type[E]
     build: Callable[[Server, E, httpx.AsyncClient], Fetcher]
+
+    @property
+    def name(self) -> str:
+        return self.endpoint.protocol  # the name the config uses
 
     @property
     def role(self) -> Role:
@@ -65,12 +71,14 @@ class RetrieveProtocol(Generic[E]):
 
 def _qido(server: Server, ep: QidoEndpoint, client: httpx.AsyncClient) -> Searcher:
     from .search.qido import QidoRS
+    from .transport.http import HttpEndpoint
 
     return QidoRS(HttpEndpoint(server, ep.url, client), page_size=ep.page_size)
 
 
 def _mint(server: Server, ep: MintEndpoint, client: httpx.AsyncClient) -> Searcher:
     from .search.mint import Mint
+    from .transport.http import HttpEndpoint
 
     return Mint(HttpEndpoint(server, ep.url, client))
 
@@ -83,18 +91,21 @@ def _dicom_qr(server: Server, ep: DicomQrEndpoint, client: httpx.AsyncClient) ->
 
 def _wado_rs(server: Server, ep: WadoRsEndpoint, client: httpx.AsyncClient) -> Fetcher:
     from .retrieve.wado_rs import WadoRS
+    from .transport.http import HttpEndpoint
 
     return WadoRS(HttpEndpoint(server, ep.url, client))
 
 
 def _wado_uri(server: Server, ep: WadoUriEndpoint, client: httpx.AsyncClient) -> Fetcher:
     from .retrieve.wado_uri import WadoURI
+    from .transport.http import HttpEndpoint
 
     return WadoURI(HttpEndpoint(server, ep.url, client))
 
 
 def _rad69(server: Server, ep: Rad69Endpoint, client: httpx.AsyncClient) -> Fetcher:
     from .retrieve.rad69 import Rad69
+    from .transport.http import HttpEndpoint
 
     return Rad69(HttpEndpoint(server, ep.url, client), ignore_errors=ep.ignore_errors)
 
@@ -112,13 +123,13 @@ AnyProtocol = SearchProtocol[Any] | RetrieveProtocol[Any]
 PROTOCOLS: dict[str, AnyProtocol] = {
     p.name: p
     for p in (
-        SearchProtocol("qido-rs", QidoEndpoint, _qido),
-        SearchProtocol("mint", MintEndpoint, _mint),
-        SearchProtocol("dicom-qr", DicomQrEndpoint, _dicom_qr),
-        RetrieveProtocol("wado-rs", WadoRsEndpoint, _wado_rs),
-        RetrieveProtocol("wado-uri", WadoUriEndpoint, _wado_uri),
-        RetrieveProtocol("rad69", Rad69Endpoint, _rad69),
-        RetrieveProtocol("c-get", CGetEndpoint, _c_get),
+        SearchProtocol(QidoEndpoint, _qido),
+        SearchProtocol(MintEndpoint, _mint),
+        SearchProtocol(DicomQrEndpoint, _dicom_qr),
+        RetrieveProtocol(WadoRsEndpoint, _wado_rs),
+        RetrieveProtocol(WadoUriEndpoint, _wado_uri),
+        RetrieveProtocol(Rad69Endpoint, _rad69),
+        RetrieveProtocol(CGetEndpoint, _c_get),
     )
 }
 

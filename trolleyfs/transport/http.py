@@ -6,7 +6,7 @@ URL, sending requests with deadlines and bounded retries, errors mapped by
 from __future__ import annotations
 
 import ssl
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -65,14 +65,15 @@ class HttpEndpoint:
         self.url = url.rstrip("/")
         self.client = client
 
-    async def _with_retries(self, what: str, retries: int, attempt: Callable[[], Any]) -> httpx.Response:
+    async def _with_retries(
+        self, what: str, retries: int, attempt: Callable[[], Awaitable[httpx.Response]]
+    ) -> httpx.Response:
         """Run ``attempt`` until it succeeds, retrying what may work later
         (timeouts, resets, 5xx) with jittered backoff; errors come out translated."""
-        response: httpx.Response = await with_retries(
+        return await with_retries(
             attempt, retries=retries, catch=HTTP_FAILURES, retryable=retryable,
             translate=lambda exc: translate(exc, self.name, what), what=what, name=self.name,
         )  # fmt: skip
-        return response
 
     async def request(
         self, method: str, url: str, what: str, *, idempotent: bool = True, **kwargs: Any
