@@ -63,6 +63,8 @@ class DateSpec:
 
 @dataclass(frozen=True)
 class Folder:
+    """A top-level directory: a study search on one server."""
+
     name: str
     server: str
     query: Mapping[str, str]
@@ -75,6 +77,8 @@ class Folder:
 
 @dataclass(frozen=True)
 class CacheConfig:
+    """The ``[cache]`` table: cache sizes, readahead and listing lifetimes."""
+
     memory_mb: int = 512
     disk_dir: str | None = None
     disk_mb: int = 10240
@@ -87,6 +91,8 @@ class CacheConfig:
 
 @dataclass(frozen=True)
 class Config:
+    """A whole config file, parsed."""
+
     path: str
     servers: Mapping[str, Server]
     folders: tuple[Folder, ...]

@@ -18,6 +18,8 @@ from .transport.http import build_client
 
 @dataclass
 class Remote:
+    """One configured server and the searcher and fetcher built for it."""
+
     server: Server
     searcher: Searcher
     fetcher: Fetcher

@@ -18,11 +18,12 @@ never decodes or re-encodes the dataset."""
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any
 
+import outcome
 import trio
 from pydicom import uid as sc
 from pydicom import uid as tsuid
@@ -277,7 +278,7 @@ class CGet:
 
     # -- a whole series
 
-    async def fetch_series(self, ref: SeriesRef, instance_uids: list[str]) -> AsyncIterator[tuple[str, bytes]]:
+    async def fetch_series(self, ref: SeriesRef, instance_uids: list[str]) -> AsyncGenerator[tuple[str, bytes], None]:
         """One C-GET at SERIES level (``instance_uids`` is not needed: the server
         sends the whole series).  Objects are yielded as they arrive; a failure
         before the first one is retried, after it raised."""
@@ -301,9 +302,9 @@ class CGet:
             trio.from_thread.run(send.send, (uid, data), trio_token=token)
 
         receiver = _Receiver(self.name, what, deliver)
-        done: list[Any] = []  # the thread's outcome.Outcome
+        done: list[outcome.Outcome[_Result]] = []  # what the C-GET thread ended with
 
-        def finished(result: Any) -> None:  # worker thread, after the C-GET
+        def finished(result: outcome.Outcome[_Result]) -> None:  # worker thread, after the C-GET
             done.append(result)
             try:
                 token.run_sync_soon(send.close)

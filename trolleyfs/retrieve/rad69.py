@@ -61,6 +61,8 @@ class _Outcome:
 
 
 class Rad69:
+    """A :class:`~trolleyfs.model.Fetcher` over one RAD-69 endpoint."""
+
     def __init__(self, endpoint: HttpEndpoint, ignore_errors: tuple[str, ...] = ()) -> None:
         self.ep = endpoint
         self.name = endpoint.name

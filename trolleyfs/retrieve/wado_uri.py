@@ -50,6 +50,8 @@ def _snippet(body: bytes) -> str:
 
 
 class WadoURI:
+    """A :class:`~trolleyfs.model.Fetcher` over one WADO-URI endpoint."""
+
     def __init__(self, endpoint: HttpEndpoint) -> None:
         self.ep = endpoint
         self.name = endpoint.name

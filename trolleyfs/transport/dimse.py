@@ -23,6 +23,7 @@ import threading
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
+import outcome
 import trio
 from pynetdicom import AE, evt
 from pynetdicom.events import EventHandlerType
@@ -201,7 +202,7 @@ class Association:
         """``fn(assoc, *args)`` in a thread, under ``server.timeout``."""
         return await self._run(functools.partial(fn, self.assoc, *args))
 
-    def start(self, fn: Callable[..., T], *args: Any, deliver: Callable[[Any], None]) -> None:
+    def start(self, fn: Callable[..., T], *args: Any, deliver: Callable[[outcome.Outcome[T]], None]) -> None:
         """``fn(assoc, *args)`` in a thread of its own, not awaited: ``deliver``
         gets its ``outcome.Outcome`` in that thread.  For a step that streams
         results to trio while the caller keeps going (C-GET of a series)."""
