@@ -24,9 +24,9 @@ from pathlib import Path
 import httpx
 
 from tests.mounting import mounted
-from trolleyfs import sampledata
+from trolleyfs.demo import sampledata
+from trolleyfs.demo.orthanc import Orthanc
 from trolleyfs.multipart import MultipartParser, boundary_of
-from trolleyfs.orthanc import Orthanc
 
 ACCEPT = 'multipart/related; type="application/dicom"; transfer-syntax=*'
 

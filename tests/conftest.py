@@ -10,8 +10,11 @@ import shutil
 import pytest
 
 from tests.servers.dcmqrscp import Dcmqrscp
-from trolleyfs import sampledata
-from trolleyfs.orthanc import ORTHANC, Orthanc
+from trolleyfs.demo import sampledata
+from trolleyfs.demo.orthanc import ORTHANC, Orthanc
+from trolleyfs.transport.tuning import tune
+
+tune()  # the library settings trolleyfs runs with, as the CLI applies them at start-up
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from trolleyfs.model import part10_sop_instance_uid
+from trolleyfs.part10 import part10_sop_instance_uid
 
 TROLLEYFS = [sys.executable, "-m", "trolleyfs"]
 # the installed console script, as a user runs it

@@ -1,4 +1,6 @@
-"""httpx.Auth for each ``auth.type``: basic, bearer, vitrea, oauth2.
+"""httpx.Auth for each ``auth.type``: basic, bearer, vitrea, oauth2 (the
+config side is :mod:`trolleyfs.credentials`; the HTTP client gets the result
+passed in, see :func:`trolleyfs.transport.http.build_client`).
 
 ``vitrea`` and ``oauth2`` hold a credential that has to be obtained from the
 server and renewed (a session cookie, an access token).  Both share
@@ -23,13 +25,15 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import AsyncGenerator, Generator
+from typing import assert_never
 
 import httpx
 import trio
 
-from .config import Secret, Server
+from .credentials import BasicLogin, BearerToken, NoAuth, OAuth2Client, Secret, VitreaLogin
+from .endpoints import Server
 from .errors import AccessDenied, ProtocolError, RemoteError, Unavailable
-from .http import describe_status
+from .transport.http_errors import describe_status
 
 log = logging.getLogger("trolleyfs.auth")
 
@@ -367,21 +371,17 @@ def _timeouts_of(request: httpx.Request) -> dict[str, object]:
 def make_auth(server: Server) -> httpx.Auth | None:
     """The httpx.Auth for a configured server (``None`` for ``auth = none``); one per client."""
     a = server.auth
-    if a.type == "none":
+    if isinstance(a, NoAuth):
         return None
-    if a.type == "basic":
-        assert a.username is not None and a.password is not None
+    if isinstance(a, BasicLogin):
         return httpx.BasicAuth(a.username, a.password.get())
-    if a.type == "bearer":
-        assert a.token is not None
+    if isinstance(a, BearerToken):
         return BearerAuth(a.token)
-    if a.type == "vitrea":
-        assert a.login_url and a.username is not None and a.password is not None
-        return VitreaAuth(server.name, a.login_url, a.username, a.password, a.realm or "")
-    if a.type == "oauth2":
-        assert a.token_url and a.client_id is not None and a.client_secret is not None
+    if isinstance(a, VitreaLogin):
+        return VitreaAuth(server.name, a.login_url, a.username, a.password, a.realm)
+    if isinstance(a, OAuth2Client):
         return OAuth2ClientCredentials(server.name, a.token_url, a.client_id, a.client_secret, a.scope)
-    raise ValueError(f"unknown auth type {a.type}")
+    assert_never(a)
 
 
 __all__ = ["BearerAuth", "OAuth2ClientCredentials", "VitreaAuth", "make_auth"]

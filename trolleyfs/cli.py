@@ -7,55 +7,20 @@ from __future__ import annotations
 
 import argparse
 import logging
-import logging.handlers
 import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
 
 import trio
 
 from . import __version__
 from .config import Config, load
 from .errors import TrolleyError, UserError
+from .logs import LEVELS, setup_logging
+from .transport.tuning import tune
 
 log = logging.getLogger("trolleyfs")
-LEVELS = ("debug", "info", "warning", "error")
-
-
-def _setup_logging(level: str, log_file: str | None = None, daemon: bool = False) -> Callable[[], None]:
-    root = logging.getLogger("trolleyfs")
-    root.handlers.clear()
-    root.propagate = False
-    if log_file:
-        handler: logging.Handler = logging.FileHandler(log_file)
-        fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-    elif daemon:
-        if os.path.exists("/dev/log"):
-            handler = logging.handlers.SysLogHandler("/dev/log")
-            fmt = "trolleyfs[%(process)d]: %(levelname)s %(name)s: %(message)s"
-        else:
-            handler = logging.NullHandler()
-            fmt = ""
-    else:
-        handler = logging.StreamHandler(sys.stderr)
-        # the journal adds its own time stamps
-        fmt = ("%(levelname)s %(name)s: %(message)s" if os.environ.get("JOURNAL_STREAM")
-               else "%(asctime)s %(levelname)s %(name)s: %(message)s")  # fmt: skip
-    handler.setFormatter(logging.Formatter(fmt))
-    root.addHandler(handler)
-    base = getattr(logging, level.upper())
-    root.setLevel(base)
-    # pynetdicom logs our own deliberate association aborts (deadlines) as errors
-    logging.getLogger("pynetdicom").setLevel(logging.CRITICAL)
-
-    def toggle() -> None:
-        new = logging.DEBUG if root.level != logging.DEBUG else base
-        root.setLevel(new)
-        root.warning("log level is now %s", logging.getLevelName(new))
-
-    return toggle
 
 
 def _load(path: str) -> Config:
@@ -73,7 +38,7 @@ def cmd_mount(args: argparse.Namespace) -> int:
     mountpoint = check_mountpoint(args.mountpoint)
     options = fuse_options(args.options or [], cfg.path)
     if args.foreground:
-        toggle = _setup_logging(args.log_level, args.log_file)
+        toggle = setup_logging(args.log_level, args.log_file)
 
         def ready() -> None:
             notify("READY=1", f"STATUS=serving {cfg.path} at {mountpoint}")
@@ -108,7 +73,7 @@ def _daemonize(cfg: Config, mountpoint: str, options: set[str], args: argparse.N
     try:
         os.setsid()
         os.chdir("/")
-        toggle = _setup_logging(args.log_level, args.log_file, daemon=True)
+        toggle = setup_logging(args.log_level, args.log_file, daemon=True)
         devnull = os.open(os.devnull, os.O_RDWR)
         for fd in (0, 1, 2):
             os.dup2(devnull, fd)
@@ -172,7 +137,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
+    from .demo.runner import run_demo
 
     return run_demo(args.mountpoint, args.log_level)
 
@@ -211,6 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    tune()
     try:
         return int(args.func(args) or 0)
     except BaseException as exc:  # one line for what the user can act on; a traceback only for bugs

@@ -1,9 +1,10 @@
 """The TOML config: parsed with tomllib into frozen dataclasses.
 
-Every problem raises :class:`ConfigError` naming the file, the key and what is
-wrong, so the CLI can print one line.  Secrets (passwords, tokens) are read
-from the file, an environment variable or a file at load time and kept in
-:class:`Secret`, whose repr never shows the value.
+Every problem raises :class:`~trolleyfs.errors.ConfigError` naming the file,
+the key and what is wrong, so the CLI can print one line.  A server's
+endpoints are read by the endpoint classes the protocol registry names
+(:mod:`trolleyfs.protocols`), its ``auth`` table by
+:mod:`trolleyfs.credentials`; folders, names and the cache are read here.
 """
 
 from __future__ import annotations
@@ -14,18 +15,18 @@ import re
 import stat
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import protocols
+from .credentials import SECRET_KEYS, NoAuth, parse_auth
+from .endpoints import EndpointConfig, Server
 from .errors import ConfigError
 from .model import QueryLevel
+from .naming import check_template, sanitize
+from .tomltable import Table, kind_name
 from .tree.control import CONTROL_DIR
-
-HTTP_SEARCH = {"qido-rs", "mint"}
-DIMSE_SEARCH = {"dicom-qr"}
-HTTP_RETRIEVE = {"wado-rs", "wado-uri", "rad69"}
-DIMSE_RETRIEVE = {"c-get"}
 
 # Study-level keywords a folder query may filter on (the seeds' Query fields
 # and the other study-level return keys of the Study Root model).
@@ -47,72 +48,6 @@ DEFAULT_NAMES = {
 }
 
 
-class Secret:
-    """A password or token.  ``str()`` gives the value; repr and format hide it."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def get(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('***')"
-
-    __str__ = __repr__
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    protocol: str
-    url: str | None = None
-    host: str | None = None
-    port: int | None = None
-    called_aet: str = "ANY-SCP"
-    calling_aet: str = "TROLLEYFS"
-    page_size: int = 1000  # QIDO-RS limit per request
-    ignore_errors: tuple[str, ...] = ()  # RAD69 error codes to skip
-
-    def where(self) -> str:
-        return self.url if self.url else f"{self.called_aet}@{self.host}:{self.port}"
-
-
-@dataclass(frozen=True)
-class Auth:
-    type: str  # none | basic | bearer | vitrea | oauth2
-    username: str | None = None
-    password: Secret | None = None
-    token: Secret | None = None
-    login_url: str | None = None
-    realm: str | None = None
-    token_url: str | None = None
-    client_id: str | None = None
-    client_secret: Secret | None = None
-    scope: str | None = None
-
-
-@dataclass(frozen=True)
-class Server:
-    name: str
-    search: Endpoint
-    retrieve: Endpoint
-    auth: Auth = field(default_factory=lambda: Auth("none"))
-    timeout: float = 30.0
-    retries: int = 2
-    max_connections: int = 8
-    verify: bool | str = True  # True, False or a CA bundle path
-    client_cert: str | None = None
-    client_key: str | None = None
-
-
 @dataclass(frozen=True)
 class DateSpec:
     """An absolute date or one relative to today (``-7d``, ``-2w``, ``-1y``, ``today``)."""
@@ -129,6 +64,8 @@ class DateSpec:
 
 @dataclass(frozen=True)
 class Folder:
+    """A top-level directory: a study search on one server."""
+
     name: str
     server: str
     query: Mapping[str, str]
@@ -141,6 +78,8 @@ class Folder:
 
 @dataclass(frozen=True)
 class CacheConfig:
+    """The ``[cache]`` table: cache sizes, readahead and listing lifetimes."""
+
     memory_mb: int = 512
     disk_dir: str | None = None
     disk_mb: int = 10240
@@ -153,6 +92,8 @@ class CacheConfig:
 
 @dataclass(frozen=True)
 class Config:
+    """A whole config file, parsed."""
+
     path: str
     servers: Mapping[str, Server]
     folders: tuple[Folder, ...]
@@ -162,62 +103,6 @@ class Config:
 
 
 # --------------------------------------------------------------------------- parsing
-
-
-class _Table:
-    """A TOML table being read: tracks its dotted path and which keys were used,
-    so that unknown keys can be reported by name."""
-
-    def __init__(self, path: str, key: str, data: Any) -> None:
-        self.path, self.key = path, key
-        if not isinstance(data, dict):
-            raise ConfigError(path, key or None, f"must be a table, not {_kind(data)}")
-        self.data: dict[str, Any] = data
-
-    def sub(self, name: str) -> str:
-        return f"{self.key}.{name}" if self.key else name
-
-    def error(self, name: str | None, problem: str) -> ConfigError:
-        return ConfigError(self.path, self.sub(name) if name else self.key or None, problem)
-
-    def get(self, name: str, kind: type | tuple[type, ...], default: Any = None) -> Any:
-        if name not in self.data:
-            return default
-        value = self.data[name]
-        kinds = kind if isinstance(kind, tuple) else (kind,)
-        if isinstance(value, bool) and bool not in kinds:
-            raise self.error(name, f"must be {_names(kinds)}, not a boolean")
-        if float in kinds and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if not isinstance(value, kinds):
-            raise self.error(name, f"must be {_names(kinds)}, not {_kind(value)}")
-        return value
-
-    def require(self, name: str, kind: type | tuple[type, ...]) -> Any:
-        if name not in self.data:
-            raise self.error(name, "is missing")
-        return self.get(name, kind)
-
-    def table(self, name: str) -> _Table | None:
-        if name not in self.data:
-            return None
-        return _Table(self.path, self.sub(name), self.data[name])
-
-    def check_keys(self, allowed: set[str] | frozenset[str]) -> None:
-        for name in self.data:
-            if name not in allowed:
-                raise self.error(name, f"unknown key (expected one of: {', '.join(sorted(allowed))})")
-
-
-def _kind(value: Any) -> str:
-    return {
-        str: "a string", int: "an integer", float: "a number", bool: "a boolean",
-        list: "an array", dict: "a table",
-    }.get(type(value), type(value).__name__)  # fmt: skip
-
-
-def _names(kinds: tuple[type, ...]) -> str:
-    return " or ".join(_kind(k()) if k is not list else "an array" for k in kinds)
 
 
 _REL_DATE = re.compile(r"^-(\d+)([dwmy])$")
@@ -242,108 +127,13 @@ def parse_date(text: str) -> DateSpec:
     )
 
 
-def _secret(t: _Table, base: str, required: bool = True) -> Secret | None:
-    """Read ``base``, ``base_env`` or ``base_file`` from a table."""
-    given = [k for k in (base, f"{base}_env", f"{base}_file") if k in t.data]
-    if len(given) > 1:
-        raise t.error(given[1], f"give only one of {', '.join(given)}")
-    if not given:
-        if required:
-            raise t.error(base, f"is missing (give {base}, {base}_env or {base}_file)")
-        return None
-    key = given[0]
-    value = t.get(key, str)
-    if key.endswith("_env"):
-        if value not in os.environ:
-            raise t.error(key, f"environment variable {value} is not set")
-        return Secret(os.environ[value])
-    if key.endswith("_file"):
-        try:
-            return Secret(Path(value).expanduser().read_text().strip())
-        except OSError as exc:
-            raise t.error(key, f"cannot read {value}: {exc.strerror or exc}") from None
-    return Secret(value)
-
-
-_AUTH_KEYS = {
-    "none": set(),
-    "basic": {"username", "password"},
-    "bearer": {"token"},
-    "vitrea": {"username", "password", "login_url", "realm"},
-    "oauth2": {"token_url", "client_id", "client_secret", "scope"},
-}
-
-
-def _parse_auth(t: _Table) -> Auth:
-    kind = t.require("type", str)
-    if kind not in _AUTH_KEYS:
-        raise t.error("type", f"unknown auth type {kind!r} (expected one of: {', '.join(_AUTH_KEYS)})")
-    allowed = {"type"}
-    for k in _AUTH_KEYS[kind]:
-        allowed |= {k}
-        if k in ("password", "token", "client_secret"):
-            allowed |= {f"{k}_env", f"{k}_file"}
-    t.check_keys(allowed)
-    if kind == "none":
-        return Auth("none")
-    if kind == "basic":
-        return Auth(kind, username=t.require("username", str), password=_secret(t, "password"))
-    if kind == "bearer":
-        return Auth(kind, token=_secret(t, "token"))
-    if kind == "vitrea":
-        return Auth(
-            kind,
-            username=t.require("username", str),
-            password=_secret(t, "password"),
-            login_url=_url(t, "login_url"),
-            realm=t.get("realm", str, ""),
-        )
-    return Auth(
-        kind,
-        token_url=_url(t, "token_url"),
-        client_id=t.require("client_id", str),
-        client_secret=_secret(t, "client_secret"),
-        scope=t.get("scope", str),
-    )
-
-
-def _url(t: _Table, key: str) -> str:
-    url = t.require(key, str)
-    if not re.match(r"^https?://[^/\s]+", url):
-        raise t.error(key, f"{url!r} is not an http:// or https:// URL")
-    return url.rstrip("/")
-
-
-def _parse_endpoint(t: _Table, role: str) -> Endpoint:
-    known = (HTTP_SEARCH | DIMSE_SEARCH) if role == "search" else (HTTP_RETRIEVE | DIMSE_RETRIEVE)
+def _parse_endpoint(t: Table, role: protocols.Role) -> EndpointConfig:
+    known = protocols.names(role)
     proto = t.require("protocol", str)
     if proto not in known:
-        raise t.error("protocol", f"unknown {role} protocol {proto!r} (expected one of: {', '.join(sorted(known))})")
-    if proto in HTTP_SEARCH | HTTP_RETRIEVE:
-        allowed = {"protocol", "url"}
-        if proto == "qido-rs":
-            allowed.add("page_size")
-        if proto == "rad69":
-            allowed.add("ignore_errors")
-        t.check_keys(allowed)
-        page_size = t.get("page_size", int, 1000)
-        if page_size < 1:
-            raise t.error("page_size", "must be at least 1")
-        ignore = t.get("ignore_errors", list, [])
-        if not all(isinstance(x, str) for x in ignore):
-            raise t.error("ignore_errors", "must be an array of strings")
-        return Endpoint(proto, url=_url(t, "url"), page_size=page_size, ignore_errors=tuple(ignore))
-    t.check_keys({"protocol", "host", "port", "called_aet", "calling_aet"})
-    port = t.require("port", int)
-    if not 0 < port < 65536:
-        raise t.error("port", f"{port} is not a TCP port")
-    aets = {}
-    for k, default in (("called_aet", "ANY-SCP"), ("calling_aet", "TROLLEYFS")):
-        aet = t.get(k, str, default)
-        if not 0 < len(aet) <= 16 or "\\" in aet or not aet.isprintable():
-            raise t.error(k, f"{aet!r} is not a valid AE title (1-16 printable characters)")
-        aets[k] = aet
-    return Endpoint(proto, host=t.require("host", str), port=port, **aets)
+        raise t.error("protocol", f"unknown {role} protocol {proto!r} (expected one of: {', '.join(known)})")
+    cls: type[EndpointConfig] = protocols.PROTOCOLS[proto].endpoint
+    return cls.from_table(t)
 
 
 _SERVER_KEYS = {
@@ -352,7 +142,7 @@ _SERVER_KEYS = {
 }  # fmt: skip
 
 
-def _parse_server(t: _Table, name: str) -> Server:
+def _parse_server(t: Table, name: str) -> Server:
     t.check_keys(_SERVER_KEYS)
     search_t, retrieve_t = t.table("search"), t.table("retrieve")
     if search_t is None:
@@ -387,7 +177,7 @@ def _parse_server(t: _Table, name: str) -> Server:
         name=name,
         search=_parse_endpoint(search_t, "search"),
         retrieve=_parse_endpoint(retrieve_t, "retrieve"),
-        auth=_parse_auth(auth_t) if auth_t else Auth("none"),
+        auth=parse_auth(auth_t) if auth_t else NoAuth(),
         timeout=timeout,
         retries=retries,
         max_connections=conns,
@@ -405,16 +195,26 @@ RESERVED_NAMES = {"by-uid", CONTROL_DIR}
 
 
 def _keyword_ok(word: str) -> bool:
-    from pydicom.datadict import tag_for_keyword
+    from pydicom.datadict import tag_for_keyword  # here: pydicom takes a tenth of a second to import
 
     return tag_for_keyword(word) is not None
 
 
-def _parse_folder(t: _Table, servers: Mapping[str, Server]) -> Folder:
+def _date(t: Table, key: str) -> DateSpec | None:
+    v = t.get_any(key, (str, _dt.date))
+    if v is None:
+        return None
+    if isinstance(v, _dt.date):
+        return DateSpec(v.isoformat(), v)
+    try:
+        return parse_date(str(v))
+    except ValueError as exc:
+        raise t.error(key, str(exc)) from None
+
+
+def _parse_folder(t: Table, servers: Mapping[str, Server]) -> Folder:
     t.check_keys(_FOLDER_KEYS)
     name = t.require("name", str)
-    from .naming import sanitize
-
     if not name or sanitize(name) != name:
         raise t.error("name", f"{name!r} is not usable as a directory name")
     if name in RESERVED_NAMES:
@@ -433,23 +233,11 @@ def _parse_folder(t: _Table, servers: Mapping[str, Server]) -> Folder:
             if k not in QUERY_KEYS:
                 raise q.error(k, f"unknown query key (expected one of: {', '.join(sorted(QUERY_KEYS))})")
             if isinstance(v, bool) or not isinstance(v, (str, int)):
-                raise q.error(k, f"must be a string, not {_kind(v)}")
+                raise q.error(k, f"must be a string, not {kind_name(v)}")
             if "\\" in str(v) and k != "ModalitiesInStudy":
                 raise q.error(k, "must be a single value (no backslash)")
             query[k] = str(v)
-    dates = {}
-    for k in ("min_study_date", "max_study_date"):
-        v = t.get(k, (str, _dt.date))
-        if v is None:
-            dates[k] = None
-        elif isinstance(v, _dt.date):
-            dates[k] = DateSpec(v.isoformat(), v)
-        else:
-            try:
-                dates[k] = parse_date(v)
-            except ValueError as exc:
-                raise t.error(k, str(exc)) from None
-    lo, hi = dates["min_study_date"], dates["max_study_date"]
+    lo, hi = _date(t, "min_study_date"), _date(t, "max_study_date")
     if lo and hi and lo.resolve() > hi.resolve():
         raise t.error("min_study_date", f"{lo.text} is after max_study_date {hi.text}")
     if lo and "StudyDate" in query:
@@ -478,9 +266,7 @@ def _parse_folder(t: _Table, servers: Mapping[str, Server]) -> Folder:
     )
 
 
-def _parse_names(t: _Table | None, path: str) -> dict[str, str]:
-    from .naming import check_template
-
+def _parse_names(t: Table | None) -> dict[str, str]:
     names = dict(DEFAULT_NAMES)
     if t is None:
         return names
@@ -497,7 +283,7 @@ def _parse_names(t: _Table | None, path: str) -> dict[str, str]:
     return names
 
 
-def _parse_cache(t: _Table | None) -> CacheConfig:
+def _parse_cache(t: Table | None) -> CacheConfig:
     if t is None:
         return CacheConfig()
     allowed = {"memory_mb", "disk_dir", "disk_mb", "readahead", "readahead_series",
@@ -531,7 +317,7 @@ def _parse_cache(t: _Table | None) -> CacheConfig:
 def _has_inline_secret(data: Mapping[str, Any]) -> bool:
     for server in (data.get("servers") or {}).values():
         auth = server.get("auth") if isinstance(server, dict) else None
-        if isinstance(auth, dict) and any(k in auth for k in ("password", "token", "client_secret")):
+        if isinstance(auth, dict) and any(k in auth for k in SECRET_KEYS):
             return True
     return False
 
@@ -541,7 +327,7 @@ def parse(text: str, path: str = "<config>") -> Config:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(path, None, f"not valid TOML: {exc}") from None
-    top = _Table(path, "", data)
+    top = Table(path, "", data)
     top.check_keys({"servers", "folders", "names", "cache"})
     servers_t = top.table("servers")
     if servers_t is None or not servers_t.data:
@@ -550,12 +336,12 @@ def parse(text: str, path: str = "<config>") -> Config:
     for name in servers_t.data:
         if not re.match(r"^[A-Za-z0-9_.-]+$", name):
             raise servers_t.error(name, "server names may use letters, digits, '_', '.' and '-'")
-        servers[name] = _parse_server(_Table(path, servers_t.sub(name), servers_t.data[name]), name)
+        servers[name] = _parse_server(Table(path, servers_t.sub(name), servers_t.data[name]), name)
     raw_folders = top.get("folders", list, [])
     folders = []
     seen: set[str] = set()
     for i, f in enumerate(raw_folders):
-        folder = _parse_folder(_Table(path, f"folders[{i}]", f), servers)
+        folder = _parse_folder(Table(path, f"folders[{i}]", f), servers)
         if folder.name in seen:
             raise ConfigError(path, f"folders[{i}].name", f"{folder.name!r} is used by another folder")
         seen.add(folder.name)
@@ -564,7 +350,7 @@ def parse(text: str, path: str = "<config>") -> Config:
         path=path,
         servers=servers,
         folders=tuple(folders),
-        names=_parse_names(top.table("names"), path),
+        names=_parse_names(top.table("names")),
         cache=_parse_cache(top.table("cache")),
     )
 

@@ -128,38 +128,3 @@ class Fetcher(Protocol):
         ...
 
     async def aclose(self) -> None: ...
-
-
-_LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
-
-
-def part10_sop_instance_uid(data: bytes | memoryview) -> str:
-    """The MediaStorageSOPInstanceUID of a Part-10 object, raising ValueError if
-    ``data`` is not a Part-10 file.
-
-    Reads only the file meta group (always explicit VR little endian, PS3.10
-    7.1), without pydicom: this runs once per object fetched, on the hot path."""
-    mv = memoryview(data)
-    if len(mv) < 144 or mv[128:132] != b"DICM":
-        raise ValueError("not a DICOM Part-10 object (too short, or no DICM prefix)")
-    pos, end = 132, len(mv)
-    while pos + 8 <= end:
-        group, elem = int.from_bytes(mv[pos : pos + 2], "little"), int.from_bytes(mv[pos + 2 : pos + 4], "little")
-        if group != 0x0002:
-            break
-        vr = bytes(mv[pos + 4 : pos + 6])
-        if vr in _LONG_VRS:
-            if pos + 12 > end:
-                break
-            length, value_at = int.from_bytes(mv[pos + 8 : pos + 12], "little"), pos + 12
-        else:
-            length, value_at = int.from_bytes(mv[pos + 6 : pos + 8], "little"), pos + 8
-        if not vr.isalpha() or value_at + length > end:
-            raise ValueError("corrupt DICOM file meta information")
-        if elem == 0x0003:
-            uid = bytes(mv[value_at : value_at + length]).decode("ascii", "replace").rstrip("\x00 ")
-            if not uid:
-                break
-            return uid
-        pos = value_at + length
-    raise ValueError("Part-10 object without MediaStorageSOPInstanceUID")

@@ -19,11 +19,13 @@ from dataclasses import dataclass
 
 
 class MultipartError(ValueError):
-    pass
+    """The body is not the multipart body it claims to be."""
 
 
 @dataclass
 class Part:
+    """One part of a multipart body: its headers and its bytes."""
+
     headers: dict[str, str]  # lower-cased names
     body: bytes
 
@@ -59,6 +61,8 @@ _PADDING = re.compile(rb"[ \t]*(\r\n)?")
 
 
 class MultipartParser:
+    """The incremental parser: :meth:`feed` bytes, take the parts that completed."""
+
     def __init__(self, boundary: bytes, max_header_bytes: int = 64 * 1024) -> None:
         self.delim = b"\r\n--" + boundary
         # the first delimiter may open the body without a CRLF before it

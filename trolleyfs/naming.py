@@ -19,6 +19,7 @@ import re
 import string
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 MAX_NAME_BYTES = 255
 _DATE = re.compile(r"^(\d{4})(\d{2})(\d{2})$")
@@ -27,12 +28,12 @@ _SPACES = re.compile(r"\s+")
 
 
 class _Formatter(string.Formatter):
-    def get_value(self, key, args, kwargs):  # type: ignore[override]
+    def get_value(self, key: int | str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
         if isinstance(key, int):
             raise ValueError("positional fields like {} or {0} are not allowed: name a DICOM keyword")
         return kwargs.get(key, "")
 
-    def format_field(self, value, format_spec):  # type: ignore[override]
+    def format_field(self, value: Any, format_spec: str) -> str:
         if format_spec:
             try:
                 return format(int(str(value).strip()), format_spec)

@@ -17,6 +17,8 @@ from .servers import open_remotes
 
 @dataclass
 class Row:
+    """One line of ``trolleyfs check``: one server in one role."""
+
     server: str
     role: str  # search | retrieve
     protocol: str

@@ -15,7 +15,7 @@ import pytest
 
 from tests.mounting import TROLLEYFS_BIN, force_unmount, qido_config
 from trolleyfs import cli
-from trolleyfs.orthanc import free_port
+from trolleyfs.demo.orthanc import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -14,12 +14,14 @@ import trio
 
 from tests.servers.dcmqrscp import Dcmqrscp, free_port
 from tests.servers.tcpcount import CountingForwarder
-from trolleyfs.config import Endpoint, Server
-from trolleyfs.dimse_common import Association, query_dataset
+from trolleyfs.endpoints import Server
 from trolleyfs.errors import AccessDenied, NotFound, ProtocolError, Unavailable
 from trolleyfs.model import InstanceRef, Query, QueryLevel, SeriesRef
+from trolleyfs.protocols import endpoint as Endpoint
 from trolleyfs.retrieve.cget import CGet
 from trolleyfs.search.dimse import FIND_CONTEXTS, DicomQR, _find_blocking
+from trolleyfs.transport.dimse import Association
+from trolleyfs.transport.dimse_data import query_dataset
 
 pytestmark = pytest.mark.integration
 

@@ -18,8 +18,8 @@ import pytest
 
 from tests.mounting import mounted
 from tests.servers.proxy import FaultProxy
-from trolleyfs import sampledata
-from trolleyfs.orthanc import Orthanc
+from trolleyfs.demo import sampledata
+from trolleyfs.demo.orthanc import Orthanc
 
 pytestmark = pytest.mark.integration
 

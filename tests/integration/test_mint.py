@@ -12,11 +12,13 @@ import pytest
 
 from tests.servers.base import SampleIndex
 from tests.servers.mint import MintServer
-from trolleyfs.config import Endpoint, Server
+from trolleyfs.endpoints import Server
 from trolleyfs.errors import AccessDenied, NotFound, ProtocolError, Unavailable
-from trolleyfs.http import HttpEndpoint, make_client
 from trolleyfs.model import Query, QueryLevel, Study
+from trolleyfs.protocols import endpoint as Endpoint
 from trolleyfs.search.mint import Mint
+from trolleyfs.servers import make_client
+from trolleyfs.transport.http import HttpEndpoint
 
 
 @pytest.fixture(scope="module")

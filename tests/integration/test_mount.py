@@ -13,7 +13,7 @@ import pydicom
 import pytest
 
 from tests.mounting import TROLLEYFS_BIN, mounted, qido_config, wait_process_gone
-from trolleyfs import sampledata
+from trolleyfs.demo import sampledata
 
 pytestmark = pytest.mark.integration
 

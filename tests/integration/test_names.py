@@ -8,8 +8,8 @@ import os
 import pytest
 
 from tests.mounting import by_sop_uid, mounted, qido_config
-from trolleyfs import sampledata
-from trolleyfs.orthanc import Orthanc
+from trolleyfs.demo import sampledata
+from trolleyfs.demo.orthanc import Orthanc
 
 pytestmark = pytest.mark.integration
 

@@ -10,11 +10,13 @@ import pytest
 
 from tests.servers.base import SampleIndex
 from tests.servers.rad69 import FAULT_REASON, Rad69Server, parse_request
-from trolleyfs.config import Endpoint, Server
+from trolleyfs.endpoints import Server
 from trolleyfs.errors import IgnoredError, NotFound, ProtocolError, RemoteError, Unavailable
-from trolleyfs.http import HttpEndpoint, make_client
 from trolleyfs.model import InstanceRef, SeriesRef
+from trolleyfs.protocols import endpoint as Endpoint
 from trolleyfs.retrieve.rad69 import Rad69
+from trolleyfs.servers import make_client
+from trolleyfs.transport.http import HttpEndpoint
 
 pytestmark = pytest.mark.integration
 

@@ -7,11 +7,13 @@ import pytest
 import trio
 
 from tests.servers.base import Request, Response, SampleIndex, TestHTTPServer
-from trolleyfs.config import Endpoint, Server
+from trolleyfs.endpoints import Server
 from trolleyfs.errors import NotFound, ProtocolError, Unavailable
-from trolleyfs.http import HttpEndpoint, make_client
 from trolleyfs.model import InstanceRef, SeriesRef
+from trolleyfs.protocols import endpoint as Endpoint
 from trolleyfs.retrieve.wado_uri import WadoURI
+from trolleyfs.servers import make_client
+from trolleyfs.transport.http import HttpEndpoint
 
 pytestmark = pytest.mark.integration
 

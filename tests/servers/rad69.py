@@ -147,7 +147,7 @@ class Rad69Server:
 
     def __init__(self, index: SampleIndex | None = None, path: str = "/rad69", chunk_size: int = 16 * 1024) -> None:
         if index is None:
-            from trolleyfs import sampledata
+            from trolleyfs.demo import sampledata
 
             index = SampleIndex(sampledata.generate())
         self.index = index

@@ -19,7 +19,7 @@ from trolleyfs.auth import (
     _set_cookies,
     make_auth,
 )
-from trolleyfs.config import Secret
+from trolleyfs.credentials import Secret
 from trolleyfs.errors import AccessDenied, ProtocolError
 
 SECRET = "pw-do-not-show-5521"

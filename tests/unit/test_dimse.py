@@ -15,12 +15,15 @@ import trio
 from pydicom.dataset import Dataset
 from pynetdicom.dsutils import decode, encode
 
-from trolleyfs.config import Endpoint, Server
-from trolleyfs.dimse_common import attrs_from_dataset, limiter_for, query_dataset, status_error
+from trolleyfs.endpoints import Server
 from trolleyfs.errors import ProtocolError, Unavailable
 from trolleyfs.model import InstanceRef, Query, SeriesRef
+from trolleyfs.protocols import endpoint as Endpoint
 from trolleyfs.retrieve.cget import GET_MODEL, STORAGE_CLASSES, VIDEO_CLASSES, CGet, get_contexts, scp_roles
 from trolleyfs.search.dimse import DicomQR
+from trolleyfs.transport.dimse import limiter_for
+from trolleyfs.transport.dimse_data import attrs_from_dataset, query_dataset
+from trolleyfs.transport.dimse_errors import status_error
 
 # --------------------------------------------------------------------------- identifiers -> attributes
 

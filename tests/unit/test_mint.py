@@ -11,11 +11,12 @@ import httpx
 import pytest
 import trio
 
-from trolleyfs.config import Endpoint, Server
+from trolleyfs.endpoints import Server
 from trolleyfs.errors import AccessDenied, ProtocolError, Unavailable
-from trolleyfs.http import HttpEndpoint
 from trolleyfs.model import Query, QueryLevel
+from trolleyfs.protocols import endpoint as Endpoint
 from trolleyfs.search.mint import Mint, MintParseError, build_params, fields_for, parse_response, tag_keyword
+from trolleyfs.transport.http import HttpEndpoint
 
 RECORDED = Path(__file__).resolve().parent.parent / "fixtures" / "recorded"
 STUDY_UID = "1.2.340.114850.2.857.2.793263.2.125336546.1"

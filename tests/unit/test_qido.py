@@ -11,9 +11,9 @@ import pytest
 
 from trolleyfs.config import parse
 from trolleyfs.errors import AccessDenied, NotFound, ProtocolError, Unavailable
-from trolleyfs.http import HttpEndpoint
 from trolleyfs.model import Query
 from trolleyfs.search.qido import QidoRS
+from trolleyfs.transport.http import HttpEndpoint
 
 RECORDED = Path(__file__).parent.parent / "fixtures" / "recorded"
 CFG = """

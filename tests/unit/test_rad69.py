@@ -10,19 +10,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from trolleyfs.config import Endpoint, Server
+from trolleyfs.endpoints import Server
 from trolleyfs.errors import IgnoredError, NotFound, ProtocolError, Unavailable
-from trolleyfs.http import HttpEndpoint
 from trolleyfs.model import InstanceRef, SeriesRef
-from trolleyfs.retrieve.rad69 import (
-    ACTION,
-    Rad69,
-    RegistryError,
-    build_request,
-    cid_of,
-    describe_errors,
-    parse_envelope,
-)
+from trolleyfs.protocols import endpoint as Endpoint
+from trolleyfs.retrieve.rad69 import Rad69
+from trolleyfs.retrieve.rad69_soap import ACTION, RegistryError, build_request, cid_of, describe_errors, parse_envelope
+from trolleyfs.transport.http import HttpEndpoint
 
 RECORDED = Path(__file__).parent.parent / "fixtures" / "recorded" / "rad69_error_missing_document_vitrea.xml"
 MISSING = (
@@ -305,7 +299,7 @@ async def test_empty_series_sends_nothing():
 
 @pytest.fixture(scope="module")
 def two_objects(sample_files) -> list[tuple[str, bytes]]:
-    from trolleyfs.model import part10_sop_instance_uid
+    from trolleyfs.part10 import part10_sop_instance_uid
 
     return [(part10_sop_instance_uid(f), f) for f in sample_files[:2]]
 

@@ -18,27 +18,31 @@ never decodes or re-encodes the dataset."""
 from __future__ import annotations
 
 import logging
-import random
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any
 
+import outcome
 import trio
+from pydicom import uid as sc
 from pydicom import uid as tsuid
 from pydicom.dataset import Dataset
 from pynetdicom import build_role, evt
-from pynetdicom import sop_class as sc
+from pynetdicom.pdu_primitives import SCP_SCU_RoleSelectionNegotiation
 
-from ..config import Endpoint, Server
-from ..dimse_common import PENDING, Association, query_dataset, status_error, status_text, with_retries
+from ..endpoints import CGetEndpoint, Server
 from ..errors import NotFound, ProtocolError, RemoteError, Unavailable
 from ..model import InstanceRef, SeriesRef
-from .part10 import check_part10
+from ..part10 import check_part10
+from ..transport.dimse import Association, with_dimse_retries
+from ..transport.dimse_data import query_dataset
+from ..transport.dimse_errors import PENDING, status_error, status_text
+from ..transport.retry import retry_stream
 
 log = logging.getLogger("trolleyfs.cget")
 
-GET_MODEL = sc.StudyRootQueryRetrieveInformationModelGet
+GET_MODEL = tsuid.UID("1.2.840.10008.5.1.4.1.2.2.3")  # Study Root Query/Retrieve Information Model - GET
 
 # Transfer syntaxes proposed for every storage class.  Each one costs: with the
 # 17 pydicom knows for images, opening an association took 100-140 ms here
@@ -117,7 +121,7 @@ def get_contexts() -> list[tuple[str, tuple[str, ...]]]:
     return contexts
 
 
-def scp_roles() -> list[Any]:
+def scp_roles() -> list[SCP_SCU_RoleSelectionNegotiation]:
     """SCP/SCU role selection: we take the Storage SCP role for every storage class."""
     return [build_role(uid, scp_role=True) for uid in (*STORAGE_CLASSES, *VIDEO_CLASSES)]
 
@@ -208,7 +212,7 @@ def _identifier(level: str, study_uid: str, series_uid: str, instance_uid: str |
 class CGet:
     """A :class:`~trolleyfs.model.Fetcher` over C-GET."""
 
-    def __init__(self, server: Server, endpoint: Endpoint) -> None:
+    def __init__(self, server: Server, endpoint: CGetEndpoint) -> None:
         self.server, self.ep = server, endpoint
         self.name = server.name
         self._contexts = get_contexts()
@@ -270,31 +274,23 @@ class CGet:
                 check_part10(next(iter(got.values())), self.name, what, ref.instance_uid)  # raises: wrong object
             raise NotFound("server sent nothing (no such instance)", server=self.name, what=what)
 
-        return await with_retries(self.server, attempt, what)
+        return await with_dimse_retries(self.server, attempt, what)
 
     # -- a whole series
 
-    async def fetch_series(self, ref: SeriesRef, instance_uids: list[str]) -> AsyncIterator[tuple[str, bytes]]:
+    async def fetch_series(self, ref: SeriesRef, instance_uids: list[str]) -> AsyncGenerator[tuple[str, bytes], None]:
         """One C-GET at SERIES level (``instance_uids`` is not needed: the server
         sends the whole series).  Objects are yielded as they arrive; a failure
         before the first one is retried, after it raised."""
         what = f"series {ref.series_uid}"
         identifier = _identifier("SERIES", ref.study_uid, ref.series_uid)
-        for attempt in range(self.server.retries + 1):
-            yielded = 0
-            try:
-                async with aclosing(self._stream(identifier, what)) as stream:  # closed now, also when we are
-                    async for item in stream:
-                        yielded += 1
-                        yield item
-                return
-            except Unavailable as exc:
-                if yielded or attempt >= self.server.retries:
-                    raise
-                log.debug("%s: retrying %s after: %s", self.name, what, exc)
-            await trio.sleep(min(2.0, 0.1 * 2**attempt) * (0.5 + random.random()))
+        items = retry_stream(lambda: self._stream(identifier, what), retries=self.server.retries,
+                             catch=(Unavailable,), what=what, name=self.name)  # fmt: skip
+        async with aclosing(items):
+            async for item in items:
+                yield item
 
-    async def _stream(self, identifier: Dataset, what: str) -> AsyncIterator[tuple[str, bytes]]:
+    async def _stream(self, identifier: Dataset, what: str) -> AsyncGenerator[tuple[str, bytes], None]:
         """Run the C-GET in a thread of its own and pass objects through a
         bounded memory channel: the C-STORE handler waits (holding up the
         server) while the consumer is behind.  No nursery: the generator must be
@@ -306,9 +302,9 @@ class CGet:
             trio.from_thread.run(send.send, (uid, data), trio_token=token)
 
         receiver = _Receiver(self.name, what, deliver)
-        done: list[Any] = []  # the thread's outcome.Outcome
+        done: list[outcome.Outcome[_Result]] = []  # what the C-GET thread ended with
 
-        def finished(result: Any) -> None:  # worker thread, after the C-GET
+        def finished(result: outcome.Outcome[_Result]) -> None:  # worker thread, after the C-GET
             done.append(result)
             try:
                 token.run_sync_soon(send.close)

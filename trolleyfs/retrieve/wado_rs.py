@@ -4,15 +4,15 @@ asks the server not to transcode)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from urllib.parse import quote
 
 from ..errors import ProtocolError
-from ..http import HttpEndpoint, iter_body
 from ..model import InstanceRef, SeriesRef
 from ..multipart import MultipartError, Part, boundary_of, iter_parts
-from .part10 import check_part10
+from ..part10 import check_part10
+from ..transport.http import HttpEndpoint, iter_body
 
 ACCEPT = 'multipart/related; type="application/dicom"; transfer-syntax=*'
 
@@ -22,6 +22,8 @@ def _p(uid: str) -> str:
 
 
 class WadoRS:
+    """A :class:`~trolleyfs.model.Fetcher` over one WADO-RS endpoint."""
+
     def __init__(self, endpoint: HttpEndpoint) -> None:
         self.ep = endpoint
         self.name = endpoint.name
@@ -29,7 +31,7 @@ class WadoRS:
     async def aclose(self) -> None:
         pass
 
-    async def _parts(self, url: str, what: str) -> AsyncIterator[Part]:
+    async def _parts(self, url: str, what: str) -> AsyncGenerator[Part, None]:
         async with self.ep.stream("GET", url, what, headers={"Accept": ACCEPT}) as resp:
             try:
                 boundary = boundary_of(resp.headers.get("content-type", ""))
@@ -53,7 +55,7 @@ class WadoRS:
             raise ProtocolError("empty answer", server=self.name, what=what)
         return found
 
-    async def fetch_series(self, ref: SeriesRef, instance_uids: list[str]) -> AsyncIterator[tuple[str, bytes]]:
+    async def fetch_series(self, ref: SeriesRef, instance_uids: list[str]) -> AsyncGenerator[tuple[str, bytes], None]:
         what = f"series {ref.series_uid}"
         url = f"{self.ep.url}/studies/{_p(ref.study_uid)}/series/{_p(ref.series_uid)}"
         async with aclosing(self._parts(url, what)) as parts:

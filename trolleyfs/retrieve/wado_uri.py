@@ -17,9 +17,9 @@ from urllib.parse import quote
 import trio
 
 from ..errors import NotFound, ProtocolError, RemoteError
-from ..http import HttpEndpoint
 from ..model import InstanceRef, SeriesRef
-from .part10 import check_part10
+from ..part10 import check_part10
+from ..transport.http import HttpEndpoint
 
 log = logging.getLogger("trolleyfs.wado_uri")
 
@@ -50,6 +50,8 @@ def _snippet(body: bytes) -> str:
 
 
 class WadoURI:
+    """A :class:`~trolleyfs.model.Fetcher` over one WADO-URI endpoint."""
+
     def __init__(self, endpoint: HttpEndpoint) -> None:
         self.ep = endpoint
         self.name = endpoint.name

@@ -16,21 +16,25 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind as FIND_MODEL
+from pydicom.dataset import Dataset
+from pydicom.uid import UID
 
-from ..config import Endpoint, Server
-from ..dimse_common import PENDING, Association, attrs_from_dataset, query_dataset, status_error, with_retries
+from ..endpoints import DicomQrEndpoint, Server
 from ..errors import ProtocolError
 from ..model import Instance, Query, QueryLevel, Series, Study
-from .qido import INSTANCE_FIELDS, SERIES_FIELDS, STUDY_FIELDS
+from ..transport.dimse import Association, with_dimse_retries
+from ..transport.dimse_data import attrs_from_dataset, query_dataset
+from ..transport.dimse_errors import PENDING, status_error
+from .fields import INSTANCE_FIELDS, SERIES_FIELDS, STUDY_FIELDS, unique_rows
 
 log = logging.getLogger("trolleyfs.dimse")
 
-FIND_CONTEXTS = [(FIND_MODEL, ())]  # () = pynetdicom's default transfer syntaxes
+FIND_MODEL = UID("1.2.840.10008.5.1.4.1.2.2.1")  # Study Root Query/Retrieve Information Model - FIND
+FIND_CONTEXTS: list[tuple[str, tuple[str, ...]]] = [(FIND_MODEL, ())]  # () = pynetdicom's default transfer syntaxes
 _FIND_MSG_ID = 1
 
 
-def _find_blocking(assoc: Any, identifier: Any, limit: int | None, server: str, what: str) -> list[dict[str, str]]:
+def _find_blocking(assoc: Any, identifier: Dataset, limit: int | None, server: str, what: str) -> list[dict[str, str]]:
     """One C-FIND (in a worker thread): the results as attribute dicts.
 
     With a ``limit`` a C-CANCEL is sent once enough results came in; results
@@ -60,20 +64,10 @@ def _send_cancel(assoc: Any) -> None:
             return
 
 
-def _unique(rows: list[dict[str, str]], key: str) -> dict[str, dict[str, str]]:
-    """Rows by their UID, first one kept, rows without the UID dropped."""
-    out: dict[str, dict[str, str]] = {}
-    for row in rows:
-        uid = row.get(key, "").strip()
-        if uid and uid not in out:
-            out[uid] = row
-    return out
-
-
 class DicomQR:
     """A :class:`~trolleyfs.model.Searcher` over C-FIND."""
 
-    def __init__(self, server: Server, endpoint: Endpoint) -> None:
+    def __init__(self, server: Server, endpoint: DicomQrEndpoint) -> None:
         self.server, self.ep = server, endpoint
         self.name = server.name
 
@@ -97,17 +91,17 @@ class DicomQR:
             keys["StudyDate"] = date_range
         fields = ("StudyInstanceUID", *STUDY_FIELDS, *query.include_fields)
         rows = await self._find(a, "STUDY", keys, fields, "study search", query.limit)
-        return [Study(uid, row) for uid, row in _unique(rows, "StudyInstanceUID").items()]
+        return [Study(uid, row) for uid, row in unique_rows(rows, "StudyInstanceUID").items()]
 
     async def _series(self, a: Association, study_uid: str) -> list[Series]:
         keys = {"StudyInstanceUID": study_uid}
         rows = await self._find(a, "SERIES", keys, SERIES_FIELDS, f"series of study {study_uid}")
-        return [Series(study_uid, uid, row) for uid, row in _unique(rows, "SeriesInstanceUID").items()]
+        return [Series(study_uid, uid, row) for uid, row in unique_rows(rows, "SeriesInstanceUID").items()]
 
     async def _instances(self, a: Association, study_uid: str, series_uid: str) -> list[Instance]:
         keys = {"StudyInstanceUID": study_uid, "SeriesInstanceUID": series_uid}
         rows = await self._find(a, "IMAGE", keys, INSTANCE_FIELDS, f"instances of series {series_uid}")
-        return [Instance(study_uid, series_uid, uid, row) for uid, row in _unique(rows, "SOPInstanceUID").items()]
+        return [Instance(study_uid, series_uid, uid, row) for uid, row in unique_rows(rows, "SOPInstanceUID").items()]
 
     # -- the Searcher interface
 
@@ -123,7 +117,7 @@ class DicomQR:
                                 series.instances = await self._instances(a, study.uid, series.uid)
                 return studies
 
-        return await with_retries(self.server, attempt, "study search")
+        return await with_dimse_retries(self.server, attempt, "study search")
 
     async def find_series(self, study_uid: str) -> list[Series]:
         what = f"series of study {study_uid}"
@@ -132,7 +126,7 @@ class DicomQR:
             async with self._association(what) as a:
                 return await self._series(a, study_uid)
 
-        return await with_retries(self.server, attempt, what)
+        return await with_dimse_retries(self.server, attempt, what)
 
     async def find_instances(self, study_uid: str, series_uid: str) -> list[Instance]:
         what = f"instances of series {series_uid}"
@@ -141,4 +135,4 @@ class DicomQR:
             async with self._association(what) as a:
                 return await self._instances(a, study_uid, series_uid)
 
-        return await with_retries(self.server, attempt, what)
+        return await with_dimse_retries(self.server, attempt, what)

@@ -35,9 +35,10 @@ import trio
 from pydicom.datadict import keyword_for_tag
 
 from ..errors import ProtocolError
-from ..http import HttpEndpoint, describe_status
 from ..model import Instance, Query, QueryLevel, Series, Study
-from .qido import encode_query
+from ..transport.http import HttpEndpoint
+from ..transport.http_errors import describe_status
+from .fields import encode_query
 
 log = logging.getLogger("trolleyfs.mint")
 

@@ -1,42 +1,26 @@
-"""QIDO-RS (PS3.18 10.6): study, series and instance searches over HTTP.
-
-Query values are sent as given: the query string is built here, not by httpx,
-because servers such as Orthanc 1.10 do not percent-decode ``*`` or ``^``
-(``PatientName=TEST%2A`` matches nothing there).  Only characters that cannot
-stand in a query string are percent-encoded."""
+"""QIDO-RS (PS3.18 10.6): study, series and instance searches over HTTP,
+following limit/offset paging.  The query string is built by
+:func:`~trolleyfs.search.fields.encode_query`, not by httpx (see there)."""
 
 from __future__ import annotations
 
 import json
 import logging
-from urllib.parse import quote
 
 from ..dicomjson import attrs_from_json
 from ..errors import ProtocolError
-from ..http import HttpEndpoint
 from ..model import Instance, Query, Series, Study
+from ..transport.http import HttpEndpoint
+from .fields import INSTANCE_FIELDS, SERIES_FIELDS, STUDY_FIELDS, encode_query, unique_rows
 
 log = logging.getLogger("trolleyfs.qido")
 
-STUDY_FIELDS = (
-    "StudyInstanceUID", "StudyDate", "StudyTime", "StudyDescription", "PatientName",
-    "PatientID", "AccessionNumber", "ModalitiesInStudy", "NumberOfStudyRelatedSeries",
-    "NumberOfStudyRelatedInstances",
-)  # fmt: skip
-SERIES_FIELDS = (
-    "SeriesInstanceUID", "SeriesNumber", "Modality", "SeriesDescription",
-    "NumberOfSeriesRelatedInstances",
-)  # fmt: skip
-INSTANCE_FIELDS = ("SOPInstanceUID", "SOPClassUID", "InstanceNumber")
 MAX_PAGES = 10_000
-_SAFE = "*?^,-._~:"
-
-
-def encode_query(params: list[tuple[str, str]]) -> str:
-    return "&".join(f"{quote(k, safe='')}={quote(v, safe=_SAFE)}" for k, v in params)
 
 
 class QidoRS:
+    """A :class:`~trolleyfs.model.Searcher` over one QIDO-RS endpoint."""
+
     def __init__(self, endpoint: HttpEndpoint, page_size: int = 1000) -> None:
         self.ep = endpoint
         self.name = endpoint.name
@@ -91,31 +75,17 @@ class QidoRS:
         fields = dict.fromkeys(STUDY_FIELDS + tuple(query.include_fields))
         params += [("includefield", f) for f in fields]
         rows = await self._search("/studies", params, "study search", limit=query.limit)
-        studies: dict[str, Study] = {}
-        for row in rows:
-            uid = row.get("StudyInstanceUID", "").strip()
-            if uid and uid not in studies:
-                studies[uid] = Study(uid, row)
-        return list(studies.values())
+        return [Study(uid, row) for uid, row in unique_rows(rows, "StudyInstanceUID").items()]
 
     async def find_series(self, study_uid: str) -> list[Series]:
         params = [("includefield", f) for f in SERIES_FIELDS]
         rows = await self._search(f"/studies/{study_uid}/series", params, f"series of study {study_uid}")
-        out: dict[str, Series] = {}
-        for row in rows:
-            uid = row.get("SeriesInstanceUID", "").strip()
-            if uid and uid not in out:
-                out[uid] = Series(study_uid, uid, row)
-        return list(out.values())
+        return [Series(study_uid, uid, row) for uid, row in unique_rows(rows, "SeriesInstanceUID").items()]
 
     async def find_instances(self, study_uid: str, series_uid: str) -> list[Instance]:
         params = [("includefield", f) for f in INSTANCE_FIELDS]
         rows = await self._search(
             f"/studies/{study_uid}/series/{series_uid}/instances", params, f"instances of series {series_uid}"
         )
-        out: dict[str, Instance] = {}
-        for row in rows:
-            uid = row.get("SOPInstanceUID", "").strip()
-            if uid and uid not in out:
-                out[uid] = Instance(study_uid, series_uid, uid, row)
-        return list(out.values())
+        unique = unique_rows(rows, "SOPInstanceUID")
+        return [Instance(study_uid, series_uid, uid, row) for uid, row in unique.items()]

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import trio
 
+from ..config import load
+from ..logs import setup_logging
+from ..mount import check_mountpoint, fuse_options, serve
 from . import sampledata
-from .config import load
-from .mount import check_mountpoint, fuse_options, serve
 from .orthanc import Orthanc
 
 CONFIG = """\
@@ -56,9 +57,9 @@ def _exit_cleanly(signum: int, frame: object) -> None:
 
 
 def run_demo(mountpoint: str, log_level: str) -> int:
-    from .cli import _setup_logging
-
-    toggle = _setup_logging(log_level)
+    """Start Orthanc, fill it, mount it at ``mountpoint`` until unmounted or
+    signalled; remove everything it made.  The exit code."""
+    toggle = setup_logging(log_level)
     # SIGTERM/SIGHUP outside the mount's own handling (during start-up, or just
     # after an external unmount) must still stop Orthanc and remove its data
     for sig in (signal.SIGTERM, signal.SIGHUP):

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, CTImageStorage, ExplicitVRLittleEndian, MRImageStorage
+from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID, CTImageStorage, ExplicitVRLittleEndian, MRImageStorage
 
 ROOT = "1.2.826.0.1.3680043.10.1087"  # a UID root for generated sample data
 
@@ -65,7 +65,8 @@ def _pixels(rows: int, cols: int, seed: int) -> bytes:
     y, x = np.mgrid[0:rows, 0:cols]
     cx, cy, r2 = cols // 2, rows // 2, (min(rows, cols) // 4 + seed % 7) ** 2
     img = ((y * 4 + seed) & 0x3FF) + (x & 0xFF) + np.where((x - cx) ** 2 + (y - cy) ** 2 < r2, 600, 0)
-    return img.astype("<u2").tobytes()
+    data: bytes = img.astype("<u2").tobytes()
+    return data
 
 
 def _pixels_py(rows: int, cols: int, seed: int) -> bytes:
@@ -83,7 +84,7 @@ def make_instance(study: StudySpec, study_idx: int, series: SeriesSpec, series_i
     """One Part-10 object."""
     s_uid = uid("study", study.patient_id, study_idx)
     se_uid = uid("series", study.patient_id, study_idx, series_idx)
-    i_uid = uid("instance", study.patient_id, study_idx, series_idx, n)
+    i_uid = UID(uid("instance", study.patient_id, study_idx, series_idx, n))
     sop_class = CTImageStorage if series.modality == "CT" else MRImageStorage
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = sop_class

@@ -37,7 +37,8 @@ def _die_with_parent() -> None:
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        port: int = s.getsockname()[1]
+        return port
 
 
 def dicomweb_plugin() -> str:
@@ -84,7 +85,7 @@ class Orthanc:
     def _auth(self) -> tuple[str, str] | None:
         return next(iter(self.users.items()), None)
 
-    def config(self) -> dict:
+    def config(self) -> dict[str, object]:
         return {
             "Name": "trolleyfs-test",
             "StorageDirectory": str(self.dir / "db"),

@@ -1,0 +1,154 @@
+"""What the config says about one server: its search and retrieve endpoints,
+one frozen dataclass per protocol (each reads itself from its TOML table), and
+the :class:`Server` holding them with its auth and connection settings.
+
+Which protocol name maps to which endpoint class, and in which role, is the
+registry's business (:mod:`trolleyfs.protocols`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar, Self
+
+import trio
+
+from .credentials import AuthConfig, NoAuth
+from .tomltable import Table
+
+
+@dataclass(frozen=True)
+class EndpointConfig:
+    """One endpoint of a server, as configured."""
+
+    protocol: ClassVar[str]
+
+    def where(self) -> str:
+        """The endpoint's address, for messages."""
+        raise NotImplementedError
+
+    @classmethod
+    def from_table(cls, t: Table) -> Self:
+        """Read the endpoint from its TOML table (which has its ``protocol``)."""
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class UrlEndpoint(EndpointConfig):
+    """An HTTP endpoint: a base URL."""
+
+    url: str
+
+    def where(self) -> str:
+        return self.url
+
+    @classmethod
+    def from_table(cls, t: Table) -> Self:
+        t.check_keys({"protocol", "url"})
+        return cls(url=t.url("url"))
+
+
+@dataclass(frozen=True)
+class QidoEndpoint(UrlEndpoint):
+    protocol: ClassVar[str] = "qido-rs"
+    page_size: int = 1000  # QIDO-RS limit per request
+
+    @classmethod
+    def from_table(cls, t: Table) -> Self:
+        t.check_keys({"protocol", "url", "page_size"})
+        page_size = t.get("page_size", int, 1000)
+        if page_size < 1:
+            raise t.error("page_size", "must be at least 1")
+        return cls(url=t.url("url"), page_size=page_size)
+
+
+@dataclass(frozen=True)
+class MintEndpoint(UrlEndpoint):
+    protocol: ClassVar[str] = "mint"
+
+
+@dataclass(frozen=True)
+class WadoRsEndpoint(UrlEndpoint):
+    protocol: ClassVar[str] = "wado-rs"
+
+
+@dataclass(frozen=True)
+class WadoUriEndpoint(UrlEndpoint):
+    protocol: ClassVar[str] = "wado-uri"
+
+
+@dataclass(frozen=True)
+class Rad69Endpoint(UrlEndpoint):
+    protocol: ClassVar[str] = "rad69"
+    ignore_errors: tuple[str, ...] = ()  # RAD69 error codes to skip
+
+    @classmethod
+    def from_table(cls, t: Table) -> Self:
+        t.check_keys({"protocol", "url", "ignore_errors"})
+        ignore = t.get("ignore_errors", list, [])
+        if not all(isinstance(x, str) for x in ignore):
+            raise t.error("ignore_errors", "must be an array of strings")
+        return cls(url=t.url("url"), ignore_errors=tuple(ignore))
+
+
+def _aet(t: Table, key: str, default: str) -> str:
+    aet = t.get(key, str, default)
+    if not 0 < len(aet) <= 16 or "\\" in aet or not aet.isprintable():
+        raise t.error(key, f"{aet!r} is not a valid AE title (1-16 printable characters)")
+    return aet
+
+
+@dataclass(frozen=True)
+class AeEndpoint(EndpointConfig):
+    """A DICOM application entity: host, port and the AE titles of both ends."""
+
+    host: str
+    port: int
+    called_aet: str = "ANY-SCP"
+    calling_aet: str = "TROLLEYFS"
+
+    def where(self) -> str:
+        return f"{self.called_aet}@{self.host}:{self.port}"
+
+    @classmethod
+    def from_table(cls, t: Table) -> Self:
+        t.check_keys({"protocol", "host", "port", "called_aet", "calling_aet"})
+        port = t.require("port", int)
+        if not 0 < port < 65536:
+            raise t.error("port", f"{port} is not a TCP port")
+        called, calling = _aet(t, "called_aet", "ANY-SCP"), _aet(t, "calling_aet", "TROLLEYFS")
+        return cls(host=t.require("host", str), port=port, called_aet=called, calling_aet=calling)
+
+
+@dataclass(frozen=True)
+class DicomQrEndpoint(AeEndpoint):
+    protocol: ClassVar[str] = "dicom-qr"
+
+
+@dataclass(frozen=True)
+class CGetEndpoint(AeEndpoint):
+    protocol: ClassVar[str] = "c-get"
+
+
+@dataclass(frozen=True)
+class Server:
+    """A configured server.
+
+    ``association_limiter`` bounds the DICOM associations open to the server
+    at once (``max_connections``): an association is a connection the PACS
+    counts, whichever of the server's searcher and fetcher opened it, so both
+    take their slots from this one limiter."""
+
+    name: str
+    search: EndpointConfig
+    retrieve: EndpointConfig
+    auth: AuthConfig = NoAuth()
+    timeout: float = 30.0
+    retries: int = 2
+    max_connections: int = 8
+    verify: bool | str = True  # True, False or a CA bundle path
+    client_cert: str | None = None
+    client_key: str | None = None
+    association_limiter: trio.CapacityLimiter = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "association_limiter", trio.CapacityLimiter(self.max_connections))

@@ -1,0 +1,165 @@
+"""The registry of protocols: for each name the config accepts, its role
+(search or retrieve), its endpoint dataclass (which carries the name) and the
+factory that builds its searcher or fetcher.  Config parsing (:mod:`trolleyfs.config`) and the wiring
+(:mod:`trolleyfs.servers`) both read it, so a protocol is named in one place.
+
+Adding a protocol: its module under ``search/`` or ``retrieve/``, its endpoint
+dataclass (:mod:`trolleyfs.endpoints`), a factory here and one line in
+:data:`PROTOCOLS`.  Factories import their module when first used, so a
+protocol no server uses is never imported."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
+
+from .endpoints import (
+    CGetEndpoint,
+    DicomQrEndpoint,
+    EndpointConfig,
+    MintEndpoint,
+    QidoEndpoint,
+    Rad69Endpoint,
+    Server,
+    WadoRsEndpoint,
+    WadoUriEndpoint,
+)
+from .model import Fetcher, Searcher
+
+if TYPE_CHECKING:  # the factories import the transports when used: parsing a config needs neither
+    import httpx
+
+Role = Literal["search", "retrieve"]
+E = TypeVar("E", bound=EndpointConfig)
+
+
+@dataclass(frozen=True)
+class SearchProtocol(Generic[E]):
+    """A listing protocol: ``build(server, endpoint, client)`` gives its Searcher."""
+
+    endpoint: type[E]
+    build: Callable[[Server, E, httpx.AsyncClient], Searcher]
+
+    @property
+    def name(self) -> str:
+        return self.endpoint.protocol  # the name the config uses
+
+    @property
+    def role(self) -> Role:
+        return "search"
+
+
+@dataclass(frozen=True)
+class RetrieveProtocol(Generic[E]):
+    """A read protocol: ``build(server, endpoint, client)`` gives its Fetcher."""
+
+    endpoint: type[E]
+    build: Callable[[Server, E, httpx.AsyncClient], Fetcher]
+
+    @property
+    def name(self) -> str:
+        return self.endpoint.protocol  # the name the config uses
+
+    @property
+    def role(self) -> Role:
+        return "retrieve"
+
+
+# ---------------------------------------------------------------- factories
+
+
+def _qido(server: Server, ep: QidoEndpoint, client: httpx.AsyncClient) -> Searcher:
+    from .search.qido import QidoRS
+    from .transport.http import HttpEndpoint
+
+    return QidoRS(HttpEndpoint(server, ep.url, client), page_size=ep.page_size)
+
+
+def _mint(server: Server, ep: MintEndpoint, client: httpx.AsyncClient) -> Searcher:
+    from .search.mint import Mint
+    from .transport.http import HttpEndpoint
+
+    return Mint(HttpEndpoint(server, ep.url, client))
+
+
+def _dicom_qr(server: Server, ep: DicomQrEndpoint, client: httpx.AsyncClient) -> Searcher:
+    from .search.dimse import DicomQR
+
+    return DicomQR(server, ep)
+
+
+def _wado_rs(server: Server, ep: WadoRsEndpoint, client: httpx.AsyncClient) -> Fetcher:
+    from .retrieve.wado_rs import WadoRS
+    from .transport.http import HttpEndpoint
+
+    return WadoRS(HttpEndpoint(server, ep.url, client))
+
+
+def _wado_uri(server: Server, ep: WadoUriEndpoint, client: httpx.AsyncClient) -> Fetcher:
+    from .retrieve.wado_uri import WadoURI
+    from .transport.http import HttpEndpoint
+
+    return WadoURI(HttpEndpoint(server, ep.url, client))
+
+
+def _rad69(server: Server, ep: Rad69Endpoint, client: httpx.AsyncClient) -> Fetcher:
+    from .retrieve.rad69 import Rad69
+    from .transport.http import HttpEndpoint
+
+    return Rad69(HttpEndpoint(server, ep.url, client), ignore_errors=ep.ignore_errors)
+
+
+def _c_get(server: Server, ep: CGetEndpoint, client: httpx.AsyncClient) -> Fetcher:
+    from .retrieve.cget import CGet
+
+    return CGet(server, ep)
+
+
+# ---------------------------------------------------------------- the registry
+
+AnyProtocol = SearchProtocol[Any] | RetrieveProtocol[Any]
+
+PROTOCOLS: dict[str, AnyProtocol] = {
+    p.name: p
+    for p in (
+        SearchProtocol(QidoEndpoint, _qido),
+        SearchProtocol(MintEndpoint, _mint),
+        SearchProtocol(DicomQrEndpoint, _dicom_qr),
+        RetrieveProtocol(WadoRsEndpoint, _wado_rs),
+        RetrieveProtocol(WadoUriEndpoint, _wado_uri),
+        RetrieveProtocol(Rad69Endpoint, _rad69),
+        RetrieveProtocol(CGetEndpoint, _c_get),
+    )
+}
+
+
+def names(role: Role) -> list[str]:
+    """The protocol names usable in ``role``, sorted."""
+    return sorted(name for name, p in PROTOCOLS.items() if p.role == role)
+
+
+def endpoint(protocol: str, **fields: Any) -> EndpointConfig:
+    """The endpoint dataclass of ``protocol`` built from ``fields``, as the
+    config would hold it (e.g. ``endpoint("qido-rs", url="http://pacs/dicom-web")``)."""
+    spec = PROTOCOLS.get(protocol)
+    if spec is None:
+        raise ValueError(f"unknown protocol {protocol!r} (known: {', '.join(sorted(PROTOCOLS))})")
+    cls: type[EndpointConfig] = spec.endpoint
+    return cls(**fields)
+
+
+def build_searcher(server: Server, client: httpx.AsyncClient) -> Searcher:
+    """The Searcher of ``server``'s search endpoint."""
+    spec = PROTOCOLS.get(server.search.protocol)
+    if not isinstance(spec, SearchProtocol) or not isinstance(server.search, spec.endpoint):
+        raise ValueError(f"unknown search protocol {server.search.protocol}")
+    return spec.build(server, server.search, client)
+
+
+def build_fetcher(server: Server, client: httpx.AsyncClient) -> Fetcher:
+    """The Fetcher of ``server``'s retrieve endpoint."""
+    spec = PROTOCOLS.get(server.retrieve.protocol)
+    if not isinstance(spec, RetrieveProtocol) or not isinstance(server.retrieve, spec.endpoint):
+        raise ValueError(f"unknown retrieve protocol {server.retrieve.protocol}")
+    return spec.build(server, server.retrieve, client)

@@ -1,0 +1,37 @@
+"""What the listing protocols share: the attributes asked for at each level,
+the query string of an HTTP search, and rows made unique by their UID."""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+STUDY_FIELDS = (
+    "StudyInstanceUID", "StudyDate", "StudyTime", "StudyDescription", "PatientName",
+    "PatientID", "AccessionNumber", "ModalitiesInStudy", "NumberOfStudyRelatedSeries",
+    "NumberOfStudyRelatedInstances",
+)  # fmt: skip
+SERIES_FIELDS = (
+    "SeriesInstanceUID", "SeriesNumber", "Modality", "SeriesDescription",
+    "NumberOfSeriesRelatedInstances",
+)  # fmt: skip
+INSTANCE_FIELDS = ("SOPInstanceUID", "SOPClassUID", "InstanceNumber")
+
+# Query values are sent as given: servers such as Orthanc 1.10 do not
+# percent-decode ``*`` or ``^`` (``PatientName=TEST%2A`` matches nothing there).
+# Only characters that cannot stand in a query string are percent-encoded.
+_SAFE = "*?^,-._~:"
+
+
+def encode_query(params: list[tuple[str, str]]) -> str:
+    """``k=v&k2=v2`` with DICOM wildcards and separators left as they are."""
+    return "&".join(f"{quote(k, safe='')}={quote(v, safe=_SAFE)}" for k, v in params)
+
+
+def unique_rows(rows: list[dict[str, str]], key: str) -> dict[str, dict[str, str]]:
+    """Rows by their UID ``key``, the first one kept, rows without the UID dropped."""
+    out: dict[str, dict[str, str]] = {}
+    for row in rows:
+        uid = row.get(key, "").strip()
+        if uid and uid not in out:
+            out[uid] = row
+    return out

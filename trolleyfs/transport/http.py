@@ -1,0 +1,149 @@
+"""HTTP as every HTTP protocol module uses it: one httpx client per server
+(its authentication passed in), and :class:`HttpEndpoint`, one per configured
+URL, sending requests with deadlines and bounded retries, errors mapped by
+:mod:`trolleyfs.transport.http_errors`."""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+import trio
+
+from ..endpoints import Server
+from ..errors import ConfigError
+from .http_errors import HTTP_FAILURES, raise_for_status, retryable, translate
+from .retry import with_retries
+
+
+def ssl_context(server: Server) -> ssl.SSLContext | bool:
+    """``True`` (system CAs), ``False``, or a context for a CA bundle and/or a
+    client certificate.  A bad certificate or key is a ConfigError."""
+    if not isinstance(server.verify, str) and not server.client_cert:
+        return server.verify
+    ctx = ssl.create_default_context(cafile=server.verify if isinstance(server.verify, str) else None)
+    if server.verify is False:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    if server.client_cert:
+
+        def no_prompt() -> str:  # never let OpenSSL ask on the terminal
+            raise ConfigError(server.name, f"servers.{server.name}.client_key", "is encrypted: give an unencrypted key")
+
+        try:
+            ctx.load_cert_chain(server.client_cert, server.client_key, password=no_prompt)
+        except (ssl.SSLError, OSError) as exc:
+            raise ConfigError(server.name, f"servers.{server.name}.client_cert",
+                              f"cannot use the certificate/key: {exc}") from None  # fmt: skip
+    return ctx
+
+
+def build_client(server: Server, auth: httpx.Auth | None) -> httpx.AsyncClient:
+    """The client of one server: its timeouts, connection limit, TLS settings and ``auth``."""
+    return httpx.AsyncClient(
+        auth=auth,
+        timeout=httpx.Timeout(server.timeout, connect=min(server.timeout, 10.0)),
+        limits=httpx.Limits(
+            max_connections=server.max_connections, max_keepalive_connections=server.max_connections
+        ),
+        verify=ssl_context(server),
+        follow_redirects=True,
+        headers={"User-Agent": "trolleyfs"},
+    )
+
+
+class HttpEndpoint:
+    """An HTTP endpoint of one server: base URL, the server's shared client,
+    its deadline and retry count."""
+
+    def __init__(self, server: Server, url: str, client: httpx.AsyncClient) -> None:
+        self.server = server
+        self.name = server.name
+        self.url = url.rstrip("/")
+        self.client = client
+
+    async def _with_retries(
+        self, what: str, retries: int, attempt: Callable[[], Awaitable[httpx.Response]]
+    ) -> httpx.Response:
+        """Run ``attempt`` until it succeeds, retrying what may work later
+        (timeouts, resets, 5xx) with jittered backoff; errors come out translated."""
+        return await with_retries(
+            attempt, retries=retries, catch=HTTP_FAILURES, retryable=retryable,
+            translate=lambda exc: translate(exc, self.name, what), what=what, name=self.name,
+        )  # fmt: skip
+
+    async def request(
+        self, method: str, url: str, what: str, *, idempotent: bool = True, **kwargs: Any
+    ) -> httpx.Response:
+        """A whole-body request with deadline and retries; returns a 2xx response."""
+
+        async def once() -> httpx.Response:
+            with trio.fail_after(self.server.timeout * 2):
+                resp = await self.client.request(method, url, **kwargs)
+            raise_for_status(resp, self.name, what)
+            return resp
+
+        return await self._with_retries(what, self.server.retries if idempotent else 0, once)
+
+    @asynccontextmanager
+    async def stream(
+        self,
+        method: str,
+        url: str,
+        what: str,
+        *,
+        accept_error: Callable[[httpx.Response], bool] | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[httpx.Response]:
+        """A streamed request: the status is checked (and retried on 5xx) before
+        the body is handed out; the body itself is the caller's to read.  An
+        error answer that ``accept_error`` accepts (read whole) is handed out
+        too, for protocols whose error bodies say more than the status."""
+
+        async def once() -> httpx.Response:
+            with trio.fail_after(self.server.timeout * 2):
+                resp = await self.client.send(self.client.build_request(method, url, **kwargs), stream=True)
+            if not 200 <= resp.status_code < 300:
+                try:
+                    with trio.fail_after(self.server.timeout):
+                        await resp.aread()
+                finally:
+                    await resp.aclose()
+                if accept_error is None or not accept_error(resp):
+                    raise_for_status(resp, self.name, what)
+            return resp
+
+        resp = await self._with_retries(what, self.server.retries, once)
+        try:
+            yield resp
+        finally:
+            await resp.aclose()
+
+
+async def iter_body(resp: httpx.Response, server: str, what: str, idle_timeout: float) -> AsyncIterator[bytes]:
+    """The body of a streamed response, with a deadline on each chunk and
+    transport errors translated.  However the caller stops (done, error,
+    cancelled), the response is closed and httpx's nested generators finished,
+    so no connection or half-run generator is left behind."""
+    it = resp.aiter_bytes().__aiter__()
+    try:
+        while True:
+            try:
+                with trio.fail_after(idle_timeout):
+                    chunk = await it.__anext__()
+            except StopAsyncIteration:
+                return
+            except (httpx.HTTPError, OSError, trio.TooSlowError) as exc:
+                raise translate(exc, server, what) from None
+            yield chunk
+    finally:
+        with trio.CancelScope(shield=True), trio.move_on_after(idle_timeout):
+            await resp.aclose()
+            try:
+                async for _ in it:
+                    pass
+            except Exception:  # the closed stream raises: that is the point
+                pass
