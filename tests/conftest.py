@@ -11,7 +11,7 @@ import pytest
 
 from tests.servers.dcmqrscp import Dcmqrscp
 from trolleyfs.demo import sampledata
-from trolleyfs.demo.orthanc import ORTHANC, Orthanc
+from trolleyfs.demo.orthanc import ORTHANC, Orthanc, free_port
 from trolleyfs.transport.tuning import tune
 
 tune()  # the library settings trolleyfs runs with, as the CLI applies them at start-up
@@ -27,9 +27,22 @@ def _need(binary: str) -> None:
         pytest.fail(f"{binary} is not installed: run `make test`, which installs it")
 
 
-def _orthanc_with_samples(sample_files, tmp_path_factory, name: str, users: dict[str, str] | None = None):
+# The C-MOVE destination the session's DICOM peers know: trolleyfs's storage
+# receiver listens as this AE title on this loopback port in the C-MOVE tests.
+MOVE_AET = "TROLLEYFS"
+
+
+@pytest.fixture(scope="session")
+def move_port() -> int:
+    """The port the peers send C-MOVE objects to (free when the session began)."""
+    return free_port()
+
+
+def _orthanc_with_samples(sample_files, tmp_path_factory, name: str, move_port: int,
+                          users: dict[str, str] | None = None):  # fmt: skip
     _need(ORTHANC)
-    server = Orthanc(workdir=str(tmp_path_factory.mktemp(name)), users=users)
+    server = Orthanc(workdir=str(tmp_path_factory.mktemp(name)), users=users,
+                     modalities={"trolleyfs": (MOVE_AET, "127.0.0.1", move_port)})  # fmt: skip
     server.start(timeout=120)  # a slow, busy machine may need a while
     try:
         server.upload(sample_files)
@@ -39,22 +52,24 @@ def _orthanc_with_samples(sample_files, tmp_path_factory, name: str, users: dict
 
 
 @pytest.fixture(scope="session")
-def orthanc(sample_files, tmp_path_factory):
-    """An Orthanc with the sample data, without authentication."""
-    yield from _orthanc_with_samples(sample_files, tmp_path_factory, "orthanc")
+def orthanc(sample_files, tmp_path_factory, move_port):
+    """An Orthanc with the sample data, without authentication; it knows the
+    C-MOVE destination TROLLEYFS at ``move_port``."""
+    yield from _orthanc_with_samples(sample_files, tmp_path_factory, "orthanc", move_port)
 
 
 @pytest.fixture(scope="session")
-def orthanc_auth(sample_files, tmp_path_factory):
+def orthanc_auth(sample_files, tmp_path_factory, move_port):
     """An Orthanc with the sample data behind basic auth (alice / secret)."""
-    yield from _orthanc_with_samples(sample_files, tmp_path_factory, "orthanc-auth", {"alice": "secret"})
+    yield from _orthanc_with_samples(sample_files, tmp_path_factory, "orthanc-auth", move_port, {"alice": "secret"})
 
 
 @pytest.fixture(scope="session")
-def dcmqrscp(sample_files):
-    """dcmtk's dcmqrscp with the sample data: a second real DIMSE peer."""
+def dcmqrscp(sample_files, move_port):
+    """dcmtk's dcmqrscp with the sample data: a second real DIMSE peer; it knows
+    the C-MOVE destination TROLLEYFS at ``move_port``."""
     _need("dcmqrscp")
-    qr = Dcmqrscp(sample_files)
+    qr = Dcmqrscp(sample_files, move_destinations={"trolleyfs": (MOVE_AET, "127.0.0.1", move_port)})
     qr.start()
     try:
         yield qr

@@ -39,6 +39,15 @@ class Mount:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
 
+def dataset_bytes(part10: bytes) -> bytes:
+    """Everything after the file meta group: what DIMSE transfers (C-GET and
+    C-MOVE files carry a file meta group written anew around these bytes)."""
+    assert part10[128:132] == b"DICM"
+    assert part10[132:140] == b"\x02\x00\x00\x00UL\x04\x00", "no (0002,0000) group length"
+    group_len = int.from_bytes(part10[140:144], "little")
+    return part10[144 + group_len :]
+
+
 def by_sop_uid(files: list[bytes]) -> dict[str, bytes]:
     """Part-10 objects keyed by their SOP Instance UID."""
     return {part10_sop_instance_uid(b): b for b in files}

@@ -8,7 +8,7 @@ registry's business (:mod:`trolleyfs.protocols`)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar, Self
+from typing import Any, ClassVar, Self
 
 import trio
 
@@ -21,6 +21,9 @@ class EndpointConfig:
     """One endpoint of a server, as configured."""
 
     protocol: ClassVar[str]
+    # reads need the PACS to connect back to us (C-MOVE): only a read proves
+    # that works, so the mount's pre-flight reads one instance too
+    reads_need_callback: ClassVar[bool] = False
 
     def where(self) -> str:
         """The endpoint's address, for messages."""
@@ -112,11 +115,19 @@ class AeEndpoint(EndpointConfig):
     @classmethod
     def from_table(cls, t: Table) -> Self:
         t.check_keys({"protocol", "host", "port", "called_aet", "calling_aet"})
-        port = t.require("port", int)
-        if not 0 < port < 65536:
-            raise t.error("port", f"{port} is not a TCP port")
-        called, calling = _aet(t, "called_aet", "ANY-SCP"), _aet(t, "calling_aet", "TROLLEYFS")
-        return cls(host=t.require("host", str), port=port, called_aet=called, calling_aet=calling)
+        return cls(**_ae_fields(t))
+
+
+def _port(t: Table, key: str) -> int:
+    port = t.require(key, int)
+    if not 0 < port < 65536:
+        raise t.error(key, f"{port} is not a TCP port")
+    return port
+
+
+def _ae_fields(t: Table) -> dict[str, Any]:
+    called, calling = _aet(t, "called_aet", "ANY-SCP"), _aet(t, "calling_aet", "TROLLEYFS")
+    return {"host": t.require("host", str), "port": _port(t, "port"), "called_aet": called, "calling_aet": calling}
 
 
 @dataclass(frozen=True)
@@ -127,6 +138,29 @@ class DicomQrEndpoint(AeEndpoint):
 @dataclass(frozen=True)
 class CGetEndpoint(AeEndpoint):
     protocol: ClassVar[str] = "c-get"
+
+
+@dataclass(frozen=True)
+class CMoveEndpoint(AeEndpoint):
+    """C-MOVE: the PACS sends the objects to our storage SCP, which listens on
+    ``store_host:store_port`` as ``store_aet`` (the move destination, by default
+    our calling AE title)."""
+
+    protocol: ClassVar[str] = "c-move"
+    reads_need_callback: ClassVar[bool] = True
+    store_port: int = 11112
+    store_aet: str = "TROLLEYFS"
+    store_host: str = "0.0.0.0"
+
+    @classmethod
+    def from_table(cls, t: Table) -> Self:
+        t.check_keys({"protocol", "host", "port", "called_aet", "calling_aet", "store_port", "store_aet", "store_host"})
+        fields = _ae_fields(t)
+        store_host = t.get("store_host", str, "0.0.0.0")
+        if not store_host.strip():
+            raise t.error("store_host", "must be an address to listen on (e.g. 0.0.0.0)")
+        return cls(**fields, store_port=_port(t, "store_port"), store_aet=_aet(t, "store_aet", fields["calling_aet"]),
+                   store_host=store_host)  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,7 @@ async def probe(config: Config, retrieve: bool = True) -> list[Row]:
                 with trio.fail_after(deadline):
                     studies = await remote.searcher.find_studies(Query(limit=1))
                     detail = f"answered ({len(studies)} study)" if studies else "answered (no studies)"
-                    if studies and retrieve:
+                    if studies and (retrieve or srv.retrieve.reads_need_callback):
                         series = await remote.searcher.find_series(studies[0].uid)
                         if series:
                             insts = await remote.searcher.find_instances(studies[0].uid, series[0].uid)
@@ -52,7 +52,7 @@ async def probe(config: Config, retrieve: bool = True) -> list[Row]:
                 msg = str(exc) if isinstance(exc, TrolleyError) else f"no answer within {deadline:.0f} s"
                 rows.append(Row(name, "search", srv.search.protocol, srv.search.where(), False, msg,
                                 time.monotonic() - t0))  # fmt: skip
-            if not retrieve:
+            if not (retrieve or srv.retrieve.reads_need_callback):
                 continue
             t0 = time.monotonic()
             if instance is None:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 from .endpoints import (
     CGetEndpoint,
+    CMoveEndpoint,
     DicomQrEndpoint,
     EndpointConfig,
     MintEndpoint,
@@ -29,6 +30,8 @@ from .model import Fetcher, Searcher
 
 if TYPE_CHECKING:  # the factories import the transports when used: parsing a config needs neither
     import httpx
+
+    from .retrieve.storescp import Receivers
 
 Role = Literal["search", "retrieve"]
 E = TypeVar("E", bound=EndpointConfig)
@@ -55,7 +58,7 @@ class RetrieveProtocol(Generic[E]):
     """A read protocol: ``build(server, endpoint, client)`` gives its Fetcher."""
 
     endpoint: type[E]
-    build: Callable[[Server, E, httpx.AsyncClient], Fetcher]
+    build: Callable[[Server, E, httpx.AsyncClient, Receivers], Fetcher]
 
     @property
     def name(self) -> str:
@@ -89,31 +92,39 @@ def _dicom_qr(server: Server, ep: DicomQrEndpoint, client: httpx.AsyncClient) ->
     return DicomQR(server, ep)
 
 
-def _wado_rs(server: Server, ep: WadoRsEndpoint, client: httpx.AsyncClient) -> Fetcher:
+def _wado_rs(server: Server, ep: WadoRsEndpoint, client: httpx.AsyncClient, receivers: Receivers) -> Fetcher:
     from .retrieve.wado_rs import WadoRS
     from .transport.http import HttpEndpoint
 
     return WadoRS(HttpEndpoint(server, ep.url, client))
 
 
-def _wado_uri(server: Server, ep: WadoUriEndpoint, client: httpx.AsyncClient) -> Fetcher:
+def _wado_uri(server: Server, ep: WadoUriEndpoint, client: httpx.AsyncClient, receivers: Receivers) -> Fetcher:
     from .retrieve.wado_uri import WadoURI
     from .transport.http import HttpEndpoint
 
     return WadoURI(HttpEndpoint(server, ep.url, client))
 
 
-def _rad69(server: Server, ep: Rad69Endpoint, client: httpx.AsyncClient) -> Fetcher:
+def _rad69(server: Server, ep: Rad69Endpoint, client: httpx.AsyncClient, receivers: Receivers) -> Fetcher:
     from .retrieve.rad69 import Rad69
     from .transport.http import HttpEndpoint
 
     return Rad69(HttpEndpoint(server, ep.url, client), ignore_errors=ep.ignore_errors)
 
 
-def _c_get(server: Server, ep: CGetEndpoint, client: httpx.AsyncClient) -> Fetcher:
+def _c_get(server: Server, ep: CGetEndpoint, client: httpx.AsyncClient, receivers: Receivers) -> Fetcher:
     from .retrieve.cget import CGet
 
     return CGet(server, ep)
+
+
+def _c_move(server: Server, ep: CMoveEndpoint, client: httpx.AsyncClient, receivers: Receivers) -> Fetcher:
+    from .retrieve.cmove import CMove
+    from .retrieve.storescp import ReceiverAddress
+
+    receiver = receivers.get(ReceiverAddress(ep.store_host, ep.store_port, ep.store_aet), server.timeout)
+    return CMove(server, ep, receiver)
 
 
 # ---------------------------------------------------------------- the registry
@@ -130,6 +141,7 @@ PROTOCOLS: dict[str, AnyProtocol] = {
         RetrieveProtocol(WadoUriEndpoint, _wado_uri),
         RetrieveProtocol(Rad69Endpoint, _rad69),
         RetrieveProtocol(CGetEndpoint, _c_get),
+        RetrieveProtocol(CMoveEndpoint, _c_move),
     )
 }
 
@@ -157,9 +169,14 @@ def build_searcher(server: Server, client: httpx.AsyncClient) -> Searcher:
     return spec.build(server, server.search, client)
 
 
-def build_fetcher(server: Server, client: httpx.AsyncClient) -> Fetcher:
-    """The Fetcher of ``server``'s retrieve endpoint."""
+def build_fetcher(server: Server, client: httpx.AsyncClient, receivers: Receivers | None = None) -> Fetcher:
+    """The Fetcher of ``server``'s retrieve endpoint.  C-MOVE fetchers get their
+    storage receiver from ``receivers`` (the mount's; started by the caller)."""
     spec = PROTOCOLS.get(server.retrieve.protocol)
     if not isinstance(spec, RetrieveProtocol) or not isinstance(server.retrieve, spec.endpoint):
         raise ValueError(f"unknown retrieve protocol {server.retrieve.protocol}")
-    return spec.build(server, server.retrieve, client)
+    if receivers is None:
+        from .retrieve.storescp import Receivers
+
+        receivers = Receivers()
+    return spec.build(server, server.retrieve, client, receivers)

@@ -13,6 +13,7 @@ from .config import Config
 from .endpoints import Server
 from .model import Fetcher, Searcher
 from .protocols import build_fetcher, build_searcher
+from .retrieve.storescp import Receivers
 from .transport.http import build_client
 
 
@@ -31,14 +32,19 @@ def make_client(server: Server) -> httpx.AsyncClient:
 
 
 async def open_remotes(config: Config, stack: AsyncExitStack) -> dict[str, Remote]:
-    """One Remote per server; everything opened is closed by ``stack``."""
+    """One Remote per server; everything opened is closed by ``stack``.  The
+    storage receivers of C-MOVE servers are listening when this returns (a
+    port that cannot be had is a UserError here, before anything is mounted)."""
     remotes = {}
+    receivers = Receivers()
+    stack.push_async_callback(receivers.aclose)
     for name, server in config.servers.items():
         client = make_client(server)
         stack.push_async_callback(client.aclose)
         searcher = build_searcher(server, client)
         stack.push_async_callback(searcher.aclose)
-        fetcher = build_fetcher(server, client)
+        fetcher = build_fetcher(server, client, receivers)
         stack.push_async_callback(fetcher.aclose)
         remotes[name] = Remote(server, searcher, fetcher)
+    await receivers.start()
     return remotes

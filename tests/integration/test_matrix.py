@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-from tests.mounting import by_sop_uid, mounted
+from tests.mounting import by_sop_uid, dataset_bytes, mounted
 from tests.servers.base import SampleIndex
 from tests.servers.mint import MintServer
 from tests.servers.rad69 import Rad69Server
@@ -24,18 +24,18 @@ STUDIES = {
     "2024-02-02 TEST CAROL_.._X CT Head_Neck",
 }
 SEARCHES = ["qido-rs", "mint", "dicom-qr@orthanc", "dicom-qr@dcmqrscp"]
-RETRIEVES = ["wado-rs", "wado-uri", "rad69", "c-get@orthanc", "c-get@dcmqrscp"]
+RETRIEVES = ["wado-rs", "wado-uri", "rad69", "c-get@orthanc", "c-get@dcmqrscp", "c-move@orthanc", "c-move@dcmqrscp"]
 
 
 @pytest.fixture(scope="module")
-def peers(orthanc, dcmqrscp, sample_files):
+def peers(orthanc, dcmqrscp, move_port, sample_files):
     index = SampleIndex(sample_files)
     mint, rad69 = MintServer(index), Rad69Server(index)
     mint.start()
     try:
         rad69.start()
         try:
-            yield {"orthanc": orthanc, "mint": mint, "rad69": rad69, "dcmqrscp": dcmqrscp}
+            yield {"orthanc": orthanc, "mint": mint, "rad69": rad69, "dcmqrscp": dcmqrscp, "move_port": move_port}
         finally:
             rad69.stop()
     finally:
@@ -53,17 +53,12 @@ def endpoint(name: str, peers) -> str:
         return f'{{ protocol = "mint", url = "{peers["mint"].url}" }}'
     if proto == "rad69":
         return f'{{ protocol = "rad69", url = "{peers["rad69"].url}" }}'
+    # C-MOVE: trolleyfs's receiver listens where the peers send (they know it as TROLLEYFS)
+    store = f', store_host = "127.0.0.1", store_port = {peers["move_port"]}' if proto == "c-move" else ""
     if peer == "orthanc":
-        return f'{{ protocol = "{proto}", host = "127.0.0.1", port = {o.dicom_port}, called_aet = "{o.aet}" }}'
+        return f'{{ protocol = "{proto}", host = "127.0.0.1", port = {o.dicom_port}, called_aet = "{o.aet}"{store} }}'
     qr = peers["dcmqrscp"]
-    return f'{{ protocol = "{proto}", host = "{qr.host}", port = {qr.port}, called_aet = "{qr.aet}" }}'
-
-
-def dataset_bytes(part10: bytes) -> bytes:
-    """Everything after the file meta group: what DIMSE transfers."""
-    assert part10[132:136] == b"\x02\x00\x00\x00", "no (0002,0000) group length"
-    group_len = int.from_bytes(part10[140:144], "little")
-    return part10[144 + group_len :]
+    return f'{{ protocol = "{proto}", host = "{qr.host}", port = {qr.port}, called_aet = "{qr.aet}"{store} }}'
 
 
 @pytest.mark.parametrize("retrieve", RETRIEVES)
@@ -88,7 +83,7 @@ query = {{}}
             data = f.read_bytes()
             assert os.stat(f).st_size == len(data)
             want = by_uid[os.getxattr(f, "user.dicom.SOPInstanceUID").decode()]
-            if retrieve.startswith("c-get"):
+            if retrieve.startswith(("c-get", "c-move")):
                 # DIMSE moves datasets, not files: the file meta group is written
                 # anew; the dataset must be byte for byte what was stored
                 assert dataset_bytes(data) == dataset_bytes(want), f

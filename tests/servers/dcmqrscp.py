@@ -111,11 +111,20 @@ _LOOPBACK_HEX = {"0100007F", "00000000000000000000000001000000"}
 class Dcmqrscp:
     """A running ``dcmqrscp`` holding ``files`` (Part-10 bytes) under AE title ``aet``."""
 
-    def __init__(self, files: Iterable[bytes] = (), aet: str = "STORE", port: int | None = None) -> None:
+    def __init__(
+        self,
+        files: Iterable[bytes] = (),
+        aet: str = "STORE",
+        port: int | None = None,
+        move_destinations: dict[str, tuple[str, str, int]] | None = None,
+    ) -> None:
+        """``move_destinations``: name -> (AE title, host, port) of the C-MOVE
+        destinations it knows (its HostTable)."""
         self.files = list(files)
         self.aet = aet
         self.host = "127.0.0.1"
         self.port = port or free_port()
+        self.move_destinations = dict(move_destinations or {})
         self.dir: Path | None = None
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -124,7 +133,9 @@ class Dcmqrscp:
             f"NetworkTCPPort = {self.port}\n"
             "MaxPDUSize = 65536\n"
             "MaxAssociations = 16\n"
-            "HostTable BEGIN\nHostTable END\n"
+            "HostTable BEGIN\n"
+            + "".join(f"{n} = ({a}, {h}, {p})\n" for n, (a, h, p) in self.move_destinations.items())
+            + "HostTable END\n"
             "VendorTable BEGIN\nVendorTable END\n"
             "AETable BEGIN\n"
             f"{self.aet} {storage} RW (200, 1024mb) ANY\n"

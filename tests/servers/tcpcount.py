@@ -12,6 +12,10 @@ Runs in the test's own trio loop::
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import trio
 
 
@@ -46,3 +50,32 @@ class CountingForwarder:
 
                 nursery.start_soon(pipe, client, upstream)
                 nursery.start_soon(pipe, upstream, client)
+
+
+@contextmanager
+def forwarding(host: str, port: int) -> Iterator[CountingForwarder]:
+    """A :class:`CountingForwarder` run by a trio loop of its own in a thread,
+    for tests that are not async (mounts run as subprocesses); stopped at exit."""
+    fwd = CountingForwarder(host, port)
+    started = threading.Event()
+    token: list[trio.lowlevel.TrioToken] = []
+    scope = trio.CancelScope()
+
+    async def main() -> None:
+        token.append(trio.lowlevel.current_trio_token())
+        with scope:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(fwd.run)
+                started.set()
+        started.set()
+
+    thread = threading.Thread(target=trio.run, args=(main,), name="tcp-forwarder", daemon=True)
+    thread.start()
+    try:
+        if not started.wait(60) or not fwd.port:
+            raise AssertionError("the TCP forwarder did not start")
+        yield fwd
+    finally:
+        if token:
+            trio.from_thread.run_sync(scope.cancel, trio_token=token[0])
+        thread.join(60)

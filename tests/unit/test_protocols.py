@@ -8,20 +8,32 @@ from contextlib import AsyncExitStack
 
 import pytest
 
+from tests.servers.dcmqrscp import free_port
 from trolleyfs import protocols
 from trolleyfs.config import ConfigError, parse
-from trolleyfs.endpoints import AeEndpoint, QidoEndpoint, Rad69Endpoint, Server, UrlEndpoint, WadoRsEndpoint
+from trolleyfs.endpoints import (
+    AeEndpoint,
+    CMoveEndpoint,
+    QidoEndpoint,
+    Rad69Endpoint,
+    Server,
+    UrlEndpoint,
+    WadoRsEndpoint,
+)
 from trolleyfs.servers import make_client, open_remotes
 from trolleyfs.transport.dimse import limiter_for
 
 EXPECTED = {
     "qido-rs": "QidoRS", "mint": "Mint", "dicom-qr": "DicomQR",
-    "wado-rs": "WadoRS", "wado-uri": "WadoURI", "rad69": "Rad69", "c-get": "CGet",
+    "wado-rs": "WadoRS", "wado-uri": "WadoURI", "rad69": "Rad69", "c-get": "CGet", "c-move": "CMove",
 }  # fmt: skip
 
 
 def _table(protocol: str) -> str:
     cls = protocols.PROTOCOLS[protocol].endpoint
+    if issubclass(cls, CMoveEndpoint):  # its receiver listens while the remotes are open
+        return (f'{{ protocol = "{protocol}", host = "127.0.0.1", port = 11112, called_aet = "PACS", '
+                f'store_host = "127.0.0.1", store_port = {free_port()} }}')  # fmt: skip
     if issubclass(cls, AeEndpoint):
         return f'{{ protocol = "{protocol}", host = "127.0.0.1", port = 11112, called_aet = "PACS" }}'
     assert issubclass(cls, UrlEndpoint)
@@ -34,7 +46,7 @@ def _config(search: str, retrieve: str) -> str:
 
 def test_the_names_the_config_accepts() -> None:
     assert protocols.names("search") == ["dicom-qr", "mint", "qido-rs"]
-    assert protocols.names("retrieve") == ["c-get", "rad69", "wado-rs", "wado-uri"]
+    assert protocols.names("retrieve") == ["c-get", "c-move", "rad69", "wado-rs", "wado-uri"]
 
 
 @pytest.mark.parametrize("search", protocols.names("search"))
@@ -85,7 +97,7 @@ async def test_dimse_searcher_and_fetcher_share_one_association_limit() -> None:
     [
         ("search", "qido", "dicom-qr, mint, qido-rs"),
         ("search", "wado-rs", "dicom-qr, mint, qido-rs"),  # a retrieve protocol cannot search
-        ("retrieve", "mint", "c-get, rad69, wado-rs, wado-uri"),
+        ("retrieve", "mint", "c-get, c-move, rad69, wado-rs, wado-uri"),
     ],
 )
 def test_unknown_protocols_give_the_config_error(role: str, given: str, expected: str) -> None:

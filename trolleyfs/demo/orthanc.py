@@ -60,7 +60,10 @@ class Orthanc:
         http_port: int | None = None,
         dicom_port: int | None = None,
         keep_storage: bool = False,
+        modalities: dict[str, tuple[str, str, int]] | None = None,
     ) -> None:
+        """``modalities``: name -> (AE title, host, port) of the DICOM peers it
+        knows, e.g. trolleyfs's C-MOVE receiver."""
         self._own_dir = workdir is None
         self.dir = Path(workdir or tempfile.mkdtemp(prefix="trolleyfs-orthanc-"))
         self.users = users or {}
@@ -68,6 +71,7 @@ class Orthanc:
         self.http_port = http_port or free_port()
         self.dicom_port = dicom_port or free_port()
         self.keep_storage = keep_storage
+        self.modalities = dict(modalities or {})
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -99,6 +103,8 @@ class Orthanc:
             "DicomAlwaysAllowFind": True,
             "DicomAlwaysAllowGet": True,
             "DicomAlwaysAllowStore": True,
+            "DicomAlwaysAllowMove": True,
+            "DicomModalities": {name: list(peer) for name, peer in self.modalities.items()},
             "DicomCheckCalledAet": False,
             "DicomCheckModalityHost": False,
             "StorageCompression": False,

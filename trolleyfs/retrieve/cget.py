@@ -37,7 +37,8 @@ from ..model import InstanceRef, SeriesRef
 from ..part10 import check_part10
 from ..transport.dimse import Association, with_dimse_retries
 from ..transport.dimse_data import query_dataset
-from ..transport.dimse_errors import PENDING, status_error, status_text
+from ..transport.dimse_errors import status_error, status_text
+from ..transport.dimse_result import RetrieveResult, final_response
 from ..transport.retry import retry_stream
 
 log = logging.getLogger("trolleyfs.cget")
@@ -162,44 +163,10 @@ class _Receiver:
         return 0x0000
 
 
-@dataclass
-class _Result:
-    """The final C-GET response."""
-
-    status: Dataset
-    identifier: Dataset | None
-
-    @property
-    def code(self) -> int | None:
-        code = self.status.get("Status")
-        return code if isinstance(code, int) else None
-
-    def count(self, keyword: str) -> int:
-        value = self.status.get(keyword)
-        return value if isinstance(value, int) else 0
-
-    def failed_uids(self) -> list[str]:
-        if self.identifier is None:
-            return []
-        try:
-            value = self.identifier.get("FailedSOPInstanceUIDList")
-        except Exception:  # a malformed list must not hide the failure itself
-            return []
-        if value is None:
-            return []
-        values = [value] if isinstance(value, str) else list(value)
-        return [str(v).strip("\x00 ") for v in values if str(v).strip("\x00 ")]
-
-
-def _get_blocking(assoc: Any, identifier: Dataset) -> _Result:
+def _get_blocking(assoc: Any, identifier: Dataset) -> RetrieveResult:
     """One C-GET (in a worker thread); C-STORE sub-operations arrive in the
     receiver bound to the association, in this same thread."""
-    final = _Result(Dataset(), None)
-    for status, ident in assoc.send_c_get(identifier, GET_MODEL):
-        if status.get("Status") in PENDING:
-            continue
-        final = _Result(status, ident)
-    return final
+    return final_response(assoc.send_c_get(identifier, GET_MODEL))
 
 
 def _identifier(level: str, study_uid: str, series_uid: str, instance_uid: str | None = None) -> Dataset:
@@ -227,7 +194,7 @@ class CGet:
             handlers=[(evt.EVT_C_STORE, receiver.on_store)],
         )  # fmt: skip
 
-    def _failure(self, result: _Result, receiver: _Receiver, what: str) -> RemoteError | None:
+    def _failure(self, result: RetrieveResult, receiver: _Receiver, what: str) -> RemoteError | None:
         """The error a finished C-GET stands for, or None when all went well."""
         if receiver.errors:
             return receiver.errors[0]
@@ -238,11 +205,9 @@ class CGet:
         if code == 0x0000 or (code == 0xB000 and not failed):
             return None
         if failed or code == 0xB000:
-            uids = result.failed_uids()
-            shown = ", ".join(uids[:5]) + (f" and {len(uids) - 5} more" if len(uids) > 5 else "")
             return ProtocolError(
-                f"server could not send {failed or len(uids) or 'some'} object(s) ({status_text(result.status)})"
-                + (f": {shown}" if shown else "")
+                f"server could not send {failed or len(result.failed_uids()) or 'some'} object(s) "
+                f"({status_text(result.status)}){result.failed_text()}"
                 + "; a storage SOP class trolleyfs does not propose, or a transfer syntax the server cannot convert?",
                 server=self.name, what=what,
             )  # fmt: skip
@@ -302,9 +267,9 @@ class CGet:
             trio.from_thread.run(send.send, (uid, data), trio_token=token)
 
         receiver = _Receiver(self.name, what, deliver)
-        done: list[outcome.Outcome[_Result]] = []  # what the C-GET thread ended with
+        done: list[outcome.Outcome[RetrieveResult]] = []  # what the C-GET thread ended with
 
-        def finished(result: outcome.Outcome[_Result]) -> None:  # worker thread, after the C-GET
+        def finished(result: outcome.Outcome[RetrieveResult]) -> None:  # worker thread, after the C-GET
             done.append(result)
             try:
                 token.run_sync_soon(send.close)
