@@ -25,7 +25,7 @@ import httpx
 
 from tests.mounting import mounted
 from trolleyfs.demo import sampledata
-from trolleyfs.demo.orthanc import Orthanc
+from trolleyfs.demo.orthanc import Orthanc, free_port
 from trolleyfs.multipart import MultipartParser, boundary_of
 
 ACCEPT = 'multipart/related; type="application/dicom"; transfer-syntax=*'
@@ -49,6 +49,25 @@ query = {{ PatientName = "BENCH*" }}
 
 [cache]
 {cache}
+"""
+
+
+MOVE_AET = "TROLLEYFS"
+
+
+def dimse_config(orthanc: Orthanc, retrieve: str, store_port: int) -> str:
+    """DICOM-QR listings and C-GET or C-MOVE reads on Orthanc's DICOM port."""
+    ae = f'host = "127.0.0.1", port = {orthanc.dicom_port}, called_aet = "{orthanc.aet}"'
+    store = f', store_host = "127.0.0.1", store_port = {store_port}, store_aet = "{MOVE_AET}"' if retrieve == "c-move" else ""
+    return f"""
+[servers.bench]
+search   = {{ protocol = "dicom-qr", {ae} }}
+retrieve = {{ protocol = "{retrieve}", {ae}{store} }}
+timeout = 60
+
+[[folders]]
+name = "bench"
+query = {{ PatientName = "BENCH*" }}
 """
 
 
@@ -134,7 +153,8 @@ def main() -> int:
         print(f"generating {args.instances} CT instances of 512x512 and {args.studies - 1} small studies ...",
               flush=True)  # fmt: skip
         specs = sampledata.bench_studies(args.studies, args.instances)
-        with Orthanc(workdir=str(work / "orthanc")) as orthanc:
+        move_port = free_port()  # where trolleyfs receives C-MOVEs; Orthanc knows it as TROLLEYFS
+        with Orthanc(workdir=str(work / "orthanc"), modalities={"trolleyfs": (MOVE_AET, "127.0.0.1", move_port)}) as orthanc:
             orthanc.upload(sampledata.generate(specs))
             big = specs[0]
             study = sampledata.uid("study", big.patient_id, 0)
@@ -259,6 +279,23 @@ def main() -> int:
                 runs("(6d) raw QIDO-RS instance search of the big series (what (6c) waits for)",
                      lambda i: timed(lambda: c.get(url, params={"includefield": "InstanceNumber"}).raise_for_status()),
                      None)  # fmt: skip
+
+            # (8) the DIMSE reads: a cold cp -r of the series by C-GET, and by C-MOVE into
+            # trolleyfs's storage receiver (both from Orthanc's DICOM port)
+            def dimse_cold(retrieve: str) -> Callable[[int], float]:
+                def run(i: int) -> float:
+                    cfg = dimse_config(orthanc, retrieve, move_port)
+                    with mounted(cfg, mount_tmp, name=f"{retrieve}{i}") as m:
+                        (series_dir,) = list((m.path / "bench" / study_name).iterdir())
+                        t = timed(lambda: subprocess.run(["cp", "-r", str(series_dir), str(out(retrieve, i))],
+                                                         check=True))  # fmt: skip
+                        assert len(os.listdir(dest / f"{retrieve}-{i}")) == args.instances
+                        return t
+
+                return run
+
+            runs("(8a) trolleyfs cold, C-GET: cp -r of the series, fresh mount", dimse_cold("c-get"), series_mb)
+            runs("(8b) trolleyfs cold, C-MOVE: cp -r of the series, fresh mount", dimse_cold("c-move"), series_mb)
 
             # (7) peak RSS while copying a study larger than the memory cache
             mem_mb = 64

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import datetime as dt
 import io
-import struct
 from dataclasses import dataclass
 
 import pydicom
 import pytest
 import trio
 
+from tests.mounting import dataset_bytes
 from tests.servers.dcmqrscp import Dcmqrscp, free_port
 from tests.servers.tcpcount import CountingForwarder
 from trolleyfs.endpoints import Server
@@ -69,14 +69,6 @@ def catalog(sample_files) -> Catalog:
         cat.instances.setdefault(ds.SeriesInstanceUID, {})[ds.SOPInstanceUID] = ds
         cat.files[ds.SOPInstanceUID] = data
     return cat
-
-
-def dataset_bytes(part10: bytes) -> bytes:
-    """The encoded dataset of a Part-10 object: what follows the file meta group."""
-    assert part10[128:132] == b"DICM"
-    assert part10[132:140] == b"\x02\x00\x00\x00UL\x04\x00"  # (0002,0000) group length, explicit VR LE
-    (meta_len,) = struct.unpack("<I", part10[140:144])
-    return part10[144 + meta_len :]
 
 
 # --------------------------------------------------------------------------- C-FIND
