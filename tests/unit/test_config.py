@@ -139,3 +139,37 @@ def test_load_missing_file_and_readable_password_warning(tmp_path):
     assert any("can be read by others" in w for w in load(p).warnings)
     p.chmod(0o600)
     assert load(p).warnings == ()
+
+
+CMOVE = """
+[servers.pacs]
+search   = { protocol = "dicom-qr", host = "pacs", port = 104, called_aet = "PACS", calling_aet = "ME" }
+retrieve = { protocol = "c-move", host = "pacs", port = 104, called_aet = "PACS", calling_aet = "ME", store_port = 11112 }
+"""
+
+
+def test_c_move_destination_defaults_to_the_calling_aet():
+    ep = parse(CMOVE, "p.toml").servers["pacs"].retrieve
+    assert (ep.protocol, ep.store_port, ep.store_aet, ep.store_host) == ("c-move", 11112, "ME", "0.0.0.0")
+    assert ep.reads_need_callback  # the mount's pre-flight reads one instance
+    ep = parse(CMOVE.replace("store_port = 11112", 'store_port = 4006, store_aet = "DEST", store_host = "127.0.0.1"'),
+               "p.toml").servers["pacs"].retrieve  # fmt: skip
+    assert (ep.store_port, ep.store_aet, ep.store_host) == (4006, "DEST", "127.0.0.1")
+
+
+@pytest.mark.parametrize(
+    "new, key, words",
+    [
+        ("", "servers.pacs.retrieve.store_port", "is missing"),
+        ("store_port = 70000", "servers.pacs.retrieve.store_port", "is not a TCP port"),
+        ('store_port = 11112, store_aet = "A-NAME-FAR-TOO-LONG"', "servers.pacs.retrieve.store_aet",
+         "not a valid AE title"),
+        ('store_port = 11112, store_host = " "', "servers.pacs.retrieve.store_host", "an address to listen on"),
+        ('store_port = 11112, move_aet = "X"', "servers.pacs.retrieve.move_aet", "unknown key"),
+    ],
+)
+def test_c_move_mistakes(new, key, words):
+    text = CMOVE.replace(", store_port = 11112", ", " + new if new else "")
+    with pytest.raises(ConfigError) as info:
+        parse(text, "p.toml")
+    assert info.value.key == key and words in str(info.value), str(info.value)
