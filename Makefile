@@ -45,8 +45,9 @@ bench: system-deps venv
 	$(PY) -m tests.bench
 
 lint: venv
-	$(PY) -m pip install -q ruff
+	$(PY) -m pip install -q -e '.[test,lint]'
 	$(VENV)/bin/ruff check trolleyfs tests
+	$(VENV)/bin/mypy
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
