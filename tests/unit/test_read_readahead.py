@@ -190,3 +190,20 @@ async def test_prefetched_objects_evicted_unread_are_counted_and_leave_the_budge
         assert store.stats()["memory_cache"]["objects"] == 3  # type: ignore[index]
         assert await store.get("pacs", ref(names[1]), siblings_of(names)) == fetcher.objects[names[1]]
         assert fetcher.single_calls == [names[0], names[1]]  # evicted: fetched again
+
+
+async def test_a_reader_out_of_order_is_not_held_by_a_paused_stream(autojump_clock):
+    """The stream pauses at the budget before it reaches the file a reader jumps
+    to: that file is fetched alone at once, and the stream stays paused."""
+    names, fetcher = big_series()
+    async with opened(fetcher, memory_mb=64) as store:  # budget 32 MiB: the stream pauses after 9 objects
+        await store.get("pacs", ref(names[0]), siblings_of(names))
+        await trio.sleep(1)
+        assert fetcher.pulled == 9 and prefetch(store)["series_running"] == 1
+        assert await store.get("pacs", ref(names[15]), siblings_of(names)) == fetcher.objects[names[15]]
+        assert fetcher.single_calls == [names[0], names[15]]
+        assert prefetch(store)["series_running"] == 1 and fetcher.pulled == 9  # still paused, not abandoned
+        # a file the stream is about to bring while it runs is still taken from the stream
+        for u in names[1:15]:
+            assert await store.get("pacs", ref(u), siblings_of(names)) == fetcher.objects[u]
+        assert fetcher.single_calls == [names[0], names[15]]

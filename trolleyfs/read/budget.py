@@ -29,6 +29,8 @@ class PrefetchBudget:
         self._unread: dict[str, int] = {}  # prefetched, in memory, not read yet
         self._unread_bytes = 0
         self._changed = trio.Condition()
+        self._paused = 0  # prefetchers waiting for readers right now
+        self._pause_event = trio.Event()  # set while one is
 
     @property
     def unread_bytes(self) -> int:
@@ -59,12 +61,23 @@ class PrefetchBudget:
         :class:`Abandoned` if that takes longer than the patience."""
         if self._unread_bytes <= self.limit:
             return
-        async with self._changed:
-            with trio.move_on_after(PREFETCH_PATIENCE_S) as scope:
-                while self._unread_bytes > self.limit:
-                    await self._changed.wait()
+        self._paused += 1
+        self._pause_event.set()
+        try:
+            async with self._changed:
+                with trio.move_on_after(PREFETCH_PATIENCE_S) as scope:
+                    while self._unread_bytes > self.limit:
+                        await self._changed.wait()
+        finally:
+            self._paused -= 1
+            if not self._paused:
+                self._pause_event = trio.Event()
         if scope.cancelled_caught:
             raise Abandoned(f"prefetched data unread for {PREFETCH_PATIENCE_S:.0f} s")
+
+    async def until_paused(self) -> None:
+        """Return once a prefetcher is paused at the budget (at once if one is)."""
+        await self._pause_event.wait()
 
     def stats(self) -> dict[str, object]:
         return {"unread_bytes": self._unread_bytes, "budget": self.limit}

@@ -14,13 +14,14 @@ class Flight:
     """One fetch of one instance in progress.  ``by_series``: its bytes are to
     come from a series readahead rather than a fetch of the instance alone."""
 
-    __slots__ = ("done", "data", "error", "by_series")
+    __slots__ = ("done", "data", "error", "by_series", "rescued")
 
     def __init__(self, by_series: bool) -> None:
         self.done = trio.Event()
         self.data: bytes | None = None
         self.error: BaseException | None = None
         self.by_series = by_series
+        self.rescued = False  # a fetch of the instance alone was started into this series flight
 
     def finish(self, data: bytes | None = None, error: BaseException | None = None) -> None:
         """The first call wins; later ones are ignored."""

@@ -34,6 +34,13 @@ class SingleFetch:
         self._nursery.start_soon(self._run, server, ref, flight)
         return flight
 
+    def rescue(self, server: str, ref: InstanceRef, flight: Flight) -> None:
+        """Fetch ``ref`` alone into the series flight its readers wait on (once):
+        whichever answer comes first serves them."""
+        if not flight.rescued and not flight.done.is_set():
+            flight.rescued = True
+            self._nursery.start_soon(self._run, server, ref, flight)
+
     async def _run(self, server: str, ref: InstanceRef, flight: Flight) -> None:
         uid = ref.instance_uid
         try:

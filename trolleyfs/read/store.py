@@ -74,6 +74,8 @@ class Store:
             flight = self._flights.get(uid)  # may have started while we read the disk
         if flight is None:
             flight = self._fetch(server, ref, siblings)
+        if flight.by_series and not flight.done.is_set():
+            await self._wait_for_series(server, ref, flight)
         await flight.done.wait()
         if flight.worth_asking_alone:
             # the series stream failed or did not carry this one: ask for it alone
@@ -84,6 +86,27 @@ class Store:
             raise flight.error
         assert flight.data is not None
         return await self._served(uid, flight.data)
+
+    async def _wait_for_series(self, server: str, ref: InstanceRef, flight: Flight) -> None:
+        """Wait for a file the series stream has not brought yet, unless the
+        stream is (or gets) paused at the prefetch budget, full of files nobody
+        read yet: then fetch this one alone.  A reader going through the series
+        out of order never waits for the stream's patience to run out."""
+        async with trio.open_nursery() as race:
+
+            async def arrived() -> None:
+                await flight.done.wait()
+                race.cancel_scope.cancel()
+
+            async def paused() -> None:
+                await self._budget.until_paused()
+                log.debug("instance %s: the series stream is paused at the prefetch budget; fetching it alone",
+                          ref.instance_uid)  # fmt: skip
+                self._single.rescue(server, ref, flight)
+                race.cancel_scope.cancel()
+
+            race.start_soon(arrived)
+            race.start_soon(paused)
 
     def _fetch(self, server: str, ref: InstanceRef, siblings: Callable[[], list[str]] | None) -> Flight:
         if siblings is None:
