@@ -9,6 +9,7 @@ import shutil
 
 import pytest
 
+from tests.peers import Peer
 from tests.servers.dcmqrscp import Dcmqrscp
 from trolleyfs.demo import sampledata
 from trolleyfs.demo.orthanc import ORTHANC, Orthanc, free_port
@@ -75,3 +76,13 @@ def dcmqrscp(sample_files, move_port):
         yield qr
     finally:
         qr.cleanup()
+
+
+@pytest.fixture(params=["orthanc", "dcmqrscp"])
+def peer(request) -> Peer:
+    """Each real DICOM peer of the session in turn."""
+    if request.param == "orthanc":
+        o = request.getfixturevalue("orthanc")
+        return Peer("orthanc", "127.0.0.1", o.dicom_port, o.aet)
+    q = request.getfixturevalue("dcmqrscp")
+    return Peer("dcmqrscp", q.host, q.port, q.aet)

@@ -16,13 +16,13 @@ import socket
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 
 import pytest
 from pynetdicom import AE, evt
 
 from tests.conftest import MOVE_AET
 from tests.mounting import TROLLEYFS_BIN, by_sop_uid, dataset_bytes, force_unmount, mounted
+from tests.peers import Peer
 from tests.servers.dcmqrscp import Dcmqrscp, free_port
 from tests.servers.tcpcount import forwarding
 from trolleyfs import cli
@@ -31,23 +31,6 @@ from trolleyfs.demo.orthanc import Orthanc
 from trolleyfs.retrieve.cget import STORAGE_CLASSES
 
 pytestmark = pytest.mark.integration
-
-
-@dataclass(frozen=True)
-class Peer:
-    kind: str
-    host: str
-    port: int
-    aet: str
-
-
-@pytest.fixture(params=["orthanc", "dcmqrscp"])
-def peer(request) -> Peer:
-    if request.param == "orthanc":
-        o = request.getfixturevalue("orthanc")
-        return Peer("orthanc", "127.0.0.1", o.dicom_port, o.aet)
-    q = request.getfixturevalue("dcmqrscp")
-    return Peer("dcmqrscp", q.host, q.port, q.aet)
 
 
 def cmove_config(peer: Peer, store_port: int, *, store_aet: str = MOVE_AET, retrieve_port: int | None = None,

@@ -12,41 +12,17 @@ import pytest
 import trio
 
 from tests.mounting import dataset_bytes
+from tests.peers import Peer
 from tests.servers.dcmqrscp import Dcmqrscp, free_port
 from tests.servers.tcpcount import CountingForwarder
-from trolleyfs.endpoints import Server
 from trolleyfs.errors import AccessDenied, NotFound, ProtocolError, Unavailable
 from trolleyfs.model import InstanceRef, Query, QueryLevel, SeriesRef
-from trolleyfs.protocols import endpoint as Endpoint
 from trolleyfs.retrieve.cget import CGet
 from trolleyfs.search.dimse import FIND_CONTEXTS, DicomQR, _find_blocking
 from trolleyfs.transport.dimse import Association
 from trolleyfs.transport.dimse_data import query_dataset
 
 pytestmark = pytest.mark.integration
-
-
-@dataclass(frozen=True)
-class Peer:
-    kind: str
-    host: str
-    port: int
-    aet: str
-
-    def server(self, *, called_aet: str | None = None, port: int | None = None, timeout: float = 10.0,
-               retries: int = 0) -> Server:  # fmt: skip
-        ep = Endpoint("dicom-qr", host=self.host, port=port or self.port, called_aet=called_aet or self.aet)
-        get = Endpoint("c-get", host=ep.host, port=ep.port, called_aet=ep.called_aet)
-        return Server(f"{self.kind}-qr", ep, get, timeout=timeout, retries=retries, max_connections=4)
-
-
-@pytest.fixture(params=["orthanc", "dcmqrscp"])
-def peer(request) -> Peer:
-    if request.param == "orthanc":
-        o = request.getfixturevalue("orthanc")
-        return Peer("orthanc", "127.0.0.1", o.dicom_port, o.aet)
-    q = request.getfixturevalue("dcmqrscp")
-    return Peer("dcmqrscp", q.host, q.port, q.aet)
 
 
 @dataclass

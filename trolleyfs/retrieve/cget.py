@@ -36,7 +36,7 @@ from ..errors import NotFound, ProtocolError, RemoteError, Unavailable
 from ..model import InstanceRef, SeriesRef
 from ..part10 import check_part10
 from ..transport.dimse import Association, with_dimse_retries
-from ..transport.dimse_data import query_dataset
+from ..transport.dimse_data import retrieve_identifier
 from ..transport.dimse_errors import status_error, status_text
 from ..transport.dimse_result import RetrieveResult, final_response
 from ..transport.retry import retry_stream
@@ -169,13 +169,6 @@ def _get_blocking(assoc: Any, identifier: Dataset) -> RetrieveResult:
     return final_response(assoc.send_c_get(identifier, GET_MODEL))
 
 
-def _identifier(level: str, study_uid: str, series_uid: str, instance_uid: str | None = None) -> Dataset:
-    keys = {"StudyInstanceUID": study_uid, "SeriesInstanceUID": series_uid}
-    if instance_uid is not None:
-        keys["SOPInstanceUID"] = instance_uid
-    return query_dataset(level, keys, ())
-
-
 class CGet:
     """A :class:`~trolleyfs.model.Fetcher` over C-GET."""
 
@@ -221,7 +214,7 @@ class CGet:
 
     async def fetch_instance(self, ref: InstanceRef) -> bytes:
         what = f"instance {ref.instance_uid}"
-        identifier = _identifier("IMAGE", ref.study_uid, ref.series_uid, ref.instance_uid)
+        identifier = retrieve_identifier("IMAGE", ref.study_uid, ref.series_uid, ref.instance_uid)
 
         async def attempt() -> bytes:
             got: dict[str, bytes] = {}
@@ -248,7 +241,7 @@ class CGet:
         sends the whole series).  Objects are yielded as they arrive; a failure
         before the first one is retried, after it raised."""
         what = f"series {ref.series_uid}"
-        identifier = _identifier("SERIES", ref.study_uid, ref.series_uid)
+        identifier = retrieve_identifier("SERIES", ref.study_uid, ref.series_uid)
         items = retry_stream(lambda: self._stream(identifier, what), retries=self.server.retries,
                              catch=(Unavailable,), what=what, name=self.name)  # fmt: skip
         async with aclosing(items):

@@ -28,7 +28,7 @@ from ..errors import NotFound, ProtocolError, RemoteError, Unavailable
 from ..model import InstanceRef, SeriesRef
 from ..part10 import check_part10
 from ..transport.dimse import Association, with_dimse_retries
-from ..transport.dimse_data import query_dataset
+from ..transport.dimse_data import retrieve_identifier
 from ..transport.dimse_errors import status_error, status_text
 from ..transport.dimse_result import RetrieveResult, final_response
 from ..transport.retry import retry_stream
@@ -49,13 +49,6 @@ class _Done(Marker):
         self.result = result
 
 
-def _identifier(level: str, study_uid: str, series_uid: str, instance_uid: str | None = None) -> Dataset:
-    keys = {"StudyInstanceUID": study_uid, "SeriesInstanceUID": series_uid}
-    if instance_uid is not None:
-        keys["SOPInstanceUID"] = instance_uid
-    return query_dataset(level, keys, ())
-
-
 class CMove:
     """A :class:`~trolleyfs.model.Fetcher` over C-MOVE into ``receiver``."""
 
@@ -71,7 +64,7 @@ class CMove:
 
     async def fetch_instance(self, ref: InstanceRef) -> bytes:
         what = f"instance {ref.instance_uid}"
-        identifier = _identifier("IMAGE", ref.study_uid, ref.series_uid, ref.instance_uid)
+        identifier = retrieve_identifier("IMAGE", ref.study_uid, ref.series_uid, ref.instance_uid)
 
         async def attempt() -> bytes:
             with self.receiver.expect(instance=ref.instance_uid) as inbox:
@@ -90,7 +83,7 @@ class CMove:
         """One C-MOVE at SERIES level; objects are yielded as they arrive.  A
         failure before the first one is retried, after it raised."""
         what = f"series {ref.series_uid}"
-        identifier = _identifier("SERIES", ref.study_uid, ref.series_uid)
+        identifier = retrieve_identifier("SERIES", ref.study_uid, ref.series_uid)
 
         async def stream() -> AsyncGenerator[Item, None]:
             with self.receiver.expect(series=ref.series_uid) as inbox:

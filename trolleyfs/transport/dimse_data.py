@@ -137,3 +137,11 @@ def query_dataset(level: str, keys: dict[str, str], return_keys: Sequence[str]) 
             continue
         ds.add_new(kw, vr, value)
     return ds
+
+
+def retrieve_identifier(level: str, study_uid: str, series_uid: str, instance_uid: str | None = None) -> Dataset:
+    """The identifier of a C-GET or C-MOVE at SERIES or IMAGE level."""
+    keys = {"StudyInstanceUID": study_uid, "SeriesInstanceUID": series_uid}
+    if instance_uid is not None:
+        keys["SOPInstanceUID"] = instance_uid
+    return query_dataset(level, keys, ())
