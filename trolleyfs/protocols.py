@@ -52,10 +52,13 @@ class SearchProtocol(Generic[E]):
 
 @dataclass(frozen=True)
 class RetrieveProtocol(Generic[E]):
-    """A read protocol: ``build(server, endpoint, client)`` gives its Fetcher."""
+    """A read protocol: ``build(server, endpoint, client)`` gives its Fetcher;
+    ``ask(server, endpoint, client, transfer_syntax)``, for protocols that can
+    ask the server to transcode, a Fetcher asking for that transfer syntax."""
 
     endpoint: type[E]
     build: Callable[[Server, E, httpx.AsyncClient], Fetcher]
+    ask: Callable[[Server, E, httpx.AsyncClient, str], Fetcher] | None = None
 
     @property
     def name(self) -> str:
@@ -96,6 +99,13 @@ def _wado_rs(server: Server, ep: WadoRsEndpoint, client: httpx.AsyncClient) -> F
     return WadoRS(HttpEndpoint(server, ep.url, client))
 
 
+def _wado_rs_asking(server: Server, ep: WadoRsEndpoint, client: httpx.AsyncClient, ts: str) -> Fetcher:
+    from .retrieve.wado_rs import WadoRS
+    from .transport.http import HttpEndpoint
+
+    return WadoRS(HttpEndpoint(server, ep.url, client), transfer_syntax=ts)
+
+
 def _wado_uri(server: Server, ep: WadoUriEndpoint, client: httpx.AsyncClient) -> Fetcher:
     from .retrieve.wado_uri import WadoURI
     from .transport.http import HttpEndpoint
@@ -103,11 +113,27 @@ def _wado_uri(server: Server, ep: WadoUriEndpoint, client: httpx.AsyncClient) ->
     return WadoURI(HttpEndpoint(server, ep.url, client))
 
 
+def _wado_uri_asking(server: Server, ep: WadoUriEndpoint, client: httpx.AsyncClient, ts: str) -> Fetcher:
+    from .retrieve.wado_uri import WadoURI
+    from .transport.http import HttpEndpoint
+
+    return WadoURI(HttpEndpoint(server, ep.url, client), transfer_syntax=ts)
+
+
 def _rad69(server: Server, ep: Rad69Endpoint, client: httpx.AsyncClient) -> Fetcher:
     from .retrieve.rad69 import Rad69
     from .transport.http import HttpEndpoint
 
     return Rad69(HttpEndpoint(server, ep.url, client), ignore_errors=ep.ignore_errors)
+
+
+def _rad69_asking(server: Server, ep: Rad69Endpoint, client: httpx.AsyncClient, ts: str) -> Fetcher:
+    from .retrieve.rad69 import Rad69
+    from .retrieve.rad69_soap import syntaxes_preferring
+    from .transport.http import HttpEndpoint
+
+    endpoint = HttpEndpoint(server, ep.url, client)
+    return Rad69(endpoint, ignore_errors=ep.ignore_errors, transfer_syntaxes=syntaxes_preferring(ts))
 
 
 def _c_get(server: Server, ep: CGetEndpoint, client: httpx.AsyncClient) -> Fetcher:
@@ -126,9 +152,9 @@ PROTOCOLS: dict[str, AnyProtocol] = {
         SearchProtocol(QidoEndpoint, _qido),
         SearchProtocol(MintEndpoint, _mint),
         SearchProtocol(DicomQrEndpoint, _dicom_qr),
-        RetrieveProtocol(WadoRsEndpoint, _wado_rs),
-        RetrieveProtocol(WadoUriEndpoint, _wado_uri),
-        RetrieveProtocol(Rad69Endpoint, _rad69),
+        RetrieveProtocol(WadoRsEndpoint, _wado_rs, _wado_rs_asking),
+        RetrieveProtocol(WadoUriEndpoint, _wado_uri, _wado_uri_asking),
+        RetrieveProtocol(Rad69Endpoint, _rad69, _rad69_asking),
         RetrieveProtocol(CGetEndpoint, _c_get),
     )
 }
@@ -163,3 +189,12 @@ def build_fetcher(server: Server, client: httpx.AsyncClient) -> Fetcher:
     if not isinstance(spec, RetrieveProtocol) or not isinstance(server.retrieve, spec.endpoint):
         raise ValueError(f"unknown retrieve protocol {server.retrieve.protocol}")
     return spec.build(server, server.retrieve, client)
+
+
+def build_asking_fetcher(server: Server, client: httpx.AsyncClient, transfer_syntax: str) -> Fetcher | None:
+    """A Fetcher of ``server``'s retrieve endpoint that asks the server for
+    objects in ``transfer_syntax``, or None if its protocol cannot ask."""
+    spec = PROTOCOLS.get(server.retrieve.protocol)
+    if not isinstance(spec, RetrieveProtocol) or not isinstance(server.retrieve, spec.endpoint):
+        raise ValueError(f"unknown retrieve protocol {server.retrieve.protocol}")
+    return None if spec.ask is None else spec.ask(server, server.retrieve, client, transfer_syntax)

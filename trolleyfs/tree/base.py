@@ -62,6 +62,12 @@ class Node:
         """The SOPInstanceUID whose bytes this node shows, if any."""
         return None
 
+    @property
+    def content_key(self) -> str | None:
+        """The cache key of the bytes this node shows (the instance UID, or
+        ``<uid>@<transfer syntax>`` for a converted file), if any."""
+        return self.instance_uid
+
     def xattrs(self) -> dict[str, str]:
         return {}
 

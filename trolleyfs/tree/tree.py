@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Protocol
 
 from ..config import Config
@@ -47,6 +48,6 @@ class Tree:
         )
         self.root = StaticDir("", None, self.mount_time)
         self.inodes = InodeTable(self.root, index)
-        self.root.add([FolderDir(f, self.root, ctx) for f in config.folders])
+        self.root.add([FolderDir(f, self.root, replace(ctx, form=f.transfer_syntax or "")) for f in config.folders])
         self.root.add([ByUidDir(self.root, ctx)])
         self.root.add([control_dir(self.root, self.mount_time, stats, store.stats, self.inodes.__len__)])
