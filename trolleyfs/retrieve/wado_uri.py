@@ -67,7 +67,8 @@ class WadoURI:
 
     async def fetch_instance(self, ref: InstanceRef) -> bytes:
         what = f"instance {ref.instance_uid}"
-        resp = await self.ep.request("GET", instance_url(self.ep.url, ref, self._transfer_syntax), what, headers={"Accept": ACCEPT})
+        url = instance_url(self.ep.url, ref, self._transfer_syntax)
+        resp = await self.ep.request("GET", url, what, headers={"Accept": ACCEPT})
         ctype = resp.headers.get("content-type", "").split(";")[0].strip()
         body = resp.content
         if _NOT_DICOM.search(ctype):

@@ -23,7 +23,7 @@ import cachetools
 from ..errors import AccessDenied, NotFound, RemoteError
 from ..model import Fetcher, InstanceRef, SeriesRef
 from ..part10 import part10_transfer_syntax
-from .transcode import Converter, syntax_name
+from .transcode import ConversionError, Converter, syntax_name
 
 log = logging.getLogger("trolleyfs.transcode")
 
@@ -104,7 +104,11 @@ class TranscodingFetcher:
                 self._declined(ref, str(exc))
         async with aclosing(_gen(self._stored.fetch_series(replace(ref, form=""), instance_uids))) as objects:
             async for uid, data in objects:
-                yield uid, await self._converter.convert(data, self.target, f"{self.name}: {what}: instance {uid}")
+                try:
+                    converted = await self._converter.convert(data, self.target, f"{self.name}: {what}: instance {uid}")
+                except ConversionError:
+                    continue  # logged; left out of the series, so its reader asks for it alone (and fails)
+                yield uid, converted
 
     def stats(self) -> dict[str, int]:
         return {"transcoded_by_server": self.by_server, "server_declined": self.server_declined}
