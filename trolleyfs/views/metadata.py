@@ -43,13 +43,14 @@ class StoredReader(Protocol):
 
 def checked(doc: Any, server: str, what: str) -> Items:
     """A ``/metadata`` answer as a list of instance objects, pixel data left
-    out; ProtocolError if it is not a DICOM JSON array of instances."""
+    out; ProtocolError if it is not a JSON array of objects.  Objects are
+    otherwise kept as sent (Vitrea 9.2 leaves SOPInstanceUID out)."""
     if not isinstance(doc, list):
         raise ProtocolError("metadata is not a JSON array", server=server, what=what)
     out = []
     for item in doc:
-        if not isinstance(item, dict) or not isinstance(item.get(SOP_INSTANCE_UID), dict):
-            raise ProtocolError("metadata holds an object without SOPInstanceUID", server=server, what=what)
+        if not isinstance(item, dict):
+            raise ProtocolError("metadata holds something that is not a JSON object", server=server, what=what)
         out.append({tag: elem for tag, elem in item.items() if tag.upper() not in PIXEL_TAGS})
     return out
 

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 
 import cachetools
 
+from ..errors import TrolleyError
+
 LOCAL = struct.Struct("<IHHHHHIIIHH")  # local file header, 30 bytes
 CENTRAL = struct.Struct("<IHHHHHHIIIHHHHHII")  # central directory header, 46 bytes
 END = struct.Struct("<IHHHHIIH")  # end of central directory, 22 bytes
@@ -33,6 +35,10 @@ MAX32, MAX16 = 0xFFFFFFFF, 0xFFFF
 UTF8_NAMES = 0x0800
 UNIX_READ_ONLY = (0o100444 << 16)  # external attributes: a regular file, r--r--r--
 CRCS_KEPT = 1_000_000
+
+
+class MemberChanged(TrolleyError):
+    """A member's bytes are not the size the archive was laid out for (EIO)."""
 
 
 class Crcs:
@@ -143,7 +149,7 @@ class ZipStream:
         m = self.members[i]
         data = await m.read()
         if len(data) != m.size:  # the layout was computed from this size: never serve a shifted archive
-            raise ValueError(f"{m.path}: {len(data)} bytes, the archive was laid out for {m.size}")
+            raise MemberChanged(f"{m.path}: {len(data)} bytes, the archive was laid out for {m.size}")
         self._crcs.of(m.key, data)
         return data
 
