@@ -23,6 +23,7 @@ from pathlib import Path
 
 import httpx
 
+from tests import bench_views
 from tests.mounting import mounted
 from trolleyfs.demo import sampledata
 from trolleyfs.demo.orthanc import Orthanc
@@ -272,6 +273,9 @@ def main() -> int:
                             rss.peak / 2**20, None, f"< {mem_mb + 150} MiB"))  # fmt: skip
             for p in list(dest.iterdir()):  # keep tmpfs use small between measurements
                 shutil.rmtree(p, ignore_errors=True)
+
+            # (8) a compressed series as stored and through the uncompressed view
+            results += bench_views.rows(orthanc, mount_tmp, dest, args.repeat)
     finally:
         shutil.rmtree(work, ignore_errors=True)
         shutil.rmtree(dest, ignore_errors=True)

@@ -11,7 +11,7 @@ protocol no server uses is never imported."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 from .endpoints import (
@@ -99,11 +99,17 @@ def _wado_rs(server: Server, ep: WadoRsEndpoint, client: httpx.AsyncClient) -> F
     return WadoRS(HttpEndpoint(server, ep.url, client))
 
 
+def _once(server: Server) -> Server:
+    """The server, asked without retries: a transcoding request that fails is
+    not tried again but answered from the stored form (which is retried)."""
+    return replace(server, retries=0)
+
+
 def _wado_rs_asking(server: Server, ep: WadoRsEndpoint, client: httpx.AsyncClient, ts: str) -> Fetcher:
     from .retrieve.wado_rs import WadoRS
     from .transport.http import HttpEndpoint
 
-    return WadoRS(HttpEndpoint(server, ep.url, client), transfer_syntax=ts)
+    return WadoRS(HttpEndpoint(_once(server), ep.url, client), transfer_syntax=ts)
 
 
 def _wado_uri(server: Server, ep: WadoUriEndpoint, client: httpx.AsyncClient) -> Fetcher:
@@ -117,7 +123,7 @@ def _wado_uri_asking(server: Server, ep: WadoUriEndpoint, client: httpx.AsyncCli
     from .retrieve.wado_uri import WadoURI
     from .transport.http import HttpEndpoint
 
-    return WadoURI(HttpEndpoint(server, ep.url, client), transfer_syntax=ts)
+    return WadoURI(HttpEndpoint(_once(server), ep.url, client), transfer_syntax=ts)
 
 
 def _rad69(server: Server, ep: Rad69Endpoint, client: httpx.AsyncClient) -> Fetcher:
@@ -132,7 +138,7 @@ def _rad69_asking(server: Server, ep: Rad69Endpoint, client: httpx.AsyncClient, 
     from .retrieve.rad69_soap import syntaxes_preferring
     from .transport.http import HttpEndpoint
 
-    endpoint = HttpEndpoint(server, ep.url, client)
+    endpoint = HttpEndpoint(_once(server), ep.url, client)
     return Rad69(endpoint, ignore_errors=ep.ignore_errors, transfer_syntaxes=syntaxes_preferring(ts))
 
 

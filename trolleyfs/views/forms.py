@@ -90,11 +90,14 @@ class TranscodingFetcher:
 
     async def fetch_series(self, ref: SeriesRef, instance_uids: list[str]) -> AsyncGenerator[tuple[str, bytes], None]:
         what = f"series {ref.series_uid}"
+        wanted = set(instance_uids)  # a WADO-RS series answer holds them all: convert only these
         if self._asking is not None and self._ask_server(ref):
             sent = 0
             try:
                 async with aclosing(_gen(self._asking.fetch_series(ref, instance_uids))) as objects:
                     async for uid, data in objects:
+                        if uid not in wanted:
+                            continue
                         sent += 1
                         yield uid, await self._in_target(data, ref, f"{what}: instance {uid}")
                 return
@@ -104,6 +107,8 @@ class TranscodingFetcher:
                 self._declined(ref, str(exc))
         async with aclosing(_gen(self._stored.fetch_series(replace(ref, form=""), instance_uids))) as objects:
             async for uid, data in objects:
+                if uid not in wanted:
+                    continue
                 try:
                     converted = await self._converter.convert(data, self.target, f"{self.name}: {what}: instance {uid}")
                 except ConversionError:
