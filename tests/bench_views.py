@@ -59,9 +59,9 @@ def rows(orthanc: Orthanc, mount_tmp: Path, dest: Path, repeat: int, instances: 
     study_name = "2024-01-05 VIEWS BENCH Views bench"
     out: list[Row] = []
     for name, series_dir in (("J2K", "001 CT J2K"), ("RLE", "002 CT RLE")):
-        mb = sum(len(b) for b in per_series[name]) / 1e6
+        stored_mb = sum(len(b) for b in per_series[name]) / 1e6
         times: dict[str, list[float]] = {"stored": [], "plain": []}
-        how = ""
+        how, plain_mb = "", 0.0
         for i in range(repeat):
             for folder in ("stored", "plain") if i % 2 == 0 else ("plain", "stored"):
                 with mounted(_config(orthanc.url), mount_tmp, name=f"v{name}{folder}{i}") as m:
@@ -69,18 +69,19 @@ def rows(orthanc: Orthanc, mount_tmp: Path, dest: Path, repeat: int, instances: 
                     target = dest / f"v-{name}-{folder}-{i}"
                     times[folder].append(_cp(src, target))
                     assert len(os.listdir(target)) == instances
-                    shutil.rmtree(target)
                     if folder == "plain":
+                        plain_mb = sum(p.stat().st_size for p in target.iterdir()) / 1e6
                         views = m.stats()["views"]
                         how = (f"{views['transcoded_by_server']} transcoded by Orthanc, "
                                f"{views['converted_locally']} decoded here")  # fmt: skip
-            print(f"  (8) {name}: as stored {', '.join(f'{t:.3f}' for t in times['stored'])} s; "
-                  f"uncompressed view {', '.join(f'{t:.3f}' for t in times['plain'])} s ({how})", flush=True)
+                    shutil.rmtree(target)
+        print(f"  (8) {name}: as stored {', '.join(f'{t:.3f}' for t in times['stored'])} s; "
+              f"uncompressed view {', '.join(f'{t:.3f}' for t in times['plain'])} s ({how})", flush=True)
         stored_s, plain_s = statistics.median(times["stored"]), statistics.median(times["plain"])
-        tag = "8a" if name == "J2K" else "8c"
-        view = "8b" if name == "J2K" else "8d"
+        tag, view = ("8a", "8b") if name == "J2K" else ("8c", "8d")
         kind = "JPEG 2000 lossless" if name == "J2K" else "RLE lossless"
-        out.append((f"({tag}) cp -r of a {instances}-slice {kind} series, as stored", stored_s, mb, ""))
-        out.append((f"({view}) the same through transfer_syntax = \"uncompressed\"", plain_s, mb,
-                    f"{plain_s / stored_s:.2f}x ({tag}); {how}"))  # fmt: skip
+        out.append((f"({tag}) cp -r of a {instances}-slice {kind} series, as stored", stored_s, None,
+                    f"{stored_mb:.0f} MB, {stored_mb / stored_s:.0f} MB/s"))  # fmt: skip
+        out.append((f"({view}) the same through transfer_syntax = \"uncompressed\"", plain_s, None,
+                    f"{plain_s / stored_s:.2f}x ({tag}); {plain_mb:.0f} MB out; {how}"))  # fmt: skip
     return out

@@ -122,6 +122,7 @@ views = ["metadata", "zip"]
 [[folders]]
 name = "stored"
 query = { PatientID = "C001" }
+views = ["zip"]
 """
 
 
@@ -179,12 +180,12 @@ def check_metadata(root: Path, originals: dict[str, bytes], series_read: list[st
         assert {d["00080018"]["Value"][0] for d in study} == all_uids == set(originals)
 
 
-def check_zips(root: Path, series: list[str]) -> None:
+def check_zips(root: Path, series: list[str], folder: str) -> None:
     _need("unzip")
-    views = root / "views" / "plain"
-    archives = [(views / STUDY / f"{s}.zip", root / "plain" / STUDY, f"{s}/") for s in series]
+    views = root / "views" / folder
+    archives = [(views / STUDY / f"{s}.zip", root / folder / STUDY, f"{s}/") for s in series]
     if series == SERIES:
-        archives.append((views / f"{STUDY}.zip", root / "plain", f"{STUDY}/"))
+        archives.append((views / f"{STUDY}.zip", root / folder, f"{STUDY}/"))
     for archive, base, prefix in archives:
         done = subprocess.run(["unzip", "-t", str(archive)], capture_output=True, text=True, timeout=120)
         assert done.returncode == 0 and "No errors detected" in done.stdout, done.stdout + done.stderr
@@ -205,7 +206,8 @@ def test_the_views_through_each_retrieve_protocol(retrieve, pacs, rad69, stored,
         check_uncompressed(m.path, originals, series, as_stored=retrieve != "c-get")
         check_dcm2niix(m.path, tmp_path / "nifti", series)
         check_metadata(m.path, originals, series)
-        check_zips(m.path, series)
+        check_zips(m.path, series, "plain")
+        check_zips(m.path, series, "stored")  # the files as stored, zipped
         views = m.stats()["views"]
         assert views["conversions_failed"] == 0
         if retrieve == "wado-rs":  # Orthanc transcodes RLE, JPEG-LS and JPEG, not JPEG 2000
