@@ -203,7 +203,8 @@ class Operations(pyfuse3.Operations):
     # pyfuse3 takes any buffer, not only the bytes its stub promises
     async def read(self, fh: int, off: int, size: int) -> memoryview:  # type: ignore[override]
         # the hot path, and it never waits: no deadline wrapper, no copy; the
-        # object was fetched whole at open
+        # object was fetched whole at open (files read in ranges, zips, go
+        # through read_ranged, which may wait and so has a deadline)
         self._stats.fuse_ops["read"] += 1
         try:
             data = self._files[fh]

@@ -142,7 +142,7 @@ class _Mirror(DirNode):
     def __init__(self, name: str, parent: DirNode, of: DirNode) -> None:
         super().__init__(name, parent, of.mtime, of.ttl)
         self._of = of
-        self._made: dict[tuple[int, str], Node] = {}  # (id of the child, kind) -> node
+        self._made: dict[tuple[Node, str], Node] = {}  # (child, kind) -> node
         self._names: dict[str, Node] = {}
 
     def _entries(self, name: str, child: Node) -> Sequence[tuple[str, str, Callable[[str], Node]]]:
@@ -151,10 +151,10 @@ class _Mirror(DirNode):
 
     async def children(self) -> Mapping[str, Node]:
         names: dict[str, Node] = {}
-        made: dict[tuple[int, str], Node] = {}
+        made: dict[tuple[Node, str], Node] = {}
         for cname, child in (await self._of.children()).items():
             for kind, name, build in self._entries(cname, child):
-                node = self._made.get((id(child), kind))
+                node = self._made.get((child, kind))
                 if node is None:
                     node = build(name)
                 else:
@@ -162,7 +162,7 @@ class _Mirror(DirNode):
                 if name in names:
                     log.debug("%s: %r shows twice; the second is left out", self.path, name)
                     continue
-                names[name] = made[(id(child), kind)] = node
+                names[name] = made[(child, kind)] = node
         self._made, self._names = made, names
         return names
 
