@@ -23,6 +23,7 @@ from pathlib import Path
 
 import httpx
 
+from tests import bench_views
 from tests.mounting import mounted
 from trolleyfs.demo import sampledata
 from trolleyfs.demo.orthanc import Orthanc, free_port
@@ -280,7 +281,7 @@ def main() -> int:
                      lambda i: timed(lambda: c.get(url, params={"includefield": "InstanceNumber"}).raise_for_status()),
                      None)  # fmt: skip
 
-            # (8) the DIMSE reads: a cold cp -r of the series by C-GET, and by C-MOVE into
+            # (9) the DIMSE reads: a cold cp -r of the series by C-GET, and by C-MOVE into
             # trolleyfs's storage receiver (both from Orthanc's DICOM port)
             def dimse_cold(retrieve: str) -> Callable[[int], float]:
                 def run(i: int) -> float:
@@ -294,8 +295,8 @@ def main() -> int:
 
                 return run
 
-            runs("(8a) trolleyfs cold, C-GET: cp -r of the series, fresh mount", dimse_cold("c-get"), series_mb)
-            runs("(8b) trolleyfs cold, C-MOVE: cp -r of the series, fresh mount", dimse_cold("c-move"), series_mb)
+            runs("(9a) trolleyfs cold, C-GET: cp -r of the series, fresh mount", dimse_cold("c-get"), series_mb)
+            runs("(9b) trolleyfs cold, C-MOVE: cp -r of the series, fresh mount", dimse_cold("c-move"), series_mb)
 
             # (7) peak RSS while copying a study larger than the memory cache
             mem_mb = 64
@@ -309,6 +310,9 @@ def main() -> int:
                             rss.peak / 2**20, None, f"< {mem_mb + 150} MiB"))  # fmt: skip
             for p in list(dest.iterdir()):  # keep tmpfs use small between measurements
                 shutil.rmtree(p, ignore_errors=True)
+
+            # (8) a compressed series as stored and through the uncompressed view
+            results += bench_views.rows(orthanc, mount_tmp, dest, args.repeat)
     finally:
         shutil.rmtree(work, ignore_errors=True)
         shutil.rmtree(dest, ignore_errors=True)

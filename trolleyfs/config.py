@@ -27,6 +27,7 @@ from .model import QueryLevel
 from .naming import check_template, sanitize
 from .tomltable import Table, kind_name
 from .tree.control import CONTROL_DIR
+from .views.syntax import VIEWS, parse_transfer_syntax
 
 # Study-level keywords a folder query may filter on (the seeds' Query fields
 # and the other study-level return keys of the Study Root model).
@@ -74,6 +75,8 @@ class Folder:
     include_fields: tuple[str, ...] = ()
     query_level: QueryLevel = QueryLevel.STUDY
     limit: int | None = None
+    transfer_syntax: str | None = None  # serve files in this transfer syntax UID (None: as stored)
+    views: tuple[str, ...] = ()  # "metadata", "zip": offered under views/<folder>/
 
 
 @dataclass(frozen=True)
@@ -189,8 +192,9 @@ def _parse_server(t: Table, name: str) -> Server:
 
 _FOLDER_KEYS = {
     "name", "server", "query", "min_study_date", "max_study_date",
-    "include_fields", "query_level", "limit",
+    "include_fields", "query_level", "limit", "transfer_syntax", "views",
 }  # fmt: skip
+VIEWS_DIR = "views"  # the root directory of the folders' views; a folder may not be so named when any has views
 RESERVED_NAMES = {"by-uid", CONTROL_DIR}
 
 
@@ -254,6 +258,14 @@ def _parse_folder(t: Table, servers: Mapping[str, Server]) -> Folder:
     limit = t.get("limit", int)
     if limit is not None and limit < 1:
         raise t.error("limit", "must be at least 1")
+    try:
+        transfer_syntax = parse_transfer_syntax(t.get("transfer_syntax", str, ""))
+    except ValueError as exc:
+        raise t.error("transfer_syntax", str(exc)) from None
+    views = t.get("views", list, [])
+    for v in views:
+        if v not in VIEWS:
+            raise t.error("views", f"{v!r} is not a view (expected some of: {', '.join(VIEWS)})")
     return Folder(
         name=name,
         server=server,
@@ -263,6 +275,8 @@ def _parse_folder(t: Table, servers: Mapping[str, Server]) -> Folder:
         include_fields=tuple(inc),
         query_level=level,
         limit=limit,
+        transfer_syntax=transfer_syntax,
+        views=tuple(dict.fromkeys(views)),
     )
 
 
@@ -346,6 +360,9 @@ def parse(text: str, path: str = "<config>") -> Config:
             raise ConfigError(path, f"folders[{i}].name", f"{folder.name!r} is used by another folder")
         seen.add(folder.name)
         folders.append(folder)
+    if any(f.views for f in folders) and VIEWS_DIR in seen:
+        i = next(i for i, f in enumerate(folders) if f.name == VIEWS_DIR)
+        raise ConfigError(path, f"folders[{i}].name", f"{VIEWS_DIR!r} is reserved when a folder has views")
     return Config(
         path=path,
         servers=servers,

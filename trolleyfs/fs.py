@@ -23,7 +23,7 @@ import trio
 
 from .errors import TrolleyError
 from .stats import Stats
-from .tree.base import DirNode, FileNode, Node
+from .tree.base import DirNode, FileNode, Node, Ranges
 from .tree.inodes import InodeTable
 
 log = logging.getLogger("trolleyfs.fs")
@@ -92,6 +92,7 @@ class Operations(pyfuse3.Operations):
         self._uid, self._gid = os.getuid(), os.getgid()
         self._dirs: dict[int, list[tuple[str, Node]]] = {}  # open directories: their entries
         self._files: dict[int, bytes] = {}  # open files: their content
+        self._ranged: dict[int, Ranges] = {}  # open files read in ranges
         self._next_fh = 1
         self._last_error: tuple[str, float] = ("", 0.0)
 
@@ -151,7 +152,7 @@ class Operations(pyfuse3.Operations):
     async def getattr(self, inode: int, ctx: pyfuse3.RequestContext | None = None) -> pyfuse3.EntryAttributes:
         node = self._inodes.node(inode)
         if isinstance(node, FileNode) and node.known_size() is None:
-            await node.read_all()  # the size of a DICOM object is only known once fetched
+            await node.learn_size()  # the size of a DICOM object is only known once fetched
         return self._attrs(inode, node)
 
     async def forget(self, inode_list: Sequence[tuple[int, int]]) -> None:
@@ -191,24 +192,38 @@ class Operations(pyfuse3.Operations):
         if flags & WRITE_FLAGS:
             raise pyfuse3.FUSEError(errno.EROFS)
         assert isinstance(node, FileNode)
-        data = await node.read_all()
+        ranges = await node.open_ranges()
         fh = self._new_fh()
-        self._files[fh] = data
-        return pyfuse3.FileInfo(fh=fh, keep_cache=not node.direct_io, direct_io=node.direct_io)
+        if ranges is not None:
+            self._ranged[fh] = ranges
+        else:
+            self._files[fh] = await node.read_all()
+        return pyfuse3.FileInfo(fh=fh, keep_cache=node.keep_cache and not node.direct_io, direct_io=node.direct_io)
 
     # pyfuse3 takes any buffer, not only the bytes its stub promises
     async def read(self, fh: int, off: int, size: int) -> memoryview:  # type: ignore[override]
         # the hot path, and it never waits: no deadline wrapper, no copy; the
-        # object was fetched whole at open
+        # object was fetched whole at open (files read in ranges, zips, go
+        # through read_ranged, which may wait and so has a deadline)
         self._stats.fuse_ops["read"] += 1
         try:
             data = self._files[fh]
         except KeyError:
-            raise pyfuse3.FUSEError(errno.EBADF) from None
+            return await self.read_ranged(fh, off, size)
         return memoryview(data)[off : off + size]
+
+    @_op
+    async def read_ranged(self, fh: int, off: int, size: int) -> memoryview:
+        """A read of a file never held whole (a zip): may wait for the caches or a server."""
+        try:
+            ranges = self._ranged[fh]
+        except KeyError:
+            raise pyfuse3.FUSEError(errno.EBADF) from None
+        return memoryview(await ranges.read(off, size))
 
     async def release(self, fh: int) -> None:
         self._files.pop(fh, None)
+        self._ranged.pop(fh, None)
 
     @_op
     async def statfs(self, ctx: pyfuse3.RequestContext) -> pyfuse3.StatvfsData:

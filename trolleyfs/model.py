@@ -79,21 +79,44 @@ class Study:
     series: list[Series] | None = None  # filled when the search went this deep
 
 
+def form_key(instance_uid: str, form: str = "") -> str:
+    """The cache key of an instance in a form: its SOP Instance UID as stored,
+    ``<uid>@<form>`` in another form (a transfer syntax UID), so that both
+    forms of an instance can be cached side by side."""
+    return f"{instance_uid}@{form}" if form else instance_uid
+
+
 @dataclass(frozen=True)
 class SeriesRef:
+    """A series; ``form`` is "" for its objects as stored, else the transfer
+    syntax UID they are wanted in."""
+
     study_uid: str
     series_uid: str
+    form: str = ""
+
+    def key_of(self, instance_uid: str) -> str:
+        """The cache key of one of the series' instances in this form."""
+        return form_key(instance_uid, self.form)
 
 
 @dataclass(frozen=True)
 class InstanceRef:
+    """An instance; ``form`` as for :class:`SeriesRef`."""
+
     study_uid: str
     series_uid: str
     instance_uid: str
+    form: str = ""
 
     @property
     def series(self) -> SeriesRef:
-        return SeriesRef(self.study_uid, self.series_uid)
+        return SeriesRef(self.study_uid, self.series_uid, self.form)
+
+    @property
+    def key(self) -> str:
+        """The cache key of this instance in this form."""
+        return form_key(self.instance_uid, self.form)
 
 
 class Searcher(Protocol):
@@ -112,7 +135,9 @@ class Searcher(Protocol):
 
 class Fetcher(Protocol):
     """Reads Part-10 objects.  Bytes are returned exactly as the server sent them,
-    and only when whole: a truncated or non-DICOM answer raises ProtocolError."""
+    and only when whole: a truncated or non-DICOM answer raises ProtocolError.
+    A ref's ``form`` is honoured by :mod:`trolleyfs.views.forms`' fetchers;
+    protocol fetchers serve objects as stored (or as they were built to ask)."""
 
     name: str
 

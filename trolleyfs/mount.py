@@ -24,6 +24,7 @@ from .servers import open_remotes
 from .stats import Stats
 from .tree.inodes import UidIndex
 from .tree.tree import Tree
+from .views.wiring import transcoding, views
 
 log = logging.getLogger("trolleyfs")
 
@@ -83,9 +84,10 @@ async def serve(
         async with trio.open_nursery() as nursery:
             index = UidIndex()  # filled by the tree's inode table, read by the page pusher
             pusher = PagePusher(index.inodes_of, nursery)
-            fetchers = {n: r.fetcher for n, r in remotes.items()}
-            store = Store(config.cache, fetchers, stats, nursery, on_prefetched=pusher.push)
-            tree = Tree(config, {n: r.searcher for n, r in remotes.items()}, store, stats, index)
+            forms = transcoding(config, remotes)  # objects as stored, or in a folder's transfer syntax
+            store = Store(config.cache, forms.fetchers, stats, nursery, on_prefetched=pusher.push)
+            parts = views(remotes, store, forms)
+            tree = Tree(config, {n: r.searcher for n, r in remotes.items()}, store, stats, index, parts)
             ops = Operations(tree.inodes, stats, op_deadline(config))
             pyfuse3.init(ops, mountpoint, options)
             serving = [True]  # pyfuse3.terminate() on an ended session crashes the process

@@ -9,9 +9,9 @@ from .errors import ProtocolError
 _LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
 
 
-def part10_sop_instance_uid(data: bytes | memoryview) -> str:
-    """The MediaStorageSOPInstanceUID of a Part-10 object, raising ValueError if
-    ``data`` is not a Part-10 file.
+def _meta_text(data: bytes | memoryview, element: int) -> str | None:
+    """The text of file meta element (0002,``element``), or None if absent;
+    ValueError if ``data`` is not a Part-10 file.
 
     Reads only the file meta group (always explicit VR little endian, PS3.10
     7.1), without pydicom: this runs once per object fetched, on the hot path."""
@@ -32,13 +32,28 @@ def part10_sop_instance_uid(data: bytes | memoryview) -> str:
             length, value_at = int.from_bytes(mv[pos + 6 : pos + 8], "little"), pos + 8
         if not vr.isalpha() or value_at + length > end:
             raise ValueError("corrupt DICOM file meta information")
-        if elem == 0x0003:
-            uid = bytes(mv[value_at : value_at + length]).decode("ascii", "replace").rstrip("\x00 ")
-            if not uid:
-                break
-            return uid
+        if elem == element:
+            return bytes(mv[value_at : value_at + length]).decode("ascii", "replace").rstrip("\x00 ") or None
         pos = value_at + length
-    raise ValueError("Part-10 object without MediaStorageSOPInstanceUID")
+    return None
+
+
+def part10_sop_instance_uid(data: bytes | memoryview) -> str:
+    """The MediaStorageSOPInstanceUID of a Part-10 object, raising ValueError if
+    ``data`` is not a Part-10 file."""
+    uid = _meta_text(data, 0x0003)
+    if uid is None:
+        raise ValueError("Part-10 object without MediaStorageSOPInstanceUID")
+    return uid
+
+
+def part10_transfer_syntax(data: bytes | memoryview) -> str:
+    """The TransferSyntaxUID of a Part-10 object, raising ValueError if ``data``
+    is not a Part-10 file or names none."""
+    ts = _meta_text(data, 0x0010)
+    if ts is None:
+        raise ValueError("Part-10 object without TransferSyntaxUID")
+    return ts
 
 
 def check_part10(data: bytes, server: str, what: str, expect_uid: str | None = None) -> str:

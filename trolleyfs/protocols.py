@@ -11,7 +11,7 @@ protocol no server uses is never imported."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 from .endpoints import (
@@ -55,10 +55,13 @@ class SearchProtocol(Generic[E]):
 
 @dataclass(frozen=True)
 class RetrieveProtocol(Generic[E]):
-    """A read protocol: ``build(server, endpoint, client)`` gives its Fetcher."""
+    """A read protocol: ``build(server, endpoint, client)`` gives its Fetcher;
+    ``ask(server, endpoint, client, transfer_syntax)``, for protocols that can
+    ask the server to transcode, a Fetcher asking for that transfer syntax."""
 
     endpoint: type[E]
     build: Callable[[Server, E, httpx.AsyncClient, Receivers], Fetcher]
+    ask: Callable[[Server, E, httpx.AsyncClient, str], Fetcher] | None = None
 
     @property
     def name(self) -> str:
@@ -99,6 +102,19 @@ def _wado_rs(server: Server, ep: WadoRsEndpoint, client: httpx.AsyncClient, rece
     return WadoRS(HttpEndpoint(server, ep.url, client))
 
 
+def _once(server: Server) -> Server:
+    """The server, asked without retries: a transcoding request that fails is
+    not tried again but answered from the stored form (which is retried)."""
+    return replace(server, retries=0)
+
+
+def _wado_rs_asking(server: Server, ep: WadoRsEndpoint, client: httpx.AsyncClient, ts: str) -> Fetcher:
+    from .retrieve.wado_rs import WadoRS
+    from .transport.http import HttpEndpoint
+
+    return WadoRS(HttpEndpoint(_once(server), ep.url, client), transfer_syntax=ts)
+
+
 def _wado_uri(server: Server, ep: WadoUriEndpoint, client: httpx.AsyncClient, receivers: Receivers) -> Fetcher:
     from .retrieve.wado_uri import WadoURI
     from .transport.http import HttpEndpoint
@@ -106,11 +122,27 @@ def _wado_uri(server: Server, ep: WadoUriEndpoint, client: httpx.AsyncClient, re
     return WadoURI(HttpEndpoint(server, ep.url, client))
 
 
+def _wado_uri_asking(server: Server, ep: WadoUriEndpoint, client: httpx.AsyncClient, ts: str) -> Fetcher:
+    from .retrieve.wado_uri import WadoURI
+    from .transport.http import HttpEndpoint
+
+    return WadoURI(HttpEndpoint(_once(server), ep.url, client), transfer_syntax=ts)
+
+
 def _rad69(server: Server, ep: Rad69Endpoint, client: httpx.AsyncClient, receivers: Receivers) -> Fetcher:
     from .retrieve.rad69 import Rad69
     from .transport.http import HttpEndpoint
 
     return Rad69(HttpEndpoint(server, ep.url, client), ignore_errors=ep.ignore_errors)
+
+
+def _rad69_asking(server: Server, ep: Rad69Endpoint, client: httpx.AsyncClient, ts: str) -> Fetcher:
+    from .retrieve.rad69 import Rad69
+    from .retrieve.rad69_soap import syntaxes_preferring
+    from .transport.http import HttpEndpoint
+
+    endpoint = HttpEndpoint(_once(server), ep.url, client)
+    return Rad69(endpoint, ignore_errors=ep.ignore_errors, transfer_syntaxes=syntaxes_preferring(ts))
 
 
 def _c_get(server: Server, ep: CGetEndpoint, client: httpx.AsyncClient, receivers: Receivers) -> Fetcher:
@@ -137,9 +169,9 @@ PROTOCOLS: dict[str, AnyProtocol] = {
         SearchProtocol(QidoEndpoint, _qido),
         SearchProtocol(MintEndpoint, _mint),
         SearchProtocol(DicomQrEndpoint, _dicom_qr),
-        RetrieveProtocol(WadoRsEndpoint, _wado_rs),
-        RetrieveProtocol(WadoUriEndpoint, _wado_uri),
-        RetrieveProtocol(Rad69Endpoint, _rad69),
+        RetrieveProtocol(WadoRsEndpoint, _wado_rs, _wado_rs_asking),
+        RetrieveProtocol(WadoUriEndpoint, _wado_uri, _wado_uri_asking),
+        RetrieveProtocol(Rad69Endpoint, _rad69, _rad69_asking),
         RetrieveProtocol(CGetEndpoint, _c_get),
         RetrieveProtocol(CMoveEndpoint, _c_move),
     )
@@ -180,3 +212,12 @@ def build_fetcher(server: Server, client: httpx.AsyncClient, receivers: Receiver
 
         receivers = Receivers()
     return spec.build(server, server.retrieve, client, receivers)
+
+
+def build_asking_fetcher(server: Server, client: httpx.AsyncClient, transfer_syntax: str) -> Fetcher | None:
+    """A Fetcher of ``server``'s retrieve endpoint that asks the server for
+    objects in ``transfer_syntax``, or None if its protocol cannot ask."""
+    spec = PROTOCOLS.get(server.retrieve.protocol)
+    if not isinstance(spec, RetrieveProtocol) or not isinstance(server.retrieve, spec.endpoint):
+        raise ValueError(f"unknown retrieve protocol {server.retrieve.protocol}")
+    return None if spec.ask is None else spec.ask(server, server.retrieve, client, transfer_syntax)

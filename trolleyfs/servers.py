@@ -24,6 +24,7 @@ class Remote:
     server: Server
     searcher: Searcher
     fetcher: Fetcher
+    client: httpx.AsyncClient  # the server's HTTP client (for views that ask it more)
 
 
 def make_client(server: Server) -> httpx.AsyncClient:
@@ -45,6 +46,6 @@ async def open_remotes(config: Config, stack: AsyncExitStack) -> dict[str, Remot
         stack.push_async_callback(searcher.aclose)
         fetcher = build_fetcher(server, client, receivers)
         stack.push_async_callback(fetcher.aclose)
-        remotes[name] = Remote(server, searcher, fetcher)
+        remotes[name] = Remote(server, searcher, fetcher, client)
     await receivers.start()
     return remotes

@@ -1,4 +1,5 @@
-"""Instance caches, keyed by SOP Instance UID (instances never change).
+"""Instance caches, keyed by SOP Instance UID (instances never change), or by
+``<uid>@<transfer syntax>`` for an instance converted to another syntax.
 
 * :class:`MemoryCache`: an LRU bounded in bytes (cachetools).
 * :class:`DiskCache`: an optional persistent cache bounded in bytes, content

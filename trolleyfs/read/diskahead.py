@@ -40,13 +40,14 @@ class DiskReadahead:
             return
         uids = siblings()
         at = uids.index(ref.instance_uid) + 1 if ref.instance_uid in uids else 0
-        order = [u for u in uids[at:] + uids[:at] if self._caches.on_disk(u) and not self._caches.in_memory(u)]
+        keys = [sref.key_of(u) for u in uids[at:] + uids[:at]]  # in the form of the file just read
+        order = [k for k in keys if self._caches.on_disk(k) and not self._caches.in_memory(k)]
         if order:
             self._running.add(sref)
             self._nursery.start_soon(self._run, sref, order)
 
-    async def _run(self, sref: SeriesRef, uids: list[str]) -> None:
-        todo = iter(uids)
+    async def _run(self, sref: SeriesRef, keys: list[str]) -> None:
+        todo = iter(keys)
 
         async def worker() -> None:
             for u in todo:

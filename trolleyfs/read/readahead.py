@@ -82,7 +82,7 @@ class SeriesReadahead:
             # access is sequential, so start it now and take this file from it
             del self._pending[sref]
             self._start(server, sref, siblings())
-            flight = self._flights.get(ref.instance_uid)
+            flight = self._flights.get(ref.key)
             if flight is not None:
                 return flight
         # this file alone first, then the rest of its series in the background
@@ -113,7 +113,8 @@ class SeriesReadahead:
         """Start a background fetch of the series' uncached instances, if a slot is free."""
         if sref in self._jobs:
             return False
-        wanted = {u for u in siblings if u not in self._flights and not self._caches.holds(u)}
+        key = sref.key_of  # flights and caches know an instance by its key in the series' form
+        wanted = {u for u in siblings if key(u) not in self._flights and not self._caches.holds(key(u))}
         if not wanted:
             return False
         try:
@@ -123,7 +124,7 @@ class SeriesReadahead:
         job = _SeriesJob(sref, sorted(wanted))
         self._jobs[sref] = job
         for u in job.uids:
-            self._flights.open(u, by_series=True)
+            self._flights.open(key(u), by_series=True)
         self._nursery.start_soon(self._run, server, job)
         return True
 
@@ -144,10 +145,10 @@ class SeriesReadahead:
         finally:
             missing = NotFound("not in the series answer", server=server, what=f"series {sref.series_uid}")
             for u in uids:
-                flight = self._flights.get(u)
+                flight = self._flights.get(sref.key_of(u))
                 if flight is not None and flight.by_series:
                     flight.finish(error=error or missing)
-                    self._flights.close(u, flight)
+                    self._flights.close(sref.key_of(u), flight)
             del self._jobs[sref]
             self._slots.release()
             took = trio.current_time() - job.started
@@ -169,7 +170,8 @@ class SeriesReadahead:
     async def _take_from(self, server: str, job: _SeriesJob, stream: AsyncIterator[tuple[str, bytes]]) -> None:
         next_report = trio.current_time() + PROGRESS_EVERY_S
         async for uid, data in stream:
-            flight = self._flights.get(uid)
+            key = job.ref.key_of(uid)
+            flight = self._flights.get(key)
             job.received += 1
             job.bytes += len(data)
             if trio.current_time() >= next_report:
@@ -180,12 +182,12 @@ class SeriesReadahead:
             self._stats.bytes_fetched[server] += len(data)
             if flight is None or not flight.by_series or flight.done.is_set():
                 continue  # not asked for, or already fetched another way
-            self._caches.keep(uid, data)
-            self._budget.prefetched(uid, len(data))
+            self._caches.keep(key, data)
+            self._budget.prefetched(key, len(data))
             flight.finish(data)
-            self._on_prefetched(uid, data)
-            self._flights.close(uid, flight)
-            await self._caches.to_disk(uid, data)
+            self._on_prefetched(key, data)
+            self._flights.close(key, flight)
+            await self._caches.to_disk(key, data)
             await self._budget.wait()
 
 

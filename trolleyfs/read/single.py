@@ -30,7 +30,7 @@ class SingleFetch:
 
     def start(self, server: str, ref: InstanceRef) -> Flight:
         """Start fetching ``ref`` in the background; its flight is registered at once."""
-        flight = self._flights.open(ref.instance_uid, by_series=False)
+        flight = self._flights.open(ref.key, by_series=False)
         self._nursery.start_soon(self._run, server, ref, flight)
         return flight
 
@@ -42,7 +42,7 @@ class SingleFetch:
             self._nursery.start_soon(self._run, server, ref, flight)
 
     async def _run(self, server: str, ref: InstanceRef, flight: Flight) -> None:
-        uid = ref.instance_uid
+        uid = ref.key
         try:
             self._stats.requests[server] += 1
             data = await self._fetchers[server].fetch_instance(ref)

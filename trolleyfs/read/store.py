@@ -55,23 +55,24 @@ class Store:
         self._disk_ahead = DiskReadahead(self._caches, self._flights, self._budget, nursery, on_prefetched)
 
     async def get(self, server: str, ref: InstanceRef, siblings: Callable[[], list[str]] | None = None) -> bytes:
-        """The Part-10 bytes of ``ref``.  ``siblings`` (giving all instance UIDs of
-        the series; called only on a miss) enables readahead of the series."""
-        uid = ref.instance_uid
+        """The Part-10 bytes of ``ref`` (in its form: cached under ``ref.key``).
+        ``siblings`` (giving all instance UIDs of the series; called only on a
+        miss) enables readahead of the series."""
+        key = ref.key
         if not self._readahead:
             siblings = None
-        data = self._caches.from_memory(uid)
+        data = self._caches.from_memory(key)
         if data is not None:
-            return await self._served(uid, data)
-        flight = self._flights.get(uid)
+            return await self._served(key, data)
+        flight = self._flights.get(key)
         if flight is None:
-            data = await self._caches.from_disk(uid)
+            data = await self._caches.from_disk(key)
             if data is not None:
-                self._caches.keep(uid, data)
+                self._caches.keep(key, data)
                 if siblings is not None:
                     self._disk_ahead.after_hit(ref, siblings)  # readahead hook: disk
                 return data
-            flight = self._flights.get(uid)  # may have started while we read the disk
+            flight = self._flights.get(key)  # may have started while we read the disk
         if flight is None:
             flight = self._fetch(server, ref, siblings)
         if flight.by_series and not flight.done.is_set():
@@ -79,13 +80,13 @@ class Store:
         await flight.done.wait()
         if flight.worth_asking_alone:
             # the series stream failed or did not carry this one: ask for it alone
-            log.debug("instance %s: series fetch did not deliver it (%s); fetching it alone", uid, flight.error)
-            self._flights.close(uid, flight)
+            log.debug("instance %s: series fetch did not deliver it (%s); fetching it alone", key, flight.error)
+            self._flights.close(key, flight)
             return await self.get(server, ref, None)
         if flight.error is not None:
             raise flight.error
         assert flight.data is not None
-        return await self._served(uid, flight.data)
+        return await self._served(key, flight.data)
 
     async def _wait_for_series(self, server: str, ref: InstanceRef, flight: Flight) -> None:
         """Wait for a file the series stream has not brought yet, unless the
@@ -113,10 +114,11 @@ class Store:
             return self._single.start(server, ref)
         return self._series.flight_for(server, ref, siblings)  # readahead hook: miss
 
-    def size_of(self, uid: str) -> int | None:
-        """The size of an instance if known without fetching it; always the
-        length of what :meth:`get` returns for it."""
-        return self._caches.size_of(uid)
+    def size_of(self, key: str) -> int | None:
+        """The size of an instance (by its cache key, ``InstanceRef.key``) if
+        known without fetching it; always the length of what :meth:`get`
+        returns for it."""
+        return self._caches.size_of(key)
 
     def stats(self) -> dict[str, object]:
         """The caches' and readahead's state, as ``.trolleyfs/stats.json`` shows it."""

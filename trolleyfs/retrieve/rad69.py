@@ -33,7 +33,16 @@ from ..model import InstanceRef, SeriesRef
 from ..multipart import MultipartError, MultipartParser, Part, boundary_of, content_type_params
 from ..part10 import check_part10
 from ..transport.http import HttpEndpoint, iter_body
-from .rad69_soap import ACTION, Envelope, RegistryError, build_request, describe_errors, parse_envelope, registry_error
+from .rad69_soap import (
+    ACTION,
+    TRANSFER_SYNTAXES,
+    Envelope,
+    RegistryError,
+    build_request,
+    describe_errors,
+    parse_envelope,
+    registry_error,
+)
 
 log = logging.getLogger("trolleyfs.rad69")
 
@@ -63,10 +72,15 @@ class _Outcome:
 class Rad69:
     """A :class:`~trolleyfs.model.Fetcher` over one RAD-69 endpoint."""
 
-    def __init__(self, endpoint: HttpEndpoint, ignore_errors: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, endpoint: HttpEndpoint, ignore_errors: tuple[str, ...] = (),
+        transfer_syntaxes: tuple[str, ...] = TRANSFER_SYNTAXES,
+    ) -> None:  # fmt: skip
+        """``transfer_syntaxes``: the ones the request names, preferred first."""
         self.ep = endpoint
         self.name = endpoint.name
         self.ignore_errors = frozenset(ignore_errors)
+        self.transfer_syntaxes = transfer_syntaxes
 
     async def aclose(self) -> None:
         pass
@@ -138,7 +152,7 @@ class Rad69:
         self, ref: SeriesRef, uids: list[str], what: str, outcome: _Outcome
     ) -> AsyncGenerator[tuple[str, bytes], None]:
         """POST one request; yield each verified object; record errors in ``outcome``."""
-        body = build_request(ref.study_uid, ref.series_uid, uids, self.ep.url)
+        body = build_request(ref.study_uid, ref.series_uid, uids, self.ep.url, self.transfer_syntaxes)
         wanted = set(uids)
         async with self._post(body, what) as resp, self._chunks(resp, what) as chunks:
             ctype = resp.headers.get("content-type", "")

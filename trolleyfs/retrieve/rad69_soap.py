@@ -45,7 +45,16 @@ BUSY_CODES = frozenset(
 # --------------------------------------------------------------------------- request
 
 
-def build_request(study_uid: str, series_uid: str, instance_uids: Iterable[str], to: str) -> bytes:
+def syntaxes_preferring(transfer_syntax: str) -> tuple[str, ...]:
+    """The transfer syntaxes to name when ``transfer_syntax`` is wanted: it
+    first, then the usual list (the server chooses; the caller checks)."""
+    return (transfer_syntax, *(ts for ts in TRANSFER_SYNTAXES if ts != transfer_syntax))
+
+
+def build_request(
+    study_uid: str, series_uid: str, instance_uids: Iterable[str], to: str,
+    transfer_syntaxes: tuple[str, ...] = TRANSFER_SYNTAXES,
+) -> bytes:  # fmt: skip
     """The SOAP 1.2 RetrieveImagingDocumentSetRequest for objects of one series."""
     docs = "".join(
         "<ihe:DocumentRequest>"
@@ -54,7 +63,7 @@ def build_request(study_uid: str, series_uid: str, instance_uids: Iterable[str],
         "</ihe:DocumentRequest>"
         for uid in instance_uids
     )
-    syntaxes = "".join(f"<iherad:TransferSyntaxUID>{ts}</iherad:TransferSyntaxUID>" for ts in TRANSFER_SYNTAXES)
+    syntaxes = "".join(f"<iherad:TransferSyntaxUID>{ts}</iherad:TransferSyntaxUID>" for ts in transfer_syntaxes)
     return (
         '<?xml version="1.0" encoding="UTF-8"?>'
         f'<s:Envelope xmlns:s="{SOAP12}" xmlns:a="{WSA}">'

@@ -1,6 +1,8 @@
 """WADO-RS (PS3.18 10.4): instances and whole series as multipart/related
 streams of Part-10 objects, passed on byte for byte (``transfer-syntax=*``
-asks the server not to transcode)."""
+asks the server not to transcode; a fetcher built with a transfer syntax asks
+for that one instead, and what the server sent is checked by its caller,
+:mod:`trolleyfs.views.forms`)."""
 
 from __future__ import annotations
 
@@ -17,6 +19,11 @@ from ..transport.http import HttpEndpoint, iter_body
 ACCEPT = 'multipart/related; type="application/dicom"; transfer-syntax=*'
 
 
+def accept_for(transfer_syntax: str) -> str:
+    """The Accept header asking for objects in ``transfer_syntax`` (``*``: as stored)."""
+    return f'multipart/related; type="application/dicom"; transfer-syntax={transfer_syntax}'
+
+
 def _p(uid: str) -> str:
     return quote(uid, safe="")
 
@@ -24,15 +31,16 @@ def _p(uid: str) -> str:
 class WadoRS:
     """A :class:`~trolleyfs.model.Fetcher` over one WADO-RS endpoint."""
 
-    def __init__(self, endpoint: HttpEndpoint) -> None:
+    def __init__(self, endpoint: HttpEndpoint, transfer_syntax: str = "*") -> None:
         self.ep = endpoint
         self.name = endpoint.name
+        self._accept = accept_for(transfer_syntax)
 
     async def aclose(self) -> None:
         pass
 
     async def _parts(self, url: str, what: str) -> AsyncGenerator[Part, None]:
-        async with self.ep.stream("GET", url, what, headers={"Accept": ACCEPT}) as resp:
+        async with self.ep.stream("GET", url, what, headers={"Accept": self._accept}) as resp:
             try:
                 boundary = boundary_of(resp.headers.get("content-type", ""))
                 body = iter_body(resp, self.name, what, self.ep.server.timeout)

@@ -32,12 +32,14 @@ def _uid(value: str) -> str:
     return quote(value, safe=".")
 
 
-def instance_url(base: str, ref: InstanceRef) -> str:
-    """The WADO-URI request for one Part-10 object."""
+def instance_url(base: str, ref: InstanceRef, transfer_syntax: str | None = None) -> str:
+    """The WADO-URI request for one Part-10 object (``transferSyntax`` asks the
+    server to transcode it; servers may ignore it)."""
     sep = "&" if "?" in base else "?"  # a configured URL may carry its own parameters
+    ts = f"&transferSyntax={_uid(transfer_syntax)}" if transfer_syntax else ""
     return (
         f"{base}{sep}requestType=WADO&studyUID={_uid(ref.study_uid)}&seriesUID={_uid(ref.series_uid)}"
-        f"&objectUID={_uid(ref.instance_uid)}&contentType=application/dicom"
+        f"&objectUID={_uid(ref.instance_uid)}&contentType=application/dicom{ts}"
     )
 
 
@@ -52,9 +54,10 @@ def _snippet(body: bytes) -> str:
 class WadoURI:
     """A :class:`~trolleyfs.model.Fetcher` over one WADO-URI endpoint."""
 
-    def __init__(self, endpoint: HttpEndpoint) -> None:
+    def __init__(self, endpoint: HttpEndpoint, transfer_syntax: str | None = None) -> None:
         self.ep = endpoint
         self.name = endpoint.name
+        self._transfer_syntax = transfer_syntax
         # one limiter per server, shared by every series being read, so that
         # parallel reads never exceed what the server was configured to take
         self.limiter = trio.CapacityLimiter(endpoint.server.max_connections)
@@ -64,7 +67,8 @@ class WadoURI:
 
     async def fetch_instance(self, ref: InstanceRef) -> bytes:
         what = f"instance {ref.instance_uid}"
-        resp = await self.ep.request("GET", instance_url(self.ep.url, ref), what, headers={"Accept": ACCEPT})
+        url = instance_url(self.ep.url, ref, self._transfer_syntax)
+        resp = await self.ep.request("GET", url, what, headers={"Accept": ACCEPT})
         ctype = resp.headers.get("content-type", "").split(";")[0].strip()
         body = resp.content
         if _NOT_DICOM.search(ctype):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping
+from typing import Protocol
 
 import trio
 
@@ -62,22 +63,45 @@ class Node:
         """The SOPInstanceUID whose bytes this node shows, if any."""
         return None
 
+    @property
+    def content_key(self) -> str | None:
+        """The cache key of the bytes this node shows (the instance UID, or
+        ``<uid>@<transfer syntax>`` for a converted file), if any."""
+        return self.instance_uid
+
     def xattrs(self) -> dict[str, str]:
         return {}
 
 
+class Ranges(Protocol):
+    """An open file read piece by piece (:meth:`FileNode.open_ranges`)."""
+
+    async def read(self, offset: int, size: int) -> bytes | memoryview: ...
+
+
 class FileNode(Node):
-    """A regular file, read whole."""
+    """A regular file, read whole (or, for large generated files, in ranges:
+    :meth:`open_ranges`)."""
 
     direct_io = False  # True for files whose content changes between reads
     attr_timeout = 3600.0  # seconds the kernel may keep a known size
+    keep_cache = True  # the kernel may keep the file's pages between opens
 
     def known_size(self) -> int | None:
         """The size if known without reading (or None: read it to know)."""
         raise NotImplementedError
 
+    async def learn_size(self) -> None:
+        """Make :meth:`known_size` known (may fetch); by default, by reading."""
+        await self.read_all()
+
     async def read_all(self) -> bytes:
         raise NotImplementedError
+
+    async def open_ranges(self) -> Ranges | None:
+        """For a file never held whole: its content, read at any offset, fixed
+        for as long as it is open.  None (the default): read it whole."""
+        return None
 
 
 class DirNode(Node):

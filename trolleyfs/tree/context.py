@@ -15,12 +15,13 @@ class Reader(Protocol):
     """Where instance files get their bytes and sizes (the Store)."""
 
     async def get(self, server: str, ref: InstanceRef, siblings: Callable[[], list[str]] | None = None) -> bytes:
-        """The Part-10 bytes of ``ref``; ``siblings`` (all instance UIDs of its
-        series) lets the reader fetch the series ahead."""
+        """The Part-10 bytes of ``ref`` (in its form); ``siblings`` (all
+        instance UIDs of its series) lets the reader fetch the series ahead."""
         ...
 
-    def size_of(self, uid: str) -> int | None:
-        """The size of an instance if known without fetching it."""
+    def size_of(self, key: str) -> int | None:
+        """The size of an instance (by its cache key, ``InstanceRef.key``) if
+        known without fetching it."""
         ...
 
 
@@ -33,3 +34,4 @@ class Context:
     mount_time: float  # the mtime of what has no date of its own
     listings: Listings
     reader: Reader
+    form: str = ""  # the transfer syntax a folder's files are served in ("": as stored)

@@ -105,7 +105,8 @@ class SeriesDir(ListedDir):
             if node is not None:
                 node.rename(name)
             else:
-                node = InstanceFile(name, self, self.mtime, self._ctx.reader, self.server, inst, self.sibling_uids)
+                node = InstanceFile(name, self, self.mtime, self._ctx.reader, self.server, inst, self.sibling_uids,
+                                    self._ctx.form)  # fmt: skip
             out[name] = node
         return out
 

@@ -1,11 +1,12 @@
 """An instance file: one DICOM object as a ``.dcm`` file, read whole through
-the :class:`~.context.Reader` (the Store)."""
+the :class:`~.context.Reader` (the Store), as stored or in the transfer syntax
+its folder asks for (its ``form``)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from ..model import Instance
+from ..model import Instance, InstanceRef, form_key
 from .base import DirNode, FileNode, dicom_xattrs
 from .context import Reader
 
@@ -20,10 +21,13 @@ class InstanceFile(FileNode):
         server: str,
         instance: Instance,
         siblings: Callable[[], list[str]],
+        form: str = "",
     ) -> None:
-        """``siblings`` gives the instance UIDs of the series (for readahead)."""
+        """``siblings`` gives the instance UIDs of the series (for readahead);
+        ``form``: the transfer syntax UID to serve the object in ("": as stored)."""
         super().__init__(name, parent, mtime)
         self.server, self.instance = server, instance
+        self.form = form
         self._reader = reader
         self._siblings = siblings
 
@@ -31,11 +35,17 @@ class InstanceFile(FileNode):
     def instance_uid(self) -> str:
         return self.instance.uid
 
+    @property
+    def content_key(self) -> str:
+        return form_key(self.instance.uid, self.form)
+
     def known_size(self) -> int | None:
-        return self._reader.size_of(self.instance.uid)
+        return self._reader.size_of(self.content_key)
 
     async def read_all(self) -> bytes:
-        return await self._reader.get(self.server, self.instance.ref, self._siblings)
+        i = self.instance
+        return await self._reader.get(self.server, InstanceRef(i.study_uid, i.series_uid, i.uid, self.form),
+                                      self._siblings)  # fmt: skip
 
     def xattrs(self) -> dict[str, str]:
         return dicom_xattrs(self.instance.attrs, SOPInstanceUID=self.instance.uid,

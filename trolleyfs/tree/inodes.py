@@ -12,7 +12,8 @@ ROOT_INO = 1  # the kernel never forgets the root
 
 
 class UidIndex:
-    """SOPInstanceUID -> the inodes of the files showing it (one per path)."""
+    """An instance's cache key (its SOPInstanceUID, or ``<uid>@<form>``) -> the
+    inodes of the files showing it (one per path)."""
 
     def __init__(self) -> None:
         self._inodes: dict[str, set[int]] = {}
@@ -54,9 +55,9 @@ class InodeTable:
             ino = self._next_ino
             self._next_ino += 1
             self._nodes[ino], self._inos[node] = node, ino
-            uid = node.instance_uid
-            if uid is not None:
-                self._index.add(uid, ino)
+            key = node.content_key
+            if key is not None:
+                self._index.add(key, ino)
         if ino != ROOT_INO:
             self._lookups[ino] = self._lookups.get(ino, 0) + 1
         return ino
@@ -72,9 +73,9 @@ class InodeTable:
         del self._lookups[ino]
         node = self._nodes.pop(ino)
         del self._inos[node]
-        uid = node.instance_uid
-        if uid is not None:
-            self._index.discard(uid, ino)
+        key = node.content_key
+        if key is not None:
+            self._index.discard(key, ino)
 
     def node(self, ino: int) -> Node:
         try:

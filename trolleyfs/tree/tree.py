@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Protocol
 
-from ..config import Config
+from ..config import VIEWS_DIR, Config
 from ..model import Searcher
 from ..stats import Stats
 from .base import StaticDir
@@ -16,6 +17,7 @@ from .control import control_dir
 from .dirs import ByUidDir, FolderDir
 from .inodes import InodeTable, UidIndex
 from .listings import Listings
+from .views import ViewParts, views_dir
 
 
 class StoreView(Reader, Protocol):
@@ -32,9 +34,11 @@ class Tree:
         store: StoreView,
         stats: Stats,
         index: UidIndex,
+        views: ViewParts | None = None,
     ) -> None:
         """``index`` is filled as the kernel learns about instance files (the
-        page-cache pusher reads it)."""
+        page-cache pusher reads it); ``views`` make the ``views`` directory of
+        the folders that ask for views."""
         self.mount_time = time.time()
         ctx = Context(
             names=config.names,
@@ -47,6 +51,14 @@ class Tree:
         )
         self.root = StaticDir("", None, self.mount_time)
         self.inodes = InodeTable(self.root, index)
-        self.root.add([FolderDir(f, self.root, ctx) for f in config.folders])
+        folders = [FolderDir(f, self.root, replace(ctx, form=f.transfer_syntax or "")) for f in config.folders]
+        self.root.add(folders)
         self.root.add([ByUidDir(self.root, ctx)])
-        self.root.add([control_dir(self.root, self.mount_time, stats, store.stats, self.inodes.__len__)])
+        if views is not None and any(f.views for f in config.folders):
+            c = config.cache
+            self.root.add([views_dir(self.root, VIEWS_DIR, folders, views, c.study_ttl, c.series_ttl)])
+
+        def more_stats() -> dict[str, object]:
+            return store.stats() | (views.stats() if views is not None else {})
+
+        self.root.add([control_dir(self.root, self.mount_time, stats, more_stats, self.inodes.__len__)])
