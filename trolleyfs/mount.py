@@ -19,8 +19,11 @@ from .config import Config
 from .errors import UserError
 from .fs import Operations
 from .pagecache import PagePusher
+from .read.shared import SharedReads
 from .read.store import Store
 from .servers import open_remotes
+from .shared.listings import SharedListings
+from .shared.wiring import open_shared
 from .stats import Stats
 from .tree.inodes import UidIndex
 from .tree.tree import Tree
@@ -80,12 +83,17 @@ async def serve(
     stats = Stats()
     async with AsyncExitStack() as stack:
         remotes = await open_remotes(config, stack)
+        shared = await open_shared(config.cache.shared, stack)
         async with trio.open_nursery() as nursery:
             index = UidIndex()  # filled by the tree's inode table, read by the page pusher
             pusher = PagePusher(index.inodes_of, nursery)
             fetchers = {n: r.fetcher for n, r in remotes.items()}
-            store = Store(config.cache, fetchers, stats, nursery, on_prefetched=pusher.push)
-            tree = Tree(config, {n: r.searcher for n, r in remotes.items()}, store, stats, index)
+            c = config.cache
+            reads = SharedReads(shared.tier, shared.leases) if shared else None
+            store = Store(c, fetchers, stats, nursery, on_prefetched=pusher.push, shared=reads)
+            listings = (SharedListings(shared.tier, shared.leases, c.folder_ttl, c.study_ttl, c.series_ttl)
+                        if shared else None)  # fmt: skip
+            tree = Tree(config, {n: r.searcher for n, r in remotes.items()}, store, stats, index, listings)
             ops = Operations(tree.inodes, stats, op_deadline(config))
             pyfuse3.init(ops, mountpoint, options)
             serving = [True]  # pyfuse3.terminate() on an ended session crashes the process

@@ -9,6 +9,7 @@ from typing import Protocol
 
 from ..config import Config
 from ..model import Searcher
+from ..shared.listings import SharedListings
 from ..stats import Stats
 from .base import StaticDir
 from .context import Context, Reader
@@ -32,9 +33,10 @@ class Tree:
         store: StoreView,
         stats: Stats,
         index: UidIndex,
+        shared: SharedListings | None = None,
     ) -> None:
         """``index`` is filled as the kernel learns about instance files (the
-        page-cache pusher reads it)."""
+        page-cache pusher reads it); ``shared``: searches shared by a cluster of mounts."""
         self.mount_time = time.time()
         ctx = Context(
             names=config.names,
@@ -42,7 +44,7 @@ class Tree:
             study_ttl=config.cache.study_ttl,
             series_ttl=config.cache.series_ttl,
             mount_time=self.mount_time,
-            listings=Listings(searchers, stats),
+            listings=Listings(searchers, stats, shared),
             reader=store,
         )
         self.root = StaticDir("", None, self.mount_time)

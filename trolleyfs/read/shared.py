@@ -1,0 +1,155 @@
+"""The shared tier in the read path, between the local caches and the PACS
+(memory -> local disk -> shared -> PACS).
+
+* One instance (:meth:`SharedReads.instance`): from the tier if it is there;
+  else fetched once in the cluster (an instance lease; a node whose series
+  lease covers it is waited for too) and published as it arrives.
+* A series readahead (:meth:`SharedReads.series`): what the tier holds is
+  taken from it; for the rest this node takes the series lease and streams
+  it from the PACS (each object published as it arrives), or, when another
+  node holds that lease, hands each object on as soon as it appears in the
+  tier.  When the holder finishes or dies with objects still missing, this
+  node takes over.
+
+An object from the tier is served only whole and checked (see
+:mod:`trolleyfs.shared.tier`), and only if it is the instance asked for."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import trio
+
+from ..model import InstanceRef, SeriesRef
+from ..part10 import part10_sop_instance_uid
+from ..shared.leases import Leases
+from ..shared.once import POLL_S, fetch_once
+from ..shared.tier import SharedTier
+
+TIER_READERS = 4  # objects read from the tier at once by one series readahead
+
+Deliver = Callable[[str, bytes], Awaitable[None]]
+
+
+def _is_instance(uid: str) -> Callable[[bytes], bool]:
+    def check(data: bytes) -> bool:
+        try:
+            return part10_sop_instance_uid(data) == uid
+        except ValueError:
+            return False
+
+    return check
+
+
+class SharedReads:
+    def __init__(self, tier: SharedTier, leases: Leases) -> None:
+        self._tier = tier
+        self._leases = leases
+
+    def _object(self, server: str, uid: str) -> str:
+        return self._tier.key("o", f"{server}/{uid}")
+
+    @staticmethod
+    def _series_lease(server: str, sref: SeriesRef) -> str:
+        return f"s:{server}/{sref.series_uid}"
+
+    async def instance(
+        self, server: str, ref: InstanceRef, fetch: Callable[[], Awaitable[bytes]], arrived: Callable[[bytes], None]
+    ) -> tuple[bytes, bool]:
+        """The object of ``ref``, and whether it came from the PACS (``fetch``,
+        under this node's lease; ``arrived`` sees it before it is published)."""
+        uid = ref.instance_uid
+        data, left = await fetch_once(
+            self._tier, self._leases, self._object(server, uid), f"i:{server}/{uid}", fetch, self._tier.ttl,
+            arrived=arrived, accept=_is_instance(uid), also_wait_for=[self._series_lease(server, ref.series)],
+        )  # fmt: skip
+        self._count(hit=left is not None)
+        return data, left is None
+
+    async def publish(self, server: str, uid: str, data: bytes) -> None:
+        """An object fetched from the PACS: into the tier for the other nodes."""
+        if await self._tier.put(self._object(server, uid), data, self._tier.ttl):
+            self._tier.counters.objects_written += 1
+
+    async def series(
+        self,
+        server: str,
+        sref: SeriesRef,
+        uids: list[str],
+        deliver: Deliver,
+        fetch: Callable[[list[str]], Awaitable[None]],
+    ) -> None:
+        """Bring the objects ``uids`` of a series: ``deliver(uid, data)`` each one
+        the tier has or gets; ``fetch(rest)`` the rest from the PACS, under the
+        series lease (``fetch`` publishes what it gets)."""
+        name = self._series_lease(server, sref)
+        remaining = await self._take_present(server, uids, deliver)
+        while remaining:
+            lease = await self._leases.take(name)
+            if lease is not None:
+                async with self._leases.holding(lease):
+                    # what appeared while the lease was free, then the rest
+                    remaining = await self._take_present(server, remaining, deliver)
+                    if remaining:
+                        self._tier.counters.misses += len(remaining)
+                        await fetch(remaining)
+                return
+            self._tier.counters.leases_waited += 1
+            remaining = await self._follow(server, name, remaining, deliver)
+
+    async def _follow(self, server: str, lease: str, uids: list[str], deliver: Deliver) -> list[str]:
+        """Another node streams the series: hand on each object as it appears,
+        until all are here, the lease is gone, or Redis is unavailable."""
+        remaining = uids
+        lease_key = self._leases.key(lease)
+        while remaining:
+            found = await self._tier.exist([*(self._object(server, u) for u in remaining), lease_key])
+            if found is None:
+                return remaining
+            present = [u for u, there in zip(remaining, found, strict=False) if there]
+            if present:
+                absent = [u for u, there in zip(remaining, found, strict=False) if not there]
+                remaining = absent + await self._take(server, present, deliver)
+            elif not found[-1]:
+                return await self._take_present(server, remaining, deliver)  # the holder is gone: last look
+            else:
+                await trio.sleep(POLL_S)
+        return remaining
+
+    async def _take_present(self, server: str, uids: list[str], deliver: Deliver) -> list[str]:
+        """Deliver what the tier holds of ``uids``; the UIDs it did not give."""
+        found = await self._tier.exist([self._object(server, u) for u in uids])
+        if not found:
+            return uids
+        present = [u for u, there in zip(uids, found, strict=True) if there]
+        absent = [u for u, there in zip(uids, found, strict=True) if not there]
+        return absent + await self._take(server, present, deliver)
+
+    async def _take(self, server: str, uids: list[str], deliver: Deliver) -> list[str]:
+        """Read ``uids`` from the tier (a few at a time) and deliver them; the
+        UIDs that could not be read (gone, corrupt, Redis unavailable)."""
+        failed: list[str] = []
+        todo = iter(uids)
+
+        async def reader() -> None:
+            for uid in todo:
+                got = await self._tier.get(self._object(server, uid), _is_instance(uid))
+                if got is None:
+                    failed.append(uid)
+                    continue
+                self._count(hit=True)
+                await deliver(uid, got[0])
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(min(TIER_READERS, len(uids))):
+                nursery.start_soon(reader)
+        return failed
+
+    def stats(self) -> dict[str, object]:
+        return self._tier.stats()
+
+    def _count(self, hit: bool) -> None:
+        if hit:
+            self._tier.counters.hits += 1
+        else:
+            self._tier.counters.misses += 1
