@@ -181,17 +181,18 @@ class SeriesReadahead:
         server = job.server
         self._stats.requests[server] += 1
         stream = self._fetchers[server].fetch_series(job.ref, uids)
+        asked = set(uids)  # a protocol may send the whole series: the rest is somewhere already
         try:
             async for uid, data in stream:
                 self._stats.instances_fetched += 1
                 self._stats.bytes_fetched[server] += len(data)
-                await self._deliver(job, uid, data, from_server=True)
+                await self._deliver(job, uid, data, publish=uid in asked)
         finally:
             await _close(stream)
 
-    async def _deliver(self, job: _SeriesJob, uid: str, data: bytes, from_server: bool = False) -> None:
-        """One object of the series arrived: to its waiters and the caches (and
-        the shared tier, if it came from the server), pausing at the prefetch budget."""
+    async def _deliver(self, job: _SeriesJob, uid: str, data: bytes, publish: bool = False) -> None:
+        """One object of the series arrived: to its waiters and the caches (and,
+        with ``publish``, to the shared tier), pausing at the prefetch budget."""
         job.received += 1
         job.bytes += len(data)
         if trio.current_time() >= job.next_report:
@@ -206,7 +207,7 @@ class SeriesReadahead:
             flight.finish(data)
             self._on_prefetched(uid, data)
             self._flights.close(uid, flight)
-        if from_server and self._shared is not None:
+        if publish and self._shared is not None:
             await self._shared.publish(job.server, uid, data)
         if wanted:
             await self._caches.to_disk(uid, data)

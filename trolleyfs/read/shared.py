@@ -68,8 +68,7 @@ class SharedReads:
 
     async def publish(self, server: str, uid: str, data: bytes) -> None:
         """An object fetched from the PACS: into the tier for the other nodes."""
-        if await self._tier.put(self._object(server, uid), data, self._tier.ttl):
-            self._tier.counters.objects_written += 1
+        await self._tier.put(self._object(server, uid), data, self._tier.ttl)
 
     async def series(
         self,

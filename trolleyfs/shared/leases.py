@@ -41,8 +41,10 @@ class Lease:
 
 
 class Leases:
-    def __init__(self, tier: SharedTier) -> None:
+    def __init__(self, tier: SharedTier, lease_s: float = LEASE_S, renew_s: float = RENEW_S) -> None:
         self._tier = tier
+        self._lease_ms = int(lease_s * 1000)
+        self._renew_s = renew_s
         self._mine: set[str] = set()  # lease keys this node holds
 
     def key(self, name: str) -> str:
@@ -54,7 +56,7 @@ class Leases:
         if key in self._mine:
             return None  # this node is at it already (another task)
         token = os.urandom(8).hex()
-        ms = int(LEASE_S * 1000)
+        ms = self._lease_ms
         got = await self._tier.link.run(lambda c: _HELD_ELSEWHERE if c.set(key, token, nx=True, px=ms) is None
                                         else _TAKEN, None)  # fmt: skip
         if got == _HELD_ELSEWHERE:
@@ -88,9 +90,9 @@ class Leases:
                 await self._tier.link.run(lambda c: c.register_script(_RELEASE)(keys=[lease.key], args=[token]), None)
 
     async def _renew(self, lease: Lease) -> None:
-        ms = int(LEASE_S * 1000)
+        ms = self._lease_ms
         while True:
-            await trio.sleep(RENEW_S)
+            await trio.sleep(self._renew_s)
             kept = await self._tier.link.run(
                 lambda c: c.register_script(_RENEW)(keys=[lease.key], args=[lease.token, ms]), None
             )

@@ -38,7 +38,7 @@ class TierCounters:
     misses: int = 0  # instances looked for and not there
     bytes_read: int = 0
     bytes_written: int = 0
-    objects_written: int = 0
+    objects_written: int = 0  # instances (kind "o") published
     listing_hits: int = 0
     listing_misses: int = 0
     corrupt: int = 0  # values found partial or damaged: dropped, fetched again
@@ -55,6 +55,7 @@ class SharedTier:
         self._chunk = chunk_bytes
         self._batch = max(1, BATCH_BYTES // chunk_bytes)
         self._prefix = prefix
+        self._objects = f"{prefix}:o:"  # instances are kind "o"
 
     def key(self, kind: str, name: str) -> str:
         """The key of the value (or lease) ``name`` of ``kind``."""
@@ -106,6 +107,8 @@ class SharedTier:
         if not await self.link.run(lambda c: bool(c.set(key, meta.dump(), px=ttl_ms)), False):
             return False
         self.counters.bytes_written += len(data)
+        if key.startswith(self._objects):
+            self.counters.objects_written += 1
         return True
 
     async def exist(self, keys: Sequence[str]) -> list[bool] | None:
