@@ -49,9 +49,14 @@ def free_port_pair() -> int:
 
 @dataclass(frozen=True)
 class TLSFiles:
+    """The server's certificate and key, the CA clients are checked against, and
+    (for the admin client) a client certificate: given, the server requires one."""
+
     cert: Path
     key: Path
     ca: Path
+    client_cert: Path | None = None
+    client_key: Path | None = None
 
 
 class RedisServer:
@@ -69,7 +74,7 @@ class RedisServer:
                  f"logfile {self.dir / 'redis.log'}", "daemonize no"]  # fmt: skip
         if tls:
             lines += ["port 0", f"tls-port {self.port}", f"tls-cert-file {tls.cert}", f"tls-key-file {tls.key}",
-                      f"tls-ca-cert-file {tls.ca}", "tls-auth-clients optional"]  # fmt: skip
+                      f"tls-ca-cert-file {tls.ca}", f"tls-auth-clients {'yes' if tls.client_cert else 'no'}"]  # fmt: skip
         else:
             lines.append(f"port {self.port}")
         if cluster:
@@ -92,7 +97,8 @@ class RedisServer:
     def admin(self) -> redis.Redis:
         opts: dict[str, Any] = {"password": self.admin_password, "socket_timeout": 10}
         if self.tls:
-            opts |= {"ssl": True, "ssl_ca_certs": str(self.tls.ca), "ssl_check_hostname": False}
+            opts |= {"ssl": True, "ssl_ca_certs": str(self.tls.ca), "ssl_certfile": self.tls.client_cert,
+                     "ssl_keyfile": self.tls.client_key}  # fmt: skip
         return redis.Redis(host="127.0.0.1", port=self.port, **opts)
 
     def start(self) -> RedisServer:
