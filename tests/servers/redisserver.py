@@ -153,10 +153,11 @@ class RedisServer:
 
 
 class RedisClusterServers:
-    """Three masters, no replicas, joined with ``redis-cli --cluster create``."""
+    """Three masters, no replicas, joined with ``redis-cli --cluster create``
+    (as the default user, which has no password; ``users``: ACL lines on every node)."""
 
-    def __init__(self, masters: int = 3) -> None:
-        self.nodes = [RedisServer(cluster=True) for _ in range(masters)]
+    def __init__(self, masters: int = 3, users: tuple[str, ...] = ()) -> None:
+        self.nodes = [RedisServer(cluster=True, users=users) for _ in range(masters)]
 
     @property
     def urls(self) -> list[str]:

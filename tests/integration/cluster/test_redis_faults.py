@@ -31,8 +31,10 @@ from .nodes import (
 
 pytestmark = pytest.mark.integration
 
-ACL = "trolleyfs on >right-password ~trolleyfs:* resetchannels -@all +get +set +mget +exists +pttl +del +pexpire " \
-      "+eval +evalsha +script|load +ping"  # fmt: skip  # the README's ACL for a single server
+# the README's ACL for a single server (a Redis Cluster needs CLUSTER_ACL)
+ACL = ("trolleyfs on >right-password ~trolleyfs:* resetchannels -@all +get +set +mget +exists +pttl +del +pexpire "
+       "+eval +evalsha +script|load +ping")  # fmt: skip
+CLUSTER_ACL = ACL + " +cluster|slots +command"
 
 
 @pytest.mark.parametrize("how", ["stopped", "hung"])

@@ -11,10 +11,14 @@ from pathlib import Path
 import pytest
 
 from tests.integration.test_tls import _make_ca, _make_leaf
-from tests.servers.redisserver import RedisServer, TLSFiles
+from tests.servers.redisserver import RedisClusterServers, RedisServer, TLSFiles
+from trolleyfs.credentials import Secret
+from trolleyfs.shared.once import fetch_once
+from trolleyfs.shared.settings import SharedConfig
+from trolleyfs.shared.wiring import build_shared, check_shared
 
 from .nodes import SERIES_UID, STUDY_UID, copied, cp_all, node_config, nodes, series_dir, shared_stats, wait_idle
-from .test_redis_faults import ACL, check, write_secret
+from .test_redis_faults import ACL, CLUSTER_ACL, check, write_secret
 
 pytestmark = pytest.mark.integration
 
@@ -91,3 +95,32 @@ def test_check_says_why_the_tier_cannot_be_used(tls, proxy, tmp_path, capsys):
             row = next(line for line in text.splitlines() if line.startswith("shared"))
             assert code == 1 and "FAILED" in row and why in row, (name, text)
             assert "right-password" not in text
+
+
+async def test_a_cluster_acl_user_with_the_documented_permissions_works() -> None:
+    with RedisClusterServers(users=(CLUSTER_ACL,)) as cluster:
+        config = SharedConfig(urls=tuple(cluster.urls), cluster=True, username="trolleyfs",
+                              password=Secret("right-password"), chunk_kb=16)  # fmt: skip
+        ok, detail = await check_shared(config)
+        assert ok, detail
+        shared = build_shared(config)
+        try:
+            key = shared.tier.key("o", "pacs/1.2.3")
+
+            async def fetch() -> bytes:
+                return b"DICM" * 20_000
+
+            assert (await fetch_once(shared.tier, shared.leases, key, "i:pacs/1.2.3", fetch, 60))[1] is None
+            data, left = await fetch_once(shared.tier, shared.leases, key, "i:pacs/1.2.3", fetch, 60)
+            assert data == b"DICM" * 20_000 and left is not None  # the second came out of the Cluster
+            assert shared.tier.link.breaker.up and shared.tier.link.failures == 0
+        finally:
+            await shared.tier.link.aclose()
+        # without the cluster permissions the client cannot even learn the slots: it says so, it does not hang
+        narrow = SharedConfig(urls=tuple(cluster.urls), cluster=True, username="plain", password=Secret("pw"))
+        cluster_users = [n.admin() for n in cluster.nodes]
+        for c in cluster_users:
+            c.acl_setuser("plain", enabled=True, passwords=["+pw"], keys=["trolleyfs:*"], commands=["+get", "+set"])
+            c.close()
+        ok, detail = await check_shared(narrow)
+        assert not ok and "Cluster" in detail, detail
