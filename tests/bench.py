@@ -23,6 +23,7 @@ from pathlib import Path
 
 import httpx
 
+from tests.bench_cluster import three_nodes
 from tests.mounting import mounted
 from trolleyfs.demo import sampledata
 from trolleyfs.demo.orthanc import Orthanc
@@ -272,6 +273,9 @@ def main() -> int:
                             rss.peak / 2**20, None, f"< {mem_mb + 150} MiB"))  # fmt: skip
             for p in list(dest.iterdir()):  # keep tmpfs use small between measurements
                 shutil.rmtree(p, ignore_errors=True)
+
+            # (8) three nodes copying the series at the same moment, without and with the shared tier
+            results.extend(three_nodes(orthanc, study_name, series_mb, args.instances, args.repeat, mount_tmp, dest))
     finally:
         shutil.rmtree(work, ignore_errors=True)
         shutil.rmtree(dest, ignore_errors=True)
@@ -293,6 +297,9 @@ def print_table(results: list[tuple[str, float, float | None, str]], args: argpa
     print(head)
     print("|" + "|".join("-" * (len(c)) for c in head.split("|")[1:-1]) + "|")
     for label, value, mb, target in results:
+        if label.startswith("(8"):  # three nodes: the MB/s of all three copies; what the PACS sent
+            print(f"| {label:<72} | {value:>8.3f} s | {mb / value:7.0f} | {value / base:6.2f}x | {target} |")
+            continue
         if label.startswith("(7)"):
             print(f"| {label:<72} | {value:>7.0f} MiB | {'':>7} | {'':>7} | {target} |")
             continue
