@@ -129,19 +129,27 @@ class SharedReads:
         UIDs that could not be read (gone, corrupt, Redis unavailable)."""
         failed: list[str] = []
         todo = iter(uids)
+        stopped: list[Exception] = []  # what ``deliver`` raised (the prefetch budget gave up): raised as it is
 
-        async def reader() -> None:
+        async def reader(cancel: trio.CancelScope) -> None:
             for uid in todo:
                 got = await self._tier.get(self._object(server, uid), _is_instance(uid))
                 if got is None:
                     failed.append(uid)
                     continue
                 self._count(hit=True)
-                await deliver(uid, got[0])
+                try:
+                    await deliver(uid, got[0])
+                except Exception as exc:
+                    stopped.append(exc)
+                    cancel.cancel()
+                    return
 
         async with trio.open_nursery() as nursery:
             for _ in range(min(TIER_READERS, len(uids))):
-                nursery.start_soon(reader)
+                nursery.start_soon(reader, nursery.cancel_scope)
+        if stopped:
+            raise stopped[0]
         return failed
 
     def stats(self) -> dict[str, object]:

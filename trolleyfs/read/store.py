@@ -1,6 +1,7 @@
 """Where reads get their bytes: :class:`Store` reads an instance from the
 memory cache, else from a fetch already in flight, else from the disk cache,
-else by starting a fetch.  Readahead comes in at one place per source: after a
+else by starting a fetch (which, with a shared tier, looks in Redis before
+asking the server: :mod:`.shared`).  Readahead comes in at one place per source: after a
 disk-cache hit (:mod:`.diskahead`) and on a miss (:mod:`.readahead`).  The
 store builds its parts from the config and composes their ``stats()``."""
 

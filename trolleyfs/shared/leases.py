@@ -76,13 +76,22 @@ class Leases:
             yield
             return
         self._mine.add(lease.key)
+        inner: BaseException | None = None
         try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._renew, lease)
-                try:
-                    yield
-                finally:
-                    nursery.cancel_scope.cancel()
+            try:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._renew, lease)
+                    try:
+                        yield
+                    finally:
+                        nursery.cancel_scope.cancel()
+            except BaseExceptionGroup as group:
+                # what the body raised, as it raised it (the renewal task raises nothing)
+                if len(group.exceptions) != 1:
+                    raise
+                inner = group.exceptions[0]
+            if inner is not None:
+                raise inner
         finally:
             self._mine.discard(lease.key)
             with trio.CancelScope(shield=True), trio.move_on_after(self._tier.link.deadline):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from functools import partial
 from typing import Any
 
 import trio
@@ -80,7 +81,7 @@ class SharedTier:
         stored: list[bytes | None] = []
         for i in range(0, len(keys), self._batch):
             batch = keys[i : i + self._batch]
-            got = await self.link.run(lambda c, b=batch: c.mget(b), None)  # type: ignore[misc]
+            got = await self.link.run(partial(_mget, keys=batch), None)
             if got is None:
                 return None
             stored.extend(got)
@@ -102,7 +103,7 @@ class SharedTier:
         pairs = list(zip(chunk_keys(key, meta), stored, strict=True))
         for i in range(0, len(pairs), self._batch):
             batch = pairs[i : i + self._batch]
-            if not await self.link.run(lambda c, b=batch: _set_all(c, b, ttl_ms), False):  # type: ignore[misc]
+            if not await self.link.run(partial(_set_all, pairs=batch, ttl_ms=ttl_ms), False):
                 return False
         if not await self.link.run(lambda c: bool(c.set(key, meta.dump(), px=ttl_ms)), False):
             return False
@@ -146,6 +147,10 @@ def _meta_and_ttl(client: Any, key: str) -> tuple[bytes | None, int]:
     p.pttl(key)
     raw, pttl = p.execute()
     return raw, int(pttl)
+
+
+def _mget(client: Any, keys: Sequence[str]) -> list[bytes | None]:
+    return list(client.mget(keys))
 
 
 def _set_all(client: Any, pairs: Sequence[tuple[str, bytes | memoryview]], ttl_ms: int) -> bool:

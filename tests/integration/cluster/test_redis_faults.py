@@ -6,6 +6,7 @@ loopback, real mounts."""
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 
 import pytest
@@ -146,3 +147,20 @@ def test_a_damaged_or_missing_chunk_is_fetched_again_never_served(backend, encry
         assert two.stats()["instances_fetched"] >= 3
         assert len([k for k in backend.keys("trolleyfs:o:*") if k.endswith(b"}")]) == len(expected)  # republished
         assert two.stats()["errors"] == {}
+
+
+def test_a_failing_pacs_with_the_tier_up_is_a_clean_eio_then_reads_work(redis_single, proxy, expected, tmp_path):
+    with redis_single.admin() as admin:
+        admin.flushall()
+    with nodes(1, node_config(proxy.url, f'url = "{redis_single.url}"'), tmp_path) as (m,):
+        files = sorted(series_dir(m).iterdir())
+        proxy.fail_status = 503
+        with pytest.raises(OSError) as raised:
+            files[0].read_bytes()
+        assert raised.value.errno == errno.EIO
+        proxy.reset()
+        (out,) = cp_all([series_dir(m)], tmp_path / "copy")
+        assert copied(out) == expected
+        log = m.log_text()
+        assert "Traceback" not in log and "ExceptionGroup" not in log, log[-3000:]
+        assert shared_stats(m)["state"] == "up" and m.stats()["errors"] == {"EIO": 1}

@@ -15,6 +15,7 @@ import trio
 from tests.servers.redisserver import free_port_pair
 from tests.unit.test_tree import FakeSearcher, child, names_of
 from trolleyfs.config import CacheConfig, Config, Folder
+from trolleyfs.errors import Unavailable
 from trolleyfs.shared.listings import SharedListings
 from trolleyfs.shared.once import fetch_once
 from trolleyfs.shared.settings import SharedConfig
@@ -165,3 +166,14 @@ async def test_a_shared_listing_is_kept_only_for_what_is_left_of_its_ttl(redis_s
         await names_of(folder_b)
         assert b.tier.counters.listing_hits == 2  # asked again (Redis still has it: its clock did not jump)
         assert pacs_b.calls == {}
+
+
+async def test_an_error_while_holding_a_lease_comes_out_as_itself_and_frees_the_lease(single) -> None:
+    async with node(single) as a:
+        lease = await a.leases.take("s:pacs/1.2")
+        assert lease is not None and lease.token is not None
+        with pytest.raises(Unavailable, match="pacs: down") as raised:
+            async with a.leases.holding(lease):
+                raise Unavailable("down", server="pacs")
+        assert type(raised.value) is Unavailable  # not wrapped in an exception group
+        assert await a.leases.take("s:pacs/1.2") is not None  # released on the way out
