@@ -208,7 +208,7 @@ class SeriesReadahead:
             self._on_prefetched(uid, data)
             self._flights.close(uid, flight)
         if publish and self._shared is not None:
-            await self._shared.publish(job.server, uid, data)
+            await self._shared.publish(job.server, job.ref, uid, data)
         if wanted:
             await self._caches.to_disk(uid, data)
             await self._budget.wait()

@@ -6,10 +6,10 @@
   lease covers it is waited for too) and published as it arrives.
 * A series readahead (:meth:`SharedReads.series`): what the tier holds is
   taken from it; for the rest this node takes the series lease and streams
-  it from the PACS (each object published as it arrives), or, when another
-  node holds that lease, hands each object on as soon as it appears in the
-  tier.  When the holder finishes or dies with objects still missing, this
-  node takes over.
+  it from the PACS (each object published as it arrives, and announced in the
+  series' list of news), or, when another node holds that lease, follows
+  the news and hands each object on as soon as it is in the tier.  When the
+  holder finishes or dies with objects still missing, this node takes over.
 
 An object from the tier is served only whole and checked (see
 :mod:`trolleyfs.shared.tier`), and only if it is the instance asked for."""
@@ -66,9 +66,16 @@ class SharedReads:
         self._count(hit=left is not None)
         return data, left is None
 
-    async def publish(self, server: str, uid: str, data: bytes) -> None:
-        """An object fetched from the PACS: into the tier for the other nodes."""
-        await self._tier.put(self._object(server, uid), data, self._tier.ttl)
+    def _news(self, server: str, sref: SeriesRef) -> str:
+        """The list of objects published by the series' lease holder (same slot as the lease)."""
+        return self._tier.key("n", self._series_lease(server, sref))
+
+    async def publish(self, server: str, sref: SeriesRef, uid: str, data: bytes) -> None:
+        """An object of a series fetched from the PACS: into the tier for the
+        other nodes, and into the series' news for those following it."""
+        key = self._object(server, uid)
+        if await self._tier.put(key, data, self._tier.ttl):
+            await self._tier.announce(self._news(server, sref), key)
 
     async def series(
         self,
@@ -94,26 +101,30 @@ class SharedReads:
                         await fetch(remaining)
                 return
             self._tier.counters.leases_waited += 1
-            remaining = await self._follow(server, name, remaining, deliver)
+            remaining = await self._follow(server, sref, name, remaining, deliver)
 
-    async def _follow(self, server: str, lease: str, uids: list[str], deliver: Deliver) -> list[str]:
-        """Another node streams the series: hand on each object as it appears,
+    async def _follow(self, server: str, sref: SeriesRef, lease: str, uids: list[str], deliver: Deliver) -> list[str]:
+        """Another node streams the series: hand on each object it announces,
         until all are here, the lease is gone, or Redis is unavailable."""
-        remaining = uids
-        lease_key = self._leases.key(lease)
-        while remaining:
-            found = await self._tier.exist([*(self._object(server, u) for u in remaining), lease_key])
-            if found is None:
-                return remaining
-            present = [u for u, there in zip(remaining, found, strict=False) if there]
-            if present:
-                absent = [u for u, there in zip(remaining, found, strict=False) if not there]
-                remaining = absent + await self._take(server, present, deliver)
-            elif not found[-1]:
-                return await self._take_present(server, remaining, deliver)  # the holder is gone: last look
+        by_key = {self._object(server, u): u for u in uids}
+        waiting = set(uids)
+        failed: list[str] = []  # announced but unreadable: left for a last look
+        news, lease_key, seen = self._news(server, sref), self._leases.key(lease), 0
+        while waiting:
+            got = await self._tier.news(news, seen, lease_key)
+            if got is None:
+                break
+            names, held = got
+            seen += len(names)
+            fresh = [by_key[n] for n in names if by_key.get(n) in waiting]
+            if fresh:
+                waiting.difference_update(fresh)
+                failed += await self._take(server, fresh, deliver)
+            elif not held:
+                return await self._take_present(server, [*failed, *waiting], deliver)  # the holder is gone: last look
             else:
                 await trio.sleep(POLL_S)
-        return remaining
+        return [*failed, *[u for u in uids if u in waiting]]
 
     async def _take_present(self, server: str, uids: list[str], deliver: Deliver) -> list[str]:
         """Deliver what the tier holds of ``uids``; the UIDs it did not give."""

@@ -2,7 +2,9 @@
 checked on the way out, and whether keys exist.
 
 Key names: ``<prefix>:<kind>:{<name>}`` for a value's meta record and
-``<prefix>:<kind>:{<name>}:<write>:<i>`` for its chunks.  The braces are a
+``<prefix>:<kind>:{<name>}:<write>:<i>`` for its chunks (kinds: ``o``
+instances, ``l`` listings; ``lease`` and ``n``, a series' list of published
+objects, are not values).  The braces are a
 Redis Cluster hash tag: all keys of one value sit in one slot, on one shard,
 so they are read with one MGET and a value never spans nodes.  ``<name>`` is
 readable (``<server>/<uid>``) or, with a key file, an HMAC of it.
@@ -28,6 +30,7 @@ from .link import Link
 log = logging.getLogger("trolleyfs.shared")
 
 BATCH_BYTES = 8 * 2**20  # chunks are read and written this much per call
+NEWS_TTL_S = 600.0  # a series' list of published objects lives this long after its last entry
 _DROP = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"
 
 
@@ -118,6 +121,15 @@ class SharedTier:
             return []
         return await self.link.run(lambda c: _exist(c, keys), None)
 
+    async def announce(self, news: str, name: str) -> None:
+        """Append ``name`` to the list ``news`` (kept :data:`NEWS_TTL_S`)."""
+        await self.link.run(partial(_announce, news=news, name=name, ttl_ms=int(NEWS_TTL_S * 1000)), None)
+
+    async def news(self, news: str, start: int, lease: str) -> tuple[list[str], bool] | None:
+        """The names appended to ``news`` from position ``start`` on, and
+        whether ``lease`` is held (None: Redis unavailable)."""
+        return await self.link.run(partial(_news, news=news, start=start, lease=lease), None)
+
     async def _drop(self, key: str, raw: bytes, why: str) -> None:
         """Delete a value that failed its checks (unless it was rewritten meanwhile)."""
         self.counters.corrupt += 1
@@ -165,3 +177,18 @@ def _exist(client: Any, keys: Sequence[str]) -> list[bool]:
     for k in keys:
         p.exists(k)
     return [bool(n) for n in p.execute()]
+
+
+def _announce(client: Any, news: str, name: str, ttl_ms: int) -> None:
+    p = _pipeline(client)
+    p.rpush(news, name)
+    p.pexpire(news, ttl_ms)
+    p.execute()
+
+
+def _news(client: Any, news: str, start: int, lease: str) -> tuple[list[str], bool]:
+    p = _pipeline(client)
+    p.lrange(news, start, -1)
+    p.exists(lease)
+    names, held = p.execute()
+    return [n.decode() for n in names], bool(held)

@@ -33,7 +33,7 @@ from .nodes import (
 pytestmark = pytest.mark.integration
 
 # the README's ACL for a single server (a Redis Cluster needs CLUSTER_ACL)
-ACL = ("trolleyfs on >right-password ~trolleyfs:* resetchannels -@all +get +set +mget +exists +pttl +del +pexpire "
+ACL = ("trolleyfs on >right-password ~trolleyfs:* resetchannels -@all +get +set +mget +exists +pttl +del +pexpire +rpush +lrange "
        "+eval +evalsha +script|load +ping")  # fmt: skip
 CLUSTER_ACL = ACL + " +cluster|slots +command"
 
