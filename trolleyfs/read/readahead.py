@@ -17,6 +17,8 @@
 * With a shared tier, what it holds of the series is taken from it and the
   rest is streamed from the server by one node of the cluster
   (:mod:`.shared`); each object is handed on the same way, whatever its source.
+  The stream then never pauses at the prefetch budget (other nodes may be
+  following it): objects this node has no room for stay in the tier only.
 """
 
 from __future__ import annotations
@@ -201,17 +203,22 @@ class SeriesReadahead:
                      job.received, len(job.uids), job.bytes / 1e6)  # fmt: skip
         flight = self._flights.get(uid)
         wanted = flight is not None and flight.by_series and not flight.done.is_set()
+        # with a shared tier the stream never pauses for this node's budget (other nodes may be
+        # following it): what this node has no room for is left in the tier, and read from there
+        spill = self._shared is not None and self._budget.unread_bytes >= self._budget.limit
         if flight is not None and wanted:  # else: not asked for, or already fetched another way
-            self._caches.keep(uid, data)
-            self._budget.prefetched(uid, len(data))
+            if not spill:
+                self._caches.keep(uid, data)
+                self._budget.prefetched(uid, len(data))
+                self._on_prefetched(uid, data)
             flight.finish(data)
-            self._on_prefetched(uid, data)
             self._flights.close(uid, flight)
         if publish and self._shared is not None:
             await self._shared.publish(job.server, job.ref, uid, data)
-        if wanted:
+        if wanted and not spill:
             await self._caches.to_disk(uid, data)
-            await self._budget.wait()
+            if self._shared is None:
+                await self._budget.wait()
 
 
 async def _close(stream: AsyncIterator[tuple[str, bytes]]) -> None:

@@ -12,10 +12,16 @@ from contextlib import asynccontextmanager
 import pytest
 import trio
 
+from tests.mounting import by_sop_uid
 from tests.servers.redisserver import free_port_pair
+from tests.unit.read_fakes import FakeFetcher
 from tests.unit.test_tree import FakeSearcher, child, names_of
 from trolleyfs.config import CacheConfig, Config, Folder
+from trolleyfs.demo import sampledata
 from trolleyfs.errors import Unavailable
+from trolleyfs.model import InstanceRef
+from trolleyfs.read.shared import SharedReads
+from trolleyfs.read.store import Store
 from trolleyfs.shared.listings import SharedListings
 from trolleyfs.shared.once import fetch_once
 from trolleyfs.shared.settings import SharedConfig
@@ -177,3 +183,27 @@ async def test_an_error_while_holding_a_lease_comes_out_as_itself_and_frees_the_
                 raise Unavailable("down", server="pacs")
         assert type(raised.value) is Unavailable  # not wrapped in an exception group
         assert await a.leases.take("s:pacs/1.2") is not None  # released on the way out
+
+
+async def test_a_lease_holder_that_reads_nothing_still_streams_the_whole_series_to_the_tier(single) -> None:
+    # 40 objects of about 1.2 MB: more than the prefetch budget of a 64 MB memory cache (32 MiB)
+    spec = sampledata.StudySpec("SPILL^X", "S001", "20240101", "Spill", (sampledata.SeriesSpec("CT", "Big", 40, 768, 768),))
+    objects = by_sop_uid(list(sampledata.generate([spec])))
+    names = sorted(objects)
+    first = InstanceRef(sampledata.uid("study", "S001", 0), sampledata.uid("series", "S001", 0, 0), names[0])
+    fetcher = FakeFetcher(objects)
+    async with node(single) as n, trio.open_nursery() as nursery:
+        store = Store(CacheConfig(memory_mb=64), {"pacs": fetcher}, Stats(), nursery,
+                      shared=SharedReads(n.tier, n.leases))  # fmt: skip
+        assert await store.get("pacs", first, lambda: names) == objects[names[0]]
+        # nobody reads on here; other nodes may be following the stream: it must not pause
+        with trio.fail_after(120):  # only bounds a broken run
+            while n.tier.counters.objects_written < len(names):  # noqa: ASYNC110 - a counter, no event to wait on
+                await trio.sleep(0.05)
+        assert fetcher.single_calls == [names[0]] and len(fetcher.series_calls) == 1
+        assert store.stats()["prefetch"]["unread_bytes"] <= 32 * 2**20 + 2 * 2**20  # type: ignore[index]
+        # what it had no room for is read back from the tier when asked for
+        for uid in names[1:]:
+            assert await store.get("pacs", InstanceRef(first.study_uid, first.series_uid, uid)) == objects[uid]
+        assert fetcher.single_calls == [names[0]] and n.tier.counters.hits >= 1
+        nursery.cancel_scope.cancel()
