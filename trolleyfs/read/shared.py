@@ -110,13 +110,13 @@ class SharedReads:
         waiting = set(uids)
         failed: list[str] = []  # announced but unreadable: left for a last look
         news, lease_key, seen = self._news(server, sref), self._leases.key(lease), 0
-        while waiting:
+        while waiting or failed:  # (with only failed ones left: until the lease is gone)
             got = await self._tier.news(news, seen, lease_key)
             if got is None:
                 break
             names, held = got
             seen += len(names)
-            fresh = [by_key[n] for n in names if by_key.get(n) in waiting]
+            fresh = list(dict.fromkeys(by_key[n] for n in names if by_key.get(n) in waiting))
             if fresh:
                 waiting.difference_update(fresh)
                 failed += await self._take(server, fresh, deliver)
