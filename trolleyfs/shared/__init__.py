@@ -9,5 +9,5 @@ mounts of a cluster share, between their local caches and the PACS.
 * :mod:`.leases` - cluster-wide leases (``SET NX PX``, renewed, released);
 * :mod:`.once` - "fetch this once in the cluster": look, lease, fetch, publish;
 * :mod:`.listings` - searches shared through the tier;
-* :mod:`.check` - the ``trolleyfs check`` row of the tier.
+* :mod:`.wiring` - opening the tier for a mount, and the ``trolleyfs check`` row.
 """
