@@ -24,6 +24,7 @@ from pathlib import Path
 import httpx
 
 from tests import bench_views
+from tests.bench_cluster import three_nodes
 from tests.mounting import mounted
 from trolleyfs.demo import sampledata
 from trolleyfs.demo.orthanc import Orthanc, free_port
@@ -313,6 +314,8 @@ def main() -> int:
 
             # (8) a compressed series as stored and through the uncompressed view
             results += bench_views.rows(orthanc, mount_tmp, dest, args.repeat)
+            # (10) three nodes copying the series at the same moment, without and with the shared tier
+            results.extend(three_nodes(orthanc, study_name, series_mb, args.instances, args.repeat, mount_tmp, dest))
     finally:
         shutil.rmtree(work, ignore_errors=True)
         shutil.rmtree(dest, ignore_errors=True)
@@ -334,6 +337,9 @@ def print_table(results: list[tuple[str, float, float | None, str]], args: argpa
     print(head)
     print("|" + "|".join("-" * (len(c)) for c in head.split("|")[1:-1]) + "|")
     for label, value, mb, target in results:
+        if label.startswith("(8"):  # three nodes: the MB/s of all three copies; what the PACS sent
+            print(f"| {label:<72} | {value:>8.3f} s | {mb / value:7.0f} | {value / base:6.2f}x | {target} |")
+            continue
         if label.startswith("(7)"):
             print(f"| {label:<72} | {value:>7.0f} MiB | {'':>7} | {'':>7} | {target} |")
             continue

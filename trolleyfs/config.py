@@ -25,6 +25,7 @@ from .endpoints import EndpointConfig, Server
 from .errors import ConfigError
 from .model import QueryLevel
 from .naming import check_template, sanitize
+from .shared.settings import SharedConfig, parse_shared, shared_warnings
 from .tomltable import Table, kind_name
 from .tree.control import CONTROL_DIR
 from .views.syntax import VIEWS, parse_transfer_syntax
@@ -91,6 +92,7 @@ class CacheConfig:
     folder_ttl: float = 60.0  # seconds a folder's study list is kept
     study_ttl: float = 300.0  # a study's series list
     series_ttl: float = 3600.0  # a series' instance list
+    shared: SharedConfig | None = None  # [cache.shared]: the Redis tier shared by a cluster of mounts
 
 
 @dataclass(frozen=True)
@@ -301,7 +303,7 @@ def _parse_cache(t: Table | None) -> CacheConfig:
     if t is None:
         return CacheConfig()
     allowed = {"memory_mb", "disk_dir", "disk_mb", "readahead", "readahead_series",
-               "folder_ttl", "study_ttl", "series_ttl"}  # fmt: skip
+               "folder_ttl", "study_ttl", "series_ttl", "shared"}  # fmt: skip
     t.check_keys(allowed)
     d = CacheConfig()
     mem = t.get("memory_mb", int, d.memory_mb)
@@ -325,7 +327,9 @@ def _parse_cache(t: Table | None) -> CacheConfig:
         if v < 0:
             raise t.error(k, "must not be negative")
         ttls[k] = v
-    return CacheConfig(mem, disk_dir, disk_mb, ra, ras, **ttls)
+    shared_t = t.table("shared")
+    shared = parse_shared(shared_t) if shared_t is not None else None
+    return CacheConfig(mem, disk_dir, disk_mb, ra, ras, **ttls, shared=shared)
 
 
 def _has_inline_secret(data: Mapping[str, Any]) -> bool:
@@ -389,14 +393,18 @@ def load(path: str | os.PathLike[str]) -> Config:
     cfg = parse(text, str(p))
     warnings = []
     try:
-        mode = p.stat().st_mode
-        if mode & (stat.S_IRGRP | stat.S_IROTH) and _has_inline_secret(tomllib.loads(text)):
-            warnings.append(
-                f"{p}: holds a password or token and can be read by others: chmod 600 it, "
-                "or use password_env / password_file"
-            )
+        readable = bool(p.stat().st_mode & (stat.S_IRGRP | stat.S_IROTH))
     except OSError:
-        pass
+        readable = False
+    data = tomllib.loads(text)
+    if readable and _has_inline_secret(data):
+        warnings.append(
+            f"{p}: holds a password or token and can be read by others: chmod 600 it, "
+            "or use password_env / password_file"
+        )
+    if cfg.cache.shared is not None:
+        inline = "password" in ((data.get("cache") or {}).get("shared") or {})
+        warnings += shared_warnings(cfg.cache.shared, str(p), inline, readable)
     if warnings:
         cfg = Config(cfg.path, cfg.servers, cfg.folders, cfg.names, cfg.cache, tuple(warnings))
     return cfg

@@ -19,8 +19,11 @@ from .config import Config
 from .errors import UserError
 from .fs import Operations
 from .pagecache import PagePusher
+from .read.shared import SharedReads
 from .read.store import Store
 from .servers import open_remotes
+from .shared.listings import SharedListings
+from .shared.wiring import open_shared
 from .stats import Stats
 from .tree.inodes import UidIndex
 from .tree.tree import Tree
@@ -81,13 +84,19 @@ async def serve(
     stats = Stats()
     async with AsyncExitStack() as stack:
         remotes = await open_remotes(config, stack)
+        shared = await open_shared(config.cache.shared, stack)
         async with trio.open_nursery() as nursery:
             index = UidIndex()  # filled by the tree's inode table, read by the page pusher
             pusher = PagePusher(index.inodes_of, nursery)
+            c = config.cache
             forms = transcoding(config, remotes)  # objects as stored, or in a folder's transfer syntax
-            store = Store(config.cache, forms.fetchers, stats, nursery, on_prefetched=pusher.push)
+            reads = SharedReads(shared.tier, shared.leases) if shared else None
+            store = Store(c, forms.fetchers, stats, nursery, on_prefetched=pusher.push, shared=reads)
             parts = views(remotes, store, forms)
-            tree = Tree(config, {n: r.searcher for n, r in remotes.items()}, store, stats, index, parts)
+            listings = (SharedListings(shared.tier, shared.leases, c.folder_ttl, c.study_ttl, c.series_ttl)
+                        if shared else None)  # fmt: skip
+            searchers = {n: r.searcher for n, r in remotes.items()}
+            tree = Tree(config, searchers, store, stats, index, views=parts, shared=listings)
             ops = Operations(tree.inodes, stats, op_deadline(config))
             pyfuse3.init(ops, mountpoint, options)
             serving = [True]  # pyfuse3.terminate() on an ended session crashes the process

@@ -13,6 +13,7 @@ from .config import Config
 from .errors import TrolleyError
 from .model import Query
 from .servers import open_remotes
+from .shared.settings import SharedConfig
 
 
 @dataclass
@@ -68,7 +69,19 @@ async def probe(config: Config, retrieve: bool = True) -> list[Row]:
                 msg = str(exc) if isinstance(exc, TrolleyError) else f"no answer within {deadline:.0f} s"
                 rows.append(Row(name, "retrieve", srv.retrieve.protocol, srv.retrieve.where(), False, msg,
                                 time.monotonic() - t0))  # fmt: skip
+    if retrieve and config.cache.shared is not None:
+        rows.append(await _probe_shared(config.cache.shared))
     return rows
+
+
+async def _probe_shared(shared: SharedConfig) -> Row:
+    """The shared cache tier's row: a write, a read and a delete."""
+    from .shared.wiring import check_shared
+
+    t0 = time.monotonic()
+    ok, detail = await check_shared(shared)
+    kind = "redis-cluster" if shared.cluster else "redis"
+    return Row("shared", "cache", kind, shared.where(), ok, detail, time.monotonic() - t0)
 
 
 def format_rows(rows: list[Row]) -> str:

@@ -2,10 +2,12 @@
 
 It forwards every request to ``upstream`` and can, on demand: delay or stall
 answers, answer 500, cut a body after N bytes, replace a body with garbage,
-or refuse (close the connection).  It counts what passes through."""
+or refuse (close the connection).  It counts what passes through: requests,
+and the body bytes sent back (``bytes_out``)."""
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -19,13 +21,17 @@ class FaultProxy:
     def __init__(self, upstream: str) -> None:
         self.upstream = upstream.rstrip("/")
         self.delay = 0.0  # seconds before answering
-        self.stall = 0.0  # seconds to sleep in the middle of a body
+        self.stall = 0.0  # seconds to sleep in the middle of a body (reset() ends a stall early)
+        self.stall_after = 0  # ... after this many body bytes
         self.fail_status: int | None = None  # answer this status instead
         self.fail_times: int | None = None  # ... for this many requests (None: until reset)
         self.cut_after: int | None = None  # cut bodies after this many bytes
         self.garbage = False  # replace bodies by the same number of junk bytes
         self.refuse = False  # drop the connection without an answer
         self.match = ""  # only requests whose path+query contain this are faulted
+        self.match_re = ""  # ... and match this regular expression
+        self.bytes_out = 0  # body bytes sent to clients
+        self._wake = threading.Event()  # set by reset(): a stall in progress ends
         self.lock = threading.Lock()
         self.log: list[str] = []  # "METHOD path?query" of every request
         self.active = 0  # requests being answered now
@@ -56,7 +62,10 @@ class FaultProxy:
             self.delay = self.stall = 0.0
             self.fail_status = self.fail_times = self.cut_after = None
             self.garbage = self.refuse = False
-            self.match = ""
+            self.match = self.match_re = ""
+            self.stall_after = 0
+            self._wake.set()
+            self._wake = threading.Event()
 
     def count(self, needle: str = "") -> int:
         with self.lock:
@@ -64,6 +73,8 @@ class FaultProxy:
 
     def _faulty(self, target: str) -> bool:
         if self.match and self.match not in target:
+            return False
+        if self.match_re and not re.search(self.match_re, target):
             return False
         if self.fail_times is not None:
             if self.fail_times <= 0:
@@ -93,6 +104,7 @@ class FaultProxy:
             faulty = self._faulty(target)
             delay, stall, status, cut, garbage, refuse = (
                 self.delay, self.stall, self.fail_status, self.cut_after, self.garbage, self.refuse)  # fmt: skip
+            stall_after, wake = self.stall_after, self._wake
         if not faulty:
             delay, stall, status, cut, garbage, refuse = 0.0, 0.0, None, None, False, False
         if delay:
@@ -109,7 +121,12 @@ class FaultProxy:
         resp = self.client.send(upstream, stream=True)
         ctype = resp.headers.get("content-type", "application/octet-stream")
         passed = {k: v for k, v in resp.headers.items() if k.lower() in ("www-authenticate", "set-cookie")}
-        return Response(resp.status_code, _body(resp, cut, garbage, stall, self._done), passed, ctype)
+        return Response(resp.status_code, _body(resp, cut, garbage, (stall, stall_after, wake), self._done,
+                                                self._sent), passed, ctype)  # fmt: skip
+
+    def _sent(self, n: int) -> None:
+        with self.lock:
+            self.bytes_out += n
 
 
 def _aborted() -> Iterator[bytes]:
@@ -117,7 +134,8 @@ def _aborted() -> Iterator[bytes]:
     yield b""  # pragma: no cover
 
 
-def _body(resp: httpx.Response, cut: int | None, garbage: bool, stall: float, done) -> Iterator[bytes]:  # type: ignore[no-untyped-def]
+def _body(resp: httpx.Response, cut: int | None, garbage: bool, stalling, done, count) -> Iterator[bytes]:  # type: ignore[no-untyped-def]
+    stall, stall_after, wake = stalling
     sent = 0
     stalled = False
     try:
@@ -125,12 +143,14 @@ def _body(resp: httpx.Response, cut: int | None, garbage: bool, stall: float, do
             if garbage:
                 chunk = bytes((i * 7 + 13) & 0xFF for i in range(len(chunk)))
             if cut is not None and sent + len(chunk) >= cut:
+                count(cut - sent)
                 yield chunk[: cut - sent]
                 raise Abort()
-            if stall and not stalled:  # headers went out; the body does not come
+            if stall and not stalled and sent >= stall_after:  # the rest of the body does not come (yet)
                 stalled = True
-                time.sleep(stall)
+                wake.wait(stall)
             sent += len(chunk)
+            count(len(chunk))
             yield chunk
     finally:
         resp.close()

@@ -1,6 +1,7 @@
-"""A TCP forwarder on loopback that counts the connections it accepts: put it
-in front of a real DICOM peer to count associations (retries included) without
-knowing anything of trolleyfs's internals.
+"""A TCP forwarder on loopback that counts the connections it accepts and the
+bytes the peer sends back: put it in front of a real DICOM peer to count
+associations (retries included), or in front of an HTTP server to count what
+it sent, without knowing anything of trolleyfs's internals.
 
 Runs in the test's own trio loop::
 
@@ -24,6 +25,7 @@ class CountingForwarder:
         self.host, self.upstream_port = host, port
         self.port = 0
         self.connections = 0
+        self.bytes_down = 0  # bytes the upstream peer sent to clients
 
     async def run(self, task_status: trio.TaskStatus[CountingForwarder] = trio.TASK_STATUS_IGNORED) -> None:
         listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
@@ -43,6 +45,8 @@ class CountingForwarder:
                 async def pipe(src: trio.SocketStream, dst: trio.SocketStream) -> None:
                     try:
                         while data := await src.receive_some(65536):
+                            if src is upstream:
+                                self.bytes_down += len(data)
                             await dst.send_all(data)
                     except (trio.BrokenResourceError, trio.ClosedResourceError):
                         pass

@@ -14,6 +14,11 @@
 * When the series fetch fails or does not carry an instance, that instance's
   flight fails and its reader falls back to a fetch of it alone (in
   :class:`~.store.Store`).
+* With a shared tier, what it holds of the series is taken from it and the
+  rest is streamed from the server by one node of the cluster
+  (:mod:`.shared`); each object is handed on the same way, whatever its source.
+  The stream then never pauses at the prefetch budget (other nodes may be
+  following it): objects this node has no room for stay in the tier only.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 
 import trio
 
@@ -30,6 +36,7 @@ from ..stats import Stats
 from .budget import PrefetchBudget
 from .caches import Caches
 from .flights import Flight, Flights
+from .shared import SharedReads
 from .single import SingleFetch
 
 log = logging.getLogger("trolleyfs.store")
@@ -40,11 +47,13 @@ PROGRESS_EVERY_S = 5.0  # a long prefetch says how far it got this often
 
 @dataclass
 class _SeriesJob:
+    server: str
     ref: SeriesRef
     uids: list[str]
     received: int = 0
     bytes: int = 0
     started: float = field(default_factory=trio.current_time)
+    next_report: float = 0.0  # when to log the progress next
 
 
 class SeriesReadahead:
@@ -59,8 +68,10 @@ class SeriesReadahead:
         single: SingleFetch,
         nursery: trio.Nursery,
         on_prefetched: Callable[[str, bytes], None],
+        shared: SharedReads | None = None,
     ) -> None:
         self._slots = trio.Semaphore(slots)
+        self._shared = shared
         self._fetchers = fetchers
         self._stats = stats
         self._flights = flights
@@ -121,7 +132,7 @@ class SeriesReadahead:
             self._slots.acquire_nowait()
         except trio.WouldBlock:
             return False
-        job = _SeriesJob(sref, sorted(wanted))
+        job = _SeriesJob(server, sref, sorted(wanted))
         self._jobs[sref] = job
         for u in job.uids:
             self._flights.open(key(u), by_series=True)
@@ -131,7 +142,6 @@ class SeriesReadahead:
     async def _run(self, server: str, job: _SeriesJob) -> None:
         sref, uids = job.ref, job.uids
         self._stats.series_prefetches += 1
-        self._stats.requests[server] += 1
         log.info("prefetching series %s: %d instances", sref.series_uid, len(uids))
         error: BaseException | None = None
         try:
@@ -158,37 +168,59 @@ class SeriesReadahead:
             )  # fmt: skip
 
     async def _take(self, server: str, job: _SeriesJob) -> None:
-        """Fetch the series; hand each object of the answer to its waiters and
-        the caches, pausing at the prefetch budget.  The stream is closed on
-        the way out, whatever happens."""
-        stream = self._fetchers[server].fetch_series(job.ref, job.uids)
+        """Bring the series: from the shared tier and the server, or from the
+        server alone."""
+        job.next_report = trio.current_time() + PROGRESS_EVERY_S
+        if self._shared is None:
+            await self._stream(job, job.uids)
+        else:
+            await self._shared.series(server, job.ref, job.uids, partial(self._deliver, job),
+                                      partial(self._stream, job))  # fmt: skip
+
+    async def _stream(self, job: _SeriesJob, uids: list[str]) -> None:
+        """Fetch ``uids`` of the series from the server in one request and hand
+        each object on as it arrives.  The stream is closed on the way out,
+        whatever happens."""
+        server = job.server
+        self._stats.requests[server] += 1
+        stream = self._fetchers[server].fetch_series(job.ref, uids)
+        asked = set(uids)  # a protocol may send the whole series: the rest is somewhere already
         try:
-            await self._take_from(server, job, stream)
+            async for uid, data in stream:
+                self._stats.instances_fetched += 1
+                self._stats.bytes_fetched[server] += len(data)
+                await self._deliver(job, uid, data, publish=uid in asked)
         finally:
             await _close(stream)
 
-    async def _take_from(self, server: str, job: _SeriesJob, stream: AsyncIterator[tuple[str, bytes]]) -> None:
-        next_report = trio.current_time() + PROGRESS_EVERY_S
-        async for uid, data in stream:
-            key = job.ref.key_of(uid)
-            flight = self._flights.get(key)
-            job.received += 1
-            job.bytes += len(data)
-            if trio.current_time() >= next_report:
-                next_report += PROGRESS_EVERY_S
-                log.info("series %s: %d of %d instances, %.1f MB so far", job.ref.series_uid,
-                         job.received, len(job.uids), job.bytes / 1e6)  # fmt: skip
-            self._stats.instances_fetched += 1
-            self._stats.bytes_fetched[server] += len(data)
-            if flight is None or not flight.by_series or flight.done.is_set():
-                continue  # not asked for, or already fetched another way
-            self._caches.keep(key, data)
-            self._budget.prefetched(key, len(data))
+    async def _deliver(self, job: _SeriesJob, uid: str, data: bytes, publish: bool = False) -> None:
+        """One object of the series arrived: to its waiters and the caches (and,
+        with ``publish``, to the shared tier), pausing at the prefetch budget."""
+        job.received += 1
+        job.bytes += len(data)
+        if trio.current_time() >= job.next_report:
+            job.next_report += PROGRESS_EVERY_S
+            log.info("series %s: %d of %d instances, %.1f MB so far", job.ref.series_uid,
+                     job.received, len(job.uids), job.bytes / 1e6)  # fmt: skip
+        key = job.ref.key_of(uid)  # flights and caches know it by its key in the series' form
+        flight = self._flights.get(key)
+        wanted = flight is not None and flight.by_series and not flight.done.is_set()
+        # with a shared tier the stream never pauses for this node's budget (other nodes may be
+        # following it): what this node has no room for is left in the tier, and read from there
+        spill = self._shared is not None and self._budget.unread_bytes >= self._budget.limit
+        if flight is not None and wanted:  # else: not asked for, or already fetched another way
+            if not spill:
+                self._caches.keep(key, data)
+                self._budget.prefetched(key, len(data))
+                self._on_prefetched(key, data)
             flight.finish(data)
-            self._on_prefetched(key, data)
             self._flights.close(key, flight)
+        if publish and self._shared is not None:
+            await self._shared.publish(job.server, job.ref, uid, data)
+        if wanted and not spill:
             await self._caches.to_disk(key, data)
-            await self._budget.wait()
+            if self._shared is None:
+                await self._budget.wait()
 
 
 async def _close(stream: AsyncIterator[tuple[str, bytes]]) -> None:

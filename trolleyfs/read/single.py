@@ -1,6 +1,7 @@
 """Fetching one instance alone from its server, into a :class:`~.flights.Flight`
 that every reader of it waits on.  The bytes are kept in memory, then queued
-for the disk cache."""
+for the disk cache.  With a shared tier the instance is first looked for
+there, and fetched from the server at most once in the cluster."""
 
 from __future__ import annotations
 
@@ -14,15 +15,23 @@ from ..model import Fetcher, InstanceRef
 from ..stats import Stats
 from .caches import Caches
 from .flights import Flight, Flights
+from .shared import SharedReads
 
 log = logging.getLogger("trolleyfs.store")
 
 
 class SingleFetch:
     def __init__(
-        self, fetchers: Mapping[str, Fetcher], stats: Stats, flights: Flights, caches: Caches, nursery: trio.Nursery
+        self,
+        fetchers: Mapping[str, Fetcher],
+        stats: Stats,
+        flights: Flights,
+        caches: Caches,
+        nursery: trio.Nursery,
+        shared: SharedReads | None = None,
     ) -> None:
         self._fetchers = fetchers
+        self._shared = shared
         self._stats = stats
         self._flights = flights
         self._caches = caches
@@ -43,13 +52,18 @@ class SingleFetch:
 
     async def _run(self, server: str, ref: InstanceRef, flight: Flight) -> None:
         uid = ref.key
-        try:
-            self._stats.requests[server] += 1
-            data = await self._fetchers[server].fetch_instance(ref)
-            self._stats.instances_fetched += 1
-            self._stats.bytes_fetched[server] += len(data)
+
+        def arrived(data: bytes) -> None:
             self._caches.keep(uid, data)
             flight.finish(data)
+
+        try:
+            if self._shared is None:
+                data = await self._from_server(server, ref)
+            else:
+                data, _ = await self._shared.instance(server, ref, lambda: self._from_server(server, ref), arrived)
+            if not flight.done.is_set():
+                arrived(data)
             await self._caches.to_disk(uid, data)
         except (TrolleyError, trio.TooSlowError) as exc:
             flight.finish(error=exc)
@@ -59,3 +73,10 @@ class SingleFetch:
         finally:
             flight.finish(error=RemoteError("fetch cancelled", server=server, what=f"instance {uid}"))
             self._flights.close(uid, flight)
+
+    async def _from_server(self, server: str, ref: InstanceRef) -> bytes:
+        self._stats.requests[server] += 1
+        data = await self._fetchers[server].fetch_instance(ref)
+        self._stats.instances_fetched += 1
+        self._stats.bytes_fetched[server] += len(data)
+        return data

@@ -1,6 +1,7 @@
 """Where reads get their bytes: :class:`Store` reads an instance from the
 memory cache, else from a fetch already in flight, else from the disk cache,
-else by starting a fetch.  Readahead comes in at one place per source: after a
+else by starting a fetch (which, with a shared tier, looks in Redis before
+asking the server: :mod:`.shared`).  Readahead comes in at one place per source: after a
 disk-cache hit (:mod:`.diskahead`) and on a miss (:mod:`.readahead`).  The
 store builds its parts from the config and composes their ``stats()``."""
 
@@ -20,6 +21,7 @@ from .caches import Caches
 from .diskahead import DiskReadahead
 from .flights import Flight, Flights
 from .readahead import SeriesReadahead
+from .shared import SharedReads
 from .single import SingleFetch
 
 log = logging.getLogger("trolleyfs.store")
@@ -37,9 +39,12 @@ class Store:
         stats: Stats,
         nursery: trio.Nursery,
         on_prefetched: Callable[[str, bytes], None] = _ignore,
+        shared: SharedReads | None = None,
     ) -> None:
-        """``on_prefetched(uid, data)`` is called for readahead data as it arrives."""
+        """``on_prefetched(uid, data)`` is called for readahead data as it arrives;
+        ``shared``: the shared tier, between the local caches and the servers."""
         self._stats = stats
+        self._shared = shared
         self._readahead = config.readahead == "series"
         memory_bytes = config.memory_mb * 2**20
         self._budget = PrefetchBudget(budget_for(memory_bytes))
@@ -47,10 +52,10 @@ class Store:
         disk = DiskCache(config.disk_dir, config.disk_mb * 2**20) if config.disk_dir else None
         self._caches = Caches(memory, disk, nursery)
         self._flights = Flights()
-        self._single = SingleFetch(fetchers, stats, self._flights, self._caches, nursery)
+        self._single = SingleFetch(fetchers, stats, self._flights, self._caches, nursery, shared)
         self._series = SeriesReadahead(
             config.readahead_series, fetchers, stats, self._flights, self._caches, self._budget, self._single,
-            nursery, on_prefetched,
+            nursery, on_prefetched, shared,
         )  # fmt: skip
         self._disk_ahead = DiskReadahead(self._caches, self._flights, self._budget, nursery, on_prefetched)
 
@@ -123,7 +128,8 @@ class Store:
     def stats(self) -> dict[str, object]:
         """The caches' and readahead's state, as ``.trolleyfs/stats.json`` shows it."""
         prefetch = self._series.stats() | self._flights.stats() | self._disk_ahead.stats() | self._budget.stats()
-        return self._caches.stats() | {"prefetch": prefetch}
+        shared = None if self._shared is None else self._shared.stats()
+        return self._caches.stats() | {"prefetch": prefetch, "shared_cache": shared}
 
     async def drain(self, patience: float = 30.0) -> None:
         """At unmount: let queued disk-cache writes finish (bounded in time)."""

@@ -154,6 +154,7 @@ class ListedDir(DirNode):
         super().__init__(name, parent, mtime, ttl)
         self._children: dict[str, Node] | None = None
         self._listed_at = 0.0
+        self._age = 0.0  # how old the listing being resolved was when it arrived (shared by another node)
         self._lock = trio.Lock()
 
     async def _resolve(self) -> dict[str, Node]:
@@ -171,6 +172,7 @@ class ListedDir(DirNode):
             if self._fresh():
                 assert self._children is not None
                 return self._children
+            self._age = 0.0
             try:
                 fresh = await self._resolve()
             except TrolleyError as exc:
@@ -180,7 +182,7 @@ class ListedDir(DirNode):
                             self.path, trio.current_time() - self._listed_at, exc)  # fmt: skip
                 self._listed_at = trio.current_time() - self.ttl + min(self.ttl, RETRY_FAILED_REFRESH_S)
                 return self._children
-            self._children, self._listed_at = fresh, trio.current_time()
+            self._children, self._listed_at = fresh, trio.current_time() - min(self._age, self.ttl)
             return fresh
 
     def cached_child(self, name: str) -> Node | None:

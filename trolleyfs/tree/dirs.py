@@ -24,6 +24,7 @@ from ..naming import names_for
 from .base import DirNode, ListedDir, Node, dicom_xattrs
 from .context import Context
 from .files import InstanceFile
+from .listings import listing_age
 
 BY_UID_DIR = "by-uid"
 UID_RE = re.compile(r"^[0-9]+(\.[0-9]+)*$")
@@ -98,6 +99,7 @@ class SeriesDir(ListedDir):
         instances, self._prefilled = self._prefilled, None
         if instances is None:
             instances = await self._ctx.listings.find_instances(self.server, self.series.study_uid, self.series.uid)
+            self._age = listing_age(instances)
         old = {n.instance_uid: n for n in self._current() if isinstance(n, InstanceFile)}
         out: dict[str, Node] = {}
         for name, inst, node in _named(self._ctx.names["instance"], sorted(instances, key=_instance_order), old,
@@ -140,6 +142,7 @@ class StudyDir(ListedDir):
         series, self._prefilled = self._prefilled, None
         if series is None:
             series = await self._ctx.listings.find_series(self.server, self.study.uid)
+            self._age = listing_age(series)
         old = {n.series.uid: n for n in self._current() if isinstance(n, SeriesDir)}
         out: dict[str, Node] = {}
         for name, s, node in _named(self._ctx.names["series"], sorted(series, key=_series_order), old):
@@ -176,6 +179,7 @@ class FolderDir(ListedDir):
     async def _resolve(self) -> dict[str, Node]:
         server = self.folder.server
         studies = await self._ctx.listings.find_studies(server, self.query())
+        self._age = listing_age(studies)
         old = {n.study.uid: n for n in self._current() if isinstance(n, StudyDir) and n.server == server}
         out: dict[str, Node] = {}
         for name, study, node in _named(self._ctx.names["study"], studies, old):

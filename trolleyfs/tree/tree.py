@@ -10,6 +10,7 @@ from typing import Protocol
 
 from ..config import VIEWS_DIR, Config
 from ..model import Searcher
+from ..shared.listings import SharedListings
 from ..stats import Stats
 from .base import StaticDir
 from .context import Context, Reader
@@ -35,10 +36,12 @@ class Tree:
         stats: Stats,
         index: UidIndex,
         views: ViewParts | None = None,
+        shared: SharedListings | None = None,
     ) -> None:
         """``index`` is filled as the kernel learns about instance files (the
         page-cache pusher reads it); ``views`` make the ``views`` directory of
-        the folders that ask for views."""
+        the folders that ask for views; ``shared``: searches shared by a
+        cluster of mounts."""
         self.mount_time = time.time()
         ctx = Context(
             names=config.names,
@@ -46,7 +49,7 @@ class Tree:
             study_ttl=config.cache.study_ttl,
             series_ttl=config.cache.series_ttl,
             mount_time=self.mount_time,
-            listings=Listings(searchers, stats),
+            listings=Listings(searchers, stats, shared),
             reader=store,
         )
         self.root = StaticDir("", None, self.mount_time)
