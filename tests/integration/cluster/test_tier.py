@@ -140,7 +140,7 @@ def shared_tree(n: Shared, pacs: FakeSearcher, folder_ttl: float) -> Tree:
                     {"study": "{PatientName} {StudyDescription}", "series": "{SeriesNumber:03}",
                      "instance": "{InstanceNumber:04}"}, cache)  # fmt: skip
     listings = SharedListings(n.tier, n.leases, cache.folder_ttl, cache.study_ttl, cache.series_ttl)
-    return Tree(config, {"pacs": pacs}, _NoReader(), Stats(), UidIndex(), listings)
+    return Tree(config, {"pacs": pacs}, _NoReader(), Stats(), UidIndex(), shared=listings)
 
 
 class _NoReader:
