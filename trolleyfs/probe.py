@@ -10,9 +10,10 @@ from dataclasses import dataclass
 import trio
 
 from .config import Config
-from .errors import TrolleyError
+from .errors import TrolleyError, Unavailable
 from .model import Query
 from .servers import open_remotes
+from .transport.http_errors import TLSUntrusted
 
 
 @dataclass
@@ -26,6 +27,7 @@ class Row:
     ok: bool
     detail: str
     seconds: float
+    reachable: bool = True  # False: a timeout, refused connection or 5xx (may work later)
 
 
 async def probe(config: Config, retrieve: bool = True) -> list[Row]:
@@ -51,7 +53,7 @@ async def probe(config: Config, retrieve: bool = True) -> list[Row]:
             except (TrolleyError, trio.TooSlowError) as exc:
                 msg = str(exc) if isinstance(exc, TrolleyError) else f"no answer within {deadline:.0f} s"
                 rows.append(Row(name, "search", srv.search.protocol, srv.search.where(), False, msg,
-                                time.monotonic() - t0))  # fmt: skip
+                                time.monotonic() - t0, not _unreachable(exc)))  # fmt: skip
             if not retrieve:
                 continue
             t0 = time.monotonic()
@@ -69,6 +71,11 @@ async def probe(config: Config, retrieve: bool = True) -> list[Row]:
                 rows.append(Row(name, "retrieve", srv.retrieve.protocol, srv.retrieve.where(), False, msg,
                                 time.monotonic() - t0))  # fmt: skip
     return rows
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """A failure that says nothing about the config: the server is down or too slow."""
+    return isinstance(exc, (Unavailable, trio.TooSlowError)) and not isinstance(exc, TLSUntrusted)
 
 
 def format_rows(rows: list[Row]) -> str:

@@ -23,6 +23,11 @@ class Reader(Protocol):
         """The size of an instance if known without fetching it."""
         ...
 
+    def cached_in(self, uid: str) -> tuple[bool, bool]:
+        """Whether an instance is in the memory cache, and in the disk cache
+        (nothing counted, nothing fetched)."""
+        ...
+
 
 @dataclass(frozen=True)
 class Context:

@@ -1,40 +1,135 @@
 """Searches for the tree: each asked of the named server's searcher, counted
-in :class:`~trolleyfs.stats.Stats` (one request per search) and logged."""
+in :class:`~trolleyfs.stats.Stats` (one request per search) and logged.
+
+With a disk cache, every result is also kept on disk (:mod:`.saved`), and a
+kept result is used in two cases: it is younger than its level's TTL (so a
+remount, or another path to the same study, costs no request), or the server
+is unreachable (a timeout, a refused connection, a 5xx).  After such a failure
+the server is not asked again for :data:`OFFLINE_RETRY_S` seconds for anything
+kept on disk, so an offline mount lists at disk speed."""
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Mapping
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar
 
+import trio
+
+from ..errors import Unavailable
 from ..model import Instance, Query, Searcher, Series, Study
 from ..stats import Stats
+from .saved import Listed, SavedListings, decode_instance, decode_series, decode_study
 
 log = logging.getLogger("trolleyfs.tree")
 
+OFFLINE_RETRY_S = 30.0  # after a server failed, kept listings are used this long without asking it
+T = TypeVar("T", bound=Listed)
+
+
+def query_key(query: Query, min_text: str | None = None, max_text: str | None = None) -> str:
+    """What identifies a study search, for keeping its result.  A folder gives
+    its date bounds as written (``-7d``), so its listing is found again on
+    another day; otherwise the dates are the resolved ones."""
+    return json.dumps({
+        "filters": dict(sorted(query.filters.items())),
+        "min": min_text if min_text is not None else (query.min_study_date and query.min_study_date.isoformat()),
+        "max": max_text if max_text is not None else (query.max_study_date and query.max_study_date.isoformat()),
+        "include": list(query.include_fields), "level": query.level.value, "limit": query.limit,
+    }, sort_keys=True)  # fmt: skip
+
 
 class Listings:
-    def __init__(self, searchers: Mapping[str, Searcher], stats: Stats) -> None:
+    def __init__(
+        self,
+        searchers: Mapping[str, Searcher],
+        stats: Stats,
+        saved: SavedListings | None = None,
+        ttls: Mapping[str, float] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        """``ttls`` by level (``studies``, ``series``, ``instances``): how long a
+        kept result is used without asking; ``clock`` is the wall clock the
+        ages of kept results are measured on."""
         self._searchers = dict(searchers)
         self._stats = stats
+        self._saved = saved
+        self._ttls = dict(ttls or {})
+        self._clock = clock
+        self._offline_until: dict[str, float] = {}  # server -> trio time
 
     @property
     def servers(self) -> tuple[str, ...]:
         """The servers, in the order of the config."""
         return tuple(self._searchers)
 
-    async def find_studies(self, server: str, query: Query) -> list[Study]:
-        self._stats.requests[server] += 1
-        log.debug("%s: study search %s", server, dict(query.filters))
-        studies = await self._searchers[server].find_studies(query)
-        log.debug("%s: %d studies", server, len(studies))
-        return studies
+    def holds_saved(self, server: str) -> bool:
+        """Whether listings of ``server`` are kept on disk."""
+        return self._saved is not None and self._saved.holds(server)
+
+    async def find_studies(self, server: str, query: Query, key: str | None = None) -> list[Study]:
+        """The studies ``query`` finds on ``server``; ``key`` (see :func:`query_key`)
+        names the search for keeping its result."""
+
+        async def ask() -> list[Study]:
+            log.debug("%s: study search %s", server, dict(query.filters))
+            studies = await self._searchers[server].find_studies(query)
+            log.debug("%s: %d studies", server, len(studies))
+            return studies
+
+        return await self._listed(server, "studies", key or query_key(query), ask, decode_study)
 
     async def find_series(self, server: str, study_uid: str) -> list[Series]:
-        self._stats.requests[server] += 1
-        log.debug("%s: series of study %s", server, study_uid)
-        return await self._searchers[server].find_series(study_uid)
+        async def ask() -> list[Series]:
+            log.debug("%s: series of study %s", server, study_uid)
+            return await self._searchers[server].find_series(study_uid)
+
+        return await self._listed(server, "series", study_uid, ask, decode_series)
 
     async def find_instances(self, server: str, study_uid: str, series_uid: str) -> list[Instance]:
-        self._stats.requests[server] += 1
-        log.debug("%s: instances of series %s", server, series_uid)
-        return await self._searchers[server].find_instances(study_uid, series_uid)
+        async def ask() -> list[Instance]:
+            log.debug("%s: instances of series %s", server, series_uid)
+            return await self._searchers[server].find_instances(study_uid, series_uid)
+
+        return await self._listed(server, "instances", f"{study_uid}/{series_uid}", ask, decode_instance)
+
+    async def _listed(
+        self, server: str, level: str, key: str, ask: Callable[[], Awaitable[list[T]]], decode: Callable[[Any], T]
+    ) -> list[T]:
+        key = f"{level} {key}"
+        saved = self._saved
+        if saved is not None:
+            age = await trio.to_thread.run_sync(saved.age, server, key, self._clock())
+            if age is not None and (age < self._ttls.get(level, 0.0) or self._offline(server)):
+                kept = await trio.to_thread.run_sync(saved.load, server, key, decode)
+                if kept is not None:
+                    return kept
+        try:
+            self._stats.requests[server] += 1
+            found = await ask()
+        except Unavailable as exc:
+            self._went_offline(server, exc)
+            kept = None if saved is None else await trio.to_thread.run_sync(saved.load, server, key, decode)
+            if kept is None:
+                raise
+            log.debug("%s: %s from the disk cache (server unreachable)", server, key)
+            return kept
+        self._back_online(server)
+        if saved is not None:
+            await trio.to_thread.run_sync(saved.save, server, key, found)
+        return found
+
+    def _offline(self, server: str) -> bool:
+        return trio.current_time() < self._offline_until.get(server, float("-inf"))
+
+    def _went_offline(self, server: str, exc: Unavailable) -> None:
+        if server not in self._offline_until and self.holds_saved(server):
+            log.warning("%s is unreachable (%s): listing from the disk cache; asking again in %.0f s",
+                        server, exc, OFFLINE_RETRY_S)  # fmt: skip
+        self._offline_until[server] = trio.current_time() + OFFLINE_RETRY_S
+
+    def _back_online(self, server: str) -> None:
+        if self._offline_until.pop(server, None) is not None:
+            log.info("%s answers again", server)

@@ -1,5 +1,6 @@
 """The whole tree: a root with one directory per configured folder,
-``by-uid`` and ``.trolleyfs``, over the inode table the kernel sees."""
+``by-uid``, the path queries (``by-accession``, ``by-patient``, ``query``)
+and ``.trolleyfs``, over the inode table the kernel sees."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ from .control import control_dir
 from .dirs import ByUidDir, FolderDir
 from .inodes import InodeTable, UidIndex
 from .listings import Listings
+from .querydirs import query_roots
+from .saved import SavedListings
 
 
 class StoreView(Reader, Protocol):
@@ -36,17 +39,21 @@ class Tree:
         """``index`` is filled as the kernel learns about instance files (the
         page-cache pusher reads it)."""
         self.mount_time = time.time()
+        c = config.cache
+        saved = SavedListings(c.disk_dir) if c.disk_dir else None  # listings kept beside the objects
+        ttls = {"studies": c.folder_ttl, "series": c.study_ttl, "instances": c.series_ttl}
         ctx = Context(
             names=config.names,
-            folder_ttl=config.cache.folder_ttl,
-            study_ttl=config.cache.study_ttl,
-            series_ttl=config.cache.series_ttl,
+            folder_ttl=c.folder_ttl,
+            study_ttl=c.study_ttl,
+            series_ttl=c.series_ttl,
             mount_time=self.mount_time,
-            listings=Listings(searchers, stats),
+            listings=Listings(searchers, stats, saved, ttls),
             reader=store,
         )
         self.root = StaticDir("", None, self.mount_time)
         self.inodes = InodeTable(self.root, index)
         self.root.add([FolderDir(f, self.root, ctx) for f in config.folders])
         self.root.add([ByUidDir(self.root, ctx)])
+        self.root.add(query_roots(self.root, ctx))
         self.root.add([control_dir(self.root, self.mount_time, stats, store.stats, self.inodes.__len__)])
