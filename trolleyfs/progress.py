@@ -146,8 +146,8 @@ class BarProgress:
         if self._walk is not None:
             self._walk.close()
             self._walk = None
-        self._bar = tqdm(total=tally.expected_bytes() or None, unit="B", unit_scale=True, file=self._out, desc=self._desc(tally),
-                         mininterval=0.2, **self._shape)  # fmt: skip
+        self._bar = tqdm(total=tally.expected_bytes() or None, unit="B", unit_scale=True, file=self._out,
+                         desc=self._desc(tally), mininterval=0.2, **self._shape)  # fmt: skip
 
     @staticmethod
     def _desc(tally: Tally) -> str:

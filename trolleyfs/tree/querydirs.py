@@ -100,8 +100,8 @@ def parse_query(name: str) -> PathQuery:
             raise ValueError(f"{item!r} is not Keyword=value")
         if key in filters or key in extra:
             raise ValueError(f"{key}: given twice")
-        value = _value(raw)
         try:
+            value = _value(raw)
             if key in ("min_study_date", "max_study_date"):
                 parse_date(value)
                 extra[key] = value
