@@ -23,7 +23,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.mounting import mounted
+from tests.mounting import TROLLEYFS, mounted
 from trolleyfs.demo import sampledata
 from trolleyfs.demo.orthanc import Orthanc
 from trolleyfs.multipart import MultipartParser, boundary_of
@@ -259,6 +259,28 @@ def main() -> int:
                 runs("(6d) raw QIDO-RS instance search of the big series (what (6c) waits for)",
                      lambda i: timed(lambda: c.get(url, params={"includefield": "InstanceNumber"}).raise_for_status()),
                      None)  # fmt: skip
+
+            # (8) trolleyfs prefetch (the command, start-up included) on a fresh mount: the big series,
+            # and the whole 100-study folder (listing it included)
+            small = specs[1]
+            small_mb = (len(specs) - 1) * sum(len(sampledata.make_instance(small, 1, small.series[0], 0, n))
+                                              for n in range(small.series[0].instances)) / 1e6  # fmt: skip
+
+            def prefetched(target: Callable[[Path], Path], instances: int) -> Callable[[int], float]:
+                def run(i: int) -> float:
+                    with mounted(config(orthanc.url, ""), mount_tmp, name=f"pf{i}") as m:
+                        path = target(m.path)
+                        t = timed(lambda: subprocess.run([*TROLLEYFS, "prefetch", str(path)], check=True,
+                                                         capture_output=True))  # fmt: skip
+                        assert m.stats()["instances_fetched"] >= instances
+                    return t
+
+                return run
+
+            runs("(8a) trolleyfs prefetch of the series, fresh mount",
+                 prefetched(lambda p: p / "bench" / study_name, args.instances), series_mb)
+            runs("(8b) trolleyfs prefetch of the 100-study folder, fresh mount",
+                 prefetched(lambda p: p / "bench", args.instances + 2 * (len(specs) - 1)), series_mb + small_mb)
 
             # (7) peak RSS while copying a study larger than the memory cache
             mem_mb = 64

@@ -89,7 +89,10 @@ def _daemonize(cfg: Config, mountpoint: str, options: set[str], args: argparse.N
 
         def warn(msg: str) -> None:
             log.warning("%s", msg)
-            os.write(wfd, f"{WARNING}{msg}\n".encode())
+            try:
+                os.write(wfd, f"{WARNING}{msg}\n".encode())
+            except OSError:
+                pass  # said after start-up: the parent is gone, the log has it
 
         trio.run(serve, cfg, mountpoint, options, ready, toggle, not args.no_check, warn)
     except BaseException as exc:  # report anything to the parent; never a traceback on its terminal
