@@ -25,7 +25,7 @@ import httpx
 
 from tests import bench_views
 from tests.bench_cluster import three_nodes
-from tests.mounting import mounted
+from tests.mounting import TROLLEYFS, mounted
 from trolleyfs.demo import sampledata
 from trolleyfs.demo.orthanc import Orthanc, free_port
 from trolleyfs.multipart import MultipartParser, boundary_of
@@ -298,6 +298,28 @@ def main() -> int:
 
             runs("(9a) trolleyfs cold, C-GET: cp -r of the series, fresh mount", dimse_cold("c-get"), series_mb)
             runs("(9b) trolleyfs cold, C-MOVE: cp -r of the series, fresh mount", dimse_cold("c-move"), series_mb)
+
+            # (11) trolleyfs prefetch (the command, start-up included) on a fresh mount: the big series,
+            # and the whole 100-study folder (listing it included)
+            small = specs[1]
+            small_mb = (len(specs) - 1) * sum(len(sampledata.make_instance(small, 1, small.series[0], 0, n))
+                                              for n in range(small.series[0].instances)) / 1e6  # fmt: skip
+
+            def prefetched(target: Callable[[Path], Path], instances: int) -> Callable[[int], float]:
+                def run(i: int) -> float:
+                    with mounted(config(orthanc.url, ""), mount_tmp, name=f"pf{i}") as m:
+                        path = target(m.path)
+                        t = timed(lambda: subprocess.run([*TROLLEYFS, "prefetch", str(path)], check=True,
+                                                         capture_output=True))  # fmt: skip
+                        assert m.stats()["instances_fetched"] >= instances
+                    return t
+
+                return run
+
+            runs("(11a) trolleyfs prefetch of the series, fresh mount",
+                 prefetched(lambda p: p / "bench" / study_name, args.instances), series_mb)
+            runs("(11b) trolleyfs prefetch of the 100-study folder, fresh mount",
+                 prefetched(lambda p: p / "bench", args.instances + 2 * (len(specs) - 1)), series_mb + small_mb)
 
             # (7) peak RSS while copying a study larger than the memory cache
             mem_mb = 64

@@ -1,4 +1,4 @@
-"""Command line: ``trolleyfs mount | unmount | check | demo``.
+"""Command line: ``trolleyfs mount | unmount | check | prefetch | demo``.
 
 User mistakes (bad config, bad mount point, unreachable server) print one line
 and exit non-zero, without a traceback."""
@@ -21,6 +21,7 @@ from .logs import LEVELS, setup_logging
 from .transport.tuning import tune
 
 log = logging.getLogger("trolleyfs")
+WARNING = "warning: "  # a line the daemon sends its parent before "ok"
 
 
 def _load(path: str) -> Config:
@@ -61,9 +62,13 @@ def _daemonize(cfg: Config, mountpoint: str, options: set[str], args: argparse.N
     if pid:  # parent
         os.close(wfd)
         with os.fdopen(rfd, "rb") as r:
-            msg = r.read().decode(errors="replace").strip()
-        if msg == "ok":
+            lines = r.read().decode(errors="replace").strip().splitlines()
+        for line in lines:
+            if line.startswith(WARNING):  # said during start-up, before "ok" or the error
+                print(f"trolleyfs: {line}", file=sys.stderr)
+        if lines and lines[-1] == "ok":
             return 0
+        msg = "\n".join(ln for ln in lines if not ln.startswith(WARNING))
         print(f"trolleyfs: {msg or 'the mount process exited during start-up'}", file=sys.stderr)
         os.waitpid(pid, 0)
         return 1
@@ -82,7 +87,14 @@ def _daemonize(cfg: Config, mountpoint: str, options: set[str], args: argparse.N
             os.write(wfd, b"ok\n")
             os.close(wfd)
 
-        trio.run(serve, cfg, mountpoint, options, ready, toggle, not args.no_check)
+        def warn(msg: str) -> None:
+            log.warning("%s", msg)
+            try:
+                os.write(wfd, f"{WARNING}{msg}\n".encode())
+            except OSError:
+                pass  # said after start-up: the parent is gone, the log has it
+
+        trio.run(serve, cfg, mountpoint, options, ready, toggle, not args.no_check, warn)
     except BaseException as exc:  # report anything to the parent; never a traceback on its terminal
         status = 1
         try:
@@ -136,6 +148,12 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0 if all(r.ok for r in rows) else 1
 
 
+def cmd_prefetch(args: argparse.Namespace) -> int:
+    from .prefetch import run_prefetch
+
+    return run_prefetch(args.paths, check=args.check, jobs=args.jobs, every=args.interval)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo.runner import run_demo
 
@@ -166,6 +184,16 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("check", help="validate a config and probe each server's search and retrieve")
     c.add_argument("config")
     c.set_defaults(func=cmd_check)
+
+    pf = sub.add_parser("prefetch", help="read everything under PATHs through the mount, filling its caches")
+    pf.add_argument("paths", nargs="+", metavar="PATH", help="directories or files inside a trolleyfs mount")
+    pf.add_argument("--check", action="store_true",
+                    help="fetch nothing: count the files a read would take from the caches (exit 1 if any is not)")
+    pf.add_argument("-j", "--jobs", type=int, default=4, help="files read at once (default 4; the mount keeps "
+                    "its own limits per server)")
+    pf.add_argument("--interval", type=float, default=5.0,
+                    help="seconds between progress lines when the output is not a terminal (default 5)")
+    pf.set_defaults(func=cmd_prefetch)
 
     d = sub.add_parser("demo", help="start a local Orthanc with sample studies and mount it")
     d.add_argument("--mountpoint", default="/tmp/trolleyfs-demo")

@@ -132,6 +132,30 @@ def parse_date(text: str) -> DateSpec:
     )
 
 
+def query_value(key: str, value: object) -> str:
+    """A study query's value for ``key``, as it is sent (the checks of a
+    folder's ``query`` table, shared by the ``query/`` paths of the mount).
+    Raises ValueError saying what is wrong."""
+    if key not in QUERY_KEYS:
+        raise ValueError(f"unknown query key (expected one of: {', '.join(sorted(QUERY_KEYS))})")
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise ValueError(f"must be a string, not {kind_name(value)}")
+    if "\\" in str(value) and key != "ModalitiesInStudy":
+        raise ValueError("must be a single value (no backslash)")
+    return str(value)
+
+
+def date_range_problem(
+    lo: DateSpec | None, hi: DateSpec | None, query: Mapping[str, str]
+) -> tuple[str, str] | None:
+    """``(key, problem)`` if a study date range cannot be used with ``query``."""
+    if lo and hi and lo.resolve() > hi.resolve():
+        return "min_study_date", f"{lo.text} is after max_study_date {hi.text}"
+    if (lo or hi) and "StudyDate" in query:
+        return "min_study_date" if lo else "max_study_date", "cannot be combined with query.StudyDate"
+    return None
+
+
 def _parse_endpoint(t: Table, role: protocols.Role) -> EndpointConfig:
     known = protocols.names(role)
     proto = t.require("protocol", str)
@@ -197,7 +221,7 @@ _FOLDER_KEYS = {
     "include_fields", "query_level", "limit", "transfer_syntax", "views",
 }  # fmt: skip
 VIEWS_DIR = "views"  # the root directory of the folders' views; a folder may not be so named when any has views
-RESERVED_NAMES = {"by-uid", CONTROL_DIR}
+RESERVED_NAMES = {"by-uid", "by-accession", "by-patient", "query", CONTROL_DIR}  # the root's own dirs
 
 
 def _keyword_ok(word: str) -> bool:
@@ -236,18 +260,14 @@ def _parse_folder(t: Table, servers: Mapping[str, Server]) -> Folder:
     query: dict[str, str] = {}
     if q is not None:
         for k, v in q.data.items():
-            if k not in QUERY_KEYS:
-                raise q.error(k, f"unknown query key (expected one of: {', '.join(sorted(QUERY_KEYS))})")
-            if isinstance(v, bool) or not isinstance(v, (str, int)):
-                raise q.error(k, f"must be a string, not {kind_name(v)}")
-            if "\\" in str(v) and k != "ModalitiesInStudy":
-                raise q.error(k, "must be a single value (no backslash)")
-            query[k] = str(v)
+            try:
+                query[k] = query_value(k, v)
+            except ValueError as exc:
+                raise q.error(k, str(exc)) from None
     lo, hi = _date(t, "min_study_date"), _date(t, "max_study_date")
-    if lo and hi and lo.resolve() > hi.resolve():
-        raise t.error("min_study_date", f"{lo.text} is after max_study_date {hi.text}")
-    if lo and "StudyDate" in query:
-        raise t.error("min_study_date", "cannot be combined with query.StudyDate")
+    problem = date_range_problem(lo, hi, query)
+    if problem:
+        raise t.error(*problem)
     inc = t.get("include_fields", list, [])
     for f in inc:
         if not isinstance(f, str) or not _keyword_ok(f):

@@ -26,6 +26,7 @@ from .shared.listings import SharedListings
 from .shared.wiring import open_shared
 from .stats import Stats
 from .tree.inodes import UidIndex
+from .tree.saved import holds as saved_listings_held
 from .tree.tree import Tree
 from .views.wiring import transcoding, views
 
@@ -75,12 +76,15 @@ async def serve(
     on_ready: Callable[[], None] = lambda: None,
     debug_toggle: Callable[[], None] | None = None,
     probe_first: bool = True,
+    warn: Callable[[str], None] = log.warning,
 ) -> None:
-    """Mount ``config`` at ``mountpoint`` and serve until unmounted or signalled.
+    r"""Mount ``config`` at ``mountpoint`` and serve until unmounted or signalled.
     With ``probe_first``, each server's search endpoint must answer first: a
-    wrong URL or password fails here, before anything is mounted."""
+    wrong URL or password fails here, before anything is mounted; a server
+    that cannot be reached but whose listings the disk cache keeps is mounted
+    offline, with one ``warn``\ ing."""
     if probe_first:
-        await _probe_or_fail(config)
+        await _probe_or_fail(config, warn)
     stats = Stats()
     async with AsyncExitStack() as stack:
         remotes = await open_remotes(config, stack)
@@ -116,12 +120,18 @@ async def serve(
                 log.info("unmounted %s; %s", mountpoint, _summary(stats))
 
 
-async def _probe_or_fail(config: Config) -> None:
+async def _probe_or_fail(config: Config, warn: Callable[[str], None]) -> None:
     from .probe import probe
 
+    disk = config.cache.disk_dir
     for r in await probe(config, retrieve=False):
-        if not r.ok:
-            raise UserError(f"server {r.server!r} ({r.protocol} {r.where}) failed: {r.detail}")
+        if r.ok:
+            continue
+        if not r.reachable and disk and saved_listings_held(disk, r.server):
+            warn(f"server {r.server!r} ({r.protocol} {r.where}) is unreachable ({r.detail}): mounting offline; "
+                 "what the disk cache holds is served, the rest fails with EIO until the server answers")  # fmt: skip
+            continue
+        raise UserError(f"server {r.server!r} ({r.protocol} {r.where}) failed: {r.detail}")
 
 
 def _summary(stats: Stats) -> str:

@@ -10,10 +10,11 @@ from dataclasses import dataclass
 import trio
 
 from .config import Config
-from .errors import TrolleyError
+from .errors import TrolleyError, Unavailable
 from .model import Query
 from .servers import open_remotes
 from .shared.settings import SharedConfig
+from .transport.http_errors import TLSUntrusted
 
 
 @dataclass
@@ -27,6 +28,7 @@ class Row:
     ok: bool
     detail: str
     seconds: float
+    reachable: bool = True  # False: a timeout, refused connection or 5xx (may work later)
 
 
 async def probe(config: Config, retrieve: bool = True) -> list[Row]:
@@ -52,7 +54,7 @@ async def probe(config: Config, retrieve: bool = True) -> list[Row]:
             except (TrolleyError, trio.TooSlowError) as exc:
                 msg = str(exc) if isinstance(exc, TrolleyError) else f"no answer within {deadline:.0f} s"
                 rows.append(Row(name, "search", srv.search.protocol, srv.search.where(), False, msg,
-                                time.monotonic() - t0))  # fmt: skip
+                                time.monotonic() - t0, not _unreachable(exc)))  # fmt: skip
             if not (retrieve or srv.retrieve.reads_need_callback):
                 continue
             t0 = time.monotonic()
@@ -82,6 +84,11 @@ async def _probe_shared(shared: SharedConfig) -> Row:
     ok, detail = await check_shared(shared)
     kind = "redis-cluster" if shared.cluster else "redis"
     return Row("shared", "cache", kind, shared.where(), ok, detail, time.monotonic() - t0)
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """A failure that says nothing about the config: the server is down or too slow."""
+    return isinstance(exc, (Unavailable, trio.TooSlowError)) and not isinstance(exc, TLSUntrusted)
 
 
 def format_rows(rows: list[Row]) -> str:

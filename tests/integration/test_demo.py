@@ -51,7 +51,8 @@ def test_demo_mounts_a_browsable_pacs_and_cleans_up(tmp_path):
     proc, mnt, out, workdir = start_demo(tmp_path)
     try:
         assert os.path.isdir(workdir)
-        assert sorted(os.listdir(mnt)) == [".trolleyfs", "all-studies", "by-uid", "since-2022", "test-patients-ct"]
+        assert sorted(os.listdir(mnt)) == [".trolleyfs", "all-studies", "by-accession", "by-patient", "by-uid", "query",
+                                           "since-2022", "test-patients-ct"]
         assert len(os.listdir(mnt / "all-studies")) == 5
         one = next((mnt / "all-studies").rglob("*.dcm"))
         assert one.read_bytes()[128:132] == b"DICM"

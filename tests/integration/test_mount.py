@@ -73,7 +73,8 @@ query = {{}}
 
 def test_root_lists_folders_and_by_uid(mnt):
     assert sorted(os.listdir(mnt.path)) == sorted(
-        [".trolleyfs", "all", "all-paged", "by-uid", "bob-uid", "since-2022", "test-ct"])
+        [".trolleyfs", "all", "all-paged", "by-accession", "by-patient", "by-uid", "bob-uid", "query", "since-2022",
+         "test-ct"])
 
 
 def test_listing_names_and_does_not_download(mnt):

@@ -103,6 +103,9 @@ class FakeReader:
     def size_of(self, uid: str) -> int | None:
         return self.sizes.get(uid)
 
+    def cached_in(self, uid: str) -> tuple[bool, bool]:
+        return uid in self.sizes, False
+
     def stats(self) -> dict[str, object]:
         return {"memory_cache": {"objects": len(self.sizes)}, "disk_cache": None, "prefetch": {"in_flight": 0}}
 
@@ -138,7 +141,7 @@ async def names_of(node: Node) -> list[str]:
 async def test_nothing_is_searched_until_listed_and_each_level_asks_once() -> None:
     pacs = FakeSearcher({"1.1": {"1.1.1": 2, "1.1.2": 1}})
     tree, _, stats, _ = make_tree({"pacs": pacs})
-    assert await names_of(tree.root) == [CONTROL_DIR, "all", BY_UID_DIR]
+    assert await names_of(tree.root) == [CONTROL_DIR, "all", "by-accession", "by-patient", BY_UID_DIR, "query"]
     assert pacs.calls == {}  # the root is static
     folder = await child(tree.root, "all")
     assert pacs.calls == {}  # found without listing it

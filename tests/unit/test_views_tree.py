@@ -46,7 +46,7 @@ def make(views: tuple[str, ...] = ("metadata", "zip")) -> tuple[Tree, FakeSearch
 
 async def test_views_live_beside_the_folders_and_a_folder_still_holds_only_studies() -> None:
     tree, pacs, _ = make()
-    assert await names_of(tree.root) == [".trolleyfs", "all", "by-uid", "plain", "views"]
+    assert await names_of(tree.root) == [".trolleyfs", "all", "by-accession", "by-patient", "by-uid", "plain", "query", "views"]
     assert await names_of(await child(tree.root, "views")) == ["all"]  # only folders that ask for views
     assert await names_of(await child(tree.root, "all")) == [STUDY, "DOE JANE study 1"]
     assert await names_of(await child(tree.root, "views", "all")) == [

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +19,7 @@ from pathlib import Path
 import cachetools
 
 log = logging.getLogger("trolleyfs.cache")
+_FANOUT = re.compile(r"^[0-9a-f]{2}$")  # the objects' subdirectories
 
 
 class MemoryCache:
@@ -94,8 +96,8 @@ class DiskCache:
     def _scan(self) -> None:
         entries = []
         for sub in self.dir.iterdir() if self.dir.exists() else ():
-            if not sub.is_dir():
-                continue
+            if not sub.is_dir() or not _FANOUT.match(sub.name):
+                continue  # not ours (the saved listings live beside the objects)
             for f in sub.iterdir():
                 if ".tmp" in f.name:
                     f.unlink(missing_ok=True)  # a write that never finished

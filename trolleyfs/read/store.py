@@ -125,6 +125,11 @@ class Store:
         returns for it."""
         return self._caches.size_of(key)
 
+    def cached_in(self, uid: str) -> tuple[bool, bool]:
+        """Whether an instance is in the memory cache, and in the disk cache
+        (nothing counted, nothing fetched)."""
+        return self._caches.in_memory(uid), self._caches.on_disk(uid)
+
     def stats(self) -> dict[str, object]:
         """The caches' and readahead's state, as ``.trolleyfs/stats.json`` shows it."""
         prefetch = self._series.stats() | self._flights.stats() | self._disk_ahead.stats() | self._budget.stats()

@@ -18,8 +18,9 @@ INSTANCE_FIELDS = ("SOPInstanceUID", "SOPClassUID", "InstanceNumber")
 
 # Query values are sent as given: servers such as Orthanc 1.10 do not
 # percent-decode ``*`` or ``^`` (``PatientName=TEST%2A`` matches nothing there).
-# Only characters that cannot stand in a query string are percent-encoded.
-_SAFE = "*?^,-._~:"
+# Only characters that cannot stand in a query string are percent-encoded
+# (``/`` can: Orthanc matches ``AccessionNumber=2024/77`` but not ``2024%2F77``).
+_SAFE = "*?^,-._~:/"
 
 
 def encode_query(params: list[tuple[str, str]]) -> str:

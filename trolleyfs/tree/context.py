@@ -24,6 +24,11 @@ class Reader(Protocol):
         known without fetching it."""
         ...
 
+    def cached_in(self, uid: str) -> tuple[bool, bool]:
+        """Whether an instance is in the memory cache, and in the disk cache
+        (nothing counted, nothing fetched)."""
+        ...
+
 
 @dataclass(frozen=True)
 class Context:

@@ -22,9 +22,10 @@ from ..errors import TrolleyError
 from ..model import Instance, Query, Series, Study
 from ..naming import names_for
 from .base import DirNode, ListedDir, Node, dicom_xattrs
+from .cachestate import CACHE_XATTR, cache_state
 from .context import Context
 from .files import InstanceFile
-from .listings import listing_age
+from .listings import listing_age, query_key
 
 BY_UID_DIR = "by-uid"
 UID_RE = re.compile(r"^[0-9]+(\.[0-9]+)*$")
@@ -117,8 +118,12 @@ class SeriesDir(ListedDir):
         return [n.instance_uid for n in self._current() if isinstance(n, InstanceFile)]
 
     def xattrs(self) -> dict[str, str]:
-        return dicom_xattrs(self.series.attrs, SeriesInstanceUID=self.series.uid,
-                            StudyInstanceUID=self.series.study_uid)  # fmt: skip
+        out = dicom_xattrs(self.series.attrs, SeriesInstanceUID=self.series.uid,
+                           StudyInstanceUID=self.series.study_uid)  # fmt: skip
+        if self._children is not None:  # once listed: what a read would take from the caches
+            files = [n for n in self._current() if isinstance(n, InstanceFile)]
+            out[CACHE_XATTR] = cache_state(self.server, files, self._ctx.reader)
+        return out
 
 
 class StudyDir(ListedDir):
@@ -154,7 +159,7 @@ class StudyDir(ListedDir):
         return out
 
     def xattrs(self) -> dict[str, str]:
-        return dicom_xattrs(self.study.attrs, StudyInstanceUID=self.study.uid)
+        return dicom_xattrs(self.study.attrs, StudyInstanceUID=self.study.uid) | {"user.trolleyfs.server": self.server}
 
 
 class FolderDir(ListedDir):
@@ -178,7 +183,10 @@ class FolderDir(ListedDir):
 
     async def _resolve(self) -> dict[str, Node]:
         server = self.folder.server
-        studies = await self._ctx.listings.find_studies(server, self.query())
+        f = self.folder
+        key = query_key(self.query(), f.min_study_date.text if f.min_study_date else "",
+                        f.max_study_date.text if f.max_study_date else "")  # fmt: skip
+        studies = await self._ctx.listings.find_studies(server, self.query(), key)
         self._age = listing_age(studies)
         old = {n.study.uid: n for n in self._current() if isinstance(n, StudyDir) and n.server == server}
         out: dict[str, Node] = {}

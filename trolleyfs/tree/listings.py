@@ -1,21 +1,39 @@
 """Searches for the tree: each asked of the named server's searcher, counted
-in :class:`~trolleyfs.stats.Stats` (one request per search) and logged.
-With a shared tier, a search is asked once in the cluster and its result
-shared for its level's TTL; a result comes with its age (:class:`Listed`),
-so the tree keeps it only for what is left of that TTL."""
+in :class:`~trolleyfs.stats.Stats` (one request per search asked of a PACS)
+and logged.  A result comes with its age (:class:`Listed`), so the tree keeps
+it only for what is left of its level's TTL.
+
+Where a result may come from, nearest first:
+
+* the disk cache (:mod:`.saved`, with ``disk_dir``): every result is kept on
+  disk, and a kept one is used while it is younger than its level's TTL (a
+  remount, or another path to the same study, costs no request) or while the
+  server is unreachable (a timeout, a refused connection, a 5xx).  After such a
+  failure the server is not asked again for :data:`OFFLINE_RETRY_S` seconds for
+  anything kept on disk, so an offline mount lists at disk speed;
+* the shared tier (with ``[cache.shared]``): a search is asked once in the
+  cluster and its result shared for its level's TTL;
+* the server."""
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Iterable, Mapping, Sequence
-from typing import TypeVar
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import Any, TypeVar
 
+import trio
+
+from ..errors import Unavailable
 from ..model import Instance, Query, Searcher, Series, Study
 from ..shared.listings import SharedListings
 from ..stats import Stats
+from .saved import SavedListings, decode_instance, decode_series, decode_study
 
 log = logging.getLogger("trolleyfs.tree")
 
+OFFLINE_RETRY_S = 30.0  # after a server failed, kept listings are used this long without asking it
 T = TypeVar("T")
 
 
@@ -28,22 +46,56 @@ class Listed(list[T]):
 
 
 def listing_age(items: Sequence[object]) -> float:
-    """How old a search result is (0 unless it came from the shared tier)."""
+    """How old a search result is (0 unless it was kept or shared)."""
     return items.age if isinstance(items, Listed) else 0.0
 
 
+def query_key(query: Query, min_text: str | None = None, max_text: str | None = None) -> str:
+    """What identifies a study search, for keeping its result.  A folder gives
+    its date bounds as written (``-7d``), so its listing is found again on
+    another day; otherwise the dates are the resolved ones."""
+    return json.dumps({
+        "filters": dict(sorted(query.filters.items())),
+        "min": min_text if min_text is not None else (query.min_study_date and query.min_study_date.isoformat()),
+        "max": max_text if max_text is not None else (query.max_study_date and query.max_study_date.isoformat()),
+        "include": list(query.include_fields), "level": query.level.value, "limit": query.limit,
+    }, sort_keys=True)  # fmt: skip
+
+
 class Listings:
-    def __init__(self, searchers: Mapping[str, Searcher], stats: Stats, shared: SharedListings | None = None) -> None:
+    def __init__(
+        self,
+        searchers: Mapping[str, Searcher],
+        stats: Stats,
+        saved: SavedListings | None = None,
+        ttls: Mapping[str, float] | None = None,
+        clock: Callable[[], float] = time.time,
+        shared: SharedListings | None = None,
+    ) -> None:
+        """``ttls`` by level (``studies``, ``series``, ``instances``): how long a
+        kept result is used without asking; ``clock`` is the wall clock the
+        ages of kept results are measured on; ``shared``: the cluster's tier."""
         self._searchers = dict(searchers)
         self._stats = stats
+        self._saved = saved
+        self._ttls = dict(ttls or {})
+        self._clock = clock
         self._shared = shared
+        self._offline_until: dict[str, float] = {}  # server -> trio time
 
     @property
     def servers(self) -> tuple[str, ...]:
         """The servers, in the order of the config."""
         return tuple(self._searchers)
 
-    async def find_studies(self, server: str, query: Query) -> Listed[Study]:
+    def holds_saved(self, server: str) -> bool:
+        """Whether listings of ``server`` are kept on disk."""
+        return self._saved is not None and self._saved.holds(server)
+
+    async def find_studies(self, server: str, query: Query, key: str | None = None) -> Listed[Study]:
+        """The studies ``query`` finds on ``server``; ``key`` (see :func:`query_key`)
+        names the search for keeping its result."""
+
         async def search() -> list[Study]:
             self._stats.requests[server] += 1
             log.debug("%s: study search %s", server, dict(query.filters))
@@ -51,9 +103,12 @@ class Listings:
             log.debug("%s: %d studies", server, len(studies))
             return studies
 
-        if self._shared is None:
-            return Listed(await search())
-        return Listed(*await self._shared.studies(server, query, search))
+        async def ask() -> Listed[Study]:
+            if self._shared is None:
+                return Listed(await search())
+            return Listed(*await self._shared.studies(server, query, search))
+
+        return await self._listed(server, "studies", key or query_key(query), ask, decode_study)
 
     async def find_series(self, server: str, study_uid: str) -> Listed[Series]:
         async def search() -> list[Series]:
@@ -61,9 +116,12 @@ class Listings:
             log.debug("%s: series of study %s", server, study_uid)
             return await self._searchers[server].find_series(study_uid)
 
-        if self._shared is None:
-            return Listed(await search())
-        return Listed(*await self._shared.series(server, study_uid, search))
+        async def ask() -> Listed[Series]:
+            if self._shared is None:
+                return Listed(await search())
+            return Listed(*await self._shared.series(server, study_uid, search))
+
+        return await self._listed(server, "series", study_uid, ask, decode_series)
 
     async def find_instances(self, server: str, study_uid: str, series_uid: str) -> Listed[Instance]:
         async def search() -> list[Instance]:
@@ -71,6 +129,52 @@ class Listings:
             log.debug("%s: instances of series %s", server, series_uid)
             return await self._searchers[server].find_instances(study_uid, series_uid)
 
-        if self._shared is None:
-            return Listed(await search())
-        return Listed(*await self._shared.instances(server, series_uid, search))
+        async def ask() -> Listed[Instance]:
+            if self._shared is None:
+                return Listed(await search())
+            return Listed(*await self._shared.instances(server, series_uid, search))
+
+        return await self._listed(server, "instances", f"{study_uid}/{series_uid}", ask, decode_instance)
+
+    async def _listed(
+        self,
+        server: str,
+        level: str,
+        key: str,
+        ask: Callable[[], Awaitable[Listed[Any]]],
+        decode: Callable[[Any], Any],
+    ) -> Listed[Any]:
+        key = f"{level} {key}"
+        saved = self._saved
+        if saved is not None:
+            age = await trio.to_thread.run_sync(saved.age, server, key, self._clock())
+            if age is not None and (age < self._ttls.get(level, 0.0) or self._offline(server)):
+                kept = await trio.to_thread.run_sync(saved.load, server, key, decode)
+                if kept is not None:
+                    return Listed(kept, age)
+        try:
+            found = await ask()
+        except Unavailable as exc:
+            self._went_offline(server, exc)
+            kept = None if saved is None else await trio.to_thread.run_sync(saved.load, server, key, decode)
+            if kept is None:
+                raise
+            log.debug("%s: %s from the disk cache (server unreachable)", server, key)
+            return Listed(kept)  # kept by the tree for its TTL, then the server is asked again
+        self._back_online(server)
+        if saved is not None:
+            await trio.to_thread.run_sync(saved.save, server, key, found)
+        return found
+
+    def _offline(self, server: str) -> bool:
+        return trio.current_time() < self._offline_until.get(server, float("-inf"))
+
+    def _went_offline(self, server: str, exc: Unavailable) -> None:
+        if server not in self._offline_until and self.holds_saved(server):
+            log.warning("%s is unreachable (%s): listing from the disk cache; asking again in %.0f s",
+                        server, exc, OFFLINE_RETRY_S)  # fmt: skip
+        self._offline_until[server] = trio.current_time() + OFFLINE_RETRY_S
+
+    def _back_online(self, server: str) -> None:
+        if self._offline_until.pop(server, None) is not None:
+            log.info("%s answers again", server)

@@ -1,5 +1,6 @@
 """The whole tree: a root with one directory per configured folder,
-``by-uid`` and ``.trolleyfs``, over the inode table the kernel sees."""
+``by-uid``, the path queries (``by-accession``, ``by-patient``, ``query``)
+and ``.trolleyfs``, over the inode table the kernel sees."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ from .control import control_dir
 from .dirs import ByUidDir, FolderDir
 from .inodes import InodeTable, UidIndex
 from .listings import Listings
+from .querydirs import query_roots
+from .saved import SavedListings
 from .views import ViewParts, views_dir
 
 
@@ -43,13 +46,16 @@ class Tree:
         the folders that ask for views; ``shared``: searches shared by a
         cluster of mounts."""
         self.mount_time = time.time()
+        c = config.cache
+        saved = SavedListings(c.disk_dir) if c.disk_dir else None  # listings kept beside the objects
+        ttls = {"studies": c.folder_ttl, "series": c.study_ttl, "instances": c.series_ttl}
         ctx = Context(
             names=config.names,
-            folder_ttl=config.cache.folder_ttl,
-            study_ttl=config.cache.study_ttl,
-            series_ttl=config.cache.series_ttl,
+            folder_ttl=c.folder_ttl,
+            study_ttl=c.study_ttl,
+            series_ttl=c.series_ttl,
             mount_time=self.mount_time,
-            listings=Listings(searchers, stats, shared),
+            listings=Listings(searchers, stats, saved, ttls, shared=shared),
             reader=store,
         )
         self.root = StaticDir("", None, self.mount_time)
@@ -57,8 +63,8 @@ class Tree:
         folders = [FolderDir(f, self.root, replace(ctx, form=f.transfer_syntax or "")) for f in config.folders]
         self.root.add(folders)
         self.root.add([ByUidDir(self.root, ctx)])
+        self.root.add(query_roots(self.root, ctx))
         if views is not None and any(f.views for f in config.folders):
-            c = config.cache
             self.root.add([views_dir(self.root, VIEWS_DIR, folders, views, c.study_ttl, c.series_ttl)])
 
         def more_stats() -> dict[str, object]:

@@ -1,0 +1,330 @@
+"""``trolleyfs prefetch [--check] PATH...``: warm a mount's caches by reading
+everything under each PATH through it, or (``--check``) count how many of
+those files a read would take from the caches, without fetching anything.
+
+Reading through the mount fills the memory cache and, when one is
+configured, the disk cache (objects and listings), whatever the protocol, and
+stays within what the mount allows each server (its connections, the series
+fetched at once).  Files are handed to ``--jobs`` readers in series order, so
+a series costs the request of its first file and one series request.
+
+What is cached comes from each series directory's ``user.trolleyfs.cached``
+attribute (:mod:`trolleyfs.tree.cachestate`); nothing here ever ``stat``\\ s an
+instance file, since the size of a file not yet fetched is only learnt by
+fetching it.  Exit codes: 0 all done (or all cached), 1 something failed (or
+is missing), 2 a bad argument, 130 stopped by Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+import trio
+
+from .errors import UserError
+from .progress import Progress, Tally, progress_for
+from .tree.cachestate import CACHE_XATTR
+from .tree.control import CONTROL_DIR, STATS_FILE
+
+CHUNK = 1 << 20
+DISK_SETTLE_S = 10.0  # after reading, wait this long without progress for the disk cache's writes
+MAX_SHOWN = 10  # failures or missing files named in the summary
+
+
+@dataclass
+class Group:
+    """Files of one series directory under the PATHs, and its cache state."""
+
+    dir: str
+    names: list[str]
+    whole: bool  # all files of the directory (else only those named as PATHs)
+    state: dict[str, Any]
+
+    def paths(self) -> list[str]:
+        return [os.path.join(self.dir, n) for n in self.names]
+
+
+@dataclass
+class Walk:
+    groups: list[Group] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    dirs: int = 0
+    files: int = 0
+
+
+def _is_dir(path: str) -> bool:
+    """Whether ``path`` is a directory, learnt by opening it as one: a stat
+    would fetch an instance file whose size is not known yet."""
+    try:
+        os.scandir(path).close()
+        return True
+    except NotADirectoryError:
+        return False
+    except OSError as exc:
+        raise UserError(f"{path}: {exc.strerror or exc}") from None
+
+
+def mount_root(directory: str) -> str:
+    """The trolleyfs mount ``directory`` is in (UserError if none)."""
+    p = directory
+    while not os.path.ismount(p) and os.path.dirname(p) != p:
+        p = os.path.dirname(p)
+    if not os.path.isfile(os.path.join(p, CONTROL_DIR, STATS_FILE)):
+        raise UserError(f"{directory}: not inside a trolleyfs mount")
+    return p
+
+
+def _state(directory: str) -> dict[str, Any]:
+    try:
+        doc = json.loads(os.getxattr(directory, CACHE_XATTR))
+    except OSError:
+        raise OSError(f"{directory}: holds files that are not DICOM instances of the mount") from None
+    if not isinstance(doc, dict):
+        raise OSError(f"{directory}: unreadable {CACHE_XATTR}")
+    return doc
+
+
+def _scan(directory: str) -> tuple[list[str], list[str]]:
+    dirs, files = [], []
+    with os.scandir(directory) as it:
+        for e in it:
+            if e.is_dir(follow_symlinks=False):
+                if e.name != CONTROL_DIR:
+                    dirs.append(e.path)
+            elif e.is_file(follow_symlinks=False):
+                files.append(e.name)
+    return sorted(dirs), sorted(files)
+
+
+async def walk(paths: list[str], jobs: int, progress: Progress) -> Walk:
+    """Every series directory under ``paths`` (and the files named directly),
+    listed ``jobs`` directories at a time."""
+    out = Walk()
+    limiter = trio.CapacityLimiter(jobs)
+    seen: set[str] = set()
+
+    async def visit(directory: str, nursery: trio.Nursery) -> None:
+        if directory in seen:
+            return
+        seen.add(directory)
+        try:
+            dirs, files = await trio.to_thread.run_sync(_scan, directory, limiter=limiter, abandon_on_cancel=True)
+            state = await trio.to_thread.run_sync(_state, directory, abandon_on_cancel=True) if files else {}
+        except OSError as exc:
+            out.errors.append(f"{directory}: cannot list: {exc.strerror or exc}")
+            return
+        out.dirs += 1
+        out.files += len(files)
+        progress.listing(out.dirs, out.files)
+        if files:
+            out.groups.append(Group(directory, files, True, state))
+        for d in dirs:
+            nursery.start_soon(visit, d, nursery)
+
+    singles: dict[str, list[str]] = {}
+    async with trio.open_nursery() as nursery:
+        for p in paths:
+            if await trio.to_thread.run_sync(_is_dir, p):
+                nursery.start_soon(visit, p, nursery)
+            else:
+                singles.setdefault(os.path.dirname(p), []).append(os.path.basename(p))
+    for directory, names in singles.items():
+        if directory in seen:
+            continue  # the whole directory is read anyway
+        try:
+            state = await trio.to_thread.run_sync(_state, directory)
+        except OSError as exc:
+            out.errors.append(str(exc))
+            continue
+        out.groups.append(Group(directory, sorted(set(names)), False, state))
+    out.groups.sort(key=lambda g: g.dir)
+    return out
+
+
+def _counts(group: Group) -> tuple[int, int, list[str]]:
+    """``(cached, on disk, missing paths)`` of a group, from its state: for
+    single files the state is per directory, so doubt counts as missing."""
+    st = group.state
+    missing = set(st.get("missing", []))
+    complete = bool(st.get("missing_complete", False))
+    if group.whole and complete:
+        return int(st["cached"]), int(st["on_disk"]), [os.path.join(group.dir, n) for n in sorted(missing)]
+    gone = [n for n in group.names if n in missing or not complete]
+    all_on_disk = st.get("on_disk") == st.get("files")
+    cached = len(group.names) - len(gone)
+    return cached, cached if all_on_disk else 0, [os.path.join(group.dir, n) for n in gone]
+
+
+def _read_file(path: str) -> int:
+    n = 0
+    buf = bytearray(CHUNK)
+    with open(path, "rb", buffering=0) as f:
+        while got := f.readinto(buf):
+            n += got
+    return n
+
+
+async def read_all(groups: list[Group], jobs: int, tally: Tally, progress: Progress, errors: list[str]) -> None:
+    send, receive = trio.open_memory_channel[str](0)
+    limiter = trio.CapacityLimiter(jobs)
+
+    async def reader(queue: trio.MemoryReceiveChannel[str]) -> None:
+        async with queue:
+            async for path in queue:
+                try:
+                    n = await trio.to_thread.run_sync(_read_file, path, limiter=limiter, abandon_on_cancel=True)
+                except OSError as exc:
+                    tally.failed += 1
+                    errors.append(f"{path}: {exc.strerror or exc}")
+                    progress.advance(tally, 0)
+                    continue
+                tally.done += 1
+                tally.done_bytes += n
+                progress.advance(tally, n)
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(jobs):
+            nursery.start_soon(reader, receive.clone())
+        await receive.aclose()
+        async with send:
+            for g in groups:
+                for p in g.paths():
+                    await send.send(p)
+
+
+async def _ticking(progress: Progress, every: float, tally: list[Tally]) -> None:
+    while True:
+        await trio.sleep(every)
+        progress.tick(tally[0] if tally else None)
+
+
+async def _settle_on_disk(groups: list[Group]) -> int:
+    """Files of ``groups`` in the disk cache, once its background writes are
+    done (or made no progress for :data:`DISK_SETTLE_S`)."""
+    best, since = -1, trio.current_time()
+    while True:
+        on_disk = 0
+        for g in groups:
+            try:
+                g.state = await trio.to_thread.run_sync(_state, g.dir)
+            except OSError:
+                continue
+            on_disk += _counts(g)[1]
+        total = sum(len(g.names) for g in groups)
+        if on_disk > best:
+            best, since = on_disk, trio.current_time()
+        if on_disk >= total or trio.current_time() - since > DISK_SETTLE_S:
+            return on_disk
+        await trio.sleep(0.2)
+
+
+@dataclass
+class Outcome:
+    tally: Tally = field(default_factory=Tally)
+    errors: list[str] = field(default_factory=list)
+    lines: list[str] = field(default_factory=list)
+    failed: bool = False
+
+
+async def _run(paths: list[str], check: bool, jobs: int, every: float, disk: bool, progress: Progress,
+               out: Outcome) -> None:  # fmt: skip
+    tallies: list[Tally] = []
+    async with trio.open_nursery() as ticker:
+        ticker.start_soon(_ticking, progress, every, tallies)
+        w = await walk(paths, jobs, progress)
+        out.errors.extend(w.errors)
+        t = out.tally
+        t.files = sum(len(g.names) for g in w.groups)
+        if check:
+            ticker.cancel_scope.cancel()
+            _report_check(w, t, disk, out)
+            return
+        for g in w.groups:
+            sized, size = int(g.state.get("sized", 0)), int(g.state.get("bytes", 0))
+            if g.whole:
+                t.known_files += sized
+                t.known_bytes += size
+        t.started = time.monotonic()
+        tallies.append(t)
+        progress.start(t)
+        await read_all(w.groups, jobs, t, progress, out.errors)
+        ticker.cancel_scope.cancel()
+    progress.close()
+    rate = t.done_bytes / 1e6 / t.elapsed()
+    line = f"read {t.done} of {t.files} files, {t.done_bytes / 1e6:.1f} MB in {t.elapsed():.1f} s ({rate:.1f} MB/s)"
+    if disk and t.done:
+        line += f"; in the disk cache: {await _settle_on_disk([g for g in w.groups if g.whole])} of {t.files} files"
+    out.lines.append(line)
+    out.failed = bool(out.errors)
+
+
+def _report_check(w: Walk, t: Tally, disk: bool, out: Outcome) -> None:
+    cached = on_disk = 0
+    missing: list[str] = []
+    for g in w.groups:
+        c, d, m = _counts(g)
+        cached, on_disk, missing = cached + c, on_disk + d, missing + m
+    where = f" (in the disk cache: {on_disk})" if disk else " (no disk cache: memory only, lost at unmount)"
+    out.lines.append(f"{cached} of {t.files} files would be read without the server{where}; {len(missing)} missing")
+    out.lines += [f"  missing: {p}" for p in missing[:MAX_SHOWN]]
+    if len(missing) > MAX_SHOWN:
+        out.lines.append(f"  ... and {len(missing) - MAX_SHOWN} more")
+    out.failed = bool(missing or out.errors)
+
+
+def _interrupted(exc: BaseException) -> bool:
+    """Whether Ctrl-C is what ended the run (trio may wrap it in groups)."""
+    if isinstance(exc, BaseExceptionGroup):
+        return any(_interrupted(e) for e in exc.exceptions)
+    return isinstance(exc, KeyboardInterrupt)
+
+
+def run_prefetch(paths: list[str], check: bool = False, jobs: int = 4, every: float = 5.0,
+                 out: TextIO = sys.stdout) -> int:  # fmt: skip
+    """The command: returns its exit code (bad arguments raise UserError)."""
+    if not 1 <= jobs <= 64:
+        raise UserError(f"--jobs {jobs}: use 1 to 64")
+    if not every > 0:
+        raise UserError(f"--interval {every}: must be more than 0 seconds")
+    absolute = [os.path.abspath(p) for p in paths]
+    roots = set()
+    for p in absolute:
+        if not os.path.lexists(os.path.dirname(p)):
+            raise UserError(f"{p}: no such directory")
+        roots.add(mount_root(p if _is_dir(p) else os.path.dirname(p)))
+    disk = any(_has_disk_cache(r) for r in roots)
+    progress = progress_for(out, every)
+    outcome = Outcome()
+    try:
+        trio.run(_run, absolute, check, jobs, every, disk, progress, outcome)
+    except BaseException as exc:
+        if not _interrupted(exc):
+            raise
+        progress.close()
+        t = outcome.tally
+        print(f"prefetch: stopped: {t.done} of {t.files} files read ({t.done_bytes / 1e6:.1f} MB)", file=out)
+        return 130
+    finally:
+        progress.close()
+    name = "check" if check else "prefetch"
+    for line in outcome.lines:
+        print(line if line.startswith(" ") else f"{name}: {line}", file=out)
+    if outcome.errors:
+        print(f"{name}: {len(outcome.errors)} failed:", file=out)
+        for e in outcome.errors[:MAX_SHOWN]:
+            print(f"  {e}", file=out)
+        if len(outcome.errors) > MAX_SHOWN:
+            print(f"  ... and {len(outcome.errors) - MAX_SHOWN} more", file=out)
+    return 1 if outcome.failed else 0
+
+
+def _has_disk_cache(root: str) -> bool:
+    try:
+        with open(os.path.join(root, CONTROL_DIR, STATS_FILE), encoding="utf-8") as f:
+            return json.load(f).get("disk_cache") is not None
+    except (OSError, ValueError):
+        return False
