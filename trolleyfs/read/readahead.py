@@ -14,6 +14,12 @@
 * When the series fetch fails or does not carry an instance, that instance's
   flight fails and its reader falls back to a fetch of it alone (in
   :class:`~.store.Store`).
+* A series fetch that failed, or delivered nothing of what it was asked for,
+  is not tried again for that series (for :data:`RETRY_FAILED_S`): its files
+  are read one by one at once.  When the server shows it cannot retrieve
+  series at all (404 or another refusal, or :data:`FAILURES_IN_A_ROW` series
+  failing in a row, say timeouts), no series of that server is prefetched
+  for that long either.  Each is logged once.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from dataclasses import dataclass, field
 
 import trio
 
-from ..errors import NotFound, TrolleyError
+from ..errors import NotFound, TrolleyError, Unavailable
 from ..model import Fetcher, InstanceRef, SeriesRef
 from ..stats import Stats
 from .budget import PrefetchBudget
@@ -34,6 +40,8 @@ from .single import SingleFetch
 
 log = logging.getLogger("trolleyfs.store")
 
+RETRY_FAILED_S = 600.0  # a series (or server) whose series retrieval failed is read file by file this long
+FAILURES_IN_A_ROW = 2  # series of one server failing one after the other (timeouts, 5xx): the server is skipped
 READAHEAD_GRACE_S = 0.02  # a series readahead waits this long after the first file, unless a second is asked for
 PROGRESS_EVERY_S = 5.0  # a long prefetch says how far it got this often
 
@@ -42,9 +50,43 @@ PROGRESS_EVERY_S = 5.0  # a long prefetch says how far it got this often
 class _SeriesJob:
     ref: SeriesRef
     uids: list[str]
+    wanted: frozenset[str] = frozenset()
     received: int = 0
     bytes: int = 0
     started: float = field(default_factory=trio.current_time)
+
+
+class _FailedSeries:
+    """Which series, and which servers, not to prefetch for a while."""
+
+    def __init__(self) -> None:
+        self._series: dict[SeriesRef, float] = {}  # until when
+        self._servers: dict[str, float] = {}
+        self._in_a_row: dict[str, int] = {}
+
+    def blocked(self, server: str, sref: SeriesRef) -> bool:
+        now = trio.current_time()
+        return self._servers.get(server, now) > now or self._series.get(sref, now) > now
+
+    def succeeded(self, server: str) -> None:
+        self._in_a_row.pop(server, None)
+
+    def failed(self, server: str, sref: SeriesRef, error: BaseException | None) -> None:
+        """A series fetch of ``server`` delivered nothing it was asked for."""
+        until = trio.current_time() + RETRY_FAILED_S
+        self._series[sref] = until
+        self._in_a_row[server] = self._in_a_row.get(server, 0) + 1
+        refused = error is not None and not isinstance(error, (Unavailable, trio.TooSlowError))
+        if refused or self._in_a_row[server] >= FAILURES_IN_A_ROW:
+            if self._servers.get(server, 0.0) < trio.current_time():
+                log.warning("%s: series retrieval failed (%s); reading its files one by one for the next %.0f min",
+                            server, error or "the answers held none of the objects asked for",
+                            RETRY_FAILED_S / 60)  # fmt: skip
+            self._servers[server] = until
+        else:
+            log.info("series %s: not prefetched again for %.0f min", sref.series_uid, RETRY_FAILED_S / 60)
+        for key in [k for k, t in self._series.items() if t <= trio.current_time()]:
+            del self._series[key]
 
 
 class SeriesReadahead:
@@ -71,12 +113,15 @@ class SeriesReadahead:
         self._on_prefetched = on_prefetched
         self._jobs: dict[SeriesRef, _SeriesJob] = {}  # series being fetched
         self._pending: dict[SeriesRef, object] = {}  # readahead about to start (in its grace)
+        self._failed = _FailedSeries()
 
     def flight_for(self, server: str, ref: InstanceRef, siblings: Callable[[], list[str]]) -> Flight:
         """A miss of ``ref`` (not cached, not in flight): the flight that will
         bring it, readahead of its series started or scheduled.  ``siblings``
         gives all instance UIDs of the series."""
         sref = ref.series
+        if self._failed.blocked(server, sref):
+            return self._single.start(server, ref)  # its series retrieval failed: file by file
         if sref in self._pending:
             # a second file of a series whose readahead is about to start: the
             # access is sequential, so start it now and take this file from it
@@ -111,7 +156,7 @@ class SeriesReadahead:
 
     def _start(self, server: str, sref: SeriesRef, siblings: list[str]) -> bool:
         """Start a background fetch of the series' uncached instances, if a slot is free."""
-        if sref in self._jobs:
+        if sref in self._jobs or self._failed.blocked(server, sref):
             return False
         wanted = {u for u in siblings if u not in self._flights and not self._caches.holds(u)}
         if not wanted:
@@ -120,7 +165,7 @@ class SeriesReadahead:
             self._slots.acquire_nowait()
         except trio.WouldBlock:
             return False
-        job = _SeriesJob(sref, sorted(wanted))
+        job = _SeriesJob(sref, sorted(wanted), frozenset(wanted))
         self._jobs[sref] = job
         for u in job.uids:
             self._flights.open(u, by_series=True)
@@ -133,8 +178,9 @@ class SeriesReadahead:
         self._stats.requests[server] += 1
         log.info("prefetching series %s: %d instances", sref.series_uid, len(uids))
         error: BaseException | None = None
+        delivered = [0]  # objects of this answer that were asked for
         try:
-            await self._take(server, job)
+            await self._take(server, job, delivered)
         except (TrolleyError, trio.TooSlowError) as exc:
             error = exc
             log.warning("prefetch of series %s stopped: %s", sref.series_uid, exc)
@@ -142,6 +188,10 @@ class SeriesReadahead:
             error = exc
             log.exception("prefetch of series %s", sref.series_uid)
         finally:
+            if delivered[0]:
+                self._failed.succeeded(server)
+            else:
+                self._failed.failed(server, sref, error)
             missing = NotFound("not in the series answer", server=server, what=f"series {sref.series_uid}")
             for u in uids:
                 flight = self._flights.get(u)
@@ -156,17 +206,19 @@ class SeriesReadahead:
                 sref.series_uid, job.received, job.bytes / 1e6, took,
             )  # fmt: skip
 
-    async def _take(self, server: str, job: _SeriesJob) -> None:
+    async def _take(self, server: str, job: _SeriesJob, delivered: list[int]) -> None:
         """Fetch the series; hand each object of the answer to its waiters and
         the caches, pausing at the prefetch budget.  The stream is closed on
         the way out, whatever happens."""
         stream = self._fetchers[server].fetch_series(job.ref, job.uids)
         try:
-            await self._take_from(server, job, stream)
+            await self._take_from(server, job, stream, delivered)
         finally:
             await _close(stream)
 
-    async def _take_from(self, server: str, job: _SeriesJob, stream: AsyncIterator[tuple[str, bytes]]) -> None:
+    async def _take_from(
+        self, server: str, job: _SeriesJob, stream: AsyncIterator[tuple[str, bytes]], delivered: list[int]
+    ) -> None:
         next_report = trio.current_time() + PROGRESS_EVERY_S
         async for uid, data in stream:
             flight = self._flights.get(uid)
@@ -178,6 +230,8 @@ class SeriesReadahead:
                          job.received, len(job.uids), job.bytes / 1e6)  # fmt: skip
             self._stats.instances_fetched += 1
             self._stats.bytes_fetched[server] += len(data)
+            if uid in job.wanted:
+                delivered[0] += 1
             if flight is None or not flight.by_series or flight.done.is_set():
                 continue  # not asked for, or already fetched another way
             self._caches.keep(uid, data)
