@@ -19,7 +19,7 @@ from trolleyfs.endpoints import Server
 from trolleyfs.errors import ProtocolError, Unavailable
 from trolleyfs.model import InstanceRef, Query, SeriesRef
 from trolleyfs.protocols import endpoint as Endpoint
-from trolleyfs.retrieve.cget import GET_MODEL, STORAGE_CLASSES, VIDEO_CLASSES, CGet, get_contexts, scp_roles
+from trolleyfs.retrieve.cget import CGet
 from trolleyfs.search.dimse import DicomQR
 from trolleyfs.transport.dimse import limiter_for
 from trolleyfs.transport.dimse_data import attrs_from_dataset, query_dataset
@@ -148,18 +148,6 @@ def test_status_errors(code: int | None, kind: type, text: str) -> None:
     assert text in str(err) and err.server == "pacs" and err.what == "study search"
     if code is not None:
         assert "it broke" in str(err)
-
-
-def test_get_contexts_fit_one_association() -> None:
-    contexts = get_contexts()
-    assert contexts[0][0] == GET_MODEL
-    assert len(contexts) <= 128
-    storage = [uid for uid, _ in contexts[1:]]
-    assert len(storage) == len(set(storage)) == len(STORAGE_CLASSES) + len(VIDEO_CLASSES)
-    assert all(syntaxes[0] == "1.2.840.10008.1.2.1" for _, syntaxes in contexts[1:])  # explicit VR LE first
-    roles = scp_roles()
-    assert [r.sop_class_uid for r in roles] == storage
-    assert all(r.scp_role and not r.scu_role for r in roles)
 
 
 # --------------------------------------------------------------------------- a peer that never answers

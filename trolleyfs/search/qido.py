@@ -117,7 +117,7 @@ class QidoRS:
                 continue  # a full page (or more than asked: the server ignores limit)
             if more_said or len(page) == paging.cap:
                 continue
-            if len(page) >= MIN_CAP_PROBE and len(page) > paging.complete_up_to:
+            if paging.cap is None and len(page) >= MIN_CAP_PROBE and len(page) > paging.complete_up_to:
                 probing = len(page)
                 continue
             break
