@@ -169,7 +169,7 @@ class DicomWebServer(TestHTTPServer):
 
     def _study_rows(self, filters: list[tuple[str, str]]) -> list[dict[str, object]]:
         rows = []
-        for uid, dss in sorted(self.index.studies().items(), key=lambda kv: (kv[1][0].StudyDate, kv[0])):
+        for _, dss in sorted(self.index.studies().items(), key=lambda kv: (kv[1][0].StudyDate, kv[0])):
             first = dss[0]
             if not all(self._matches(v, str(first.get(k, "")), k) for k, v in filters):
                 continue

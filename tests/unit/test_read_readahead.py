@@ -11,8 +11,8 @@ import trio
 import trio.testing
 
 from tests.unit.read_fakes import FakeFetcher, MiB, objects_for, opened, ref, siblings_of, uids
-from trolleyfs.read.budget import PREFETCH_PATIENCE_S
 from trolleyfs.errors import NotFound
+from trolleyfs.read.budget import PREFETCH_PATIENCE_S
 from trolleyfs.read.readahead import PROGRESS_EVERY_S, READAHEAD_GRACE_S, RETRY_FAILED_S
 from trolleyfs.stats import Stats
 

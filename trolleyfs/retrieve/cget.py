@@ -33,10 +33,10 @@ from ..endpoints import CGetEndpoint, Server
 from ..errors import NotFound, ProtocolError, RemoteError, Unavailable
 from ..model import InstanceRef, SeriesRef
 from ..part10 import check_part10
+from ..transport import storage
 from ..transport.dimse import Association, with_dimse_retries
 from ..transport.dimse_data import query_dataset
 from ..transport.dimse_errors import PENDING, status_error, status_text
-from ..transport import storage
 from ..transport.retry import retry_stream
 
 log = logging.getLogger("trolleyfs.cget")

@@ -180,5 +180,6 @@ def scp_contexts() -> Contexts:
     special = (*COMPRESSED, *VIDEO, ts.JPEG2000MC, ts.JPEG2000MCLossless, ts.HTJ2KLossless,
                ts.HTJ2KLosslessRPCL, ts.HTJ2K, ts.DeflatedExplicitVRLittleEndian, ts.ExplicitVRBigEndian)  # fmt: skip
     syntaxes = tuple(dict.fromkeys((*special, EXPLICIT, IMPLICIT)))
-    classes = dict.fromkeys((*STORAGE_CLASSES, *VIDEO_CLASSES, *(c.abstract_syntax for c in AllStoragePresentationContexts)))
+    known = (c.abstract_syntax for c in AllStoragePresentationContexts)
+    classes = dict.fromkeys((*STORAGE_CLASSES, *VIDEO_CLASSES, *known))
     return [(str(cls), syntaxes) for cls in classes if cls]
