@@ -2,8 +2,9 @@
 generated sample data, with switches that make it answer the way broken or
 quirky real servers do.  Each switch sends exactly one kind of wrong answer:
 
-* ``lying_lengths``: WADO-RS parts declare the whole object's
-  ``Content-Length`` but hold only its first half (the boundary is right);
+* ``lying_lengths`` (``"all"`` or ``"series"``: series answers only):
+  WADO-RS parts declare the whole object's ``Content-Length`` but hold only
+  its first half (the boundary is right);
 * ``cut_objects``: objects cut short inside consistent framing (WADO-RS part
   lengths and the WADO-URI body length match the cut bytes);
 * ``part_lengths = False``: parts without a ``Content-Length`` (dcm4chee);
@@ -76,7 +77,7 @@ class DicomWebServer(TestHTTPServer):
     def __init__(self, index: SampleIndex) -> None:
         super().__init__({("GET", PREFIX): self._route, ("GET", "/wado"): self._wado_uri})
         self.index = index
-        self.lying_lengths = False
+        self.lying_lengths: str | None = None
         self.cut_objects = False
         self.part_lengths = True
         self.duplicates: str | None = None
@@ -210,13 +211,14 @@ class DicomWebServer(TestHTTPServer):
             return Response(404, b"no such object", content_type="text/plain")
         if self.single_part and len(parts) == 6:
             return Response(200, self._cut(objects[0]), content_type="application/dicom")
-        return Response(200, self._multipart(objects),
+        lying = self.lying_lengths == "all" or (self.lying_lengths == "series" and len(parts) == 4)
+        return Response(200, self._multipart(objects, lying),
                         content_type=f'multipart/related; type="application/dicom"; boundary={BOUNDARY}')  # fmt: skip
 
     def _cut(self, data: bytes) -> bytes:
         return data[: len(data) * 2 // 3] if self.cut_objects else data
 
-    def _multipart(self, objects: list[bytes]) -> Iterator[bytes]:
+    def _multipart(self, objects: list[bytes], lying: bool) -> Iterator[bytes]:
         for data in objects:
             copies = [data]
             if self.duplicates == "same":
@@ -226,11 +228,11 @@ class DicomWebServer(TestHTTPServer):
             for copy in copies:
                 body = self._cut(copy)
                 declared = len(copy)
-                if self.lying_lengths:
+                if lying:
                     body = copy[: len(copy) // 2]
                 headers = "Content-Type: application/dicom\r\n"
                 if self.part_lengths:
-                    headers += f"Content-Length: {declared if self.lying_lengths else len(body)}\r\n"
+                    headers += f"Content-Length: {declared if lying else len(body)}\r\n"
                 yield f"--{BOUNDARY}\r\n{headers}\r\n".encode() + body + b"\r\n"
         yield f"--{BOUNDARY}--\r\n".encode()
 

@@ -126,7 +126,7 @@ def in_syntax(data: bytes, syntax: str) -> bytes:
     if syntax == pydicom.uid.ImplicitVRLittleEndian:
         ds.file_meta.TransferSyntaxUID = syntax
     else:
-        ds.compress(syntax)
+        ds.compress(syntax, generate_instance_uid=False)
     buf = io.BytesIO()
     ds.save_as(buf, enforce_file_format=True)
     return buf.getvalue()
