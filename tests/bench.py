@@ -27,6 +27,7 @@ from tests.mounting import mounted
 from trolleyfs.demo import sampledata
 from trolleyfs.demo.orthanc import Orthanc
 from trolleyfs.multipart import MultipartParser, boundary_of
+from trolleyfs.part10 import check_part10, part10_sop_instance_uid
 
 ACCEPT = 'multipart/related; type="application/dicom"; transfer-syntax=*'
 
@@ -272,6 +273,14 @@ def main() -> int:
                             rss.peak / 2**20, None, f"< {mem_mb + 150} MiB"))  # fmt: skip
             for p in list(dest.iterdir()):  # keep tmpfs use small between measurements
                 shutil.rmtree(p, ignore_errors=True)
+
+        # (8) what checking each object costs on the hot path, in-process: the
+        # meta-group UID check alone, and the whole-object element walk
+        objects = [sampledata.make_instance(big, 0, big.series[0], 0, n) for n in range(args.instances)]
+        runs("(8a) Part-10 UID check of the series' objects (in-process CPU)",
+             lambda i: timed(lambda: [part10_sop_instance_uid(o) for o in objects]), series_mb)
+        runs("(8b) whole-object check: UID + element walk (in-process CPU)",
+             lambda i: timed(lambda: [check_part10(o, "bench", "x") for o in objects]), series_mb)
     finally:
         shutil.rmtree(work, ignore_errors=True)
         shutil.rmtree(dest, ignore_errors=True)

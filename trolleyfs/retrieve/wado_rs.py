@@ -114,17 +114,14 @@ class WadoRS:
         except MultipartError as exc:
             raise ProtocolError(str(exc), server=self.name, what=what) from None
 
-    def _damage(self, part: Part, index: int, what: str) -> ProtocolError | None:
-        """The error a damaged part stands for, or None if it holds a whole object."""
+    def _checked(self, part: Part, index: int, what: str) -> str:
+        """The SOP Instance UID of the whole object a part holds; ProtocolError
+        if the part is damaged (its length) or its object is not whole."""
         problem = part.length_problem()
         if problem:
-            return ProtocolError(f"part {index} (object {_uid_of(part.body)}) {problem}: damaged, refused",
-                                 server=self.name, what=what)  # fmt: skip
-        try:
-            check_part10(part.body, self.name, what)
-        except ProtocolError as exc:
-            return exc
-        return None
+            raise ProtocolError(f"part {index} (object {_uid_of(part.body)}) {problem}: damaged, refused",
+                                server=self.name, what=what)  # fmt: skip
+        return check_part10(part.body, self.name, what)
 
     async def fetch_instance(self, ref: InstanceRef) -> bytes:
         what = f"instance {ref.instance_uid}"
@@ -135,10 +132,7 @@ class WadoRS:
             index = 0
             async for part in parts:
                 index += 1
-                damage = self._damage(part, index, what)
-                if damage is not None:
-                    raise damage
-                uid = _uid_of(part.body)
+                uid = self._checked(part, index, what)
                 if uid == ref.instance_uid:
                     copies.append(part.body)
                 else:
@@ -165,11 +159,11 @@ class WadoRS:
                 index = 0
                 async for part in parts:
                     index += 1
-                    damage = self._damage(part, index, what)
-                    if damage is not None:
-                        refused.append(damage)
+                    try:
+                        uid = self._checked(part, index, what)
+                    except ProtocolError as exc:
+                        refused.append(exc)
                         continue
-                    uid = _uid_of(part.body)
                     mark = (len(part.body), zlib.crc32(part.body[:_FINGERPRINT_BYTES]))
                     if uid in seen:
                         if seen[uid] != mark:
