@@ -52,6 +52,7 @@ class _SeriesJob:
     uids: list[str]
     wanted: frozenset[str] = frozenset()
     received: int = 0
+    delivered: int = 0  # objects of the answer that were asked for
     bytes: int = 0
     started: float = field(default_factory=trio.current_time)
 
@@ -178,19 +179,20 @@ class SeriesReadahead:
         self._stats.requests[server] += 1
         log.info("prefetching series %s: %d instances", sref.series_uid, len(uids))
         error: BaseException | None = None
-        delivered = [0]  # objects of this answer that were asked for
+        ended = False  # the answer ended, well or badly (not cancelled at unmount)
         try:
-            await self._take(server, job, delivered)
+            await self._take(server, job)
+            ended = True
         except (TrolleyError, trio.TooSlowError) as exc:
-            error = exc
+            error, ended = exc, True
             log.warning("prefetch of series %s stopped: %s", sref.series_uid, exc)
         except Exception as exc:
-            error = exc
+            error, ended = exc, True
             log.exception("prefetch of series %s", sref.series_uid)
         finally:
-            if delivered[0]:
+            if job.delivered:
                 self._failed.succeeded(server)
-            else:
+            elif ended:
                 self._failed.failed(server, sref, error)
             missing = NotFound("not in the series answer", server=server, what=f"series {sref.series_uid}")
             for u in uids:
@@ -206,19 +208,17 @@ class SeriesReadahead:
                 sref.series_uid, job.received, job.bytes / 1e6, took,
             )  # fmt: skip
 
-    async def _take(self, server: str, job: _SeriesJob, delivered: list[int]) -> None:
+    async def _take(self, server: str, job: _SeriesJob) -> None:
         """Fetch the series; hand each object of the answer to its waiters and
         the caches, pausing at the prefetch budget.  The stream is closed on
         the way out, whatever happens."""
         stream = self._fetchers[server].fetch_series(job.ref, job.uids)
         try:
-            await self._take_from(server, job, stream, delivered)
+            await self._take_from(server, job, stream)
         finally:
             await _close(stream)
 
-    async def _take_from(
-        self, server: str, job: _SeriesJob, stream: AsyncIterator[tuple[str, bytes]], delivered: list[int]
-    ) -> None:
+    async def _take_from(self, server: str, job: _SeriesJob, stream: AsyncIterator[tuple[str, bytes]]) -> None:
         next_report = trio.current_time() + PROGRESS_EVERY_S
         async for uid, data in stream:
             flight = self._flights.get(uid)
@@ -231,7 +231,7 @@ class SeriesReadahead:
             self._stats.instances_fetched += 1
             self._stats.bytes_fetched[server] += len(data)
             if uid in job.wanted:
-                delivered[0] += 1
+                job.delivered += 1
             if flight is None or not flight.by_series or flight.done.is_set():
                 continue  # not asked for, or already fetched another way
             self._caches.keep(uid, data)
