@@ -86,6 +86,8 @@ def _broken(old: str, new: str) -> str:
         (GOOD + "\n[names]\nstudy = \"{NoSuchKeyword}\"\n", "names.study", "not a DICOM keyword"),
         (GOOD + "\n[extra]\nx = 1\n", "extra", "unknown key"),
         (_broken('max_study_date = "-7d"', 'max_study_date = "2019-01-01"'), "folders[0].min_study_date", "after"),
+        (_broken('url = "http://127.0.0.1:8042/dicom-web" }\nretrieve', 'url = "http://x/d", space_as = "_" }\nretrieve'),
+         "servers.pacs.search.space_as", "expected one of '%20', '?', '*'"),
     ],
 )
 def test_mistakes_name_file_key_and_problem(text, key, words):
@@ -139,3 +141,10 @@ def test_load_missing_file_and_readable_password_warning(tmp_path):
     assert any("can be read by others" in w for w in load(p).warnings)
     p.chmod(0o600)
     assert load(p).warnings == ()
+
+
+def test_space_as_per_search_endpoint():
+    text = _broken('url = "http://127.0.0.1:8042/dicom-web" }\nretrieve',
+                   'url = "http://127.0.0.1:8042/dicom-web", space_as = "?" }\nretrieve')
+    assert parse(text, "pacs.toml").servers["pacs"].search.space_as == "?"
+    assert parse(GOOD, "pacs.toml").servers["pacs"].search.space_as == "%20"

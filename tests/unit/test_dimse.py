@@ -290,3 +290,27 @@ async def test_associations_are_limited_per_server(silent: SilentServer) -> None
         assert len(silent.conns) == 2  # two waiting for their deadline, two waiting for the limiter
     assert len(errors) == 4
     assert len(silent.conns) == 4
+
+
+# --------------------------------------------------------------------------- C-GET's receiver checks each object
+
+
+class _StoreEvent:
+    """What pynetdicom hands the C-STORE handler: the dataset as received, behind a Part-10 header."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def encoded_dataset(self) -> bytes:
+        return self.data
+
+
+def test_a_dataset_cut_short_is_refused_by_the_cget_receiver(sample_files: list[bytes]) -> None:
+    from trolleyfs.retrieve.cget import _Receiver
+
+    got: list[str] = []
+    receiver = _Receiver("pacs", "series 1", lambda uid, data: got.append(uid))
+    whole, cut = sample_files[0], sample_files[1][:-300]
+    assert receiver.on_store(_StoreEvent(whole)) == 0x0000
+    assert receiver.on_store(_StoreEvent(cut)) == 0xC000  # "cannot understand": never delivered
+    assert len(got) == 1 and "is damaged or incomplete" in str(receiver.errors[0])
