@@ -29,6 +29,7 @@ from tests.mounting import TROLLEYFS, mounted
 from trolleyfs.demo import sampledata
 from trolleyfs.demo.orthanc import Orthanc, free_port
 from trolleyfs.multipart import MultipartParser, boundary_of
+from trolleyfs.part10 import check_part10, part10_sop_instance_uid
 
 ACCEPT = 'multipart/related; type="application/dicom"; transfer-syntax=*'
 
@@ -338,6 +339,13 @@ def main() -> int:
             results += bench_views.rows(orthanc, mount_tmp, dest, args.repeat)
             # (10) three nodes copying the series at the same moment, without and with the shared tier
             results.extend(three_nodes(orthanc, study_name, series_mb, args.instances, args.repeat, mount_tmp, dest))
+        # (12) what checking each object costs on the hot path, in-process: the
+        # meta-group UID check alone, and the whole-object element walk
+        objects = [sampledata.make_instance(big, 0, big.series[0], 0, n) for n in range(args.instances)]
+        runs("(12a) Part-10 UID check of the series' objects (in-process CPU)",
+             lambda i: timed(lambda: [part10_sop_instance_uid(o) for o in objects]), series_mb)
+        runs("(12b) whole-object check: UID + element walk (in-process CPU)",
+             lambda i: timed(lambda: [check_part10(o, "bench", "x") for o in objects]), series_mb)
     finally:
         shutil.rmtree(work, ignore_errors=True)
         shutil.rmtree(dest, ignore_errors=True)

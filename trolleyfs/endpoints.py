@@ -50,23 +50,43 @@ class UrlEndpoint(EndpointConfig):
         return cls(url=t.url("url"))
 
 
+# How a space in a query value is sent: percent-encoded (servers that decode
+# the query string), or as a one-character / any-length wildcard for servers
+# that do not decode it (Orthanc 1.10 matches nothing for ``%20``).
+SPACE_FORMS = ("%20", "?", "*")
+
+
+def _space_as(t: Table) -> str:
+    value = t.get("space_as", str, "%20")
+    if value not in SPACE_FORMS:
+        raise t.error("space_as", f"{value!r}: expected one of {', '.join(repr(f) for f in SPACE_FORMS)}")
+    return value
+
+
 @dataclass(frozen=True)
 class QidoEndpoint(UrlEndpoint):
     protocol: ClassVar[str] = "qido-rs"
     page_size: int = 1000  # QIDO-RS limit per request
+    space_as: str = "%20"  # how a space in a query value is sent (SPACE_FORMS)
 
     @classmethod
     def from_table(cls, t: Table) -> Self:
-        t.check_keys({"protocol", "url", "page_size"})
+        t.check_keys({"protocol", "url", "page_size", "space_as"})
         page_size = t.get("page_size", int, 1000)
         if page_size < 1:
             raise t.error("page_size", "must be at least 1")
-        return cls(url=t.url("url"), page_size=page_size)
+        return cls(url=t.url("url"), page_size=page_size, space_as=_space_as(t))
 
 
 @dataclass(frozen=True)
 class MintEndpoint(UrlEndpoint):
     protocol: ClassVar[str] = "mint"
+    space_as: str = "%20"  # how a space in a query value is sent (SPACE_FORMS)
+
+    @classmethod
+    def from_table(cls, t: Table) -> Self:
+        t.check_keys({"protocol", "url", "space_as"})
+        return cls(url=t.url("url"), space_as=_space_as(t))
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,8 @@ large body costs linear time, and only the part being received is held.
 
 A part is only ever returned once the delimiter after it arrived: a stream cut
 in the middle of a part loses that part, and :meth:`MultipartParser.close`
-reports the cut as an error.
+reports the cut as an error.  A part whose own ``Content-Length`` disagrees
+with its bytes is damaged (:meth:`Part.length_problem`): the protocols refuse it.
 """
 
 from __future__ import annotations
@@ -36,6 +37,21 @@ class Part:
     @property
     def content_id(self) -> str:
         return self.headers.get("content-id", "").strip().strip("<>")
+
+    def length_problem(self) -> str | None:
+        """Why the part is damaged, if it declares a ``Content-Length`` that its
+        bytes do not have (the boundary came early or late); None if it declares
+        none (dcm4chee sends none) or the right one."""
+        declared = self.headers.get("content-length")
+        if declared is None:
+            return None
+        try:
+            length = int(declared.strip())
+        except ValueError:
+            return f"unreadable Content-Length {declared[:40]!r}"
+        if length != len(self.body):
+            return f"declares Content-Length {length} but holds {len(self.body)} bytes"
+        return None
 
 
 def content_type_params(content_type: str) -> tuple[str, dict[str, str]]:

@@ -1,5 +1,6 @@
-"""``trolleyfs check``: can each server be searched and read with the
-credentials given?  One row per server and role."""
+"""``trolleyfs check`` and the mount's pre-flight: can each server be searched
+(and, for ``check``, read) with the credentials given?  One row per server and
+role; the search row is the same probe for both."""
 
 from __future__ import annotations
 
@@ -11,10 +12,12 @@ import trio
 
 from .config import Config
 from .errors import TrolleyError, Unavailable
-from .model import Query
-from .servers import open_remotes
+from .model import Instance, Query, Study
+from .servers import Remote, open_remotes
 from .shared.settings import SharedConfig
 from .transport.http_errors import TLSUntrusted
+
+PROBE_SERIES = 3  # series of the probed study tried for an instance to read
 
 
 @dataclass
@@ -32,6 +35,13 @@ class Row:
 
 
 async def probe(config: Config, retrieve: bool = True) -> list[Row]:
+    """One ``search`` row per server (a one-study search: exactly what a mount
+    probes before mounting, so ``check`` and ``mount`` agree), and with
+    ``retrieve`` one ``retrieve`` row: an instance found by listing that
+    study's series, then read.  A listing that fails on the way is a server
+    problem with that study, reported in the row, not a failed retrieve.
+    Servers whose reads need the PACS to connect back (C-MOVE) get their
+    retrieve row in the pre-flight too: only a read proves that works."""
     rows: list[Row] = []
     async with AsyncExitStack() as stack:
         remotes = await open_remotes(config, stack)
@@ -39,38 +49,18 @@ async def probe(config: Config, retrieve: bool = True) -> list[Row]:
             srv = remote.server
             deadline = srv.timeout * (srv.retries + 2)
             t0 = time.monotonic()
-            instance = None
+            studies: list[Study] = []
             try:
                 with trio.fail_after(deadline):
                     studies = await remote.searcher.find_studies(Query(limit=1))
-                    detail = f"answered ({len(studies)} study)" if studies else "answered (no studies)"
-                    if studies and (retrieve or srv.retrieve.reads_need_callback):
-                        series = await remote.searcher.find_series(studies[0].uid)
-                        if series:
-                            insts = await remote.searcher.find_instances(studies[0].uid, series[0].uid)
-                            instance = insts[0] if insts else None
+                detail = f"answered ({len(studies)} study)" if studies else "answered (no studies)"
                 rows.append(Row(name, "search", srv.search.protocol, srv.search.where(), True, detail,
                                 time.monotonic() - t0))  # fmt: skip
             except (TrolleyError, trio.TooSlowError) as exc:
-                msg = str(exc) if isinstance(exc, TrolleyError) else f"no answer within {deadline:.0f} s"
-                rows.append(Row(name, "search", srv.search.protocol, srv.search.where(), False, msg,
-                                time.monotonic() - t0, not _unreachable(exc)))  # fmt: skip
-            if not (retrieve or srv.retrieve.reads_need_callback):
-                continue
-            t0 = time.monotonic()
-            if instance is None:
-                rows.append(Row(name, "retrieve", srv.retrieve.protocol, srv.retrieve.where(), True,
-                                "not tried (no instance found to read)", 0.0))  # fmt: skip
-                continue
-            try:
-                with trio.fail_after(deadline):
-                    data = await remote.fetcher.fetch_instance(instance.ref)
-                rows.append(Row(name, "retrieve", srv.retrieve.protocol, srv.retrieve.where(), True,
-                                f"read one instance ({len(data)} bytes)", time.monotonic() - t0))  # fmt: skip
-            except (TrolleyError, trio.TooSlowError) as exc:
-                msg = str(exc) if isinstance(exc, TrolleyError) else f"no answer within {deadline:.0f} s"
-                rows.append(Row(name, "retrieve", srv.retrieve.protocol, srv.retrieve.where(), False, msg,
-                                time.monotonic() - t0))  # fmt: skip
+                rows.append(Row(name, "search", srv.search.protocol, srv.search.where(), False,
+                                _failure(exc, deadline), time.monotonic() - t0, not _unreachable(exc)))  # fmt: skip
+            if retrieve or srv.retrieve.reads_need_callback:
+                rows.append(await _probe_retrieve(remote, studies[0] if studies else None, deadline))
     if retrieve and config.cache.shared is not None:
         rows.append(await _probe_shared(config.cache.shared))
     return rows
@@ -89,6 +79,53 @@ async def _probe_shared(shared: SharedConfig) -> Row:
 def _unreachable(exc: BaseException) -> bool:
     """A failure that says nothing about the config: the server is down or too slow."""
     return isinstance(exc, (Unavailable, trio.TooSlowError)) and not isinstance(exc, TLSUntrusted)
+
+
+def _failure(exc: BaseException, deadline: float) -> str:
+    return str(exc) if isinstance(exc, TrolleyError) else f"no answer within {deadline:.0f} s"
+
+
+async def _probe_retrieve(remote: Remote, study: Study | None, deadline: float) -> Row:
+    srv = remote.server
+    t0 = time.monotonic()
+
+    def row(ok: bool, detail: str) -> Row:
+        return Row(srv.name, "retrieve", srv.retrieve.protocol, srv.retrieve.where(), ok, detail,
+                   time.monotonic() - t0)  # fmt: skip
+
+    if study is None:
+        return row(True, "not tried (no instance found to read)")
+    try:
+        with trio.fail_after(deadline):
+            instance = await _first_instance(remote, study)
+    except (TrolleyError, trio.TooSlowError) as exc:
+        return row(True, f"not tried (no instance could be listed to read: {_failure(exc, deadline)})")
+    if instance is None:
+        return row(True, "not tried (no instance found to read)")
+    t0 = time.monotonic()
+    try:
+        with trio.fail_after(deadline):
+            data = await remote.fetcher.fetch_instance(instance.ref)
+    except (TrolleyError, trio.TooSlowError) as exc:
+        return row(False, _failure(exc, deadline))
+    return row(True, f"read one instance ({len(data)} bytes)")
+
+
+async def _first_instance(remote: Remote, study: Study) -> Instance | None:
+    """An instance of ``study``: from its first series that lists one (a few
+    are tried; the first listing error is raised if none did)."""
+    error: TrolleyError | None = None
+    for series in (await remote.searcher.find_series(study.uid))[:PROBE_SERIES]:
+        try:
+            instances = await remote.searcher.find_instances(study.uid, series.uid)
+        except TrolleyError as exc:
+            error = error or exc
+            continue
+        if instances:
+            return instances[0]
+    if error is not None:
+        raise error
+    return None
 
 
 def format_rows(rows: list[Row]) -> str:

@@ -79,14 +79,14 @@ def _qido(server: Server, ep: QidoEndpoint, client: httpx.AsyncClient) -> Search
     from .search.qido import QidoRS
     from .transport.http import HttpEndpoint
 
-    return QidoRS(HttpEndpoint(server, ep.url, client), page_size=ep.page_size)
+    return QidoRS(HttpEndpoint(server, ep.url, client), page_size=ep.page_size, space_as=ep.space_as)
 
 
 def _mint(server: Server, ep: MintEndpoint, client: httpx.AsyncClient) -> Searcher:
     from .search.mint import Mint
     from .transport.http import HttpEndpoint
 
-    return Mint(HttpEndpoint(server, ep.url, client))
+    return Mint(HttpEndpoint(server, ep.url, client), space_as=ep.space_as)
 
 
 def _dicom_qr(server: Server, ep: DicomQrEndpoint, client: httpx.AsyncClient) -> Searcher:

@@ -226,10 +226,10 @@ async def test_cfind_failure_status_is_an_error(peer: Peer) -> None:
     bogus = query_dataset("NOSUCHLEVEL", {}, ("StudyInstanceUID",))
     async with Association(server, server.search, "bogus search", FIND_CONTEXTS) as a:
         with pytest.raises(ProtocolError, match=r"C-FIND failed: status 0xC"):
-            await a.call(_find_blocking, bogus, None, server.name, "bogus search")
+            await a.call(_find_blocking, bogus, None, "StudyInstanceUID", server.name, "bogus search")
         # the association survives a failed C-FIND
         good = query_dataset("STUDY", {"PatientID": "P004"}, ("StudyInstanceUID",))
-        assert len(await a.call(_find_blocking, good, None, server.name, "study search")) == 1
+        assert len(await a.call(_find_blocking, good, None, "StudyInstanceUID", server.name, "study search")) == 1
 
 
 async def test_dcmqrscp_strict_hierarchy_failure(dcmqrscp: Dcmqrscp) -> None:
@@ -238,7 +238,8 @@ async def test_dcmqrscp_strict_hierarchy_failure(dcmqrscp: Dcmqrscp) -> None:
     server = peer.server()
     async with Association(server, server.search, "series search", FIND_CONTEXTS) as a:
         with pytest.raises(ProtocolError, match="0xC000"):
-            await a.call(_find_blocking, query_dataset("SERIES", {}, ("SeriesInstanceUID",)), None, server.name, "x")
+            await a.call(_find_blocking, query_dataset("SERIES", {}, ("SeriesInstanceUID",)), None, "SeriesInstanceUID",
+                         server.name, "x")
 
 
 async def test_unknown_called_aet_is_access_denied(dcmqrscp: Dcmqrscp, catalog: Catalog) -> None:

@@ -12,7 +12,8 @@ Vitrea Connection server does (see tests/fixtures/recorded/mint_*):
   carry ``00020010`` (transfer syntax), a requested Type 2 attribute the data
   lacks (ReferringPhysicianName) is sent without ``val``, and optionally each
   study is split over two ``<study>`` elements (``split_duplicates``) or the
-  XML declares ``encoding='UTF-3'`` (``bad_declaration``).
+  XML declares ``encoding='UTF-3'`` (``bad_declaration``), or values carry
+  control characters XML 1.0 forbids (``control_chars``).
 * ``fail_with`` = 401 / 500 serves the recorded Jetty HTML pages with that
   status; ``"html"`` serves the 401 page with status 200.  ``fail_times``
   limits how many requests fail (None: all).
@@ -183,10 +184,12 @@ def _series_xml(datasets: list[pydicom.Dataset], fields: list[str], level: str) 
 class MintServer(TestHTTPServer):
     """The MINT test server; ``url`` is the MINT base URL (``.../rest/api/vault/mint``)."""
 
-    def __init__(self, index: SampleIndex, *, split_duplicates: bool = False, bad_declaration: bool = False) -> None:
+    def __init__(self, index: SampleIndex, *, split_duplicates: bool = False, bad_declaration: bool = False,
+                 control_chars: bool = False) -> None:  # fmt: skip
         super().__init__({("GET", PREFIX + "/studies"): self._studies})
         self.split_duplicates = split_duplicates
         self.bad_declaration = bad_declaration
+        self.control_chars = control_chars
         self.fail_with: int | str | None = None
         self.fail_times: int | None = None
         self._fail_lock = threading.Lock()
@@ -242,6 +245,8 @@ class MintServer(TestHTTPServer):
             + "".join(elements)
             + "</studySearchResults>"
         )
+        if self.control_chars:  # as Java servers write them: raw in LO values, and as a character reference
+            body = body.replace('vr="LO" val="', 'vr="LO" val="\x0b').replace('vr="SH" val="', 'vr="SH" val="&#1;')
         ctype = "application/xml" if self.bad_declaration else "application/xml;charset=UTF-8"
         return Response(200, body.encode("utf-8"), content_type=ctype)
 

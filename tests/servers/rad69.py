@@ -15,7 +15,8 @@ It serves the generated sample data at ``<url>`` (``http://127.0.0.1:PORT/rad69`
 ``mode`` makes it misbehave: ``fault`` (HTTP 500 SOAP Receiver fault),
 ``truncate`` (the body ends cleanly in the middle of a DICOM part), ``abort``
 (the connection is cut there), ``not-dicom`` (a part holds text),
-``html500`` (an HTML error page with status 500).
+``html500`` (an HTML error page with status 500), ``cut-object`` (every
+object cut short inside consistent framing: the boundary follows the cut).
 
 Bodies are streamed in chunks, so a truncated answer is cut as a real one is.
 Use ``with Rad69Server() as srv:`` or ``srv = Rad69Server(index).start()`` ...
@@ -39,7 +40,7 @@ from tests.servers.base import Abort, Request, Response, SampleIndex, TestHTTPSe
 
 SOAP12 = "http://www.w3.org/2003/05/soap-envelope"
 ACTION = "urn:ihe:rad:2009:RetrieveImagingDocumentSet"
-MODES = ("ok", "fault", "truncate", "abort", "not-dicom", "html500")
+MODES = ("ok", "fault", "truncate", "abort", "not-dicom", "html500", "cut-object")
 FAULT_REASON = "Unable to reach the image archive (test fault)"
 
 
@@ -257,6 +258,8 @@ class Rad69Server:
             data = self.index.files[uid]
             if last and self.mode == "not-dicom":
                 data = b"This is not a DICOM object, but the server says it is.\r\n" * 20
+            if self.mode == "cut-object":
+                data = data[: len(data) * 2 // 3]
             yield (
                 f"\r\n--{boundary}\r\n"
                 "Content-Type: application/dicom\r\n"

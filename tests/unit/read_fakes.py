@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 import trio
 
 from trolleyfs.config import CacheConfig
-from trolleyfs.errors import Unavailable
+from trolleyfs.errors import RemoteError, Unavailable
 from trolleyfs.model import InstanceRef, SeriesRef
 from trolleyfs.read.store import Store
 from trolleyfs.stats import Stats
@@ -52,6 +52,7 @@ class FakeFetcher:
         self.fail_series_after: int | None = None  # objects sent before a series stream breaks
         self.series_skip: set[str] = set()  # objects a series answer leaves out
         self.series_delay = 0.0  # seconds between objects of a series answer
+        self.series_error: type[RemoteError] = Unavailable  # what a broken series stream raises
 
     async def fetch_instance(self, ref: InstanceRef) -> bytes:
         self.single_calls.append(ref.instance_uid)
@@ -66,7 +67,7 @@ class FakeFetcher:
                 await self.series_gate.wait()
             for sent, uid in enumerate(u for u in instance_uids if u not in self.series_skip):
                 if self.fail_series_after is not None and sent >= self.fail_series_after:
-                    raise Unavailable("connection reset", server="fake", what=f"series {ref.series_uid}")
+                    raise self.series_error("connection reset", server="fake", what=f"series {ref.series_uid}")
                 if self.series_delay:
                     await trio.sleep(self.series_delay)
                 self.pulled += 1

@@ -86,6 +86,8 @@ def _broken(old: str, new: str) -> str:
         (GOOD + "\n[names]\nstudy = \"{NoSuchKeyword}\"\n", "names.study", "not a DICOM keyword"),
         (GOOD + "\n[extra]\nx = 1\n", "extra", "unknown key"),
         (_broken('max_study_date = "-7d"', 'max_study_date = "2019-01-01"'), "folders[0].min_study_date", "after"),
+        (_broken('url = "http://127.0.0.1:8042/dicom-web" }\nretrieve', 'url = "http://x/d", space_as = "_" }\nretrieve'),
+         "servers.pacs.search.space_as", "expected one of '%20', '?', '*'"),
     ],
 )
 def test_mistakes_name_file_key_and_problem(text, key, words):
@@ -173,3 +175,10 @@ def test_c_move_mistakes(new, key, words):
     with pytest.raises(ConfigError) as info:
         parse(text, "p.toml")
     assert info.value.key == key and words in str(info.value), str(info.value)
+
+
+def test_space_as_per_search_endpoint():
+    text = _broken('url = "http://127.0.0.1:8042/dicom-web" }\nretrieve',
+                   'url = "http://127.0.0.1:8042/dicom-web", space_as = "?" }\nretrieve')
+    assert parse(text, "pacs.toml").servers["pacs"].search.space_as == "?"
+    assert parse(GOOD, "pacs.toml").servers["pacs"].search.space_as == "%20"

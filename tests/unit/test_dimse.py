@@ -19,7 +19,7 @@ from trolleyfs.endpoints import Server
 from trolleyfs.errors import ProtocolError, Unavailable
 from trolleyfs.model import InstanceRef, Query, SeriesRef
 from trolleyfs.protocols import endpoint as Endpoint
-from trolleyfs.retrieve.cget import GET_MODEL, STORAGE_CLASSES, VIDEO_CLASSES, CGet, get_contexts, scp_roles
+from trolleyfs.retrieve.cget import CGet
 from trolleyfs.search.dimse import DicomQR
 from trolleyfs.transport.dimse import limiter_for
 from trolleyfs.transport.dimse_data import attrs_from_dataset, query_dataset
@@ -148,18 +148,6 @@ def test_status_errors(code: int | None, kind: type, text: str) -> None:
     assert text in str(err) and err.server == "pacs" and err.what == "study search"
     if code is not None:
         assert "it broke" in str(err)
-
-
-def test_get_contexts_fit_one_association() -> None:
-    contexts = get_contexts()
-    assert contexts[0][0] == GET_MODEL
-    assert len(contexts) <= 128
-    storage = [uid for uid, _ in contexts[1:]]
-    assert len(storage) == len(set(storage)) == len(STORAGE_CLASSES) + len(VIDEO_CLASSES)
-    assert all(syntaxes[0] == "1.2.840.10008.1.2.1" for _, syntaxes in contexts[1:])  # explicit VR LE first
-    roles = scp_roles()
-    assert [r.sop_class_uid for r in roles] == storage
-    assert all(r.scp_role and not r.scu_role for r in roles)
 
 
 # --------------------------------------------------------------------------- a peer that never answers
@@ -302,3 +290,27 @@ async def test_associations_are_limited_per_server(silent: SilentServer) -> None
         assert len(silent.conns) == 2  # two waiting for their deadline, two waiting for the limiter
     assert len(errors) == 4
     assert len(silent.conns) == 4
+
+
+# --------------------------------------------------------------------------- C-GET's receiver checks each object
+
+
+class _StoreEvent:
+    """What pynetdicom hands the C-STORE handler: the dataset as received, behind a Part-10 header."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def encoded_dataset(self) -> bytes:
+        return self.data
+
+
+def test_a_dataset_cut_short_is_refused_by_the_cget_receiver(sample_files: list[bytes]) -> None:
+    from trolleyfs.retrieve.cget import _Receiver
+
+    got: list[str] = []
+    receiver = _Receiver("pacs", "series 1", lambda uid, data: got.append(uid))
+    whole, cut = sample_files[0], sample_files[1][:-300]
+    assert receiver.on_store(_StoreEvent(whole)) == 0x0000
+    assert receiver.on_store(_StoreEvent(cut)) == 0xC000  # "cannot understand": never delivered
+    assert len(got) == 1 and "is damaged or incomplete" in str(receiver.errors[0])

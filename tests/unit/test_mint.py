@@ -338,3 +338,18 @@ async def test_limit_is_enforced_client_side_too():
 
     studies = await _run(handler, lambda m: m.find_studies(Query(limit=3)))
     assert [s.uid for s in studies] == ["1.0", "1.1", "1.2"]
+
+
+def test_characters_xml_forbids_are_replaced_and_the_values_kept(caplog):
+    """Java servers write control characters found in DICOM values as they are
+    (raw, or as character references): one bad value, not a broken document."""
+    body = (RECORDED / "mint_study_level_vitrea.xml").read_bytes().decode("utf-8", "replace")
+    body = body.replace('vr="LO" val="', 'vr="LO" val="\x0b', 1).replace('vr="PN" val="', 'vr="PN" val="&#x1;', 1)
+    clean = parse_response((RECORDED / "mint_study_level_vitrea.xml").read_bytes(), QueryLevel.STUDY)
+    got = parse_response(body.encode("utf-8"), QueryLevel.STUDY)
+    assert [s.uid for s in got] == [s.uid for s in clean]
+    changed = [(a, b) for s, c in zip(got, clean, strict=True) for a, b in zip(s.attrs.values(), c.attrs.values(),
+                                                                                strict=True) if a != b]  # fmt: skip
+    assert sorted(a for a, _ in changed) == sorted(["\ufffd" + b for _, b in changed])
+    assert len(changed) == 2
+    assert len([r for r in caplog.records if "XML 1.0 forbids" in r.getMessage()]) == 1

@@ -418,3 +418,21 @@ def test_bytewise_feeding_is_linear_work():
     assert n == len(parts)
     # each feed re-examines at most a delimiter's length of what it already had
     assert scanned <= len(data) * 2 * (len(B) + 4)
+
+
+# --------------------------------------------------------------------------- a part's own Content-Length
+
+
+@pytest.mark.parametrize(
+    "headers, body, problem",
+    [
+        ({}, b"abcd", None),  # no Content-Length (dcm4chee): nothing to check
+        ({"content-length": "4"}, b"abcd", None),
+        ({"content-length": " 4 "}, b"abcd", None),
+        ({"content-length": "8"}, b"abcd", "declares Content-Length 8 but holds 4 bytes"),
+        ({"content-length": "2"}, b"abcd", "declares Content-Length 2 but holds 4 bytes"),
+        ({"content-length": "four"}, b"abcd", "unreadable Content-Length 'four'"),
+    ],
+)
+def test_a_part_whose_declared_length_disagrees_is_damaged(headers, body, problem):
+    assert Part(headers, body).length_problem() == problem

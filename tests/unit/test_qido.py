@@ -4,6 +4,7 @@ error pages, and the query string real servers need."""
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import httpx
@@ -122,3 +123,114 @@ async def test_series_and_instances_paths():
     assert seen[0].url.path == "/dicom-web/studies/1.1/series"
     assert seen[1].url.path == "/dicom-web/studies/1.1/series/2.2/instances"
     assert (se.uid, se.attrs["SeriesNumber"], inst.uid, inst.attrs["InstanceNumber"]) == ("2.2", "1", "9.9", "3")
+
+
+# --------------------------------------------------------------------------- what real servers get wrong
+
+
+def answer(rows: list[dict] | bytes, headers: dict[str, str] | None = None) -> httpx.Response:
+    body = rows if isinstance(rows, bytes) else json.dumps(rows).encode()
+    return httpx.Response(200, content=body, headers={"content-type": "application/dicom+json", **(headers or {})})
+
+
+async def test_attributes_with_bad_keys_are_left_out_once_and_the_study_kept(caplog):
+    row = study("1.1") | {"ZZZZ0010": {"vr": "LO", "Value": ["x"]}, "123456789012": {"vr": "LO", "Value": ["y"]},
+                          "0x00081030": {"vr": "LO", "Value": ["z"]}, "1_2": {"vr": "LO", "Value": ["u"]},
+                          "00081030": {"vr": "LO", "Value": [["nested"]]}}  # fmt: skip
+    q, _ = qido(lambda req: answer([row]))
+    (got,) = await q.find_studies(Query())
+    assert got.uid == "1.1" and got.attrs["PatientName"] == "DOE^J" and "StudyDescription" not in got.attrs
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "5 malformed attributes left out" in warnings[0]
+
+
+async def test_deeply_nested_json_is_a_one_line_error():
+    body = b'[{"0020000D": {"vr": "UI", "Value": ' + b"[" * 100_000 + b"]" * 100_000 + b"}}]"
+    q, _ = qido(lambda req: answer(body))
+    with pytest.raises(ProtocolError, match="nested too deeply") as exc:
+        await q.find_studies(Query())
+    assert "\n" not in str(exc.value)
+
+
+async def test_control_characters_and_invalid_utf8_inside_values_keep_the_listing():
+    body = json.dumps([study("1.1"), study("1.2")]).encode().replace(b"DOE^J", b"DOE\x01^J\xff", 1)
+    q, _ = qido(lambda req: answer(body))
+    got = await q.find_studies(Query())
+    assert [s.uid for s in got] == ["1.1", "1.2"]
+    assert got[0].attrs["PatientName"] == "DOE\x01^J\ufffd" and got[1].attrs["PatientName"] == "DOE^J"
+
+
+async def test_limit_holds_when_the_server_ignores_limit_and_offset():
+    q, seen = qido(lambda req: answer([study(f"1.{i}") for i in range(40)]))
+    got = await q.find_studies(Query(limit=7))
+    assert [s.uid for s in got] == [f"1.{i}" for i in range(7)] and len(seen) == 1
+
+
+async def test_limit_counts_distinct_studies():
+    """One row per instance (some servers): the limit is of studies."""
+    rows = [study(f"1.{i // 10}") for i in range(100)]  # 10 rows per study
+    q, _ = qido(lambda req: answer(rows))
+    got = await q.find_studies(Query(limit=8))
+    assert [s.uid for s in got] == [f"1.{i}" for i in range(8)]
+
+
+def paged(rows: list[dict], cap: int | None = None, warning: bool = False, ignore_offset: bool = False,
+          ignore_limit: bool = False):  # fmt: skip
+    def handler(req: httpx.Request) -> httpx.Response:
+        off = 0 if ignore_offset else int(req.url.params["offset"])
+        lim = len(rows) if ignore_limit else int(req.url.params["limit"])
+        page = rows[off : off + lim]
+        headers = {}
+        if cap is not None and len(page) > cap:
+            page = page[:cap]
+            if warning:
+                headers["Warning"] = '299 pacs: "There are more results."'
+        return answer(page, headers) if page else httpx.Response(204)
+
+    return handler
+
+
+async def test_a_silent_cap_is_found_by_one_more_request_and_remembered(caplog):
+    caplog.set_level(logging.INFO, logger="trolleyfs.qido")
+    rows = [study(f"1.{i}") for i in range(250)]
+    q, seen = qido(paged(rows, cap=100))
+    q.page_size = 1000
+    got = await q.find_studies(Query())
+    assert len(got) == 250
+    assert [r.url.params["limit"] for r in seen] == ["1000", "1000", "100"]  # the cap learned on the 2nd page
+    assert any("at most 100 results" in r.getMessage() for r in caplog.records)
+    seen.clear()
+    assert len(await q.find_studies(Query())) == 250
+    assert [r.url.params["limit"] for r in seen] == ["100", "100", "100"]
+
+
+async def test_a_short_page_proven_complete_needs_no_probe_again():
+    rows = [study(f"1.{i}") for i in range(60)]
+    q, seen = qido(paged(rows))
+    q.page_size = 1000
+    assert len(await q.find_studies(Query())) == 60 and len(seen) == 2  # 60 >= MIN_CAP_PROBE: one more asked
+    seen.clear()
+    assert len(await q.find_studies(Query())) == 60 and len(seen) == 1  # known complete at that length
+    seen.clear()
+    q2, seen2 = qido(paged(rows[:10]))
+    q2.page_size = 1000
+    assert len(await q2.find_studies(Query())) == 10 and len(seen2) == 1  # small answers are never probed
+
+
+async def test_a_capped_page_with_a_warning_is_followed():
+    rows = [study(f"1.{i}") for i in range(5)]
+    q, seen = qido(paged(rows, cap=2, warning=True))
+    q.page_size = 1000
+    assert [s.uid for s in await q.find_studies(Query())] == [f"1.{i}" for i in range(5)]
+    assert len(seen) == 3
+
+
+async def test_ignored_offset_warns_only_when_studies_may_be_missing(caplog):
+    rows = [study(f"1.{i}") for i in range(5)]
+    q, _ = qido(paged(rows, ignore_offset=True, ignore_limit=True))  # sends everything, every time
+    assert len(await q.find_studies(Query())) == 5
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
+    q, _ = qido(paged(rows, ignore_offset=True))  # pages of 2 (page_size), always the first two
+    assert len(await q.find_studies(Query())) == 2
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert "ignores the QIDO-RS offset" in warning and "may be incomplete" in warning

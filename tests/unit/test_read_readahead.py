@@ -11,8 +11,9 @@ import trio
 import trio.testing
 
 from tests.unit.read_fakes import FakeFetcher, MiB, objects_for, opened, ref, siblings_of, uids
+from trolleyfs.errors import NotFound
 from trolleyfs.read.budget import PREFETCH_PATIENCE_S
-from trolleyfs.read.readahead import PROGRESS_EVERY_S, READAHEAD_GRACE_S
+from trolleyfs.read.readahead import PROGRESS_EVERY_S, READAHEAD_GRACE_S, RETRY_FAILED_S
 from trolleyfs.stats import Stats
 
 
@@ -207,3 +208,58 @@ async def test_a_reader_out_of_order_is_not_held_by_a_paused_stream(autojump_clo
         for u in names[1:15]:
             assert await store.get("pacs", ref(u), siblings_of(names)) == fetcher.objects[u]
         assert fetcher.single_calls == [names[0], names[15]]
+
+
+# --------------------------------------------------------------------------- failed series are remembered
+
+
+async def _read_all(store, names: list[str]) -> None:  # type: ignore[no-untyped-def]
+    for u in names:
+        await store.get("pacs", ref(u), siblings_of(names))
+        await trio.sleep(READAHEAD_GRACE_S * 2)
+
+
+async def test_a_series_the_server_refuses_is_asked_once_then_read_file_by_file(autojump_clock, caplog):
+    """A 404 for series retrieval (a server without it): one series request for
+    the whole server, one warning, every file read alone at once."""
+    a, b = uids(20, "1.2.3.4"), uids(10, "1.2.3.5")
+    fetcher = FakeFetcher(objects_for(a + b))
+    fetcher.fail_series_after, fetcher.series_error = 0, NotFound
+    caplog.set_level(logging.INFO, logger="trolleyfs.store")
+    async with opened(fetcher) as store:
+        await _read_all(store, a)
+        await _read_all(store, b)
+        assert len(fetcher.series_calls) == 1
+        assert sorted(fetcher.single_calls) == sorted(a + b)  # each file once, alone
+        warned = [r for r in caplog.records if "series retrieval failed" in r.getMessage()]
+        assert len(warned) == 1 and "one by one" in warned[0].getMessage()
+
+
+async def test_timeouts_skip_the_series_then_the_server_then_it_is_tried_again(autojump_clock):
+    """A series whose fetch times out is not asked again; a second such series
+    makes the whole server read file by file, for RETRY_FAILED_S."""
+    a, b, c, d = uids(6, "1.2.3.4"), uids(6, "1.2.3.5"), uids(6, "1.2.3.6"), uids(6, "1.2.3.7")
+    fetcher = FakeFetcher(objects_for(a + b + c + d))
+    fetcher.fail_series_after = 0  # Unavailable, as a timeout is
+    async with opened(fetcher) as store:
+        await _read_all(store, a)
+        assert len(fetcher.series_calls) == 1  # not once per file read
+        await _read_all(store, b)
+        assert len(fetcher.series_calls) == 2
+        await _read_all(store, c)
+        assert len(fetcher.series_calls) == 2  # two in a row: the server is skipped
+        fetcher.fail_series_after = None
+        await trio.sleep(RETRY_FAILED_S)
+        await store.get("pacs", ref(d[0]), siblings_of(d))
+        await trio.sleep(READAHEAD_GRACE_S * 2)
+        assert fetcher.series_calls[2] == d[1:]  # tried again after the pause
+
+
+async def test_a_series_answer_without_any_object_asked_for_counts_as_failed(autojump_clock):
+    names = uids(8)
+    fetcher = FakeFetcher(objects_for(names))
+    fetcher.series_skip = set(names)  # answers, but holds none of them (damaged parts were left out)
+    async with opened(fetcher) as store:
+        await _read_all(store, names)
+        assert len(fetcher.series_calls) == 1
+        assert sorted(fetcher.single_calls) == names

@@ -14,6 +14,12 @@
 * When the series fetch fails or does not carry an instance, that instance's
   flight fails and its reader falls back to a fetch of it alone (in
   :class:`~.store.Store`).
+* A series fetch that failed, or delivered nothing of what it was asked for,
+  is not tried again for that series (for :data:`RETRY_FAILED_S`): its files
+  are read one by one at once.  When the server shows it cannot retrieve
+  series at all (404 or another refusal, or :data:`FAILURES_IN_A_ROW` series
+  failing in a row, say timeouts), no series of that server is prefetched
+  for that long either.  Each is logged once.
 * With a shared tier, what it holds of the series is taken from it and the
   rest is streamed from the server by one node of the cluster
   (:mod:`.shared`); each object is handed on the same way, whatever its source.
@@ -30,7 +36,7 @@ from functools import partial
 
 import trio
 
-from ..errors import NotFound, TrolleyError
+from ..errors import NotFound, TrolleyError, Unavailable
 from ..model import Fetcher, InstanceRef, SeriesRef
 from ..stats import Stats
 from .budget import PrefetchBudget
@@ -42,6 +48,8 @@ from .single import SingleFetch
 log = logging.getLogger("trolleyfs.store")
 
 READAHEAD_GRACE_S = 0.02  # a series readahead waits this long after the first file, unless a second is asked for
+RETRY_FAILED_S = 600.0  # a series (or server) whose series retrieval failed is read file by file this long
+FAILURES_IN_A_ROW = 2  # series of one server failing one after the other (timeouts, 5xx): the server is skipped
 PROGRESS_EVERY_S = 5.0  # a long prefetch says how far it got this often
 
 
@@ -50,10 +58,45 @@ class _SeriesJob:
     server: str
     ref: SeriesRef
     uids: list[str]
+    wanted: frozenset[str] = frozenset()
     received: int = 0
+    delivered: int = 0  # objects of the answer that were asked for
     bytes: int = 0
     started: float = field(default_factory=trio.current_time)
     next_report: float = 0.0  # when to log the progress next
+
+
+class _FailedSeries:
+    """Which series, and which servers, not to prefetch for a while."""
+
+    def __init__(self) -> None:
+        self._series: dict[SeriesRef, float] = {}  # until when
+        self._servers: dict[str, float] = {}
+        self._in_a_row: dict[str, int] = {}
+
+    def blocked(self, server: str, sref: SeriesRef) -> bool:
+        now = trio.current_time()
+        return self._servers.get(server, now) > now or self._series.get(sref, now) > now
+
+    def succeeded(self, server: str) -> None:
+        self._in_a_row.pop(server, None)
+
+    def failed(self, server: str, sref: SeriesRef, error: BaseException | None) -> None:
+        """A series fetch of ``server`` delivered nothing it was asked for."""
+        until = trio.current_time() + RETRY_FAILED_S
+        self._series[sref] = until
+        self._in_a_row[server] = self._in_a_row.get(server, 0) + 1
+        refused = error is not None and not isinstance(error, (Unavailable, trio.TooSlowError))
+        if refused or self._in_a_row[server] >= FAILURES_IN_A_ROW:
+            if self._servers.get(server, 0.0) < trio.current_time():
+                log.warning("%s: series retrieval failed (%s); reading its files one by one for the next %.0f min",
+                            server, error or "the answers held none of the objects asked for",
+                            RETRY_FAILED_S / 60)  # fmt: skip
+            self._servers[server] = until
+        else:
+            log.info("series %s: not prefetched again for %.0f min", sref.series_uid, RETRY_FAILED_S / 60)
+        for key in [k for k, t in self._series.items() if t <= trio.current_time()]:
+            del self._series[key]
 
 
 class SeriesReadahead:
@@ -82,12 +125,15 @@ class SeriesReadahead:
         self._on_prefetched = on_prefetched
         self._jobs: dict[SeriesRef, _SeriesJob] = {}  # series being fetched
         self._pending: dict[SeriesRef, object] = {}  # readahead about to start (in its grace)
+        self._failed = _FailedSeries()
 
     def flight_for(self, server: str, ref: InstanceRef, siblings: Callable[[], list[str]]) -> Flight:
         """A miss of ``ref`` (not cached, not in flight): the flight that will
         bring it, readahead of its series started or scheduled.  ``siblings``
         gives all instance UIDs of the series."""
         sref = ref.series
+        if self._failed.blocked(server, sref):
+            return self._single.start(server, ref)  # its series retrieval failed: file by file
         if sref in self._pending:
             # a second file of a series whose readahead is about to start: the
             # access is sequential, so start it now and take this file from it
@@ -122,7 +168,7 @@ class SeriesReadahead:
 
     def _start(self, server: str, sref: SeriesRef, siblings: list[str]) -> bool:
         """Start a background fetch of the series' uncached instances, if a slot is free."""
-        if sref in self._jobs:
+        if sref in self._jobs or self._failed.blocked(server, sref):
             return False
         key = sref.key_of  # flights and caches know an instance by its key in the series' form
         wanted = {u for u in siblings if key(u) not in self._flights and not self._caches.holds(key(u))}
@@ -132,7 +178,7 @@ class SeriesReadahead:
             self._slots.acquire_nowait()
         except trio.WouldBlock:
             return False
-        job = _SeriesJob(server, sref, sorted(wanted))
+        job = _SeriesJob(server, sref, sorted(wanted), frozenset(wanted))
         self._jobs[sref] = job
         for u in job.uids:
             self._flights.open(key(u), by_series=True)
@@ -144,15 +190,21 @@ class SeriesReadahead:
         self._stats.series_prefetches += 1
         log.info("prefetching series %s: %d instances", sref.series_uid, len(uids))
         error: BaseException | None = None
+        ended = False  # the answer ended, well or badly (not cancelled at unmount)
         try:
             await self._take(server, job)
+            ended = True
         except (TrolleyError, trio.TooSlowError) as exc:
-            error = exc
+            error, ended = exc, True
             log.warning("prefetch of series %s stopped: %s", sref.series_uid, exc)
         except Exception as exc:
-            error = exc
+            error, ended = exc, True
             log.exception("prefetch of series %s", sref.series_uid)
         finally:
+            if job.delivered:
+                self._failed.succeeded(server)
+            elif ended:
+                self._failed.failed(server, sref, error)
             missing = NotFound("not in the series answer", server=server, what=f"series {sref.series_uid}")
             for u in uids:
                 flight = self._flights.get(sref.key_of(u))
@@ -198,6 +250,8 @@ class SeriesReadahead:
         with ``publish``, to the shared tier), pausing at the prefetch budget."""
         job.received += 1
         job.bytes += len(data)
+        if uid in job.wanted:
+            job.delivered += 1
         if trio.current_time() >= job.next_report:
             job.next_report += PROGRESS_EVERY_S
             log.info("series %s: %d of %d instances, %.1f MB so far", job.ref.series_uid,

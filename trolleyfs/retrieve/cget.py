@@ -2,13 +2,13 @@
 objects back over our own association as C-STORE sub-operations, so no
 inbound port is needed (unlike C-MOVE).
 
-We take the Storage SCP role for a fixed set of storage SOP classes
-(:data:`STORAGE_CLASSES`): one presentation context each, plus one for the
-C-GET itself, well under the 128 contexts an association may carry.  Each
-storage context proposes the uncompressed transfer syntaxes first, then the
-common compressed ones; the server picks one per SOP class.  An object stored
-in a syntax the server did not pick for its class may be transcoded by the
-server (or fail as a sub-operation: reported as an error for that object).
+We take the Storage SCP role for the storage SOP classes and transfer
+syntaxes of :mod:`trolleyfs.transport.storage`, laid out so that a server
+that can send an object in the syntax it stores it in does (Explicit VR and
+the common compressed syntaxes in contexts of their own, ahead of Implicit
+VR), within the 128 contexts an association may carry.  An object in a syntax
+no accepted context has may be converted by the server (or fail as a
+sub-operation: reported as an error for that object).
 
 The bytes handed out are the dataset exactly as received, behind a Part-10
 header (preamble, ``DICM``, file meta built by pynetdicom from the C-STORE
@@ -25,16 +25,15 @@ from typing import Any
 
 import outcome
 import trio
-from pydicom import uid as sc
 from pydicom import uid as tsuid
 from pydicom.dataset import Dataset
-from pynetdicom import build_role, evt
-from pynetdicom.pdu_primitives import SCP_SCU_RoleSelectionNegotiation
+from pynetdicom import evt
 
 from ..endpoints import CGetEndpoint, Server
 from ..errors import NotFound, ProtocolError, RemoteError, Unavailable
 from ..model import InstanceRef, SeriesRef
 from ..part10 import check_part10
+from ..transport import storage
 from ..transport.dimse import Association, with_dimse_retries
 from ..transport.dimse_data import retrieve_identifier
 from ..transport.dimse_errors import status_error, status_text
@@ -45,86 +44,13 @@ log = logging.getLogger("trolleyfs.cget")
 
 GET_MODEL = tsuid.UID("1.2.840.10008.5.1.4.1.2.2.3")  # Study Root Query/Retrieve Information Model - GET
 
-# Transfer syntaxes proposed for every storage class.  Each one costs: with the
-# 17 pydicom knows for images, opening an association took 100-140 ms here
-# (dcmqrscp, Orthanc), with these 11 about 45 ms.  Left out: big endian
-# (retired), deflated and HTJ2K (rare): a server holding such objects must
-# convert them, or the sub-operation fails and is reported.
-UNCOMPRESSED = (tsuid.ExplicitVRLittleEndian, tsuid.ImplicitVRLittleEndian)
-COMPRESSED = (
-    tsuid.JPEGLosslessSV1, tsuid.JPEGLossless, tsuid.JPEGBaseline8Bit, tsuid.JPEGExtended12Bit,
-    tsuid.JPEGLSLossless, tsuid.JPEGLSNearLossless, tsuid.JPEG2000Lossless, tsuid.JPEG2000, tsuid.RLELossless,
-)  # fmt: skip
-VIDEO = (tsuid.MPEG2MPML, tsuid.MPEG2MPHL, tsuid.MPEG4HP41, tsuid.MPEG4HP41BD, tsuid.HEVCMP51)
-
-# Image storage classes of the common modalities, their enhanced/multi-frame
-# forms, and the non-image objects that live in the same studies (SR, KOS,
-# presentation states, segmentations, RT, PDF, ECG).
-STORAGE_CLASSES = (
-    # CR / DX / MG / IO
-    sc.ComputedRadiographyImageStorage, sc.DigitalXRayImageStorageForPresentation,
-    sc.DigitalXRayImageStorageForProcessing, sc.DigitalMammographyXRayImageStorageForPresentation,
-    sc.DigitalMammographyXRayImageStorageForProcessing, sc.DigitalIntraOralXRayImageStorageForPresentation,
-    sc.DigitalIntraOralXRayImageStorageForProcessing, sc.BreastTomosynthesisImageStorage,
-    sc.BreastProjectionXRayImageStorageForPresentation, sc.BreastProjectionXRayImageStorageForProcessing,
-    # CT / MR
-    sc.CTImageStorage, sc.EnhancedCTImageStorage, sc.LegacyConvertedEnhancedCTImageStorage,
-    sc.MRImageStorage, sc.EnhancedMRImageStorage, sc.EnhancedMRColorImageStorage,
-    sc.LegacyConvertedEnhancedMRImageStorage, sc.MRSpectroscopyStorage,
-    # US
-    sc.UltrasoundImageStorage, sc.UltrasoundMultiFrameImageStorage, sc.EnhancedUSVolumeStorage,
-    # secondary capture
-    sc.SecondaryCaptureImageStorage, sc.MultiFrameSingleBitSecondaryCaptureImageStorage,
-    sc.MultiFrameGrayscaleByteSecondaryCaptureImageStorage, sc.MultiFrameGrayscaleWordSecondaryCaptureImageStorage,
-    sc.MultiFrameTrueColorSecondaryCaptureImageStorage,
-    # XA / RF
-    sc.XRayAngiographicImageStorage, sc.EnhancedXAImageStorage, sc.XRayRadiofluoroscopicImageStorage,
-    sc.EnhancedXRFImageStorage, sc.XRay3DAngiographicImageStorage, sc.XRay3DCraniofacialImageStorage,
-    # NM / PET
-    sc.NuclearMedicineImageStorage, sc.PositronEmissionTomographyImageStorage, sc.EnhancedPETImageStorage,
-    sc.LegacyConvertedEnhancedPETImageStorage,
-    # RT
-    sc.RTImageStorage, sc.RTDoseStorage, sc.RTStructureSetStorage, sc.RTPlanStorage, sc.RTIonPlanStorage,
-    sc.RTBeamsTreatmentRecordStorage, sc.RTIonBeamsTreatmentRecordStorage, sc.RTTreatmentSummaryRecordStorage,
-    # visible light, ophthalmology, intravascular OCT
-    sc.VLEndoscopicImageStorage, sc.VLMicroscopicImageStorage, sc.VLSlideCoordinatesMicroscopicImageStorage,
-    sc.VLPhotographicImageStorage, sc.VLWholeSlideMicroscopyImageStorage, sc.OphthalmicPhotography8BitImageStorage,
-    sc.OphthalmicPhotography16BitImageStorage, sc.OphthalmicTomographyImageStorage,
-    sc.WideFieldOphthalmicPhotographyStereographicProjectionImageStorage,
-    sc.IntravascularOpticalCoherenceTomographyImageStorageForPresentation,
-    # derived objects
-    sc.SegmentationStorage, sc.SurfaceSegmentationStorage, sc.SpatialRegistrationStorage,
-    sc.DeformableSpatialRegistrationStorage, sc.ParametricMapStorage, sc.RealWorldValueMappingStorage,
-    sc.RawDataStorage,
-    # presentation states
-    sc.GrayscaleSoftcopyPresentationStateStorage, sc.ColorSoftcopyPresentationStateStorage,
-    sc.BlendingSoftcopyPresentationStateStorage,
-    # structured reports, key objects, documents, waveforms
-    sc.BasicTextSRStorage, sc.EnhancedSRStorage, sc.ComprehensiveSRStorage, sc.Comprehensive3DSRStorage,
-    sc.ExtensibleSRStorage, sc.KeyObjectSelectionDocumentStorage, sc.MammographyCADSRStorage, sc.ChestCADSRStorage,
-    sc.XRayRadiationDoseSRStorage, sc.EnhancedXRayRadiationDoseSRStorage,
-    sc.RadiopharmaceuticalRadiationDoseSRStorage, sc.EncapsulatedPDFStorage, sc.EncapsulatedCDAStorage,
-    sc.TwelveLeadECGWaveformStorage, sc.GeneralECGWaveformStorage,
-)  # fmt: skip
-VIDEO_CLASSES = (sc.VideoEndoscopicImageStorage, sc.VideoMicroscopicImageStorage, sc.VideoPhotographicImageStorage)
-
-MAX_CONTEXTS = 128
 SERIES_BUFFER = 4  # objects waiting for the consumer before the sender is held up
 
 
 def get_contexts() -> list[tuple[str, tuple[str, ...]]]:
-    """The presentation contexts of a C-GET association: the Q/R GET model first."""
-    contexts: list[tuple[str, tuple[str, ...]]] = [(GET_MODEL, ())]
-    contexts += [(uid, UNCOMPRESSED + COMPRESSED) for uid in STORAGE_CLASSES]
-    contexts += [(uid, UNCOMPRESSED + COMPRESSED + VIDEO) for uid in VIDEO_CLASSES]
-    if len(contexts) > MAX_CONTEXTS:  # pragma: no cover - a mistake in the lists above
-        raise AssertionError(f"{len(contexts)} presentation contexts, at most {MAX_CONTEXTS} are allowed")
-    return contexts
-
-
-def scp_roles() -> list[SCP_SCU_RoleSelectionNegotiation]:
-    """SCP/SCU role selection: we take the Storage SCP role for every storage class."""
-    return [build_role(uid, scp_role=True) for uid in (*STORAGE_CLASSES, *VIDEO_CLASSES)]
+    """The presentation contexts of a C-GET association: the Q/R GET model
+    first, then the storage contexts (:mod:`trolleyfs.transport.storage`)."""
+    return [(GET_MODEL, ()), *storage.get_contexts(storage.MAX_CONTEXTS - 1)]
 
 
 @dataclass
@@ -176,7 +102,7 @@ class CGet:
         self.server, self.ep = server, endpoint
         self.name = server.name
         self._contexts = get_contexts()
-        self._roles = scp_roles()
+        self._roles = storage.scp_role_items()
 
     async def aclose(self) -> None:
         pass

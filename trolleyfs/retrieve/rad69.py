@@ -206,8 +206,12 @@ class Rad69:
                     if accepted := self._accept(uid, data, wanted, what, outcome):
                         yield accepted
                 continue
-            data = _decoded(part, self.name, what)
             listed = env.documents.get(part.content_id)
+            problem = part.length_problem()
+            if problem:
+                raise ProtocolError(f"part <{part.content_id}> (object {listed or 'not in the envelope'}) {problem}:"
+                                    " damaged, refused", server=self.name, what=what)  # fmt: skip
+            data = _decoded(part, self.name, what)
             if listed is not None:
                 uid = listed
             else:

@@ -32,8 +32,8 @@ import trio
 from pynetdicom import AE, evt
 
 from ..errors import UserError
-from ..part10 import part10_sop_instance_uid
-from .cget import COMPRESSED, STORAGE_CLASSES, UNCOMPRESSED, VIDEO, VIDEO_CLASSES
+from ..part10 import check_whole, part10_sop_instance_uid
+from ..transport.storage import scp_contexts
 
 log = logging.getLogger("trolleyfs.storescp")
 
@@ -115,10 +115,8 @@ class StoreReceiver:
         ae.require_called_aet = True  # only associations addressed to us
         ae.maximum_pdu_size = MAX_PDU
         ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = self._timeout
-        for uid in STORAGE_CLASSES:
-            ae.add_supported_context(uid, [*UNCOMPRESSED, *COMPRESSED])
-        for uid in VIDEO_CLASSES:
-            ae.add_supported_context(uid, [*UNCOMPRESSED, *COMPRESSED, *VIDEO])
+        for uid, syntaxes in scp_contexts():  # the sender picks the stored syntax where we take it
+            ae.add_supported_context(uid, list(syntaxes))
         try:
             return ae.start_server(
                 (self.address.host, self.address.port), block=False, evt_handlers=[(evt.EVT_C_STORE, self._on_store)]
@@ -183,6 +181,7 @@ class StoreReceiver:
         try:
             data = event.encoded_dataset()
             uid = part10_sop_instance_uid(data)
+            check_whole(data)  # a cut or damaged dataset is refused, never handed on
         except Exception as exc:
             log.warning("C-MOVE receiver: unreadable object from %s: %s", _sender(event), exc)
             return CANNOT_UNDERSTAND

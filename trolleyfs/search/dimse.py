@@ -32,22 +32,30 @@ log = logging.getLogger("trolleyfs.dimse")
 FIND_MODEL = UID("1.2.840.10008.5.1.4.1.2.2.1")  # Study Root Query/Retrieve Information Model - FIND
 FIND_CONTEXTS: list[tuple[str, tuple[str, ...]]] = [(FIND_MODEL, ())]  # () = pynetdicom's default transfer syntaxes
 _FIND_MSG_ID = 1
+_LEVEL_KEYS = {"STUDY": "StudyInstanceUID", "SERIES": "SeriesInstanceUID", "IMAGE": "SOPInstanceUID"}
 
 
-def _find_blocking(assoc: Any, identifier: Dataset, limit: int | None, server: str, what: str) -> list[dict[str, str]]:
+def _find_blocking(
+    assoc: Any, identifier: Dataset, limit: int | None, key: str, server: str, what: str
+) -> list[dict[str, str]]:
     """One C-FIND (in a worker thread): the results as attribute dicts.
 
-    With a ``limit`` a C-CANCEL is sent once enough results came in; results
-    still arriving are dropped and the cancel status (0xFE00) then counts as
-    success."""
+    With a ``limit`` a C-CANCEL is sent once enough distinct results (by their
+    UID ``key``) came in: some SCPs (pynetdicom's qrscp) answer a STUDY-level
+    search with one row per stored instance.  Results still arriving are
+    dropped and the cancel status (0xFE00) then counts as success."""
     rows: list[dict[str, str]] = []
+    distinct: set[str] = set()
     cancelled = False
     for status, ident in assoc.send_c_find(identifier, FIND_MODEL, msg_id=_FIND_MSG_ID):
         code = status.get("Status")
         if code in PENDING:
             if ident is not None and not cancelled:
-                rows.append(attrs_from_dataset(ident))
-            if limit is not None and len(rows) >= limit and not cancelled:
+                row = attrs_from_dataset(ident)
+                rows.append(row)
+                distinct.add(row.get(key, "").strip())
+                distinct.discard("")
+            if limit is not None and len(distinct) >= limit and not cancelled:
                 cancelled = True
                 _send_cancel(assoc)
             continue
@@ -80,7 +88,7 @@ class DicomQR:
     async def _find(self, a: Association, level: str, keys: dict[str, str], fields: tuple[str, ...], what: str,
                     limit: int | None = None) -> list[dict[str, str]]:  # fmt: skip
         identifier = query_dataset(level, keys, fields)
-        return await a.call(_find_blocking, identifier, limit, self.name, what)
+        return await a.call(_find_blocking, identifier, limit, _LEVEL_KEYS[level], self.name, what)
 
     # -- the three levels, on an open association
 
@@ -91,7 +99,8 @@ class DicomQR:
             keys["StudyDate"] = date_range
         fields = ("StudyInstanceUID", *STUDY_FIELDS, *query.include_fields)
         rows = await self._find(a, "STUDY", keys, fields, "study search", query.limit)
-        return [Study(uid, row) for uid, row in unique_rows(rows, "StudyInstanceUID").items()]
+        studies = [Study(uid, row) for uid, row in unique_rows(rows, "StudyInstanceUID").items()]
+        return studies if query.limit is None else studies[: query.limit]
 
     async def _series(self, a: Association, study_uid: str) -> list[Series]:
         keys = {"StudyInstanceUID": study_uid}

@@ -19,13 +19,15 @@ INSTANCE_FIELDS = ("SOPInstanceUID", "SOPClassUID", "InstanceNumber")
 # Query values are sent as given: servers such as Orthanc 1.10 do not
 # percent-decode ``*`` or ``^`` (``PatientName=TEST%2A`` matches nothing there).
 # Only characters that cannot stand in a query string are percent-encoded
-# (``/`` can: Orthanc matches ``AccessionNumber=2024/77`` but not ``2024%2F77``).
+# (``/`` can: Orthanc matches ``AccessionNumber=2024/77`` but not ``2024%2F77``);
+# a space is sent as ``space`` (``%20``, or a wildcard for servers that do not
+# decode it).
 _SAFE = "*?^,-._~:/"
 
 
-def encode_query(params: list[tuple[str, str]]) -> str:
+def encode_query(params: list[tuple[str, str]], space: str = "%20") -> str:
     """``k=v&k2=v2`` with DICOM wildcards and separators left as they are."""
-    return "&".join(f"{quote(k, safe='')}={quote(v, safe=_SAFE)}" for k, v in params)
+    return "&".join(f"{quote(k, safe='')}={quote(v, safe=_SAFE).replace('%20', space)}" for k, v in params)
 
 
 def unique_rows(rows: list[dict[str, str]], key: str) -> dict[str, dict[str, str]]:

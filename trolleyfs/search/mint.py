@@ -15,7 +15,8 @@ namespace::
     </study>
 
 Real servers' quirks handled here: ``val`` missing (an attribute present but
-empty), a bogus XML encoding declaration, one StudyInstanceUID spread over
+empty), a bogus XML encoding declaration, control characters XML forbids
+inside values (replaced by U+FFFD, logged once per answer), one StudyInstanceUID spread over
 several ``<study>`` elements (merged), and HTML error pages where XML belongs
 (an error, never an empty listing).  MINT has no offset paging; ``limit`` caps
 the number of ``<study>`` elements.
@@ -196,6 +197,16 @@ def _text_encoding(body: bytes, charset: str | None) -> str:
     return "utf-8"
 
 
+# Characters XML 1.0 forbids, raw or as character references: Java servers write
+# control characters found in DICOM values as they are.  They are data errors in
+# one value, not a broken document: replaced, and the value kept.
+_XML_FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+_XML_FORBIDDEN_REF = re.compile(
+    r"&#(?:0*(?:[0-8]|1[124-9]|2[0-9]|3[01]|6553[45])"  # decimal
+    r"|[xX]0*(?:[0-8]|[bBcC]|[eEfF]|1[0-9a-fA-F]|[fF]{3}[eEfF]));"  # hexadecimal
+)
+
+
 def read_studies(body: bytes, charset: str | None = None) -> list[_Node]:
     """Parse a ``studySearchResults`` body into raw nodes.  Raises MintParseError.
 
@@ -204,6 +215,11 @@ def read_studies(body: bytes, charset: str | None = None) -> list[_Node]:
     DOCTYPE (and with it every entity declaration) is refused, so neither
     external entities nor entity expansion bombs can happen."""
     text = body.decode(_text_encoding(body, charset), errors="replace").lstrip("\ufeff")
+    text, bad = _XML_FORBIDDEN.subn("\ufffd", text)
+    text, bad_refs = _XML_FORBIDDEN_REF.subn("&#xFFFD;", text)
+    if bad or bad_refs:
+        log.warning("MINT answer: %d characters XML 1.0 forbids (control characters in values) replaced by U+FFFD",
+                    bad + bad_refs)  # fmt: skip
     parser = xml.parsers.expat.ParserCreate("UTF-8", namespace_separator="}")
     reader = _Reader()
     parser.StartElementHandler = reader.start
@@ -323,8 +339,11 @@ def _looks_like_html(body: bytes) -> bool:
 class Mint:
     """A Searcher over one MINT endpoint (``url`` is the part before ``/studies``)."""
 
-    def __init__(self, endpoint: HttpEndpoint, instance_cache_ttl: float = INSTANCE_CACHE_TTL) -> None:
+    def __init__(
+        self, endpoint: HttpEndpoint, instance_cache_ttl: float = INSTANCE_CACHE_TTL, space_as: str = "%20"
+    ) -> None:
         self.ep = endpoint
+        self.space_as = space_as
         self.name = endpoint.name
         self.instance_cache_ttl = instance_cache_ttl
         self._parse_limiter = trio.CapacityLimiter(_PARSE_THREADS)
@@ -337,7 +356,7 @@ class Mint:
         self._instances.clear()
 
     async def _search(self, params: list[tuple[str, str]], level: QueryLevel, what: str) -> list[Study]:
-        url = f"{self.ep.url}/studies?{encode_query(params)}"
+        url = f"{self.ep.url}/studies?{encode_query(params, self.space_as)}"
         resp = await self.ep.request("GET", url, what, headers={"Accept": "application/xml, text/xml;q=0.9"})
         body = self._checked_body(resp, what)
         if body is None:

@@ -1,71 +1,161 @@
 """QIDO-RS (PS3.18 10.6): study, series and instance searches over HTTP,
 following limit/offset paging.  The query string is built by
-:func:`~trolleyfs.search.fields.encode_query`, not by httpx (see there)."""
+:func:`~trolleyfs.search.fields.encode_query`, not by httpx (see there).
+
+Paging as real servers need it:
+
+* results are counted by their UID (duplicates merged), and a search with a
+  ``limit`` returns at most that many, whatever the server sends;
+* some servers cap a page silently (Google's Healthcare API: 100 studies,
+  DICOM-RST: 200) or say so with a ``Warning: 299`` header.  A short page
+  with the warning, or at least :data:`MIN_CAP_PROBE` results, is followed
+  by one more request: an empty answer proves the listing complete (and
+  pages up to that length need no such request again), more results reveal
+  the server's cap, which is then the page size for that kind of search;
+* some ignore ``offset``: paging stops at a page that repeats what was seen,
+  and the log says the listing may be incomplete only when it may (the
+  repeated page was as long as the page asked for, or as the server's cap).
+
+A broken answer never costs more than it must: one attribute with a bad key
+or value shape is left out, a raw control character or invalid UTF-8 inside a
+value is accepted (each logged once per answer); only a body that is not
+DICOM JSON at all fails the listing, with a one-line error."""
 
 from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass, field
+
+import httpx
 
 from ..dicomjson import attrs_from_json
 from ..errors import ProtocolError
 from ..model import Instance, Query, Series, Study
 from ..transport.http import HttpEndpoint
-from .fields import INSTANCE_FIELDS, SERIES_FIELDS, STUDY_FIELDS, encode_query, unique_rows
+from .fields import INSTANCE_FIELDS, SERIES_FIELDS, STUDY_FIELDS, encode_query
 
 log = logging.getLogger("trolleyfs.qido")
 
 MAX_PAGES = 10_000
+MIN_CAP_PROBE = 50  # a short page this long may be a silent cap: the next page is asked for
+
+
+@dataclass
+class _Paging:
+    """What a server has shown about its pages, for one kind of search."""
+
+    cap: int | None = None  # the most results it returns per request, once seen
+    complete_up_to: int = 0  # short pages up to this length were seen to be the whole answer
+
+
+@dataclass
+class _Listing:
+    """The results of one search so far, by UID."""
+
+    key: str
+    rows: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def add(self, page: list[dict[str, str]]) -> int:
+        """Add a page's rows; the number of UIDs not seen before."""
+        new = 0
+        for row in page:
+            uid = row.get(self.key, "").strip()
+            if uid and uid not in self.rows:
+                self.rows[uid] = row
+                new += 1
+        return new
 
 
 class QidoRS:
     """A :class:`~trolleyfs.model.Searcher` over one QIDO-RS endpoint."""
 
-    def __init__(self, endpoint: HttpEndpoint, page_size: int = 1000) -> None:
+    def __init__(self, endpoint: HttpEndpoint, page_size: int = 1000, space_as: str = "%20") -> None:
         self.ep = endpoint
         self.name = endpoint.name
         self.page_size = page_size
+        self.space_as = space_as
+        self._paging: dict[str, _Paging] = {}  # by kind of search: studies, series, instances
 
     async def aclose(self) -> None:
         pass
 
     async def _search(
-        self, path: str, params: list[tuple[str, str]], what: str, limit: int | None = None
-    ) -> list[dict[str, str]]:
-        """All results of a search, following limit/offset paging."""
-        results: list[dict[str, str]] = []
+        self, path: str, params: list[tuple[str, str]], what: str, key: str, limit: int | None = None
+    ) -> dict[str, dict[str, str]]:
+        """All results of a search by their UID ``key``, following paging."""
+        kind = path.rsplit("/", 1)[-1]
+        paging = self._paging.setdefault(kind, _Paging())
+        listing = _Listing(key)
         offset = 0
-        first_uid_of_last_page = None
+        probing: int | None = None  # the length of a short page whose follower is being asked for
         for _ in range(MAX_PAGES):
-            want = self.page_size if limit is None else min(self.page_size, limit - len(results))
-            page_params = params + [("limit", str(want)), ("offset", str(offset))]
-            url = f"{self.ep.url}{path}?{encode_query(page_params)}"
-            resp = await self.ep.request(
-                "GET", url, what, headers={"Accept": "application/dicom+json, application/json"}
-            )
-            page = self._parse(resp.status_code, resp.headers.get("content-type", ""), resp.content, what)
-            if page and offset and first_uid_of_last_page == json.dumps(page[0], sort_keys=True):
-                log.warning("%s: server ignores QIDO-RS offset; listing may be incomplete", self.name)
+            size = min(self.page_size, paging.cap or self.page_size)
+            want = size if limit is None else min(size, limit - len(listing.rows))
+            page, more_said = await self._page(path, params + [("limit", str(want)), ("offset", str(offset))], what)
+            new = listing.add(page)
+            short_before = probing or 0  # a short page came before: was it a cap?
+            if probing is not None:
+                if page and new:
+                    paging.cap = probing
+                    log.info("%s: the server returns at most %d results per %s search; paging by that", self.name,
+                             probing, kind)  # fmt: skip
+                elif not page:
+                    paging.complete_up_to = max(paging.complete_up_to, probing)
+                probing = None
+            if limit is not None and len(listing.rows) >= limit:
                 break
-            first_uid_of_last_page = json.dumps(page[0], sort_keys=True) if page else None
-            results.extend(page)
+            if not page:
+                break
+            if not new:  # the page repeats what was seen: the server ignores offset
+                if len(page) in (want, paging.cap, short_before):
+                    log.warning("%s: %s: the server ignores the QIDO-RS offset; the listing may be incomplete "
+                                "(%d results shown)", self.name, what, len(listing.rows))  # fmt: skip
+                break
             offset += len(page)
-            if len(page) < want or (limit is not None and len(results) >= limit):
-                break
-        return results
+            if len(page) >= want:
+                continue  # a full page (or more than asked: the server ignores limit)
+            if more_said or len(page) == paging.cap:
+                continue
+            if paging.cap is None and len(page) >= MIN_CAP_PROBE and len(page) > paging.complete_up_to:
+                probing = len(page)
+                continue
+            break
+        else:
+            log.warning("%s: %s: stopped after %d pages; the listing may be incomplete", self.name, what, MAX_PAGES)
+        rows = listing.rows
+        if limit is not None and len(rows) > limit:
+            rows = dict(list(rows.items())[:limit])
+        return rows
 
-    def _parse(self, status: int, ctype: str, body: bytes, what: str) -> list[dict[str, str]]:
-        if status == 204 or not body.strip():
+    async def _page(self, path: str, params: list[tuple[str, str]], what: str) -> tuple[list[dict[str, str]], bool]:
+        """One request: its results, and whether the server said more exist (Warning 299)."""
+        url = f"{self.ep.url}{path}?{encode_query(params, self.space_as)}"
+        resp = await self.ep.request("GET", url, what, headers={"Accept": "application/dicom+json, application/json"})
+        page = self._parse(resp, what)
+        more = any(w.strip().startswith("299") for w in resp.headers.get_list("warning"))
+        return page, more
+
+    def _parse(self, resp: httpx.Response, what: str) -> list[dict[str, str]]:
+        body, ctype = resp.content, resp.headers.get("content-type", "")
+        if resp.status_code == 204 or not body.strip():
             return []
         if "json" not in ctype.lower():
             raise ProtocolError(f"expected DICOM JSON, got {ctype or 'no Content-Type'}", server=self.name, what=what)
         try:
-            data = json.loads(body)
+            data = _loads(body, self.name, what)
             if not isinstance(data, list):
                 raise ValueError("top level is not a JSON array")
-            return [attrs_from_json(obj) for obj in data]
+            problems: list[str] = []
+            rows = [attrs_from_json(obj, problems) for obj in data]
+        except RecursionError:
+            raise ProtocolError("bad QIDO-RS answer: JSON nested too deeply", server=self.name, what=what) from None
         except ValueError as exc:
-            raise ProtocolError(f"bad QIDO-RS answer: {exc}", server=self.name, what=what) from None
+            raise ProtocolError(f"bad QIDO-RS answer: {exc}"[:300], server=self.name, what=what) from None
+        if problems:
+            log.warning("%s: %s: %d malformed attributes left out (%s)", self.name, what, len(problems),
+                        "; ".join(problems[:3]))  # fmt: skip
+        return rows
 
     async def find_studies(self, query: Query) -> list[Study]:
         params = [(k, v) for k, v in query.filters.items()]
@@ -74,18 +164,39 @@ class QidoRS:
             params.append(("StudyDate", date_range))
         fields = dict.fromkeys(STUDY_FIELDS + tuple(query.include_fields))
         params += [("includefield", f) for f in fields]
-        rows = await self._search("/studies", params, "study search", limit=query.limit)
-        return [Study(uid, row) for uid, row in unique_rows(rows, "StudyInstanceUID").items()]
+        rows = await self._search("/studies", params, "study search", "StudyInstanceUID", limit=query.limit)
+        return [Study(uid, row) for uid, row in rows.items()]
 
     async def find_series(self, study_uid: str) -> list[Series]:
         params = [("includefield", f) for f in SERIES_FIELDS]
-        rows = await self._search(f"/studies/{study_uid}/series", params, f"series of study {study_uid}")
-        return [Series(study_uid, uid, row) for uid, row in unique_rows(rows, "SeriesInstanceUID").items()]
+        rows = await self._search(f"/studies/{study_uid}/series", params, f"series of study {study_uid}",
+                                  "SeriesInstanceUID")  # fmt: skip
+        return [Series(study_uid, uid, row) for uid, row in rows.items()]
 
     async def find_instances(self, study_uid: str, series_uid: str) -> list[Instance]:
-        params = [("includefield", f) for f in INSTANCE_FIELDS]
-        rows = await self._search(
-            f"/studies/{study_uid}/series/{series_uid}/instances", params, f"instances of series {series_uid}"
-        )
-        unique = unique_rows(rows, "SOPInstanceUID")
-        return [Instance(study_uid, series_uid, uid, row) for uid, row in unique.items()]
+        path = f"/studies/{study_uid}/series/{series_uid}/instances"
+        rows = await self._search(path, [("includefield", f) for f in INSTANCE_FIELDS],
+                                  f"instances of series {series_uid}", "SOPInstanceUID")  # fmt: skip
+        return [Instance(study_uid, series_uid, uid, row) for uid, row in rows.items()]
+
+
+def _loads(body: bytes, server: str, what: str) -> object:
+    """JSON, forgiving what is wrong inside a value only: a raw control
+    character (strict JSON forbids it) or invalid UTF-8 (replaced)."""
+    try:
+        return json.loads(body)
+    except UnicodeDecodeError:
+        text = body.decode("utf-8", errors="replace")
+        log.warning("%s: %s: invalid UTF-8 in the answer, replaced", server, what)
+    except json.JSONDecodeError as exc:
+        if "control character" not in exc.msg:
+            raise
+        text = body.decode("utf-8", errors="replace")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        if "control character" not in exc.msg:
+            raise
+        data = json.loads(text, strict=False)
+        log.warning("%s: %s: control characters inside values of the answer, kept", server, what)
+    return data

@@ -10,7 +10,7 @@ from typing import Protocol
 
 import trio
 
-from ..errors import TrolleyError
+from ..errors import NotFound, ProtocolError, TrolleyError
 
 log = logging.getLogger("trolleyfs.tree")
 
@@ -29,6 +29,16 @@ def dicom_xattrs(attrs: Mapping[str, str], **uids: str) -> dict[str, str]:
     out = {f"user.dicom.{k}": v for k, v in attrs.items()}
     out.update({f"user.dicom.{k}": v for k, v in uids.items()})
     return out
+
+
+def _listed_yet_missing(exc: TrolleyError, path: str) -> TrolleyError:
+    """A directory that is there (its parent's listing shows it) but whose
+    contents the server says do not exist: that is the server's error (EIO,
+    logged), not a missing directory (ENOENT would tell ``cp -r`` the
+    directory vanished)."""
+    if not isinstance(exc, NotFound):
+        return exc
+    return ProtocolError(f"{exc} (yet {path} was listed by it: its contents cannot be fetched)")
 
 
 class Node:
@@ -177,7 +187,7 @@ class ListedDir(DirNode):
                 fresh = await self._resolve()
             except TrolleyError as exc:
                 if self._children is None:
-                    raise
+                    raise _listed_yet_missing(exc, self.path) from None
                 log.warning("%s: refresh failed, keeping the listing from %.0f s ago: %s",
                             self.path, trio.current_time() - self._listed_at, exc)  # fmt: skip
                 self._listed_at = trio.current_time() - self.ttl + min(self.ttl, RETRY_FAILED_REFRESH_S)

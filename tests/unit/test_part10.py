@@ -1,0 +1,171 @@
+"""The whole-object check every fetcher applies: the element walk accepts
+whole objects in every encoding real archives hold (explicit and implicit VR,
+big endian, deflated, encapsulated pixel data, undefined-length sequences,
+implicit VR inside an explicit UN) and refuses an object cut anywhere but
+between two elements, with stray bytes after it, or with a length that runs
+past its end; a Part-10 answer for another instance is refused too."""
+
+from __future__ import annotations
+
+import io
+import struct
+from functools import cache
+from pathlib import Path
+
+import pydicom
+import pytest
+from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence
+from pydicom.uid import (
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    JPEG2000Lossless,
+    RLELossless,
+)
+
+from trolleyfs.demo import sampledata
+from trolleyfs.errors import ProtocolError
+from trolleyfs.part10 import check_part10, check_whole, part10_sop_instance_uid
+
+PYDICOM_FILES = Path(pydicom.__file__).parent / "data" / "test_files"
+
+
+@cache
+def sample() -> bytes:
+    return next(iter(sampledata.generate()))
+
+
+def encoded(syntax: str, data: bytes | None = None, nested: bool = False) -> bytes:
+    """The sample object re-encoded in ``syntax`` (optionally with nested sequences)."""
+    ds = pydicom.dcmread(io.BytesIO(data or sample()))
+    if nested:
+        inner = Dataset()
+        inner.CodeValue, inner.CodingSchemeDesignator = "113691", "DCM"
+        item = Dataset()
+        item.ConceptNameCodeSequence = Sequence([inner])
+        ds.ContentSequence = Sequence([item, Dataset()])
+    if syntax in (JPEG2000Lossless, RLELossless):
+        ds.compress(syntax)
+    else:
+        ds.file_meta.TransferSyntaxUID = syntax
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return buf.getvalue()
+
+
+def element_ends(data: bytes) -> set[int]:
+    """Where top-level elements end, by pydicom: cuts there look like whole objects."""
+    ds = pydicom.dcmread(io.BytesIO(data), defer_size=None)
+    ends = {len(data)}
+    f = io.BytesIO(data)
+    pydicom.filereader.read_preamble(f, False)
+    pydicom.filereader._read_file_meta_info(f)
+    start = f.tell()
+    ends.add(start)
+    implicit = ds.original_encoding[0]
+    for elem in pydicom.filereader.data_element_generator(io.BytesIO(data[start:]), implicit, ds.original_encoding[1]):
+        ends.add(start + elem.value_tell + (elem.length if elem.length != 0xFFFFFFFF else 0))
+    return ends
+
+
+# (big endian: pydicom does not write it; its test file ExplVR_BigEnd.dcm is checked below)
+SYNTAXES = [ExplicitVRLittleEndian, ImplicitVRLittleEndian, DeflatedExplicitVRLittleEndian, JPEG2000Lossless,
+            RLELossless]  # fmt: skip
+
+
+@pytest.mark.parametrize("syntax", SYNTAXES, ids=lambda s: pydicom.uid.UID(s).name)
+@pytest.mark.parametrize("nested", [False, True], ids=["flat", "sequences"])
+def test_whole_objects_pass(syntax: str, nested: bool) -> None:
+    data = encoded(syntax, nested=nested)
+    check_whole(data)
+    assert check_part10(data, "pacs", "x") == pydicom.dcmread(io.BytesIO(data)).SOPInstanceUID
+
+
+@pytest.mark.parametrize("syntax", [ExplicitVRLittleEndian, ImplicitVRLittleEndian, JPEG2000Lossless, RLELossless],
+                         ids=lambda s: pydicom.uid.UID(s).name)  # fmt: skip
+def test_every_cut_inside_an_element_or_before_the_pixels_is_refused(syntax: str) -> None:
+    """Cutting between two top-level elements leaves a shorter object no walk
+    can tell from a whole one, unless the cut drops the pixel data of an
+    image (Rows came before it): every other cut is refused."""
+    data = encoded(syntax, nested=True)
+    rows_end = data.index(b"\x28\x00\x10\x00") + 10  # (0028,0010) Rows: tag, 4-byte header rest, US value
+    boundaries = element_ends(data)
+    accepted = []
+    for cut in range(len(data) - 1, 131, -1):
+        try:
+            check_whole(data[:cut])
+        except ValueError:
+            continue
+        accepted.append(cut)
+    assert accepted, "cuts between elements before Rows are undetectable: the test should see some"
+    assert all(cut in boundaries and cut < rows_end for cut in accepted), accepted
+
+
+def test_stray_bytes_after_the_last_element_are_refused() -> None:
+    for tail in (b"\x00", b"\x00\x00", b"garbage!", b"\r\n"):
+        with pytest.raises(ValueError):
+            check_whole(sample() + tail)
+
+
+def test_a_deflated_object_cut_short_is_refused() -> None:
+    data = encoded(DeflatedExplicitVRLittleEndian)
+    check_whole(data)
+    for cut in (len(data) - 20, len(data) // 2, 400):
+        with pytest.raises(ValueError, match="deflated"):
+            check_whole(data[:cut])
+
+
+def test_a_length_running_past_the_end_names_the_element() -> None:
+    data = bytearray(sample())
+    at = data.rfind(b"\xe0\x7f\x10\x00OW\x00\x00")
+    struct.pack_into("<I", data, at + 8, struct.unpack_from("<I", data, at + 8)[0] + 2)
+    with pytest.raises(ValueError, match=r"\(7FE0,0010\) declares"):
+        check_whole(bytes(data))
+
+
+def test_an_explicit_un_of_undefined_length_holds_implicit_vr_items() -> None:
+    """PS3.5 6.2.2: a sequence whose VR the writer did not know."""
+    item = struct.pack("<HHI", 0x0008, 0x0100, 6) + b"113691"  # implicit VR inside
+    un = (struct.pack("<HH2sHI", 0x0009, 0x1010, b"UN", 0, 0xFFFFFFFF)
+          + struct.pack("<HHI", 0xFFFE, 0xE000, 0xFFFFFFFF) + item + struct.pack("<HHI", 0xFFFE, 0xE00D, 0)
+          + struct.pack("<HHI", 0xFFFE, 0xE0DD, 0))  # fmt: skip
+    data = sample()
+    pixels = data.rfind(b"\xe0\x7f\x10\x00")
+    whole = data[:pixels] + un + data[pixels:]
+    check_whole(whole)
+    with pytest.raises(ValueError, match="undefined-length|sequence"):
+        check_whole(data[:pixels] + un[:-8] + data[pixels:])  # its delimiter missing
+
+
+def test_the_meta_group_names_explicit_but_the_dataset_is_implicit() -> None:
+    """Archives hold such objects; pydicom reads them: so must the check."""
+    check_whole((PYDICOM_FILES / "SC_rgb_jpeg.dcm").read_bytes())
+
+
+@pytest.mark.parametrize("name", ["MR_truncated.dcm", "rtplan_truncated.dcm"])
+def test_truncated_files_are_refused(name: str) -> None:
+    with pytest.raises(ValueError, match="declares"):
+        check_whole((PYDICOM_FILES / name).read_bytes())
+
+
+def test_pydicoms_whole_test_files_all_pass() -> None:
+    skip = {"MR_truncated.dcm", "rtplan_truncated.dcm", "ExplVR_BigEndNoMeta.dcm", "ExplVR_LitEndNoMeta.dcm",
+            "no_meta.dcm", "rtstruct.dcm"}  # truncated, or no Part-10 header  # fmt: skip
+    files = [p for p in sorted(PYDICOM_FILES.glob("*.dcm")) if p.name not in skip]
+    assert len(files) > 60
+    for path in files:
+        check_whole(path.read_bytes())
+
+
+def test_check_part10_refuses_damage_and_other_instances_as_protocol_errors() -> None:
+    data = sample()
+    uid = part10_sop_instance_uid(data)
+    with pytest.raises(ProtocolError, match=f"pacs: instance 1: object {uid} is damaged or incomplete"):
+        check_part10(data[:-100], "pacs", "instance 1")
+    with pytest.raises(ProtocolError, match="sent instance"):
+        check_part10(data, "pacs", "instance 1", expect_uid="1.2.3")
+    with pytest.raises(ProtocolError, match="not a DICOM object"):
+        check_part10(b"<html>oops</html>", "pacs", "instance 1")
+    with pytest.raises(ProtocolError, match="no data elements"):
+        check_part10(data[: data.index(b"\x08\x00", 132 + 200)], "pacs", "instance 1")  # the meta group alone
