@@ -10,6 +10,7 @@ import signal
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import trio
 
@@ -56,6 +57,26 @@ def _exit_cleanly(signum: int, frame: object) -> None:
     raise SystemExit(0)
 
 
+async def _serve_until_signalled(*args: Any) -> None:
+    """``serve(*args)``, ended also by a SIGTERM or SIGHUP that arrives while the
+    mount's own signal handling is not in place: before it starts, or after an
+    external unmount, when trio hands signals it had not delivered back to the
+    handler it found.  That handler only asks trio to cancel (safe from a signal
+    handler); raising there would land inside trio's own machinery."""
+    token = trio.lowlevel.current_trio_token()
+    with trio.CancelScope() as scope:
+
+        def stop(signum: int, frame: object) -> None:
+            token.run_sync_soon(scope.cancel)
+
+        previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
+        try:
+            await serve(*args)
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
 def run_demo(mountpoint: str, log_level: str) -> int:
     """Start Orthanc, fill it, mount it at ``mountpoint`` until unmounted or
     signalled; remove everything it made.  The exit code."""
@@ -79,7 +100,7 @@ def run_demo(mountpoint: str, log_level: str) -> int:
             def ready() -> None:
                 print(READY.format(mp=mp, cfg_path=cfg_path), flush=True)
 
-            trio.run(serve, cfg, mp, fuse_options([], str(cfg_path)), ready, toggle)
+            trio.run(_serve_until_signalled, cfg, mp, fuse_options([], str(cfg_path)), ready, toggle)
     finally:
         # Orthanc has stopped; a second signal must not cut the clean-up short
         for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
