@@ -28,7 +28,7 @@ from tests.servers.tcpcount import forwarding
 from trolleyfs import cli
 from trolleyfs.demo import sampledata
 from trolleyfs.demo.orthanc import Orthanc
-from trolleyfs.retrieve.cget import STORAGE_CLASSES
+from trolleyfs.transport.storage import STORAGE_CLASSES
 
 pytestmark = pytest.mark.integration
 
