@@ -73,5 +73,8 @@ def test_scp_contexts_accept_everything_preferring_the_special_syntaxes() -> Non
     assert set(storage.STORAGE_CLASSES + storage.VIDEO_CLASSES) <= set(contexts)
     assert len(contexts) >= 150  # every storage class pynetdicom knows
     syntaxes = contexts[u.CTImageStorage]
-    assert syntaxes[-2:] == (storage.EXPLICIT, storage.IMPLICIT)
+    assert syntaxes.index(u.RLELossless) < syntaxes.index(storage.EXPLICIT) < syntaxes.index(storage.IMPLICIT)
     assert {u.JPEG2000Lossless, u.RLELossless, u.DeflatedExplicitVRLittleEndian} <= set(syntaxes)
+    # a sender proposes big endian and deflated beside little endian for any
+    # uncompressed object: taken only when nothing else is offered
+    assert syntaxes[-2:] == (u.DeflatedExplicitVRLittleEndian, u.ExplicitVRBigEndian)

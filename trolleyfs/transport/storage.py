@@ -178,8 +178,12 @@ def scp_contexts() -> Contexts:
     pynetdicom knows, each with every transfer syntax, those a sender offers
     only for objects stored so first, then Explicit, then Implicit VR."""
     special = (*COMPRESSED, *VIDEO, ts.JPEG2000MC, ts.JPEG2000MCLossless, ts.HTJ2KLossless,
-               ts.HTJ2KLosslessRPCL, ts.HTJ2K, ts.DeflatedExplicitVRLittleEndian, ts.ExplicitVRBigEndian)  # fmt: skip
-    syntaxes = tuple(dict.fromkeys((*special, EXPLICIT, IMPLICIT)))
+               ts.HTJ2KLosslessRPCL, ts.HTJ2K)  # fmt: skip
+    # big endian and deflated come last: a sender proposes them beside little
+    # endian for any uncompressed object (dcmqrscp does), and taking them first
+    # had it convert every object to big endian
+    syntaxes = tuple(dict.fromkeys((*special, EXPLICIT, IMPLICIT, ts.DeflatedExplicitVRLittleEndian,
+                                    ts.ExplicitVRBigEndian)))  # fmt: skip
     known = (c.abstract_syntax for c in AllStoragePresentationContexts)
     classes = dict.fromkeys((*STORAGE_CLASSES, *VIDEO_CLASSES, *known))
     return [(str(cls), syntaxes) for cls in classes if cls]
