@@ -27,8 +27,9 @@ pytestmark = pytest.mark.integration
 ALICE_FILES = 12 + 6 + 8  # P001: two studies, three series
 
 
-def config(url: str, disk: Path | None, folders: str = "") -> str:
-    cache = f'[cache]\ndisk_dir = "{disk}"\n' if disk else ""
+def config(url: str, disk: Path | None, folders: str = "", cache_extra: str = "") -> str:
+    lines = ([f'disk_dir = "{disk}"'] if disk else []) + ([cache_extra] if cache_extra else [])
+    cache = "[cache]\n" + "\n".join(lines) + "\n" if lines else ""
     return f"""
 [servers.pacs]
 search   = {{ protocol = "qido-rs", url = "{url}/dicom-web" }}
@@ -122,9 +123,12 @@ def test_plain_lines_in_a_pipe_and_a_bar_on_a_terminal(proxy, tmp_path):
 
 
 def test_ctrl_c_stops_a_prefetch_cleanly_and_the_mount_goes_on(proxy, tmp_path):
-    with mounted(config(proxy.url, None), tmp_path) as m:
+    # one request per file (no readahead), each waiting 2 s at the server: the
+    # prefetch takes about a minute, so its Ctrl-C comes long before it could
+    # end, however slow or busy the machine; a read in progress ends within 2 s
+    with mounted(config(proxy.url, None, cache_extra='readahead = "off"'), tmp_path) as m:
         list_tree(m.path / "alice")
-        proxy.delay = 2.0  # each read waits at the server
+        proxy.delay = 2.0
         out = tmp_path / "prefetch.out"
         with open(out, "w") as f:
             proc = subprocess.Popen([*TROLLEYFS, "prefetch", "--jobs", "1", str(m.path / "alice")], stdout=f,
@@ -136,11 +140,11 @@ def test_ctrl_c_stops_a_prefetch_cleanly_and_the_mount_goes_on(proxy, tmp_path):
         finally:
             if proc.poll() is None:
                 proc.kill()
-                proc.wait()
+                proc.communicate()  # reaps it and closes its pipe
         assert proc.returncode == 130
         assert re.search(r"^prefetch: stopped: \d+ of 26 files read", out.read_text(), re.M), out.read_text()
         assert "Traceback" not in err, err
-        proxy.delay = 0.0
+        proxy.reset()
         files = list_tree(m.path / "alice")
         assert len(files) == ALICE_FILES and len(files[-1].read_bytes()) > 1000  # the mount still serves
 

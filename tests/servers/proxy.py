@@ -108,7 +108,7 @@ class FaultProxy:
         if not faulty:
             delay, stall, status, cut, garbage, refuse = 0.0, 0.0, None, None, False, False
         if delay:
-            time.sleep(delay)
+            wake.wait(delay)  # reset() ends the wait
         if refuse:
             self._done()
             return Response(200, _aborted(), {}, "text/plain")
