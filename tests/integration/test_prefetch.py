@@ -122,6 +122,10 @@ def test_plain_lines_in_a_pipe_and_a_bar_on_a_terminal(proxy, tmp_path):
         assert "prefetch: read 14 of 14 files" in out
 
 
+def _ctrl_c_as_in_a_terminal() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_stops_a_prefetch_cleanly_and_the_mount_goes_on(proxy, tmp_path):
     # one request per file (no readahead), each waiting 2 s at the server: the
     # prefetch takes about a minute, so its Ctrl-C comes long before it could
@@ -131,8 +135,10 @@ def test_ctrl_c_stops_a_prefetch_cleanly_and_the_mount_goes_on(proxy, tmp_path):
         proxy.delay = 2.0
         out = tmp_path / "prefetch.out"
         with open(out, "w") as f:
+            # as from a terminal: a shell without job control (a CI script run in the
+            # background) starts its children with SIGINT ignored, and so would this one be
             proc = subprocess.Popen([*TROLLEYFS, "prefetch", "--jobs", "1", str(m.path / "alice")], stdout=f,
-                                    stderr=subprocess.PIPE, text=True)  # fmt: skip
+                                    stderr=subprocess.PIPE, text=True, preexec_fn=_ctrl_c_as_in_a_terminal)  # fmt: skip
         try:
             wait_for(lambda: "reading" in out.read_text(), "the prefetch to start reading")
             proc.send_signal(signal.SIGINT)
