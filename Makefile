@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 APT_PACKAGES := gcc fuse3 libfuse3-dev pkg-config orthanc orthanc-dicomweb dcmtk dcm2niix rsync procps unzip redis-server redis-tools bsdutils
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all install system-deps venv test test-unit demo bench clean lint
+.PHONY: all install system-deps venv test test-unit demo bench clean lint format
 
 all: venv
 
@@ -47,7 +47,13 @@ bench: system-deps venv
 lint: venv
 	$(PY) -m pip install -q -e '.[test,lint]'
 	$(VENV)/bin/ruff check trolleyfs tests
+	$(VENV)/bin/ruff format --check trolleyfs tests
 	$(VENV)/bin/mypy
+
+format: venv
+	$(PY) -m pip install -q -e '.[test,lint]'
+	$(VENV)/bin/ruff format trolleyfs tests
+	$(VENV)/bin/ruff check --fix trolleyfs tests
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -61,7 +61,11 @@ MOVE_AET = "TROLLEYFS"
 def dimse_config(orthanc: Orthanc, retrieve: str, store_port: int) -> str:
     """DICOM-QR listings and C-GET or C-MOVE reads on Orthanc's DICOM port."""
     ae = f'host = "127.0.0.1", port = {orthanc.dicom_port}, called_aet = "{orthanc.aet}"'
-    store = f', store_host = "127.0.0.1", store_port = {store_port}, store_aet = "{MOVE_AET}"' if retrieve == "c-move" else ""
+    store = (
+        f', store_host = "127.0.0.1", store_port = {store_port}, store_aet = "{MOVE_AET}"'
+        if retrieve == "c-move"
+        else ""
+    )
     return f"""
 [servers.bench]
 search   = {{ protocol = "dicom-qr", {ae} }}
@@ -82,9 +86,10 @@ def server_ceiling(orthanc: Orthanc, study: str, series: str, out: Path) -> None
 
     HTTP11Connection.READ_NUM_BYTES = 1 << 20
     out.mkdir()
-    with httpx.Client(timeout=120) as c, c.stream(
-        "GET", f"{orthanc.dicomweb}/studies/{study}/series/{series}", headers={"Accept": ACCEPT}
-    ) as r:
+    with (
+        httpx.Client(timeout=120) as c,
+        c.stream("GET", f"{orthanc.dicomweb}/studies/{study}/series/{series}", headers={"Accept": ACCEPT}) as r,
+    ):
         r.raise_for_status()
         parser = MultipartParser(boundary_of(r.headers["content-type"]))
         n = 0
@@ -153,11 +158,14 @@ def main() -> int:
     dest = Path(tempfile.mkdtemp(prefix="trolleyfs-bench-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None))
     results: list[tuple[str, float, float | None, str]] = []  # label, seconds, MB, target
     try:
-        print(f"generating {args.instances} CT instances of 512x512 and {args.studies - 1} small studies ...",
-              flush=True)  # fmt: skip
+        print(
+            f"generating {args.instances} CT instances of 512x512 and {args.studies - 1} small studies ...", flush=True
+        )
         specs = sampledata.bench_studies(args.studies, args.instances)
         move_port = free_port()  # where trolleyfs receives C-MOVEs; Orthanc knows it as TROLLEYFS
-        with Orthanc(workdir=str(work / "orthanc"), modalities={"trolleyfs": (MOVE_AET, "127.0.0.1", move_port)}) as orthanc:
+        with Orthanc(
+            workdir=str(work / "orthanc"), modalities={"trolleyfs": (MOVE_AET, "127.0.0.1", move_port)}
+        ) as orthanc:
             orthanc.upload(sampledata.generate(specs))
             big = specs[0]
             study = sampledata.uid("study", big.patient_id, 0)
@@ -183,10 +191,16 @@ def main() -> int:
                 return p
 
             # (1) the server ceiling, and (2) the seed library
-            runs("(1) server ceiling: httpx, 1 WADO-RS series request -> files",
-                 lambda i: timed(lambda: server_ceiling(orthanc, study, series, out("ceiling", i))), series_mb)
-            runs("(2) dicomtrolley 4.1.0: WADO-RS series download",
-                 lambda i: timed(lambda: dicomtrolley_download(orthanc, study, series, out("dt", i))), series_mb)
+            runs(
+                "(1) server ceiling: httpx, 1 WADO-RS series request -> files",
+                lambda i: timed(lambda: server_ceiling(orthanc, study, series, out("ceiling", i))),
+                series_mb,
+            )
+            runs(
+                "(2) dicomtrolley 4.1.0: WADO-RS series download",
+                lambda i: timed(lambda: dicomtrolley_download(orthanc, study, series, out("dt", i))),
+                series_mb,
+            )
 
             mount_tmp = work / "mounts"
             mount_tmp.mkdir()
@@ -202,13 +216,15 @@ def main() -> int:
                     t = timed(lambda: subprocess.run(["cp", "-r", str(series_dir), str(out("cold", i))], check=True))
                     assert len(os.listdir(dest / f"cold-{i}")) == args.instances
                     shutil.rmtree(dest / f"cold-{i}")
-                    warm.append(timed(lambda: subprocess.run(["cp", "-r", str(series_dir), str(out("warm", i))],
-                                                             check=True)))  # fmt: skip
+                    warm.append(
+                        timed(lambda: subprocess.run(["cp", "-r", str(series_dir), str(out("warm", i))], check=True))
+                    )
                 return t
 
             runs("(3) trolleyfs cold: cp -r of the series, fresh mount", cold, series_mb, "<= 1.3x (1), < (2)")
-            results.append(("(4a) trolleyfs warm: cp -r again, same mount", statistics.median(warm), series_mb,
-                            ">= 500 MB/s"))  # fmt: skip
+            results.append(
+                ("(4a) trolleyfs warm: cp -r again, same mount", statistics.median(warm), series_mb, ">= 500 MB/s")
+            )
             print(f"  (4a): {', '.join(f'{t:.3f}' for t in warm)} s", flush=True)
 
             # (4b) after a remount: a disk cache filled by an earlier mount serves it
@@ -279,9 +295,11 @@ def main() -> int:
             runs("(6c) find over the big study (cold)", listing(["find"], False), None)
             with httpx.Client(timeout=60) as c:
                 url = f"{orthanc.dicomweb}/studies/{study}/series/{series}/instances"
-                runs("(6d) raw QIDO-RS instance search of the big series (what (6c) waits for)",
-                     lambda i: timed(lambda: c.get(url, params={"includefield": "InstanceNumber"}).raise_for_status()),
-                     None)  # fmt: skip
+                runs(
+                    "(6d) raw QIDO-RS instance search of the big series (what (6c) waits for)",
+                    lambda i: timed(lambda: c.get(url, params={"includefield": "InstanceNumber"}).raise_for_status()),
+                    None,
+                )
 
             # (9) the DIMSE reads: a cold cp -r of the series by C-GET, and by C-MOVE into
             # trolleyfs's storage receiver (both from Orthanc's DICOM port)
@@ -290,8 +308,9 @@ def main() -> int:
                     cfg = dimse_config(orthanc, retrieve, move_port)
                     with mounted(cfg, mount_tmp, name=f"{retrieve}{i}") as m:
                         (series_dir,) = list((m.path / "bench" / study_name).iterdir())
-                        t = timed(lambda: subprocess.run(["cp", "-r", str(series_dir), str(out(retrieve, i))],
-                                                         check=True))  # fmt: skip
+                        t = timed(
+                            lambda: subprocess.run(["cp", "-r", str(series_dir), str(out(retrieve, i))], check=True)
+                        )
                         assert len(os.listdir(dest / f"{retrieve}-{i}")) == args.instances
                         return t
 
@@ -303,24 +322,37 @@ def main() -> int:
             # (11) trolleyfs prefetch (the command, start-up included) on a fresh mount: the big series,
             # and the whole 100-study folder (listing it included)
             small = specs[1]
-            small_mb = (len(specs) - 1) * sum(len(sampledata.make_instance(small, 1, small.series[0], 0, n))
-                                              for n in range(small.series[0].instances)) / 1e6  # fmt: skip
+            small_mb = (
+                (len(specs) - 1)
+                * sum(
+                    len(sampledata.make_instance(small, 1, small.series[0], 0, n))
+                    for n in range(small.series[0].instances)
+                )
+                / 1e6
+            )
 
             def prefetched(target: Callable[[Path], Path], instances: int) -> Callable[[int], float]:
                 def run(i: int) -> float:
                     with mounted(config(orthanc.url, ""), mount_tmp, name=f"pf{i}") as m:
                         path = target(m.path)
-                        t = timed(lambda: subprocess.run([*TROLLEYFS, "prefetch", str(path)], check=True,
-                                                         capture_output=True))  # fmt: skip
+                        t = timed(
+                            lambda: subprocess.run([*TROLLEYFS, "prefetch", str(path)], check=True, capture_output=True)
+                        )
                         assert m.stats()["instances_fetched"] >= instances
                     return t
 
                 return run
 
-            runs("(11a) trolleyfs prefetch of the series, fresh mount",
-                 prefetched(lambda p: p / "bench" / study_name, args.instances), series_mb)
-            runs("(11b) trolleyfs prefetch of the 100-study folder, fresh mount",
-                 prefetched(lambda p: p / "bench", args.instances + 2 * (len(specs) - 1)), series_mb + small_mb)
+            runs(
+                "(11a) trolleyfs prefetch of the series, fresh mount",
+                prefetched(lambda p: p / "bench" / study_name, args.instances),
+                series_mb,
+            )
+            runs(
+                "(11b) trolleyfs prefetch of the 100-study folder, fresh mount",
+                prefetched(lambda p: p / "bench", args.instances + 2 * (len(specs) - 1)),
+                series_mb + small_mb,
+            )
 
             # (7) peak RSS while copying a study larger than the memory cache
             mem_mb = 64
@@ -330,8 +362,14 @@ def main() -> int:
                 with PeakRSS(m.proc.pid) as rss:
                     t = timed(lambda: subprocess.run(["cp", "-r", str(sdir), str(out("rss", 0))], check=True))
                 print(f"  (7): {t:.3f} s, peak RSS {rss.peak / 2**20:.0f} MiB (before: {rss.before / 2**20:.0f} MiB)")
-            results.append((f"(7) peak RSS of trolleyfs copying the {series_mb:.0f} MB study, memory_mb = {mem_mb}",
-                            rss.peak / 2**20, None, f"< {mem_mb + 150} MiB"))  # fmt: skip
+            results.append(
+                (
+                    f"(7) peak RSS of trolleyfs copying the {series_mb:.0f} MB study, memory_mb = {mem_mb}",
+                    rss.peak / 2**20,
+                    None,
+                    f"< {mem_mb + 150} MiB",
+                )
+            )
             for p in list(dest.iterdir()):  # keep tmpfs use small between measurements
                 shutil.rmtree(p, ignore_errors=True)
 
@@ -342,10 +380,16 @@ def main() -> int:
         # (12) what checking each object costs on the hot path, in-process: the
         # meta-group UID check alone, and the whole-object element walk
         objects = [sampledata.make_instance(big, 0, big.series[0], 0, n) for n in range(args.instances)]
-        runs("(12a) Part-10 UID check of the series' objects (in-process CPU)",
-             lambda i: timed(lambda: [part10_sop_instance_uid(o) for o in objects]), series_mb)
-        runs("(12b) whole-object check: UID + element walk (in-process CPU)",
-             lambda i: timed(lambda: [check_part10(o, "bench", "x") for o in objects]), series_mb)
+        runs(
+            "(12a) Part-10 UID check of the series' objects (in-process CPU)",
+            lambda i: timed(lambda: [part10_sop_instance_uid(o) for o in objects]),
+            series_mb,
+        )
+        runs(
+            "(12b) whole-object check: UID + element walk (in-process CPU)",
+            lambda i: timed(lambda: [check_part10(o, "bench", "x") for o in objects]),
+            series_mb,
+        )
     finally:
         shutil.rmtree(work, ignore_errors=True)
         shutil.rmtree(dest, ignore_errors=True)
@@ -357,12 +401,20 @@ def main() -> int:
 def print_table(results: list[tuple[str, float, float | None, str]], args: argparse.Namespace) -> None:
     base = results[0][1]
     raw_one = next((s for label, s, _, _ in results if label.startswith("(5a)")), None)
-    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                if ln.startswith("model name")), platform.machine())  # fmt: skip
+    cpu = next(
+        (
+            ln.split(":", 1)[1].strip()
+            for ln in Path("/proc/cpuinfo").read_text().splitlines()
+            if ln.startswith("model name")
+        ),
+        platform.machine(),
+    )
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     print()
-    print(f"machine: {os.cpu_count()} cores ({cpu}), {mem:.0f} GiB, {platform.system()} {platform.release()}, "
-          f"Python {platform.python_version()}; median of {args.repeat} runs; copies written to a tmpfs")  # fmt: skip
+    print(
+        f"machine: {os.cpu_count()} cores ({cpu}), {mem:.0f} GiB, {platform.system()} {platform.release()}, "
+        f"Python {platform.python_version()}; median of {args.repeat} runs; copies written to a tmpfs"
+    )
     head = f"| {'measurement':<72} | {'result':>10} | {'MB/s':>7} | {'vs (1)':>7} | target |"
     print(head)
     print("|" + "|".join("-" * (len(c)) for c in head.split("|")[1:-1]) + "|")
@@ -374,8 +426,11 @@ def print_table(results: list[tuple[str, float, float | None, str]], args: argpa
             print(f"| {label:<72} | {value:>7.0f} MiB | {'':>7} | {'':>7} | {target} |")
             continue
         rate = f"{mb / value:7.0f}" if mb else ""
-        ratio = f"{value / base:6.2f}x" if mb else (f"{value / raw_one:5.2f}x(5a)" if label.startswith("(5b)")
-                                                    and raw_one else "")  # fmt: skip
+        ratio = (
+            f"{value / base:6.2f}x"
+            if mb
+            else (f"{value / raw_one:5.2f}x(5a)" if label.startswith("(5b)") and raw_one else "")
+        )
         print(f"| {label:<72} | {value:>8.3f} s | {rate:>7} | {ratio:>7} | {target} |")
 
 

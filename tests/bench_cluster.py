@@ -67,8 +67,9 @@ query = {{ PatientName = "BENCH*" }}
 """
 
 
-def three_nodes(orthanc: Orthanc, study_name: str, series_mb: float, instances: int, repeat: int, mount_tmp: Path,
-                dest: Path) -> list[Row]:  # fmt: skip
+def three_nodes(
+    orthanc: Orthanc, study_name: str, series_mb: float, instances: int, repeat: int, mount_tmp: Path, dest: Path
+) -> list[Row]:
     """The (8) rows: one per configuration, median of ``repeat`` runs."""
     rows: list[Row] = []
     with Forwarder(orthanc.http_port) as fwd, RedisServer() as single, RedisClusterServers() as cluster:
@@ -76,24 +77,40 @@ def three_nodes(orthanc: Orthanc, study_name: str, series_mb: float, instances: 
         urls = ", ".join(f'"{u}"' for u in cluster.urls)
         setups: list[tuple[str, str, Callable[[], None]]] = [
             ("(10a) 3 nodes cp -r the series at once, no shared tier", "", lambda: None),
-            ("(10b) 3 nodes cp -r the series at once, shared tier: one Redis",
-             f'[cache.shared]\nurl = "{single.url}"', lambda: _flush(single)),
-            ("(10c) 3 nodes cp -r the series at once, shared tier: Redis Cluster",
-             f"[cache.shared]\nurl = [{urls}]", cluster.flush),
-        ]  # fmt: skip
+            (
+                "(10b) 3 nodes cp -r the series at once, shared tier: one Redis",
+                f'[cache.shared]\nurl = "{single.url}"',
+                lambda: _flush(single),
+            ),
+            (
+                "(10c) 3 nodes cp -r the series at once, shared tier: Redis Cluster",
+                f"[cache.shared]\nurl = [{urls}]",
+                cluster.flush,
+            ),
+        ]
         for label, shared, flush in setups:
             times, sent = [], []
             for i in range(repeat):
                 flush()
-                t, b = _run(node_config(pacs, shared), fwd.fwd, study_name, instances, mount_tmp,
-                            dest, f"n{len(rows)}{i}")  # fmt: skip
+                t, b = _run(
+                    node_config(pacs, shared), fwd.fwd, study_name, instances, mount_tmp, dest, f"n{len(rows)}{i}"
+                )
                 times.append(t)
                 sent.append(b)
             ratio = statistics.median(sent) / (series_mb * 1e6)
-            print(f"  {label}: {', '.join(f'{t:.3f}' for t in times)} s; the PACS sent "
-                  f"{', '.join(f'{b / 1e6:.0f}' for b in sent)} MB", flush=True)  # fmt: skip
-            rows.append((label, statistics.median(times), 3 * series_mb,
-                         f"PACS sent {statistics.median(sent) / 1e6:.0f} MB = {ratio:.2f}x the series"))  # fmt: skip
+            print(
+                f"  {label}: {', '.join(f'{t:.3f}' for t in times)} s; the PACS sent "
+                f"{', '.join(f'{b / 1e6:.0f}' for b in sent)} MB",
+                flush=True,
+            )
+            rows.append(
+                (
+                    label,
+                    statistics.median(times),
+                    3 * series_mb,
+                    f"PACS sent {statistics.median(sent) / 1e6:.0f} MB = {ratio:.2f}x the series",
+                )
+            )
     return rows
 
 
@@ -102,8 +119,9 @@ def _flush(server: RedisServer) -> None:
         admin.flushall()
 
 
-def _run(config: str, fwd: CountingForwarder, study_name: str, instances: int, mount_tmp: Path, dest: Path,
-         name: str) -> tuple[float, int]:  # fmt: skip
+def _run(
+    config: str, fwd: CountingForwarder, study_name: str, instances: int, mount_tmp: Path, dest: Path, name: str
+) -> tuple[float, int]:
     """Mount three nodes, copy the series on all three at once; the seconds
     until the last copy is done and the bytes the PACS sent meanwhile."""
     outs = [dest / f"{name}-{k}" for k in range(3)]

@@ -50,8 +50,13 @@ def _cp(src: Path, target: Path) -> float:
 
 def rows(orthanc: Orthanc, mount_tmp: Path, dest: Path, repeat: int, instances: int = 100) -> list[Row]:
     """Upload the two series, then measure; returns the table rows."""
-    spec = sampledata.StudySpec("VIEWS^BENCH", "V001", "20240105", "Views bench", tuple(
-        sampledata.SeriesSpec("CT", name, instances, 512, 512) for name in ("J2K", "RLE")))  # fmt: skip
+    spec = sampledata.StudySpec(
+        "VIEWS^BENCH",
+        "V001",
+        "20240105",
+        "Views bench",
+        tuple(sampledata.SeriesSpec("CT", name, instances, 512, 512) for name in ("J2K", "RLE")),
+    )
     print(f"encoding {instances} JPEG 2000 and {instances} RLE slices of 512x512 ...", flush=True)
     files = compressed.generate(spec, noise=True)
     orthanc.upload(files)
@@ -72,16 +77,33 @@ def rows(orthanc: Orthanc, mount_tmp: Path, dest: Path, repeat: int, instances: 
                     if folder == "plain":
                         plain_mb = sum(p.stat().st_size for p in target.iterdir()) / 1e6
                         views = m.stats()["views"]
-                        how = (f"{views['transcoded_by_server']} transcoded by Orthanc, "
-                               f"{views['converted_locally']} decoded here")  # fmt: skip
+                        how = (
+                            f"{views['transcoded_by_server']} transcoded by Orthanc, "
+                            f"{views['converted_locally']} decoded here"
+                        )
                     shutil.rmtree(target)
-        print(f"  (8) {name}: as stored {', '.join(f'{t:.3f}' for t in times['stored'])} s; "
-              f"uncompressed view {', '.join(f'{t:.3f}' for t in times['plain'])} s ({how})", flush=True)
+        print(
+            f"  (8) {name}: as stored {', '.join(f'{t:.3f}' for t in times['stored'])} s; "
+            f"uncompressed view {', '.join(f'{t:.3f}' for t in times['plain'])} s ({how})",
+            flush=True,
+        )
         stored_s, plain_s = statistics.median(times["stored"]), statistics.median(times["plain"])
         tag, view = ("8a", "8b") if name == "J2K" else ("8c", "8d")
         kind = "JPEG 2000 lossless" if name == "J2K" else "RLE lossless"
-        out.append((f"({tag}) cp -r of a {instances}-slice {kind} series, as stored", stored_s, None,
-                    f"{stored_mb:.0f} MB, {stored_mb / stored_s:.0f} MB/s"))  # fmt: skip
-        out.append((f"({view}) the same through transfer_syntax = \"uncompressed\"", plain_s, None,
-                    f"{plain_s / stored_s:.2f}x ({tag}); {plain_mb:.0f} MB out; {how}"))  # fmt: skip
+        out.append(
+            (
+                f"({tag}) cp -r of a {instances}-slice {kind} series, as stored",
+                stored_s,
+                None,
+                f"{stored_mb:.0f} MB, {stored_mb / stored_s:.0f} MB/s",
+            )
+        )
+        out.append(
+            (
+                f'({view}) the same through transfer_syntax = "uncompressed"',
+                plain_s,
+                None,
+                f"{plain_s / stored_s:.2f}x ({tag}); {plain_mb:.0f} MB out; {how}",
+            )
+        )
     return out

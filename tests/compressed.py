@@ -34,8 +34,10 @@ def _gdcm(data: bytes, ts: str) -> bytes:
     """Encode with GDCM (pydicom has no JPEG encoder)."""
     import gdcm
 
-    kinds = {JPEGLosslessSV1: gdcm.TransferSyntax.JPEGLosslessProcess14_1,
-             JPEGBaseline8Bit: gdcm.TransferSyntax.JPEGBaselineProcess1}  # fmt: skip
+    kinds = {
+        JPEGLosslessSV1: gdcm.TransferSyntax.JPEGLosslessProcess14_1,
+        JPEGBaseline8Bit: gdcm.TransferSyntax.JPEGBaselineProcess1,
+    }
     with tempfile.TemporaryDirectory() as d:
         src, dst = os.path.join(d, "in.dcm"), os.path.join(d, "out.dcm")
         with open(src, "wb") as f:

@@ -39,11 +39,15 @@ def move_port() -> int:
     return free_port()
 
 
-def _orthanc_with_samples(sample_files, tmp_path_factory, name: str, move_port: int,
-                          users: dict[str, str] | None = None):  # fmt: skip
+def _orthanc_with_samples(
+    sample_files, tmp_path_factory, name: str, move_port: int, users: dict[str, str] | None = None
+):
     _need(ORTHANC)
-    server = Orthanc(workdir=str(tmp_path_factory.mktemp(name)), users=users,
-                     modalities={"trolleyfs": (MOVE_AET, "127.0.0.1", move_port)})  # fmt: skip
+    server = Orthanc(
+        workdir=str(tmp_path_factory.mktemp(name)),
+        users=users,
+        modalities={"trolleyfs": (MOVE_AET, "127.0.0.1", move_port)},
+    )
     server.start(timeout=120)  # a slow, busy machine may need a while
     try:
         server.upload(sample_files)

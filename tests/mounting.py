@@ -58,8 +58,9 @@ def by_sop_uid(files: list[bytes]) -> dict[str, bytes]:
 PROCESS_WAIT_S = 120.0
 
 
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = PROCESS_WAIT_S,
-             detail: Callable[[], str] = lambda: "") -> None:  # fmt: skip
+def wait_for(
+    condition: Callable[[], bool], what: str, timeout: float = PROCESS_WAIT_S, detail: Callable[[], str] = lambda: ""
+) -> None:
     """Poll ``condition`` until it holds; fail naming ``what`` was awaited."""
     deadline = time.monotonic() + timeout
     while not condition():
@@ -70,8 +71,11 @@ def wait_for(condition: Callable[[], bool], what: str, timeout: float = PROCESS_
 
 def wait_process_gone(needle: str, timeout: float = PROCESS_WAIT_S) -> None:
     """Wait until no process has ``needle`` in its command line."""
-    wait_for(lambda: needle not in subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout,
-             f"the process with {needle!r} to end", timeout)  # fmt: skip
+    wait_for(
+        lambda: needle not in subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout,
+        f"the process with {needle!r} to end",
+        timeout,
+    )
 
 
 def wait_mounted(path: Path, proc: subprocess.Popen[bytes] | None, log: Path, timeout: float = PROCESS_WAIT_S) -> None:
@@ -111,8 +115,10 @@ def mounted(config_text: str, tmp_path: Path, *args: str, name: str = "mnt") -> 
     with open(log, "wb") as logf:
         proc = subprocess.Popen(
             [*TROLLEYFS, "mount", "--foreground", "--log-level", "debug", *args, str(cfg), str(mnt)],
-            stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        )  # fmt: skip
+            stdout=logf,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
     try:
         wait_mounted(mnt, proc, log)
         yield Mount(mnt, proc, log, cfg)

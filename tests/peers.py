@@ -16,8 +16,9 @@ class Peer:
     port: int
     aet: str
 
-    def server(self, *, called_aet: str | None = None, port: int | None = None, timeout: float = 10.0,
-               retries: int = 0) -> Server:  # fmt: skip
+    def server(
+        self, *, called_aet: str | None = None, port: int | None = None, timeout: float = 10.0, retries: int = 0
+    ) -> Server:
         """A DICOM-QR + C-GET server config for this peer."""
         ep = endpoint("dicom-qr", host=self.host, port=port or self.port, called_aet=called_aet or self.aet)
         get = endpoint("c-get", host=self.host, port=port or self.port, called_aet=called_aet or self.aet)

@@ -237,9 +237,7 @@ class VitreaAuth(_RenewingAuth):
         log.info("%s: logging in at %s as %s", self.server_name, self.login_url, self.username)
         headers = {"X-Userid": self.username, "X-Password": self._password.get(), "X-Realm": self.realm}
         headers["User-Agent"] = original.headers.get("User-Agent", "trolleyfs")
-        return httpx.Request(
-            "POST", self.login_url, headers=headers, content=b"", extensions=_timeouts_of(original)
-        )
+        return httpx.Request("POST", self.login_url, headers=headers, content=b"", extensions=_timeouts_of(original))
 
     def _accept(self, response: httpx.Response) -> None:
         if not 200 <= response.status_code < 300:

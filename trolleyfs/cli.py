@@ -169,8 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("config", help="the TOML config file")
     m.add_argument("mountpoint", help="an existing empty directory")
     m.add_argument("-f", "--foreground", action="store_true", help="stay attached; log to stderr; Ctrl-C unmounts")
-    m.add_argument("-o", dest="options", action="append", metavar="OPTS",
-                   help="mount options, comma separated (e.g. allow_other)")  # fmt: skip
+    m.add_argument(
+        "-o", dest="options", action="append", metavar="OPTS", help="mount options, comma separated (e.g. allow_other)"
+    )
     m.add_argument("--log-level", choices=LEVELS, default="info")
     m.add_argument("--log-file", help="log to this file (default: stderr in the foreground, syslog otherwise)")
     m.add_argument("--no-check", action="store_true", help="mount without probing the servers first")
@@ -187,12 +188,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     pf = sub.add_parser("prefetch", help="read everything under PATHs through the mount, filling its caches")
     pf.add_argument("paths", nargs="+", metavar="PATH", help="directories or files inside a trolleyfs mount")
-    pf.add_argument("--check", action="store_true",
-                    help="fetch nothing: count the files a read would take from the caches (exit 1 if any is not)")
-    pf.add_argument("-j", "--jobs", type=int, default=4, help="files read at once (default 4; the mount keeps "
-                    "its own limits per server)")
-    pf.add_argument("--interval", type=float, default=5.0,
-                    help="seconds between progress lines when the output is not a terminal (default 5)")
+    pf.add_argument(
+        "--check",
+        action="store_true",
+        help="fetch nothing: count the files a read would take from the caches (exit 1 if any is not)",
+    )
+    pf.add_argument(
+        "-j",
+        "--jobs",
+        type=int,
+        default=4,
+        help="files read at once (default 4; the mount keeps its own limits per server)",
+    )
+    pf.add_argument(
+        "--interval",
+        type=float,
+        default=5.0,
+        help="seconds between progress lines when the output is not a terminal (default 5)",
+    )
     pf.set_defaults(func=cmd_prefetch)
 
     d = sub.add_parser("demo", help="start a local Orthanc with sample studies and mount it")

@@ -34,14 +34,26 @@ from .views.syntax import VIEWS, parse_transfer_syntax
 # and the other study-level return keys of the Study Root model).
 QUERY_KEYS = frozenset(
     {
-        "PatientName", "PatientID", "IssuerOfPatientID", "PatientBirthDate",
-        "PatientSex", "OtherPatientIDs", "AccessionNumber", "StudyInstanceUID",
-        "StudyID", "StudyDate", "StudyTime", "StudyDescription",
-        "ModalitiesInStudy", "SOPClassesInStudy", "InstitutionName",
-        "InstitutionalDepartmentName", "ReferringPhysicianName",
+        "PatientName",
+        "PatientID",
+        "IssuerOfPatientID",
+        "PatientBirthDate",
+        "PatientSex",
+        "OtherPatientIDs",
+        "AccessionNumber",
+        "StudyInstanceUID",
+        "StudyID",
+        "StudyDate",
+        "StudyTime",
+        "StudyDescription",
+        "ModalitiesInStudy",
+        "SOPClassesInStudy",
+        "InstitutionName",
+        "InstitutionalDepartmentName",
+        "ReferringPhysicianName",
         "NameOfPhysiciansReadingStudy",
     }
-)  # fmt: skip
+)
 
 DEFAULT_NAMES = {
     "study": "{StudyDate} {PatientName} {StudyDescription}",
@@ -145,9 +157,7 @@ def query_value(key: str, value: object) -> str:
     return str(value)
 
 
-def date_range_problem(
-    lo: DateSpec | None, hi: DateSpec | None, query: Mapping[str, str]
-) -> tuple[str, str] | None:
+def date_range_problem(lo: DateSpec | None, hi: DateSpec | None, query: Mapping[str, str]) -> tuple[str, str] | None:
     """``(key, problem)`` if a study date range cannot be used with ``query``."""
     if lo and hi and lo.resolve() > hi.resolve():
         return "min_study_date", f"{lo.text} is after max_study_date {hi.text}"
@@ -166,18 +176,26 @@ def _parse_endpoint(t: Table, role: protocols.Role) -> EndpointConfig:
 
 
 _SERVER_KEYS = {
-    "search", "retrieve", "auth", "timeout", "retries", "max_connections",
-    "verify", "ca_bundle", "client_cert", "client_key",
-}  # fmt: skip
+    "search",
+    "retrieve",
+    "auth",
+    "timeout",
+    "retries",
+    "max_connections",
+    "verify",
+    "ca_bundle",
+    "client_cert",
+    "client_key",
+}
 
 
 def _parse_server(t: Table, name: str) -> Server:
     t.check_keys(_SERVER_KEYS)
     search_t, retrieve_t = t.table("search"), t.table("retrieve")
     if search_t is None:
-        raise t.error("search", "is missing (e.g. search = { protocol = \"qido-rs\", url = \"...\" })")
+        raise t.error("search", 'is missing (e.g. search = { protocol = "qido-rs", url = "..." })')
     if retrieve_t is None:
-        raise t.error("retrieve", "is missing (e.g. retrieve = { protocol = \"wado-rs\", url = \"...\" })")
+        raise t.error("retrieve", 'is missing (e.g. retrieve = { protocol = "wado-rs", url = "..." })')
     auth_t = t.table("auth")
     timeout = t.get("timeout", float, 30.0)
     if not timeout > 0:
@@ -217,9 +235,17 @@ def _parse_server(t: Table, name: str) -> Server:
 
 
 _FOLDER_KEYS = {
-    "name", "server", "query", "min_study_date", "max_study_date",
-    "include_fields", "query_level", "limit", "transfer_syntax", "views",
-}  # fmt: skip
+    "name",
+    "server",
+    "query",
+    "min_study_date",
+    "max_study_date",
+    "include_fields",
+    "query_level",
+    "limit",
+    "transfer_syntax",
+    "views",
+}
 VIEWS_DIR = "views"  # the root directory of the folders' views; a folder may not be so named when any has views
 RESERVED_NAMES = {"by-uid", "by-accession", "by-patient", "query", CONTROL_DIR}  # the root's own dirs
 
@@ -322,8 +348,17 @@ def _parse_names(t: Table | None) -> dict[str, str]:
 def _parse_cache(t: Table | None) -> CacheConfig:
     if t is None:
         return CacheConfig()
-    allowed = {"memory_mb", "disk_dir", "disk_mb", "readahead", "readahead_series",
-               "folder_ttl", "study_ttl", "series_ttl", "shared"}  # fmt: skip
+    allowed = {
+        "memory_mb",
+        "disk_dir",
+        "disk_mb",
+        "readahead",
+        "readahead_series",
+        "folder_ttl",
+        "study_ttl",
+        "series_ttl",
+        "shared",
+    }
     t.check_keys(allowed)
     d = CacheConfig()
     mem = t.get("memory_mb", int, d.memory_mb)

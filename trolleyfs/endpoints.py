@@ -179,8 +179,12 @@ class CMoveEndpoint(AeEndpoint):
         store_host = t.get("store_host", str, "0.0.0.0")
         if not store_host.strip():
             raise t.error("store_host", "must be an address to listen on (e.g. 0.0.0.0)")
-        return cls(**fields, store_port=_port(t, "store_port"), store_aet=_aet(t, "store_aet", fields["calling_aet"]),
-                   store_host=store_host)  # fmt: skip
+        return cls(
+            **fields,
+            store_port=_port(t, "store_port"),
+            store_aet=_aet(t, "store_aet", fields["calling_aet"]),
+            store_host=store_host,
+        )
 
 
 @dataclass(frozen=True)

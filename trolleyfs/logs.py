@@ -31,8 +31,11 @@ def setup_logging(level: str, log_file: str | None = None, daemon: bool = False)
     else:
         handler = logging.StreamHandler(sys.stderr)
         # the journal adds its own time stamps
-        fmt = ("%(levelname)s %(name)s: %(message)s" if os.environ.get("JOURNAL_STREAM")
-               else "%(asctime)s %(levelname)s %(name)s: %(message)s")  # fmt: skip
+        fmt = (
+            "%(levelname)s %(name)s: %(message)s"
+            if os.environ.get("JOURNAL_STREAM")
+            else "%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
     handler.setFormatter(logging.Formatter(fmt))
     root.addHandler(handler)
     base = getattr(logging, level.upper())

@@ -143,9 +143,7 @@ class Fetcher(Protocol):
 
     async def fetch_instance(self, ref: InstanceRef) -> bytes: ...
 
-    def fetch_series(
-        self, ref: SeriesRef, instance_uids: list[str]
-    ) -> AsyncIterator[tuple[str, bytes]]:
+    def fetch_series(self, ref: SeriesRef, instance_uids: list[str]) -> AsyncIterator[tuple[str, bytes]]:
         """Yield ``(SOPInstanceUID, Part-10 bytes)`` for the series' instances as
         they arrive, in any order.  ``instance_uids`` are the ones wanted (for
         protocols that must name them); objects the server does not send are

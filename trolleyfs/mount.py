@@ -34,10 +34,30 @@ log = logging.getLogger("trolleyfs")
 
 # mount(8) options that mean something to mount or fstab, not to FUSE
 IGNORED_OPTIONS = {
-    "defaults", "auto", "noauto", "user", "users", "nouser", "_netdev", "nofail", "ro",
-    "exec", "noexec", "suid", "nosuid", "dev", "nodev", "async", "sync", "atime", "noatime",
-    "relatime", "norelatime", "strictatime", "lazytime",
-}  # fmt: skip
+    "defaults",
+    "auto",
+    "noauto",
+    "user",
+    "users",
+    "nouser",
+    "_netdev",
+    "nofail",
+    "ro",
+    "exec",
+    "noexec",
+    "suid",
+    "nosuid",
+    "dev",
+    "nodev",
+    "async",
+    "sync",
+    "atime",
+    "noatime",
+    "relatime",
+    "norelatime",
+    "strictatime",
+    "lazytime",
+}
 PASSED_OPTIONS = {"allow_other", "allow_root", "auto_unmount"}
 
 
@@ -97,8 +117,9 @@ async def serve(
             reads = SharedReads(shared.tier, shared.leases) if shared else None
             store = Store(c, forms.fetchers, stats, nursery, on_prefetched=pusher.push, shared=reads)
             parts = views(remotes, store, forms)
-            listings = (SharedListings(shared.tier, shared.leases, c.folder_ttl, c.study_ttl, c.series_ttl)
-                        if shared else None)  # fmt: skip
+            listings = (
+                SharedListings(shared.tier, shared.leases, c.folder_ttl, c.study_ttl, c.series_ttl) if shared else None
+            )
             searchers = {n: r.searcher for n, r in remotes.items()}
             tree = Tree(config, searchers, store, stats, index, views=parts, shared=listings)
             ops = Operations(tree.inodes, stats, op_deadline(config))
@@ -106,8 +127,13 @@ async def serve(
             serving = [True]  # pyfuse3.terminate() on an ended session crashes the process
             try:
                 nursery.start_soon(_signals, debug_toggle, serving)
-                log.info("mounted %s at %s (%d folders, servers: %s)", config.path, mountpoint,
-                         len(config.folders), ", ".join(config.servers))  # fmt: skip
+                log.info(
+                    "mounted %s at %s (%d folders, servers: %s)",
+                    config.path,
+                    mountpoint,
+                    len(config.folders),
+                    ", ".join(config.servers),
+                )
                 on_ready()
                 await pyfuse3.main(min_tasks=4, max_tasks=64)
                 serving[0] = False
@@ -128,15 +154,19 @@ async def _probe_or_fail(config: Config, warn: Callable[[str], None]) -> None:
         if r.ok:
             continue
         if not r.reachable and disk and saved_listings_held(disk, r.server):
-            warn(f"server {r.server!r} ({r.protocol} {r.where}) is unreachable ({r.detail}): mounting offline; "
-                 "what the disk cache holds is served, the rest fails with EIO until the server answers")  # fmt: skip
+            warn(
+                f"server {r.server!r} ({r.protocol} {r.where}) is unreachable ({r.detail}): mounting offline; "
+                "what the disk cache holds is served, the rest fails with EIO until the server answers"
+            )
             continue
         raise UserError(f"server {r.server!r} ({r.protocol} {r.where}) failed: {r.detail}")
 
 
 def _summary(stats: Stats) -> str:
-    return (f"{sum(stats.requests.values())} requests, {sum(stats.bytes_fetched.values()) / 1e6:.1f} MB fetched, "
-            f"{sum(stats.errors.values())} errors")  # fmt: skip
+    return (
+        f"{sum(stats.requests.values())} requests, {sum(stats.bytes_fetched.values()) / 1e6:.1f} MB fetched, "
+        f"{sum(stats.errors.values())} errors"
+    )
 
 
 async def _signals(debug_toggle: Callable[[], None] | None, serving: list[bool]) -> None:

@@ -153,9 +153,7 @@ class MultipartParser:
             return
         if self.state == _PREAMBLE and self.parts_seen == 0:
             raise MultipartError("empty or non-multipart body (no boundary found)")
-        raise MultipartError(
-            f"multipart body ended before its closing boundary (after {self.parts_seen} whole parts)"
-        )
+        raise MultipartError(f"multipart body ended before its closing boundary (after {self.parts_seen} whole parts)")
 
 
 def _parse_headers(raw: bytes) -> dict[str, str]:

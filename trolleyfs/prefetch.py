@@ -230,8 +230,9 @@ class Outcome:
     failed: bool = False
 
 
-async def _run(paths: list[str], check: bool, jobs: int, every: float, disk: bool, progress: Progress,
-               out: Outcome) -> None:  # fmt: skip
+async def _run(
+    paths: list[str], check: bool, jobs: int, every: float, disk: bool, progress: Progress, out: Outcome
+) -> None:
     tallies: list[Tally] = []
     async with trio.open_nursery() as ticker:
         ticker.start_soon(_ticking, progress, every, tallies)
@@ -283,8 +284,9 @@ def _interrupted(exc: BaseException) -> bool:
     return isinstance(exc, KeyboardInterrupt)
 
 
-def run_prefetch(paths: list[str], check: bool = False, jobs: int = 4, every: float = 5.0,
-                 out: TextIO = sys.stdout) -> int:  # fmt: skip
+def run_prefetch(
+    paths: list[str], check: bool = False, jobs: int = 4, every: float = 5.0, out: TextIO = sys.stdout
+) -> int:
     """The command: returns its exit code (bad arguments raise UserError)."""
     if not 1 <= jobs <= 64:
         raise UserError(f"--jobs {jobs}: use 1 to 64")

@@ -54,11 +54,22 @@ async def probe(config: Config, retrieve: bool = True) -> list[Row]:
                 with trio.fail_after(deadline):
                     studies = await remote.searcher.find_studies(Query(limit=1))
                 detail = f"answered ({len(studies)} study)" if studies else "answered (no studies)"
-                rows.append(Row(name, "search", srv.search.protocol, srv.search.where(), True, detail,
-                                time.monotonic() - t0))  # fmt: skip
+                rows.append(
+                    Row(name, "search", srv.search.protocol, srv.search.where(), True, detail, time.monotonic() - t0)
+                )
             except (TrolleyError, trio.TooSlowError) as exc:
-                rows.append(Row(name, "search", srv.search.protocol, srv.search.where(), False,
-                                _failure(exc, deadline), time.monotonic() - t0, not _unreachable(exc)))  # fmt: skip
+                rows.append(
+                    Row(
+                        name,
+                        "search",
+                        srv.search.protocol,
+                        srv.search.where(),
+                        False,
+                        _failure(exc, deadline),
+                        time.monotonic() - t0,
+                        not _unreachable(exc),
+                    )
+                )
             if retrieve or srv.retrieve.reads_need_callback:
                 rows.append(await _probe_retrieve(remote, studies[0] if studies else None, deadline))
     if retrieve and config.cache.shared is not None:
@@ -90,8 +101,7 @@ async def _probe_retrieve(remote: Remote, study: Study | None, deadline: float) 
     t0 = time.monotonic()
 
     def row(ok: bool, detail: str) -> Row:
-        return Row(srv.name, "retrieve", srv.retrieve.protocol, srv.retrieve.where(), ok, detail,
-                   time.monotonic() - t0)  # fmt: skip
+        return Row(srv.name, "retrieve", srv.retrieve.protocol, srv.retrieve.where(), ok, detail, time.monotonic() - t0)
 
     if study is None:
         return row(True, "not tried (no instance found to read)")

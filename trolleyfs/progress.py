@@ -130,11 +130,13 @@ class BarProgress:
         except (OSError, ValueError):
             sized = False
         fallback = shutil.get_terminal_size()
-        self._shape: dict[str, Any] = {"dynamic_ncols": True} if sized else {"ncols": fallback.columns,
-                                                                             "nrows": fallback.lines}
+        self._shape: dict[str, Any] = (
+            {"dynamic_ncols": True} if sized else {"ncols": fallback.columns, "nrows": fallback.lines}
+        )
         self._bar: tqdm[Never] | None = None
-        self._walk: tqdm[Never] | None = tqdm(desc="listing", file=out, leave=False,
-                                                bar_format="{desc}: {n} files [{elapsed}]", **self._shape)
+        self._walk: tqdm[Never] | None = tqdm(
+            desc="listing", file=out, leave=False, bar_format="{desc}: {n} files [{elapsed}]", **self._shape
+        )
 
     def listing(self, dirs: int, files: int) -> None:
         if self._walk is not None:
@@ -146,8 +148,15 @@ class BarProgress:
         if self._walk is not None:
             self._walk.close()
             self._walk = None
-        self._bar = tqdm(total=tally.expected_bytes() or None, unit="B", unit_scale=True, file=self._out,
-                         desc=self._desc(tally), mininterval=0.2, **self._shape)  # fmt: skip
+        self._bar = tqdm(
+            total=tally.expected_bytes() or None,
+            unit="B",
+            unit_scale=True,
+            file=self._out,
+            desc=self._desc(tally),
+            mininterval=0.2,
+            **self._shape,
+        )
 
     @staticmethod
     def _desc(tally: Tally) -> str:

@@ -15,8 +15,13 @@ from .errors import ConfigError
 T = TypeVar("T")
 
 _VALUE_KINDS: dict[type, str] = {
-    str: "a string", int: "an integer", float: "a number", bool: "a boolean", list: "an array", dict: "a table",
-}  # fmt: skip
+    str: "a string",
+    int: "an integer",
+    float: "a number",
+    bool: "a boolean",
+    list: "an array",
+    dict: "a table",
+}
 _KIND_NAMES = {**_VALUE_KINDS, _dt.date: "a date"}
 _URL = re.compile(r"^https?://[^/\s]+")
 

@@ -197,7 +197,9 @@ async def test_vitrea_waiter_takes_over_when_the_login_task_is_cancelled() -> No
                     nursery.start_soon(first)
                     await _until(lambda: v.sessions.logins_started == 1, "the first login")  # first is now logging in
                     nursery.start_soon(second)
-                    await _until(lambda: v.sessions.refused_requests == 2, "the second 401")  # second got its 401: it waits
+                    await _until(
+                        lambda: v.sessions.refused_requests == 2, "the second 401"
+                    )  # second got its 401: it waits
                     leader.cancel()
             assert "first" not in results and leader.cancelled_caught
             assert results["second"] == "ok /api/second"
@@ -275,9 +277,13 @@ async def test_vitrea_post_body_is_sent_again_after_login() -> None:
         async with endpoint(v.url, v.auth()) as ep:
             body = b"<soap>retrieve this</soap>" * 100
             resp = await ep.request(
-                "POST", f"{ep.url}/echo", "echo", idempotent=False, content=body,
+                "POST",
+                f"{ep.url}/echo",
+                "echo",
+                idempotent=False,
+                content=body,
                 headers={"Content-Type": "application/soap+xml"},
-            )  # fmt: skip
+            )
             assert resp.content == body
             assert v.sessions.logins == 1
 
@@ -372,9 +378,11 @@ async def test_oauth2_fetches_a_token_before_the_first_request_and_keeps_it() ->
         assert k.tokens.refused_requests == 0
         form = k.tokens.forms[0]
         assert form == {
-            "grant_type": "client_credentials", "client_id": "trolleyfs",
-            "client_secret": CLIENT_SECRET, "scope": "dicom:read",
-        }  # fmt: skip
+            "grant_type": "client_credentials",
+            "client_id": "trolleyfs",
+            "client_secret": CLIENT_SECRET,
+            "scope": "dicom:read",
+        }
 
 
 async def test_oauth2_without_scope_sends_none() -> None:
@@ -456,12 +464,15 @@ async def test_oauth2_wrong_secret_is_access_denied_and_not_hammered() -> None:
     [
         (Response(200, b"<html>login</html>", content_type="text/html"), ProtocolError, "not JSON"),
         (Response(200, b'{"token_type": "Bearer"}', content_type="application/json"), ProtocolError, "access_token"),
-        (Response(200, b'{"access_token": "x", "token_type": "mac"}', content_type="application/json"),
-         ProtocolError, "Bearer"),
+        (
+            Response(200, b'{"access_token": "x", "token_type": "mac"}', content_type="application/json"),
+            ProtocolError,
+            "Bearer",
+        ),
         (Response(503, b"down"), Unavailable, "503"),
         (Response(400, b'{"error": "invalid_scope"}', content_type="application/json"), ProtocolError, "invalid_scope"),
     ],
-)  # fmt: skip
+)
 async def test_oauth2_bad_token_answers(answer: Response, error: type[RemoteError], text: str) -> None:
     with keycloak(answer=answer) as k:
         async with endpoint(k.url, k.auth()) as ep:

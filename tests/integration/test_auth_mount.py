@@ -64,8 +64,9 @@ auth = {{ type = "vitrea", login_url = "{mint.root_url}{sessions.login_path}", u
         mnt = tmp_path / "bad"
         mnt.mkdir()
         try:
-            res = subprocess.run([*TROLLEYFS, "mount", str(tmp_path / "bad.toml"), str(mnt)],
-                                 capture_output=True, text=True, timeout=60)  # fmt: skip
+            res = subprocess.run(
+                [*TROLLEYFS, "mount", str(tmp_path / "bad.toml"), str(mnt)], capture_output=True, text=True, timeout=60
+            )
             assert res.returncode != 0 and "login" in res.stderr and res.stderr.count("\n") == 1, res.stderr
             assert "wrong" not in res.stderr and not os.path.ismount(mnt)
             assert sessions.failed_logins - before <= 2

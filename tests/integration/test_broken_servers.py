@@ -128,8 +128,10 @@ def test_objects_cut_short_inside_consistent_framing_are_refused(web, index, tmp
     rad69 = Rad69Server(index).start()
     rad69.mode = "cut-object"
     try:
-        retrieve = {"wado-uri": f'{{ protocol = "wado-uri", url = "{web.root_url}/wado" }}',
-                    "rad69": f'{{ protocol = "rad69", url = "{rad69.url}" }}'}.get(protocol, wado(web))  # fmt: skip
+        retrieve = {
+            "wado-uri": f'{{ protocol = "wado-uri", url = "{web.root_url}/wado" }}',
+            "rad69": f'{{ protocol = "rad69", url = "{rad69.url}" }}',
+        }.get(protocol, wado(web))
         with mounted(config(qido(web), retrieve), tmp_path) as m:
             files = sorted(series_dirs(m)[0].iterdir())
             for f in files:
@@ -208,8 +210,9 @@ def test_a_listed_series_whose_instance_search_fails_is_eio_and_check_agrees(web
         with pytest.raises(OSError) as exc:
             os.listdir(series)
         assert exc.value.errno == errno.EIO
-        done = subprocess.run(["cp", "-r", str(series), str(tmp_path / "copy")], capture_output=True, text=True,
-                              timeout=120)  # fmt: skip
+        done = subprocess.run(
+            ["cp", "-r", str(series), str(tmp_path / "copy")], capture_output=True, text=True, timeout=120
+        )
         assert done.returncode != 0 and "No such file" not in done.stderr and "Input/output error" in done.stderr
         assert "was listed by it: its contents cannot be fetched" in m.log_text()
         check = subprocess.run([*TROLLEYFS, "check", str(m.config)], capture_output=True, text=True, timeout=120)
@@ -282,8 +285,11 @@ def test_a_space_in_a_query_value(web, orthanc, tmp_path):
         assert len(os.listdir(m.path / "chest")) == 1
         assert os.listdir(m.path / "wrong") == []  # `?` is no wildcard there: the old advice fails
         assert web.count("studies") >= 1
-    on_orthanc = config(f'{{ protocol = "qido-rs", url = "{orthanc.dicomweb}", space_as = "?" }}',
-                        f'{{ protocol = "wado-rs", url = "{orthanc.dicomweb}" }}', folders)  # fmt: skip
+    on_orthanc = config(
+        f'{{ protocol = "qido-rs", url = "{orthanc.dicomweb}", space_as = "?" }}',
+        f'{{ protocol = "wado-rs", url = "{orthanc.dicomweb}" }}',
+        folders,
+    )
     with mounted(on_orthanc, tmp_path, name="orthanc") as m:
         assert len(os.listdir(m.path / "chest")) == 1
 
@@ -299,7 +305,7 @@ def test_qrscp_limit_counts_studies_and_cget_keeps_the_stored_syntax(qrscp, tmp_
     JPEG 2000 lossless)."""
     ae = f'host = "127.0.0.1", port = {qrscp.port}, called_aet = "{qrscp.aet}"'
     folders = '\n[[folders]]\nname = "two"\nquery = {}\nlimit = 2\n' + ALL
-    cfg = config(f"{{ protocol = \"dicom-qr\", {ae} }}", f"{{ protocol = \"c-get\", {ae} }}", folders)
+    cfg = config(f'{{ protocol = "dicom-qr", {ae} }}', f'{{ protocol = "c-get", {ae} }}', folders)
     with mounted(cfg, tmp_path) as m:
         assert len(os.listdir(m.path / "two")) == 2
         files = files_of(m)

@@ -40,7 +40,9 @@ def proxy(orthanc):
 def wado(proxy: FaultProxy) -> int:
     """Retrieve requests (WADO-RS paths end with the series or instance UID, not a search)."""
     with proxy.lock:
-        return sum(1 for ln in proxy.log if "/series/" in ln and not ln.split("?")[0].endswith(("/series", "/instances")))
+        return sum(
+            1 for ln in proxy.log if "/series/" in ln and not ln.split("?")[0].endswith(("/series", "/instances"))
+        )
 
 
 def wait_idle(m) -> None:

@@ -24,8 +24,9 @@ FOLDER = '\n[[folders]]\nname = "all"\nquery = {}\n'
 
 def run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     """The installed ``trolleyfs`` script in a process of its own."""
-    return subprocess.run([TROLLEYFS_BIN, *args], capture_output=True, text=True, timeout=timeout,
-                          stdin=subprocess.DEVNULL)  # fmt: skip
+    return subprocess.run(
+        [TROLLEYFS_BIN, *args], capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+    )
 
 
 @pytest.fixture
@@ -63,15 +64,21 @@ def assert_one_line_failure(res: subprocess.CompletedProcess[str], *words: str) 
     [
         ("[servers.pacs\n", ("not valid TOML",)),
         ('[servers.pacs]\nsearch = { protocol = "qido-rs", url = "http://x" }\n', ("servers.pacs.retrieve", "missing")),
-        ('[servers.p]\nsearch = { protocol = "qido-rs", url = "http://x" }\n'
-         'retrieve = { protocol = "wado-rs", url = "http://x" }\n[[folders]]\nname = "a"\nquery = { Foo = "1" }\n',
-         ("folders[0].query.Foo", "unknown query key")),
-        ('[servers.p]\nsearch = { protocol = "qido-rs", url = "http://x" }\n'
-         'retrieve = { protocol = "wado-rs", url = "http://x" }\n[[folders]]\nname = "a"\nmin_study_date = "yesterday"\n',
-         ("folders[0].min_study_date", "is not a date")),
-        ('[servers.p]\nsearch = { protocol = "qido-rs", url = "http://x" }\n'
-         'retrieve = { protocol = "wado-rs", url = "http://x" }\n[[folders]]\nname = "a"\nserver = "q"\n',
-         ("folders[0].server", "unknown server 'q'")),
+        (
+            '[servers.p]\nsearch = { protocol = "qido-rs", url = "http://x" }\n'
+            'retrieve = { protocol = "wado-rs", url = "http://x" }\n[[folders]]\nname = "a"\nquery = { Foo = "1" }\n',
+            ("folders[0].query.Foo", "unknown query key"),
+        ),
+        (
+            '[servers.p]\nsearch = { protocol = "qido-rs", url = "http://x" }\n'
+            'retrieve = { protocol = "wado-rs", url = "http://x" }\n[[folders]]\nname = "a"\nmin_study_date = "yesterday"\n',
+            ("folders[0].min_study_date", "is not a date"),
+        ),
+        (
+            '[servers.p]\nsearch = { protocol = "qido-rs", url = "http://x" }\n'
+            'retrieve = { protocol = "wado-rs", url = "http://x" }\n[[folders]]\nname = "a"\nserver = "q"\n',
+            ("folders[0].server", "unknown server 'q'"),
+        ),
     ],
 )
 def test_bad_config_one_line_and_nothing_mounted(tmp_path, mnt, run_here, text, words):
@@ -110,8 +117,10 @@ def test_missing_config_and_bad_mountpoint(tmp_path, mnt, orthanc, run_here):
 def test_unreachable_server_is_refused_before_mounting(tmp_path, mnt):
     cfg = tmp_path / "down.toml"
     url = f"http://127.0.0.1:{free_port()}/dicom-web"
-    cfg.write_text(f'[servers.pacs]\nsearch = {{ protocol = "qido-rs", url = "{url}" }}\n'
-                   f'retrieve = {{ protocol = "wado-rs", url = "{url}" }}\ntimeout = 3\nretries = 0\n' + FOLDER)
+    cfg.write_text(
+        f'[servers.pacs]\nsearch = {{ protocol = "qido-rs", url = "{url}" }}\n'
+        f'retrieve = {{ protocol = "wado-rs", url = "{url}" }}\ntimeout = 3\nretries = 0\n' + FOLDER
+    )
     for args in (["mount", str(cfg), str(mnt)], ["mount", "-f", str(cfg), str(mnt)]):
         res = run(*args)
         assert_one_line_failure(res, "pacs", "cannot connect")
@@ -120,8 +129,11 @@ def test_unreachable_server_is_refused_before_mounting(tmp_path, mnt):
 
 def test_wrong_password(tmp_path, mnt, orthanc_auth):
     cfg = tmp_path / "pw.toml"
-    cfg.write_text(qido_config(orthanc_auth, FOLDER, extra='auth = { type = "basic", username = "alice", '
-                                                          'password = "wrong-pw-123" }'))
+    cfg.write_text(
+        qido_config(
+            orthanc_auth, FOLDER, extra='auth = { type = "basic", username = "alice", password = "wrong-pw-123" }'
+        )
+    )
     cfg.chmod(0o600)
     res = run("mount", str(cfg), str(mnt))
     assert_one_line_failure(res, "pacs", "401")
@@ -145,8 +157,12 @@ def test_check_reports_each_server(tmp_path, orthanc, orthanc_auth, run_here):
     assert any("read one instance" in ln for ln in good_rows)
     assert any("FAILED" in ln and "401" in ln for ln in locked_rows)
     # with the right password, all ok and exit 0
-    cfg.write_text(good + bad.replace("timeout = 10", 'timeout = 10\nauth = { type = "basic", username = "alice", '
-                                                      'password = "secret" }'))
+    cfg.write_text(
+        good
+        + bad.replace(
+            "timeout = 10", 'timeout = 10\nauth = { type = "basic", username = "alice", password = "secret" }'
+        )
+    )
     cfg.chmod(0o600)
     res = run("check", str(cfg))
     assert res.returncode == 0, res.stdout + res.stderr

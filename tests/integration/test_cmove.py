@@ -33,8 +33,9 @@ from trolleyfs.transport.storage import STORAGE_CLASSES
 pytestmark = pytest.mark.integration
 
 
-def cmove_config(peer: Peer, store_port: int, *, store_aet: str = MOVE_AET, retrieve_port: int | None = None,
-                 timeout: float = 20) -> str:  # fmt: skip
+def cmove_config(
+    peer: Peer, store_port: int, *, store_aet: str = MOVE_AET, retrieve_port: int | None = None, timeout: float = 20
+) -> str:
     ae = f'host = "{peer.host}", called_aet = "{peer.aet}"'
     return f"""
 [servers.pacs]
@@ -65,8 +66,13 @@ def mount_fails(tmp_path, config: str) -> str:
     cfg.write_text(config)
     mnt.mkdir()
     try:
-        res = subprocess.run([TROLLEYFS_BIN, "mount", str(cfg), str(mnt)], capture_output=True, text=True,
-                             timeout=300, stdin=subprocess.DEVNULL)  # fmt: skip
+        res = subprocess.run(
+            [TROLLEYFS_BIN, "mount", str(cfg), str(mnt)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            stdin=subprocess.DEVNULL,
+        )
         assert res.returncode != 0 and not os.path.ismount(mnt)
         err = res.stderr.strip()
         assert err.startswith("trolleyfs: ") and "\n" not in err and "Traceback" not in err, err
@@ -118,8 +124,10 @@ def test_unknown_move_destination(peer, move_port, tmp_path, capsys):
     assert code == 1
     # dcmqrscp answers 0xA801 (destination unknown); Orthanc a bare 0xC000, as for
     # any C-MOVE it cannot carry out: the message then names every likely cause
-    said = {"dcmqrscp": "does not know the move destination 'NOBODY' (status 0xA801)",
-            "orthanc": "does the PACS know AE NOBODY"}[peer.kind]  # fmt: skip
+    said = {
+        "dcmqrscp": "does not know the move destination 'NOBODY' (status 0xA801)",
+        "orthanc": "does the PACS know AE NOBODY",
+    }[peer.kind]
     assert said in out, out
     err = mount_fails(tmp_path, config)
     assert said in err
@@ -182,8 +190,11 @@ def test_move_reported_done_but_nothing_arrived(sample_files, move_port, tmp_pat
 
 
 def test_pacs_killed_mid_series_and_restarted(move_port, tmp_path):
-    big = [sampledata.StudySpec("KILL^MOVE", "KM1", "20200101", "Kill test",
-                                (sampledata.SeriesSpec("CT", "Long", 40, 256, 256),))]  # fmt: skip
+    big = [
+        sampledata.StudySpec(
+            "KILL^MOVE", "KM1", "20200101", "Kill test", (sampledata.SeriesSpec("CT", "Long", 40, 256, 256),)
+        )
+    ]
     files = by_sop_uid(list(sampledata.generate(big)))
     server = Orthanc(workdir=str(tmp_path / "orthanc"), modalities={"trolleyfs": (MOVE_AET, "127.0.0.1", move_port)})
     server.start(timeout=120)
@@ -195,7 +206,9 @@ def test_pacs_killed_mid_series_and_restarted(move_port, tmp_path):
             assert len(paths) == 40
 
             def same(p) -> bool:
-                return dataset_bytes(p.read_bytes()) == dataset_bytes(files[os.getxattr(p, "user.dicom.SOPInstanceUID").decode()])
+                return dataset_bytes(p.read_bytes()) == dataset_bytes(
+                    files[os.getxattr(p, "user.dicom.SOPInstanceUID").decode()]
+                )
 
             assert same(paths[0])  # starts the series move
             server.proc.send_signal(signal.SIGKILL)  # gone, mid-series if still sending
@@ -219,9 +232,14 @@ def test_foreign_objects_are_refused_and_never_served(orthanc, move_port, sample
     foreign = tmp_path / "foreign.dcm"
     foreign.write_bytes(sample_files[0])
     with mounted(cmove_config(peer, move_port), tmp_path) as m:
-        res = subprocess.run(["/usr/bin/storescu", "-v", "-aec", MOVE_AET, "127.0.0.1", str(move_port), str(foreign)],
-                             capture_output=True, text=True, timeout=120)  # fmt: skip
-        assert res.returncode != 0 and "Store Response (Unknown Status: 0x124)" in res.stderr, res  # Refused: Not Authorized
+        res = subprocess.run(
+            ["/usr/bin/storescu", "-v", "-aec", MOVE_AET, "127.0.0.1", str(move_port), str(foreign)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert res.returncode != 0 and "Store Response (Unknown Status: 0x124)" in res.stderr, (
+            res
+        )  # Refused: Not Authorized
         assert "no retrieval waits for it" in m.log_text()
         assert m.stats()["instances_fetched"] == 0
-

@@ -19,8 +19,13 @@ def start_demo(tmp_path):
     mnt = tmp_path / "demo"
     out = tmp_path / "demo.out"
     with open(out, "wb") as f:
-        proc = subprocess.Popen([TROLLEYFS_BIN, "demo", "--mountpoint", str(mnt)], stdout=f, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL)  # fmt: skip
+        proc = subprocess.Popen(
+            [TROLLEYFS_BIN, "demo", "--mountpoint", str(mnt)],
+            stdout=f,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+
     def ready() -> bool:
         if proc.poll() is not None:
             raise AssertionError(f"the demo exited with {proc.returncode}:\n{out.read_text()}")
@@ -51,8 +56,16 @@ def test_demo_mounts_a_browsable_pacs_and_cleans_up(tmp_path):
     proc, mnt, out, workdir = start_demo(tmp_path)
     try:
         assert os.path.isdir(workdir)
-        assert sorted(os.listdir(mnt)) == [".trolleyfs", "all-studies", "by-accession", "by-patient", "by-uid", "query",
-                                           "since-2022", "test-patients-ct"]
+        assert sorted(os.listdir(mnt)) == [
+            ".trolleyfs",
+            "all-studies",
+            "by-accession",
+            "by-patient",
+            "by-uid",
+            "query",
+            "since-2022",
+            "test-patients-ct",
+        ]
         assert len(os.listdir(mnt / "all-studies")) == 5
         one = next((mnt / "all-studies").rglob("*.dcm"))
         assert one.read_bytes()[128:132] == b"DICM"

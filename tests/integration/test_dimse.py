@@ -238,8 +238,14 @@ async def test_dcmqrscp_strict_hierarchy_failure(dcmqrscp: Dcmqrscp) -> None:
     server = peer.server()
     async with Association(server, server.search, "series search", FIND_CONTEXTS) as a:
         with pytest.raises(ProtocolError, match="0xC000"):
-            await a.call(_find_blocking, query_dataset("SERIES", {}, ("SeriesInstanceUID",)), None, "SeriesInstanceUID",
-                         server.name, "x")
+            await a.call(
+                _find_blocking,
+                query_dataset("SERIES", {}, ("SeriesInstanceUID",)),
+                None,
+                "SeriesInstanceUID",
+                server.name,
+                "x",
+            )
 
 
 async def test_unknown_called_aet_is_access_denied(dcmqrscp: Dcmqrscp, catalog: Catalog) -> None:

@@ -162,8 +162,11 @@ def test_concurrent_readers_during_faults(proxy, orthanc, tmp_path):
 
 
 def test_server_killed_mid_series_and_restarted(sample_files, tmp_path):
-    big = [sampledata.StudySpec("KILL^ME", "K1", "20200101", "Kill test",
-                                (sampledata.SeriesSpec("CT", "Long", 40, 256, 256),))]  # fmt: skip
+    big = [
+        sampledata.StudySpec(
+            "KILL^ME", "K1", "20200101", "Kill test", (sampledata.SeriesSpec("CT", "Long", 40, 256, 256),)
+        )
+    ]
     files = list(sampledata.generate(big))
     server = Orthanc(workdir=str(tmp_path / "orthanc"))
     server.start(timeout=120)
@@ -195,8 +198,9 @@ def test_unmount_during_reads_and_prefetch_ends_cleanly(proxy, tmp_path):
     with mounted(config(proxy.url), tmp_path) as m:
         files = all_files(m)
         proxy.stall = 3  # keep prefetches running
-        readers = [subprocess.Popen(["cat", str(f)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                   for f in files[::6]]  # fmt: skip
+        readers = [
+            subprocess.Popen(["cat", str(f)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for f in files[::6]
+        ]
         time.sleep(0.5)
         res = subprocess.run(["fusermount3", "-u", "-z", str(m.path)], capture_output=True, text=True)
         assert res.returncode == 0, res.stderr
@@ -212,8 +216,9 @@ def test_sigterm_during_reads_exits_zero(proxy, tmp_path):
     with mounted(config(proxy.url), tmp_path) as m:
         files = all_files(m)
         proxy.stall = 3
-        readers = [subprocess.Popen(["cat", str(f)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                   for f in files[::6]]  # fmt: skip
+        readers = [
+            subprocess.Popen(["cat", str(f)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for f in files[::6]
+        ]
         time.sleep(0.5)
         m.proc.send_signal(signal.SIGTERM)
         assert m.proc.wait(30) == 0

@@ -63,18 +63,35 @@ name = "all-paged"
 server = "paged"
 query = {{}}
 """
-    cfg = qido_config(orthanc, FOLDERS.replace('name = "all"\n', 'name = "all"\nserver = "pacs"\n')
-                      .replace('name = "test-ct"\n', 'name = "test-ct"\nserver = "pacs"\n')
-                      .replace('name = "since-2022"\n', 'name = "since-2022"\nserver = "pacs"\n')
-                      .replace('name = "bob-uid"\n', 'name = "bob-uid"\nserver = "pacs"\n')) + paged
+    cfg = (
+        qido_config(
+            orthanc,
+            FOLDERS.replace('name = "all"\n', 'name = "all"\nserver = "pacs"\n')
+            .replace('name = "test-ct"\n', 'name = "test-ct"\nserver = "pacs"\n')
+            .replace('name = "since-2022"\n', 'name = "since-2022"\nserver = "pacs"\n')
+            .replace('name = "bob-uid"\n', 'name = "bob-uid"\nserver = "pacs"\n'),
+        )
+        + paged
+    )
     with mounted(cfg, tmp) as m:
         yield m
 
 
 def test_root_lists_folders_and_by_uid(mnt):
     assert sorted(os.listdir(mnt.path)) == sorted(
-        [".trolleyfs", "all", "all-paged", "by-accession", "by-patient", "by-uid", "bob-uid", "query", "since-2022",
-         "test-ct"])
+        [
+            ".trolleyfs",
+            "all",
+            "all-paged",
+            "by-accession",
+            "by-patient",
+            "by-uid",
+            "bob-uid",
+            "query",
+            "since-2022",
+            "test-ct",
+        ]
+    )
 
 
 def test_listing_names_and_does_not_download(mnt):
@@ -91,9 +108,15 @@ def test_listing_names_and_does_not_download(mnt):
 
 def test_folder_queries_filter(mnt):
     assert set(os.listdir(mnt.path / "test-ct")) == {
-        "2021-03-04 TEST ALICE CT Chest", "2023-01-15 TEST ALICE CT Abdomen", "2024-02-02 TEST CAROL_.._X CT Head_Neck"}
+        "2021-03-04 TEST ALICE CT Chest",
+        "2023-01-15 TEST ALICE CT Abdomen",
+        "2024-02-02 TEST CAROL_.._X CT Head_Neck",
+    }
     assert set(os.listdir(mnt.path / "since-2022")) == {
-        "2022-07-20 TEST BOB MR Brain", "2023-01-15 TEST ALICE CT Abdomen", "2024-02-02 TEST CAROL_.._X CT Head_Neck"}
+        "2022-07-20 TEST BOB MR Brain",
+        "2023-01-15 TEST ALICE CT Abdomen",
+        "2024-02-02 TEST CAROL_.._X CT Head_Neck",
+    }
     assert os.listdir(mnt.path / "bob-uid") == ["2022-07-20 TEST BOB MR Brain"]
 
 
@@ -210,9 +233,11 @@ def test_daemon_mount_and_unmount(orthanc, tmp_path):
     log = tmp_path / "d.log"
     try:
         res = subprocess.run(
-            [TROLLEYFS_BIN, "mount", "--log-file", str(log), str(cfg), str(mnt)], capture_output=True, text=True,
+            [TROLLEYFS_BIN, "mount", "--log-file", str(log), str(cfg), str(mnt)],
+            capture_output=True,
+            text=True,
             timeout=60,
-        )  # fmt: skip
+        )
         assert res.returncode == 0, res.stderr
         assert os.path.ismount(mnt)  # ready when the command returns
         assert "all" in os.listdir(mnt)

@@ -25,9 +25,12 @@ NASTY = [
 
 @pytest.fixture(scope="module")
 def files():
-    studies = [sampledata.StudySpec(p, f"N{i}", "20200101", d, (sampledata.SeriesSpec("CT", d, 2),
-                                                                 sampledata.SeriesSpec("CT", d, 2)))
-               for i, (p, d) in enumerate(NASTY)]  # fmt: skip
+    studies = [
+        sampledata.StudySpec(
+            p, f"N{i}", "20200101", d, (sampledata.SeriesSpec("CT", d, 2), sampledata.SeriesSpec("CT", d, 2))
+        )
+        for i, (p, d) in enumerate(NASTY)
+    ]
     return list(sampledata.generate(studies))
 
 

@@ -41,9 +41,12 @@ def test_notify_ready_only_once_the_mount_answers(orthanc, tmp_path):
     cfg.write_text(qido_config(orthanc, FOLDER))
     mnt = tmp_path / "mnt"
     mnt.mkdir()
-    proc = subprocess.Popen([*TROLLEYFS, "mount", "--foreground", str(cfg), str(mnt)],
-                            env=os.environ | {"NOTIFY_SOCKET": str(sock_path)},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    proc = subprocess.Popen(
+        [*TROLLEYFS, "mount", "--foreground", str(cfg), str(mnt)],
+        env=os.environ | {"NOTIFY_SOCKET": str(sock_path)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         msg = sock.recv(4096).decode()
         assert "READY=1" in msg.splitlines()
@@ -64,8 +67,12 @@ def test_the_unit_file_runs_a_command_the_cli_accepts():
     unit.read(ROOT / "systemd" / "trolleyfs@.service")
     svc = unit["Service"]
     assert svc["Type"] == "notify" and svc["Restart"] == "on-failure"
-    argv = shlex.split(svc["ExecStart"].replace("$TROLLEYFS_ARGS", "").replace("%i", "pacs")
-                       .replace("${TROLLEYFS_MOUNTPOINT}", "/mnt/pacs"))  # fmt: skip
+    argv = shlex.split(
+        svc["ExecStart"]
+        .replace("$TROLLEYFS_ARGS", "")
+        .replace("%i", "pacs")
+        .replace("${TROLLEYFS_MOUNTPOINT}", "/mnt/pacs")
+    )
     assert Path(argv[0]).name == "trolleyfs"
     args = build_parser().parse_args(argv[1:])
     assert args.command == "mount" and args.foreground and args.config == "/etc/trolleyfs/pacs.toml"
@@ -84,8 +91,12 @@ def test_mount_t_fuse_trolleyfs_and_umount(orthanc, tmp_path):
     mnt.mkdir()
     log = tmp_path / "f.log"
     try:
-        res = subprocess.run(["mount", "-t", "fuse.trolleyfs", "-o", f"ro,_netdev,nofail,log_file={log}",
-                              str(cfg), str(mnt)], capture_output=True, text=True, timeout=60)  # fmt: skip
+        res = subprocess.run(
+            ["mount", "-t", "fuse.trolleyfs", "-o", f"ro,_netdev,nofail,log_file={log}", str(cfg), str(mnt)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert res.returncode == 0, res.stderr
         assert os.path.ismount(mnt) and "all" in os.listdir(mnt)
         line = next(ln for ln in Path("/proc/mounts").read_text().splitlines() if f" {mnt} " in ln)
@@ -114,8 +125,11 @@ def test_sigusr1_raises_the_log_level_at_runtime(orthanc, tmp_path):
     mnt = tmp_path / "mnt"
     mnt.mkdir()
     log = tmp_path / "l.log"
-    proc = subprocess.Popen([*TROLLEYFS, "mount", "-f", "--log-level", "warning", "--log-file", str(log),
-                             str(cfg), str(mnt)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    proc = subprocess.Popen(
+        [*TROLLEYFS, "mount", "-f", "--log-level", "warning", "--log-file", str(log), str(cfg), str(mnt)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         wait_mounted(mnt, proc, log)
         os.listdir(mnt / "all")

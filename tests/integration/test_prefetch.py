@@ -54,7 +54,9 @@ def prefetch(*args: str | Path, timeout: float = 300) -> subprocess.CompletedPro
 def retrieves(proxy: FaultProxy) -> int:
     """WADO-RS requests: paths that end with a series or instance UID (not a search)."""
     with proxy.lock:
-        return sum(1 for ln in proxy.log if "/series/" in ln and not ln.split("?")[0].endswith(("/series", "/instances")))
+        return sum(
+            1 for ln in proxy.log if "/series/" in ln and not ln.split("?")[0].endswith(("/series", "/instances"))
+        )
 
 
 def list_tree(d: Path) -> list[Path]:
@@ -73,8 +75,10 @@ def test_check_fetches_nothing_and_prefetch_fills_the_caches_a_series_at_a_time(
         alice = m.path / "alice"
         res = prefetch("--check", alice)
         assert res.returncode == 1, res
-        assert f"check: 0 of {ALICE_FILES} files would be read without the server (in the disk cache: 0); " \
-               f"{ALICE_FILES} missing" in res.stdout  # fmt: skip
+        assert (
+            f"check: 0 of {ALICE_FILES} files would be read without the server (in the disk cache: 0); "
+            f"{ALICE_FILES} missing" in res.stdout
+        )
         assert "  missing: " in res.stdout and "... and 16 more" in res.stdout
         assert retrieves(proxy) == 0 and m.stats()["instances_fetched"] == 0  # listed, nothing fetched
         res = prefetch(alice)
@@ -86,8 +90,10 @@ def test_check_fetches_nothing_and_prefetch_fills_the_caches_a_series_at_a_time(
         assert ALICE_FILES <= m.stats()["instances_fetched"] <= ALICE_FILES + 3
         res = prefetch("--check", alice, m.path / "bob" / "2022-07-20 TEST BOB MR Brain" / "001 MR T1 sag" / "0001.dcm")
         assert res.returncode == 1, res
-        assert f"{ALICE_FILES} of {ALICE_FILES + 1} files would be read without the server " \
-               f"(in the disk cache: {ALICE_FILES}); 1 missing" in res.stdout  # fmt: skip
+        assert (
+            f"{ALICE_FILES} of {ALICE_FILES + 1} files would be read without the server "
+            f"(in the disk cache: {ALICE_FILES}); 1 missing" in res.stdout
+        )
         before = retrieves(proxy)
         files = list_tree(alice)
         assert len(files) == ALICE_FILES
@@ -109,13 +115,16 @@ def test_plain_lines_in_a_pipe_and_a_bar_on_a_terminal(proxy, tmp_path):
         lines = res.stdout.splitlines()
         assert "\r" not in res.stdout and all(ln.startswith("prefetch: ") for ln in lines), lines
         assert lines[0] == f"prefetch: reading {ALICE_FILES} files (size not known yet)"
-        progress = [ln for ln in lines if re.match(r"^prefetch: \d+/26 files, [\d.]+/~?[\d.]+ MB, [\d.]+ MB/s, ETA ", ln)]
+        progress = [
+            ln for ln in lines if re.match(r"^prefetch: \d+/26 files, [\d.]+/~?[\d.]+ MB, [\d.]+ MB/s, ETA ", ln)
+        ]
         assert progress, lines  # at least one periodic line while the slow reads went on
         assert lines[-1].startswith(f"prefetch: read {ALICE_FILES} of {ALICE_FILES} files")
         proxy.delay = 0.0
         cmd = shlex.join([*TROLLEYFS, "prefetch", str(m.path / "bob")])
-        tty = subprocess.run(["script", "-qec", cmd, "/dev/null"], capture_output=True, timeout=300,
-                             stdin=subprocess.DEVNULL)  # fmt: skip
+        tty = subprocess.run(
+            ["script", "-qec", cmd, "/dev/null"], capture_output=True, timeout=300, stdin=subprocess.DEVNULL
+        )
         assert tty.returncode == 0, tty
         out = tty.stdout.decode()  # carriage returns kept: they are how a bar redraws itself
         assert "\r" in out and "100%|" in out and "14/14 files" in out and "B/s" in out, out  # tqdm's bar
@@ -137,8 +146,13 @@ def test_ctrl_c_stops_a_prefetch_cleanly_and_the_mount_goes_on(proxy, tmp_path):
         with open(out, "w") as f:
             # as from a terminal: a shell without job control (a CI script run in the
             # background) starts its children with SIGINT ignored, and so would this one be
-            proc = subprocess.Popen([*TROLLEYFS, "prefetch", "--jobs", "1", str(m.path / "alice")], stdout=f,
-                                    stderr=subprocess.PIPE, text=True, preexec_fn=_ctrl_c_as_in_a_terminal)  # fmt: skip
+            proc = subprocess.Popen(
+                [*TROLLEYFS, "prefetch", "--jobs", "1", str(m.path / "alice")],
+                stdout=f,
+                stderr=subprocess.PIPE,
+                text=True,
+                preexec_fn=_ctrl_c_as_in_a_terminal,
+            )
         try:
             wait_for(lambda: "reading" in out.read_text(), "the prefetch to start reading")
             proc.send_signal(signal.SIGINT)
@@ -179,8 +193,12 @@ def test_offline_after_prefetch_every_file_reads_from_the_disk_cache_after_a_rem
     mnt = tmp_path / "offline"
     mnt.mkdir()
     try:
-        res = subprocess.run([*TROLLEYFS, "mount", "--log-file", str(tmp_path / "offline.log"), str(cfg), str(mnt)],
-                             capture_output=True, text=True, timeout=120)  # fmt: skip
+        res = subprocess.run(
+            [*TROLLEYFS, "mount", "--log-file", str(tmp_path / "offline.log"), str(cfg), str(mnt)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert res.returncode == 0, res
         warnings = res.stderr.strip().splitlines()
         assert len(warnings) == 1 and warnings[0].startswith("trolleyfs: warning: server 'pacs'"), res.stderr

@@ -26,11 +26,13 @@ CAROL = "2024-02-02 TEST CAROL_.._X CT Head_Neck"
 # a second site: one study shares an accession number with the first server's,
 # one has a slash in its accession number and patient ID
 SECOND_SITE = [
-    sampledata.StudySpec("SECOND^SITE", "S001", "20200505", "CT Chest elsewhere",
-                         (sampledata.SeriesSpec("CT", "Axial", 3),), "A1001"),
-    sampledata.StudySpec("SLASH^PAT", "S/2", "20200606", "MR Spine", (sampledata.SeriesSpec("MR", "T2", 2),),
-                         "2024/77"),
-]  # fmt: skip
+    sampledata.StudySpec(
+        "SECOND^SITE", "S001", "20200505", "CT Chest elsewhere", (sampledata.SeriesSpec("CT", "Axial", 3),), "A1001"
+    ),
+    sampledata.StudySpec(
+        "SLASH^PAT", "S/2", "20200606", "MR Spine", (sampledata.SeriesSpec("MR", "T2", 2),), "2024/77"
+    ),
+]
 
 
 def config(url: str, extra: str = "") -> str:
@@ -82,7 +84,8 @@ def test_by_accession_and_by_patient_show_the_right_studies_and_read_them_whole(
         assert sorted(os.listdir(m.path / "by-patient" / "P001")) == [ALICE_CHEST, ALICE_ABDOMEN]
         bob = files_under(m.path / "by-patient" / "P002")
         assert len(bob) == 14 and {os.getxattr(f, "user.dicom.StudyInstanceUID").decode() for f in bob} == {
-            sampledata.uid("study", "P002", 2)}
+            sampledata.uid("study", "P002", 2)
+        }
         assert_identical(bob[:3], orthanc)
         assert len(os.listdir(m.path / "by-patient" / "P00*")) == 5  # matched as the server matches
         with pytest.raises(FileNotFoundError):
@@ -104,8 +107,14 @@ def test_bad_keys_are_enoent_without_a_request_and_logged_by_name(proxy, tmp_pat
     with mounted(config(proxy.url), tmp_path) as m:
         os.listdir(m.path)
         before = proxy.count()
-        for name in ("PatientNme=DOE", "Foo=1,PatientName=DOE*", "min_study_date=yesterday",
-                     "PatientName=A\\B", "PatientName", "limit=x"):  # fmt: skip
+        for name in (
+            "PatientNme=DOE",
+            "Foo=1,PatientName=DOE*",
+            "min_study_date=yesterday",
+            "PatientName=A\\B",
+            "PatientName",
+            "limit=x",
+        ):
             with pytest.raises(OSError) as exc:
                 os.stat(m.path / "query" / name)
             assert exc.value.errno == errno.ENOENT, name

@@ -100,9 +100,11 @@ def config(pacs, rad69, retrieve: str, folders: str) -> str:
         search, get = f'{{ protocol = "dicom-qr", {dimse} }}', f'{{ protocol = "c-get", {dimse} }}'
     else:
         search = f'{{ protocol = "qido-rs", url = "{pacs.dicomweb}" }}'
-        get = {"wado-rs": f'{{ protocol = "wado-rs", url = "{pacs.dicomweb}" }}',
-               "wado-uri": f'{{ protocol = "wado-uri", url = "{pacs.wado_uri}" }}',
-               "rad69": f'{{ protocol = "rad69", url = "{rad69.url}" }}'}[retrieve]  # fmt: skip
+        get = {
+            "wado-rs": f'{{ protocol = "wado-rs", url = "{pacs.dicomweb}" }}',
+            "wado-uri": f'{{ protocol = "wado-uri", url = "{pacs.wado_uri}" }}',
+            "rad69": f'{{ protocol = "rad69", url = "{rad69.url}" }}',
+        }[retrieve]
     return f"""
 [servers.pacs]
 search   = {search}
@@ -155,8 +157,12 @@ def check_dcm2niix(root: Path, out: Path, series: list[str]) -> None:
     _need("dcm2niix")
     out.mkdir()
     for s in series:
-        done = subprocess.run(["dcm2niix", "-f", "%s", "-o", str(out), str(root / "plain" / STUDY / s)],
-                              capture_output=True, text=True, timeout=120)  # fmt: skip
+        done = subprocess.run(
+            ["dcm2niix", "-f", "%s", "-o", str(out), str(root / "plain" / STUDY / s)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert done.returncode == 0, done.stdout + done.stderr
     assert len(list(out.glob("*.nii"))) == len(series)
 
@@ -255,8 +261,10 @@ query = { PatientID = "C002" }
             (m.path / "views" / "broken" / study / f"{good.parent.name}.zip").read_bytes()
         assert err.value.errno == errno.EIO
         log = m.log_text()
-        assert any(bad_uid in line and "cannot convert from JPEG 2000" in line and "Explicit VR Little Endian" in line
-                   for line in log.splitlines()), log[-3000:]  # fmt: skip
+        assert any(
+            bad_uid in line and "cannot convert from JPEG 2000" in line and "Explicit VR Little Endian" in line
+            for line in log.splitlines()
+        ), log[-3000:]
         stored_bad = m.path / "broken-stored" / study / bad.parent.name / bad.name
         assert stored_bad.read_bytes() == by_sop_uid(broken)[bad_uid]  # as stored it is served as stored
 

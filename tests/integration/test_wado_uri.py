@@ -135,11 +135,14 @@ async def test_query_string_keeps_the_slash_unencoded(fake_wado, fake, index, a_
     }
 
 
-@pytest.mark.parametrize(("uid", "error", "text"), [
-    ("html", ProtocolError, "Login required"),
-    ("garbage", ProtocolError, "not a DICOM object"),
-    ("boom", Unavailable, "Internal error"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("uid", "error", "text"),
+    [
+        ("html", ProtocolError, "Login required"),
+        ("garbage", ProtocolError, "not a DICOM object"),
+        ("boom", Unavailable, "Internal error"),
+    ],
+)
 async def test_bad_answers_raise(fake_wado, uid, error, text):
     with pytest.raises(error) as info:
         await fake_wado.fetch_instance(InstanceRef("1.2", "1.2.3", uid))

@@ -165,9 +165,13 @@ class Dcmqrscp:
         log = open(self.dir / "dcmqrscp.log", "wb")
         # own session: teardown signals the whole group, including the children forked per association
         self.proc = subprocess.Popen(
-            [DCMQRSCP, "-c", str(cfg), "-ll", "warn"], stdout=log, stderr=subprocess.STDOUT, env=env,
-            cwd=self.dir, start_new_session=True,
-        )  # fmt: skip
+            [DCMQRSCP, "-c", str(cfg), "-ll", "warn"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=self.dir,
+            start_new_session=True,
+        )
         log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -195,8 +199,10 @@ class Dcmqrscp:
             paths.append(str(p))
         proc = subprocess.run(
             [STORESCU, "-aet", "TROLLEYFS-FILL", "-aec", self.aet, self.host, str(self.port), *paths],
-            capture_output=True, timeout=timeout + len(paths) * 0.5, env=dict(os.environ, **_NODELAY),
-        )  # fmt: skip
+            capture_output=True,
+            timeout=timeout + len(paths) * 0.5,
+            env=dict(os.environ, **_NODELAY),
+        )
         if proc.returncode != 0:
             out = (proc.stdout + proc.stderr).decode(errors="replace")[-2000:]
             raise RuntimeError(f"storescu failed with {proc.returncode}: {out}")

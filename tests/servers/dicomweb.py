@@ -40,8 +40,15 @@ from .base import Request, Response, SampleIndex, TestHTTPServer
 
 PREFIX = "/dicom-web"
 BOUNDARY = "trolleyfs-test-boundary-8c1f"
-STUDY_KEYS = ("StudyInstanceUID", "StudyDate", "StudyTime", "StudyDescription", "PatientName", "PatientID",
-              "AccessionNumber")  # fmt: skip
+STUDY_KEYS = (
+    "StudyInstanceUID",
+    "StudyDate",
+    "StudyTime",
+    "StudyDescription",
+    "PatientName",
+    "PatientID",
+    "AccessionNumber",
+)
 SERIES_KEYS = ("SeriesInstanceUID", "SeriesNumber", "Modality", "SeriesDescription")
 INSTANCE_KEYS = ("SOPInstanceUID", "SOPClassUID", "InstanceNumber")
 NESTING = 100_000
@@ -165,7 +172,7 @@ class DicomWebServer(TestHTTPServer):
             return Response(204, b"", headers, "application/dicom+json")
         body = json.dumps(page).encode()
         if self.nested and parts == ["studies"]:
-            body = body[:-1] + b", {\"00081030\": {\"vr\": \"LO\", \"Value\": " + b"[" * NESTING + b"]" * NESTING + b"}}]"
+            body = body[:-1] + b', {"00081030": {"vr": "LO", "Value": ' + b"[" * NESTING + b"]" * NESTING + b"}}]"
         return Response(200, body, headers, "application/dicom+json")
 
     def _study_rows(self, filters: list[tuple[str, str]]) -> list[dict[str, object]]:
@@ -184,9 +191,13 @@ class DicomWebServer(TestHTTPServer):
         for i in range(self.extra_studies):
             if filters:
                 break
-            rows.append({"0020000D": {"vr": "UI", "Value": [f"2.25.{10**6 + i}"]},
-                         "00100010": {"vr": "PN", "Value": [{"Alphabetic": f"SYNTH^{i:05}"}]},
-                         "00081030": {"vr": "LO", "Value": [f"Synthetic {i:05}"]}})  # fmt: skip
+            rows.append(
+                {
+                    "0020000D": {"vr": "UI", "Value": [f"2.25.{10**6 + i}"]},
+                    "00100010": {"vr": "PN", "Value": [{"Alphabetic": f"SYNTH^{i:05}"}]},
+                    "00081030": {"vr": "LO", "Value": [f"Synthetic {i:05}"]},
+                }
+            )
         return rows
 
     # ------------------------------------------------------------------ WADO-RS
@@ -212,8 +223,11 @@ class DicomWebServer(TestHTTPServer):
         if self.single_part and len(parts) == 6:
             return Response(200, self._cut(objects[0]), content_type="application/dicom")
         lying = self.lying_lengths == "all" or (self.lying_lengths == "series" and len(parts) == 4)
-        return Response(200, self._multipart(objects, lying),
-                        content_type=f'multipart/related; type="application/dicom"; boundary={BOUNDARY}')  # fmt: skip
+        return Response(
+            200,
+            self._multipart(objects, lying),
+            content_type=f'multipart/related; type="application/dicom"; boundary={BOUNDARY}',
+        )
 
     def _cut(self, data: bytes) -> bytes:
         return data[: len(data) * 2 // 3] if self.cut_objects else data

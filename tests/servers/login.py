@@ -243,9 +243,7 @@ class KeycloakTokens:
         auth = req.headers.get("authorization", "")
         token = auth[7:] if auth[:7].lower() == "bearer " else None
         with self._lock:
-            ok = token is not None and (
-                token in self.static_tokens or self._tokens.get(token, 0.0) > time.monotonic()
-            )
+            ok = token is not None and (token in self.static_tokens or self._tokens.get(token, 0.0) > time.monotonic())
             if not ok:
                 self.refused_requests += 1
                 return Response(

@@ -44,24 +44,53 @@ HTML_TYPE = "text/html;charset=iso-8859-1"
 # What may be returned at each QueryLevel (a subset of the Vitrea manual's lists).
 STUDY_KEYS = frozenset(
     {
-        "PatientID", "PatientName", "PatientSex", "PatientBirthDate", "StudyInstanceUID",
-        "AccessionNumber", "StudyID", "StudyDate", "StudyTime", "ModalitiesInStudy",
-        "ReferringPhysicianName", "StudyDescription", "InstitutionName",
-        "InstitutionalDepartmentName", "NumberOfStudyRelatedSeries",
-        "NumberOfStudyRelatedInstances", "SOPClassesInStudy",
+        "PatientID",
+        "PatientName",
+        "PatientSex",
+        "PatientBirthDate",
+        "StudyInstanceUID",
+        "AccessionNumber",
+        "StudyID",
+        "StudyDate",
+        "StudyTime",
+        "ModalitiesInStudy",
+        "ReferringPhysicianName",
+        "StudyDescription",
+        "InstitutionName",
+        "InstitutionalDepartmentName",
+        "NumberOfStudyRelatedSeries",
+        "NumberOfStudyRelatedInstances",
+        "SOPClassesInStudy",
     }
-)  # fmt: skip
+)
 SERIES_KEYS = frozenset(
     {
-        "SeriesInstanceUID", "Modality", "SeriesDate", "SeriesTime", "SeriesDescription",
-        "BodyPartExamined", "FrameOfReferenceUID", "ProtocolName", "SeriesNumber",
+        "SeriesInstanceUID",
+        "Modality",
+        "SeriesDate",
+        "SeriesTime",
+        "SeriesDescription",
+        "BodyPartExamined",
+        "FrameOfReferenceUID",
+        "ProtocolName",
+        "SeriesNumber",
         "NumberOfSeriesRelatedInstances",
     }
-)  # fmt: skip
+)
 INSTANCE_KEYS = frozenset(
-    {"SOPInstanceUID", "SOPClassUID", "Rows", "Columns", "NumberOfFrames", "BitsAllocated",
-     "ContentDate", "ContentTime", "TransferSyntaxUID", "InstanceNumber"}
-)  # fmt: skip
+    {
+        "SOPInstanceUID",
+        "SOPClassUID",
+        "Rows",
+        "Columns",
+        "NumberOfFrames",
+        "BitsAllocated",
+        "ContentDate",
+        "ContentTime",
+        "TransferSyntaxUID",
+        "InstanceNumber",
+    }
+)
 DEFAULT_FIELDS = ("StudyInstanceUID", "PatientName", "PatientID")
 TYPE2_EMPTY = ("ReferringPhysicianName",)  # absent from the sample data, sent without val
 META = {"QueryLevel", "IncludeFields", "limit", "min_study_date", "max_study_date"}
@@ -113,11 +142,12 @@ def _matches(keyword: str, wanted: str, have: str) -> bool:
     options = wanted.split("\\")
     haves = have.split("\\") if keyword == "ModalitiesInStudy" else [have]
     return any(
-        _pattern(opt, case=vr != "PN").fullmatch(h) if ("*" in opt or "?" in opt) else (
-            opt.lower() == h.lower() if vr == "PN" else opt == h)
+        _pattern(opt, case=vr != "PN").fullmatch(h)
+        if ("*" in opt or "?" in opt)
+        else (opt.lower() == h.lower() if vr == "PN" else opt == h)
         for opt in options
         for h in haves
-    )  # fmt: skip
+    )
 
 
 class _Study:
@@ -184,8 +214,14 @@ def _series_xml(datasets: list[pydicom.Dataset], fields: list[str], level: str) 
 class MintServer(TestHTTPServer):
     """The MINT test server; ``url`` is the MINT base URL (``.../rest/api/vault/mint``)."""
 
-    def __init__(self, index: SampleIndex, *, split_duplicates: bool = False, bad_declaration: bool = False,
-                 control_chars: bool = False) -> None:  # fmt: skip
+    def __init__(
+        self,
+        index: SampleIndex,
+        *,
+        split_duplicates: bool = False,
+        bad_declaration: bool = False,
+        control_chars: bool = False,
+    ) -> None:
         super().__init__({("GET", PREFIX + "/studies"): self._studies})
         self.split_duplicates = split_duplicates
         self.bad_declaration = bad_declaration

@@ -102,7 +102,13 @@ class FaultProxy:
             self.log.append(f"{req.method} {target}")
             faulty = self._faulty(target)
             delay, stall, status, cut, garbage, refuse = (
-                self.delay, self.stall, self.fail_status, self.cut_after, self.garbage, self.refuse)  # fmt: skip
+                self.delay,
+                self.stall,
+                self.fail_status,
+                self.cut_after,
+                self.garbage,
+                self.refuse,
+            )
             stall_after, wake = self.stall_after, self._wake
         if not faulty:
             delay, stall, status, cut, garbage, refuse = 0.0, 0.0, None, None, False, False
@@ -114,14 +120,19 @@ class FaultProxy:
         if status is not None:
             self._done()
             return Response(status, b"<html><title>Error %d</title></html>" % status, {}, "text/html")
-        headers = {k: v for k, v in req.headers.items() if k not in ("host", "content-length", "connection",
-                                                                     "accept-encoding")}  # fmt: skip
+        headers = {
+            k: v for k, v in req.headers.items() if k not in ("host", "content-length", "connection", "accept-encoding")
+        }
         upstream = self.client.build_request(req.method, self.upstream + target, headers=headers, content=req.body)
         resp = self.client.send(upstream, stream=True)
         ctype = resp.headers.get("content-type", "application/octet-stream")
         passed = {k: v for k, v in resp.headers.items() if k.lower() in ("www-authenticate", "set-cookie")}
-        return Response(resp.status_code, _body(resp, cut, garbage, (stall, stall_after, wake), self._done,
-                                                self._sent), passed, ctype)  # fmt: skip
+        return Response(
+            resp.status_code,
+            _body(resp, cut, garbage, (stall, stall_after, wake), self._done, self._sent),
+            passed,
+            ctype,
+        )
 
     def _sent(self, n: int) -> None:
         with self.lock:

@@ -71,8 +71,11 @@ class QrScp:
         with open(log, "wb") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "pynetdicom", "qrscp", "-c", str(cfg), "-ll", "warn"],
-                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=self.dir,
-            )  # fmt: skip
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=self.dir,
+            )
         try:
             _wait_listening(self.port, self.proc, log)
             self._store(self.files)
@@ -138,4 +141,3 @@ def dataset_bytes(part10: bytes) -> bytes:
     pydicom.filereader.read_preamble(f, False)
     pydicom.filereader._read_file_meta_info(f)
     return part10[f.tell() :]
-

@@ -72,8 +72,13 @@ def parse_request(body: bytes) -> Rad69Request:
         for series in (e for e in study if _local(e.tag) == "SeriesRequest"):
             for doc in (e for e in series if _local(e.tag) == "DocumentRequest"):
                 fields = {_local(c.tag): (c.text or "").strip() for c in doc}
-                docs.append((study.get("studyInstanceUID", ""), series.get("seriesInstanceUID", ""),
-                             fields.get("DocumentUniqueId", "")))  # fmt: skip
+                docs.append(
+                    (
+                        study.get("studyInstanceUID", ""),
+                        series.get("seriesInstanceUID", ""),
+                        fields.get("DocumentUniqueId", ""),
+                    )
+                )
                 repos.append(fields.get("RepositoryUniqueId", ""))
     syntaxes = [(e.text or "").strip() for e in root.iter() if _local(e.tag) == "TransferSyntaxUID"]
     return Rad69Request(action, docs, repos, syntaxes)
@@ -128,9 +133,11 @@ def success_envelope(documents: list[tuple[str, str]], missing: list[str]) -> by
         for uid, cid in documents
     )
     return (
-        _response_header() + _registry_response(status, missing) + docs
+        _response_header()
+        + _registry_response(status, missing)
+        + docs
         + "</RetrieveDocumentSetResponse></env:Body></env:Envelope>"
-    ).encode()  # fmt: skip
+    ).encode()
 
 
 def fault_envelope(code: str, reason: str) -> bytes:

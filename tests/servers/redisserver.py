@@ -63,18 +63,37 @@ class RedisServer:
     """One ``redis-server``.  ``users``: ACL lines (``"alice on >pw ~trolleyfs:* +@all"``);
     ``admin_password``: the default user's password (else it has none)."""
 
-    def __init__(self, users: tuple[str, ...] = (), admin_password: str | None = None, tls: TLSFiles | None = None,
-                 cluster: bool = False, extra: tuple[str, ...] = ()) -> None:  # fmt: skip
+    def __init__(
+        self,
+        users: tuple[str, ...] = (),
+        admin_password: str | None = None,
+        tls: TLSFiles | None = None,
+        cluster: bool = False,
+        extra: tuple[str, ...] = (),
+    ) -> None:
         self.port = free_port_pair()
         self.dir = Path(tempfile.mkdtemp(prefix="trolleyfs-redis-"))
         self.admin_password = admin_password
         self.tls = tls
         self.cluster = cluster
-        lines = ["bind 127.0.0.1", "protected-mode yes", 'save ""', "appendonly no", f"dir {self.dir}",
-                 f"logfile {self.dir / 'redis.log'}", "daemonize no"]  # fmt: skip
+        lines = [
+            "bind 127.0.0.1",
+            "protected-mode yes",
+            'save ""',
+            "appendonly no",
+            f"dir {self.dir}",
+            f"logfile {self.dir / 'redis.log'}",
+            "daemonize no",
+        ]
         if tls:
-            lines += ["port 0", f"tls-port {self.port}", f"tls-cert-file {tls.cert}", f"tls-key-file {tls.key}",
-                      f"tls-ca-cert-file {tls.ca}", f"tls-auth-clients {'yes' if tls.client_cert else 'no'}"]  # fmt: skip
+            lines += [
+                "port 0",
+                f"tls-port {self.port}",
+                f"tls-cert-file {tls.cert}",
+                f"tls-key-file {tls.key}",
+                f"tls-ca-cert-file {tls.ca}",
+                f"tls-auth-clients {'yes' if tls.client_cert else 'no'}",
+            ]
         else:
             lines.append(f"port {self.port}")
         if cluster:
@@ -97,13 +116,18 @@ class RedisServer:
     def admin(self) -> redis.Redis:
         opts: dict[str, Any] = {"password": self.admin_password, "socket_timeout": 10}
         if self.tls:
-            opts |= {"ssl": True, "ssl_ca_certs": str(self.tls.ca), "ssl_certfile": self.tls.client_cert,
-                     "ssl_keyfile": self.tls.client_key}  # fmt: skip
+            opts |= {
+                "ssl": True,
+                "ssl_ca_certs": str(self.tls.ca),
+                "ssl_certfile": self.tls.client_cert,
+                "ssl_keyfile": self.tls.client_key,
+            }
         return redis.Redis(host="127.0.0.1", port=self.port, **opts)
 
     def start(self) -> RedisServer:
-        self.proc = subprocess.Popen([need("redis-server"), str(self.dir / "redis.conf")],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        self.proc = subprocess.Popen(
+            [need("redis-server"), str(self.dir / "redis.conf")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         deadline = time.monotonic() + START_WAIT_S
         while True:
             if self.proc.poll() is not None:
@@ -170,8 +194,12 @@ class RedisClusterServers:
         for n in self.nodes:
             n.start()
         addrs = [f"127.0.0.1:{n.port}" for n in self.nodes]
-        done = subprocess.run([need("redis-cli"), "--cluster", "create", *addrs, "--cluster-replicas", "0",
-                               "--cluster-yes"], capture_output=True, text=True, timeout=120)  # fmt: skip
+        done = subprocess.run(
+            [need("redis-cli"), "--cluster", "create", *addrs, "--cluster-replicas", "0", "--cluster-yes"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         if done.returncode != 0:
             raise RuntimeError(f"redis-cli --cluster create failed:\n{done.stdout}\n{done.stderr}")
         deadline = time.monotonic() + START_WAIT_S

@@ -27,7 +27,7 @@ search   = {{ protocol = "qido-rs", url = "http://pacs/dicom-web" }}
 retrieve = {retrieve}
 retries = 3
 timeout = 5
-""")  # fmt: skip
+""")
     seen: list[httpx.Request] = []
 
     def record(req: httpx.Request) -> httpx.Response:
@@ -39,8 +39,10 @@ timeout = 5
 
 
 async def test_wado_rs_names_the_syntax_in_accept_and_asks_once() -> None:
-    f, seen = fetcher('{ protocol = "wado-rs", url = "http://pacs/dicom-web" }',
-                      lambda req: httpx.Response(500, text="Cannot transcode image"))  # fmt: skip
+    f, seen = fetcher(
+        '{ protocol = "wado-rs", url = "http://pacs/dicom-web" }',
+        lambda req: httpx.Response(500, text="Cannot transcode image"),
+    )
     assert f is not None
     with pytest.raises(Unavailable):
         await f.fetch_instance(REF)
@@ -49,8 +51,9 @@ async def test_wado_rs_names_the_syntax_in_accept_and_asks_once() -> None:
 
 
 async def test_wado_uri_adds_transfer_syntax() -> None:
-    f, seen = fetcher('{ protocol = "wado-uri", url = "http://pacs/wado" }',
-                      lambda req: httpx.Response(503, text="busy"))  # fmt: skip
+    f, seen = fetcher(
+        '{ protocol = "wado-uri", url = "http://pacs/wado" }', lambda req: httpx.Response(503, text="busy")
+    )
     assert f is not None
     with pytest.raises(Unavailable):
         await f.fetch_instance(REF)

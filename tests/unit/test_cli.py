@@ -23,8 +23,11 @@ def run_with(monkeypatch, exc: BaseException) -> int:
     [
         (ConfigError("p.toml", "servers.a.url", "is missing"), 2, "trolleyfs: p.toml: servers.a.url: is missing"),
         (ExceptionGroup("nursery", [ConfigError("p.toml", "k", "bad")]), 2, "trolleyfs: p.toml: k: bad"),
-        (ExceptionGroup("outer", [ExceptionGroup("inner", [Unavailable("down", server="pacs")])]), 1,
-         "trolleyfs: pacs: down"),
+        (
+            ExceptionGroup("outer", [ExceptionGroup("inner", [Unavailable("down", server="pacs")])]),
+            1,
+            "trolleyfs: pacs: down",
+        ),
         (ExceptionGroup("n", [RuntimeError("fuse_session_new() failed")]), 1, "could not mount"),
     ],
 )

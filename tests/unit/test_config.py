@@ -31,7 +31,9 @@ def test_the_documented_example_parses():
     srv = cfg.servers["pacs"]
     assert srv.search.protocol == "qido-rs" and srv.retrieve.url == "http://127.0.0.1:8042/dicom-web"
     assert srv.auth.type == "basic" and srv.auth.password.get() == "s3cr3t-pw"
-    assert "s3cr3t-pw" not in repr(srv) and "s3cr3t-pw" not in str(cfg)  # secrets never show in reprs (and so not in logs)
+    assert "s3cr3t-pw" not in repr(srv) and "s3cr3t-pw" not in str(
+        cfg
+    )  # secrets never show in reprs (and so not in logs)
     (f,) = cfg.folders
     assert f.server == "pacs"  # the only server is the default
     assert dict(f.query) == {"ModalitiesInStudy": "CT", "PatientName": "TEST*"}
@@ -65,29 +67,52 @@ def _broken(old: str, new: str) -> str:
         (_broken('PatientName = "TEST*"', 'PatientNme = "TEST*"'), "folders[0].query.PatientNme", "unknown query key"),
         (_broken('"2020-01-01"', '"2020-13-45"'), "folders[0].min_study_date", "is not a date"),
         (_broken('name  = "recent-ct"', 'name = "recent-ct"\nserver = "nope"'), "folders[0].server", "unknown server"),
-        (_broken('search   = { protocol = "qido-rs", url = "http://127.0.0.1:8042/dicom-web" }',
-                 'search   = { protocol = "qido-rs" }'), "servers.pacs.search.url", "is missing"),
+        (
+            _broken(
+                'search   = { protocol = "qido-rs", url = "http://127.0.0.1:8042/dicom-web" }',
+                'search   = { protocol = "qido-rs" }',
+            ),
+            "servers.pacs.search.url",
+            "is missing",
+        ),
         (_broken('protocol = "qido-rs"', 'protocol = "qido"'), "servers.pacs.search.protocol", "unknown search"),
-        (_broken('url = "http://127.0.0.1:8042/dicom-web" }\nretrieve', 'url = "ftp://x" }\nretrieve'),
-         "servers.pacs.search.url", "not an http"),
-        (_broken('password = "s3cr3t-pw"', 'password_env = "NO_SUCH_VAR_TROLLEYFS"'),
-         "servers.pacs.auth.password_env", "is not set"),
-        (_broken('password = "s3cr3t-pw"', 'password_file = "/no/such/file"'),
-         "servers.pacs.auth.password_file", "cannot read"),
+        (
+            _broken('url = "http://127.0.0.1:8042/dicom-web" }\nretrieve', 'url = "ftp://x" }\nretrieve'),
+            "servers.pacs.search.url",
+            "not an http",
+        ),
+        (
+            _broken('password = "s3cr3t-pw"', 'password_env = "NO_SUCH_VAR_TROLLEYFS"'),
+            "servers.pacs.auth.password_env",
+            "is not set",
+        ),
+        (
+            _broken('password = "s3cr3t-pw"', 'password_file = "/no/such/file"'),
+            "servers.pacs.auth.password_file",
+            "cannot read",
+        ),
         (_broken('type = "basic"', 'type = "kerberos"'), "servers.pacs.auth.type", "unknown auth type"),
-        (_broken('include_fields = ["PatientBirthDate"]', 'include_fields = ["NotAKeyword"]'),
-         "folders[0].include_fields", "not a DICOM keyword"),
+        (
+            _broken('include_fields = ["PatientBirthDate"]', 'include_fields = ["NotAKeyword"]'),
+            "folders[0].include_fields",
+            "not a DICOM keyword",
+        ),
         (_broken('query_level = "series"', 'query_level = "patient"'), "folders[0].query_level", "is not one of"),
-        (_broken('[[folders]]', 'timeout = "fast"\n[[folders]]'), "servers.pacs.timeout", "must be a number"),
-        (_broken('name  = "recent-ct"', 'name  = 12'), "folders[0].name", "must be a string"),
+        (_broken("[[folders]]", 'timeout = "fast"\n[[folders]]'), "servers.pacs.timeout", "must be a number"),
+        (_broken('name  = "recent-ct"', "name  = 12"), "folders[0].name", "must be a string"),
         (_broken('name  = "recent-ct"', 'name  = "a/b"'), "folders[0].name", "not usable"),
         (_broken('name  = "recent-ct"', 'name  = "by-uid"'), "folders[0].name", "reserved"),
         (GOOD + "\n[cache]\nmemory_mb = 1\n", "cache.memory_mb", "at least"),
-        (GOOD + "\n[names]\nstudy = \"{NoSuchKeyword}\"\n", "names.study", "not a DICOM keyword"),
+        (GOOD + '\n[names]\nstudy = "{NoSuchKeyword}"\n', "names.study", "not a DICOM keyword"),
         (GOOD + "\n[extra]\nx = 1\n", "extra", "unknown key"),
         (_broken('max_study_date = "-7d"', 'max_study_date = "2019-01-01"'), "folders[0].min_study_date", "after"),
-        (_broken('url = "http://127.0.0.1:8042/dicom-web" }\nretrieve', 'url = "http://x/d", space_as = "_" }\nretrieve'),
-         "servers.pacs.search.space_as", "expected one of '%20', '?', '*'"),
+        (
+            _broken(
+                'url = "http://127.0.0.1:8042/dicom-web" }\nretrieve', 'url = "http://x/d", space_as = "_" }\nretrieve'
+            ),
+            "servers.pacs.search.space_as",
+            "expected one of '%20', '?', '*'",
+        ),
     ],
 )
 def test_mistakes_name_file_key_and_problem(text, key, words):
@@ -105,8 +130,10 @@ def test_malformed_toml_is_one_line():
 
 
 def test_folder_needs_server_when_several(tmp_path):
-    two = GOOD + '\n[servers.other]\nsearch = { protocol = "mint", url = "http://h/mint" }\n' \
-                 'retrieve = { protocol = "wado-uri", url = "http://h/wado" }\n'
+    two = (
+        GOOD + '\n[servers.other]\nsearch = { protocol = "mint", url = "http://h/mint" }\n'
+        'retrieve = { protocol = "wado-uri", url = "http://h/wado" }\n'
+    )
     with pytest.raises(ConfigError, match=r"folders\[0\]\.server: is missing"):
         parse(two, "p.toml")
 
@@ -122,14 +149,23 @@ def test_secret_from_env_and_file(tmp_path, monkeypatch):
 
 
 def test_dimse_endpoints():
-    cfg = parse(GOOD.replace(
-        'search   = { protocol = "qido-rs", url = "http://127.0.0.1:8042/dicom-web" }',
-        'search   = { protocol = "dicom-qr", host = "127.0.0.1", port = 4242, called_aet = "ORTHANC" }'), "p.toml")
+    cfg = parse(
+        GOOD.replace(
+            'search   = { protocol = "qido-rs", url = "http://127.0.0.1:8042/dicom-web" }',
+            'search   = { protocol = "dicom-qr", host = "127.0.0.1", port = 4242, called_aet = "ORTHANC" }',
+        ),
+        "p.toml",
+    )
     ep = cfg.servers["pacs"].search
     assert (ep.host, ep.port, ep.called_aet, ep.calling_aet) == ("127.0.0.1", 4242, "ORTHANC", "TROLLEYFS")
     with pytest.raises(ConfigError, match="port: 70000 is not a TCP port"):
-        parse(GOOD.replace('search   = { protocol = "qido-rs", url = "http://127.0.0.1:8042/dicom-web" }',
-                           'search   = { protocol = "dicom-qr", host = "h", port = 70000 }'), "p.toml")
+        parse(
+            GOOD.replace(
+                'search   = { protocol = "qido-rs", url = "http://127.0.0.1:8042/dicom-web" }',
+                'search   = { protocol = "dicom-qr", host = "h", port = 70000 }',
+            ),
+            "p.toml",
+        )
 
 
 def test_load_missing_file_and_readable_password_warning(tmp_path):
@@ -154,8 +190,14 @@ def test_c_move_destination_defaults_to_the_calling_aet():
     ep = parse(CMOVE, "p.toml").servers["pacs"].retrieve
     assert (ep.protocol, ep.store_port, ep.store_aet, ep.store_host) == ("c-move", 11112, "ME", "0.0.0.0")
     assert ep.reads_need_callback  # the mount's pre-flight reads one instance
-    ep = parse(CMOVE.replace("store_port = 11112", 'store_port = 4006, store_aet = "DEST", store_host = "127.0.0.1"'),
-               "p.toml").servers["pacs"].retrieve  # fmt: skip
+    ep = (
+        parse(
+            CMOVE.replace("store_port = 11112", 'store_port = 4006, store_aet = "DEST", store_host = "127.0.0.1"'),
+            "p.toml",
+        )
+        .servers["pacs"]
+        .retrieve
+    )
     assert (ep.store_port, ep.store_aet, ep.store_host) == (4006, "DEST", "127.0.0.1")
 
 
@@ -164,8 +206,11 @@ def test_c_move_destination_defaults_to_the_calling_aet():
     [
         ("", "servers.pacs.retrieve.store_port", "is missing"),
         ("store_port = 70000", "servers.pacs.retrieve.store_port", "is not a TCP port"),
-        ('store_port = 11112, store_aet = "A-NAME-FAR-TOO-LONG"', "servers.pacs.retrieve.store_aet",
-         "not a valid AE title"),
+        (
+            'store_port = 11112, store_aet = "A-NAME-FAR-TOO-LONG"',
+            "servers.pacs.retrieve.store_aet",
+            "not a valid AE title",
+        ),
         ('store_port = 11112, store_host = " "', "servers.pacs.retrieve.store_host", "an address to listen on"),
         ('store_port = 11112, move_aet = "X"', "servers.pacs.retrieve.move_aet", "unknown key"),
     ],
@@ -178,7 +223,9 @@ def test_c_move_mistakes(new, key, words):
 
 
 def test_space_as_per_search_endpoint():
-    text = _broken('url = "http://127.0.0.1:8042/dicom-web" }\nretrieve',
-                   'url = "http://127.0.0.1:8042/dicom-web", space_as = "?" }\nretrieve')
+    text = _broken(
+        'url = "http://127.0.0.1:8042/dicom-web" }\nretrieve',
+        'url = "http://127.0.0.1:8042/dicom-web", space_as = "?" }\nretrieve',
+    )
     assert parse(text, "pacs.toml").servers["pacs"].search.space_as == "?"
     assert parse(GOOD, "pacs.toml").servers["pacs"].search.space_as == "%20"

@@ -30,21 +30,29 @@ def test_defaults_serve_as_stored_without_views() -> None:
     assert f.transfer_syntax is None and f.views == ()
 
 
-@pytest.mark.parametrize(("text", "uid"), [
-    ("UNCOMPRESSED", "1.2.840.10008.1.2.1"), ("1.2.840.10008.1.2", "1.2.840.10008.1.2"),
-    ("1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.90"), ("as-stored", None),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("text", "uid"),
+    [
+        ("UNCOMPRESSED", "1.2.840.10008.1.2.1"),
+        ("1.2.840.10008.1.2", "1.2.840.10008.1.2"),
+        ("1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.90"),
+        ("as-stored", None),
+    ],
+)
 def test_transfer_syntaxes(text: str, uid: str | None) -> None:
     assert parse(SERVER + folder(f'transfer_syntax = "{text}"')).folders[0].transfer_syntax == uid
 
 
-@pytest.mark.parametrize(("extra", "key", "words"), [
-    ('transfer_syntax = "1.2.840.10008.1.2.4.50"', "folders[0].transfer_syntax", "uncompressed"),
-    ('transfer_syntax = "jpeg"', "folders[0].transfer_syntax", "not a transfer syntax"),
-    ("transfer_syntax = 1", "folders[0].transfer_syntax", "must be a string"),
-    ('views = ["zip", "pdf"]', "folders[0].views", "'pdf' is not a view"),
-    ('views = "zip"', "folders[0].views", "must be an array"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("extra", "key", "words"),
+    [
+        ('transfer_syntax = "1.2.840.10008.1.2.4.50"', "folders[0].transfer_syntax", "uncompressed"),
+        ('transfer_syntax = "jpeg"', "folders[0].transfer_syntax", "not a transfer syntax"),
+        ("transfer_syntax = 1", "folders[0].transfer_syntax", "must be a string"),
+        ('views = ["zip", "pdf"]', "folders[0].views", "'pdf' is not a view"),
+        ('views = "zip"', "folders[0].views", "must be an array"),
+    ],
+)
 def test_mistakes_are_one_line_naming_the_key(extra: str, key: str, words: str) -> None:
     with pytest.raises(ConfigError) as err:
         parse(SERVER + folder(extra), "pacs.toml")

@@ -213,8 +213,14 @@ def silent() -> Iterator[SilentServer]:
 
 def _server(port: int, timeout: float, max_connections: int = 8) -> Server:
     ep = Endpoint("dicom-qr", host="127.0.0.1", port=port, called_aet="SILENT")
-    return Server("silent", ep, Endpoint("c-get", host="127.0.0.1", port=port), timeout=timeout, retries=0,
-                  max_connections=max_connections)  # fmt: skip
+    return Server(
+        "silent",
+        ep,
+        Endpoint("c-get", host="127.0.0.1", port=port),
+        timeout=timeout,
+        retries=0,
+        max_connections=max_connections,
+    )
 
 
 def _busy_threads() -> set[str]:

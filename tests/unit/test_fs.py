@@ -28,8 +28,9 @@ class FakeFile(FileNode):
     """A file whose bytes come from ``data`` (or whose read raises ``error``);
     its size is known only once read, as for a DICOM object."""
 
-    def __init__(self, name: str, parent: DirNode, data: bytes = b"", error: BaseException | None = None,
-                 uid: str | None = None) -> None:  # fmt: skip
+    def __init__(
+        self, name: str, parent: DirNode, data: bytes = b"", error: BaseException | None = None, uid: str | None = None
+    ) -> None:
         super().__init__(name, parent, 1_700_000_000.5)
         self.data, self.error, self.uid = data, error, uid
         self.reads = 0
@@ -87,8 +88,9 @@ class World:
             "bug.dcm": RuntimeError("a bug"),
             "denied.dcm": TrolleyError("generic"),
         }
-        self.root.add([self.file, self.listed, StaticDir(".trolleyfs", self.root, 0.0),
-                       SlowFile("slow.dcm", self.root)])  # fmt: skip
+        self.root.add(
+            [self.file, self.listed, StaticDir(".trolleyfs", self.root, 0.0), SlowFile("slow.dcm", self.root)]
+        )
         self.root.add(FakeFile(n, self.root, error=e) for n, e in self.errors.items())
 
     async def lookup(self, name: str, parent: int = ROOT_INO) -> pyfuse3.EntryAttributes:

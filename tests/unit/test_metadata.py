@@ -100,6 +100,7 @@ def service(handler: Callable[[httpx.Request], httpx.Response] | None, objects: 
     seen: list[httpx.Request] = []
     sources = {}
     if handler is not None:
+
         def record(request: httpx.Request) -> httpx.Response:
             seen.append(request)
             return handler(request)

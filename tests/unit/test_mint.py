@@ -348,8 +348,12 @@ def test_characters_xml_forbids_are_replaced_and_the_values_kept(caplog):
     clean = parse_response((RECORDED / "mint_study_level_vitrea.xml").read_bytes(), QueryLevel.STUDY)
     got = parse_response(body.encode("utf-8"), QueryLevel.STUDY)
     assert [s.uid for s in got] == [s.uid for s in clean]
-    changed = [(a, b) for s, c in zip(got, clean, strict=True) for a, b in zip(s.attrs.values(), c.attrs.values(),
-                                                                                strict=True) if a != b]  # fmt: skip
+    changed = [
+        (a, b)
+        for s, c in zip(got, clean, strict=True)
+        for a, b in zip(s.attrs.values(), c.attrs.values(), strict=True)
+        if a != b
+    ]
     assert sorted(a for a, _ in changed) == sorted(["\ufffd" + b for _, b in changed])
     assert len(changed) == 2
     assert len([r for r in caplog.records if "XML 1.0 forbids" in r.getMessage()]) == 1

@@ -317,11 +317,14 @@ def test_long_preamble_without_boundary_is_an_error():
 # --------------------------------------------------------------------------- Content-Type
 
 
-@pytest.mark.parametrize(("ctype", "boundary"), [
-    ('multipart/related; type="application/xop+xml"; boundary="' + B.decode() + '"; start="<r@x>"', B),
-    ("multipart/related; boundary=abc; type=application/dicom", b"abc"),
-    ("Multipart/Related;Boundary=\"a b\"", b"a b"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("ctype", "boundary"),
+    [
+        ('multipart/related; type="application/xop+xml"; boundary="' + B.decode() + '"; start="<r@x>"', B),
+        ("multipart/related; boundary=abc; type=application/dicom", b"abc"),
+        ('Multipart/Related;Boundary="a b"', b"a b"),
+    ],
+)
 def test_boundary_of(ctype, boundary):
     assert boundary_of(ctype) == boundary
 

@@ -10,7 +10,9 @@ from trolleyfs.naming import check_template, names_for, render, sanitize, unique
 def test_readable_defaults():
     attrs = {"StudyDate": "20210304", "PatientName": "DOE^JOHN^^^", "StudyDescription": "CT  Chest"}
     assert render("{StudyDate} {PatientName} {StudyDescription}", attrs) == "2021-03-04 DOE JOHN CT Chest"
-    assert render("{SeriesNumber:03} {Modality} {SeriesDescription}", {"SeriesNumber": "2", "Modality": "CT"}) == "002 CT"
+    assert (
+        render("{SeriesNumber:03} {Modality} {SeriesDescription}", {"SeriesNumber": "2", "Modality": "CT"}) == "002 CT"
+    )
     assert render("{InstanceNumber:04}", {"InstanceNumber": " 7 "}) == "0007"
     assert render("{InstanceNumber:04}", {"InstanceNumber": "abc"}) == "abc"  # not a number: as is
     assert render("{StudyDate}", {"StudyDate": "13495156"}) == "13495156"  # invalid date: as is

@@ -70,8 +70,13 @@ def element_ends(data: bytes) -> set[int]:
 
 
 # (big endian: pydicom does not write it; its test file ExplVR_BigEnd.dcm is checked below)
-SYNTAXES = [ExplicitVRLittleEndian, ImplicitVRLittleEndian, DeflatedExplicitVRLittleEndian, JPEG2000Lossless,
-            RLELossless]  # fmt: skip
+SYNTAXES = [
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    DeflatedExplicitVRLittleEndian,
+    JPEG2000Lossless,
+    RLELossless,
+]
 
 
 @pytest.mark.parametrize("syntax", SYNTAXES, ids=lambda s: pydicom.uid.UID(s).name)
@@ -82,8 +87,11 @@ def test_whole_objects_pass(syntax: str, nested: bool) -> None:
     assert check_part10(data, "pacs", "x") == pydicom.dcmread(io.BytesIO(data)).SOPInstanceUID
 
 
-@pytest.mark.parametrize("syntax", [ExplicitVRLittleEndian, ImplicitVRLittleEndian, JPEG2000Lossless, RLELossless],
-                         ids=lambda s: pydicom.uid.UID(s).name)  # fmt: skip
+@pytest.mark.parametrize(
+    "syntax",
+    [ExplicitVRLittleEndian, ImplicitVRLittleEndian, JPEG2000Lossless, RLELossless],
+    ids=lambda s: pydicom.uid.UID(s).name,
+)
 def test_every_cut_inside_an_element_or_before_the_pixels_is_refused(syntax: str) -> None:
     """Cutting between two top-level elements leaves a shorter object no walk
     can tell from a whole one, unless the cut drops the pixel data of an
@@ -127,9 +135,13 @@ def test_a_length_running_past_the_end_names_the_element() -> None:
 def test_an_explicit_un_of_undefined_length_holds_implicit_vr_items() -> None:
     """PS3.5 6.2.2: a sequence whose VR the writer did not know."""
     item = struct.pack("<HHI", 0x0008, 0x0100, 6) + b"113691"  # implicit VR inside
-    un = (struct.pack("<HH2sHI", 0x0009, 0x1010, b"UN", 0, 0xFFFFFFFF)
-          + struct.pack("<HHI", 0xFFFE, 0xE000, 0xFFFFFFFF) + item + struct.pack("<HHI", 0xFFFE, 0xE00D, 0)
-          + struct.pack("<HHI", 0xFFFE, 0xE0DD, 0))  # fmt: skip
+    un = (
+        struct.pack("<HH2sHI", 0x0009, 0x1010, b"UN", 0, 0xFFFFFFFF)
+        + struct.pack("<HHI", 0xFFFE, 0xE000, 0xFFFFFFFF)
+        + item
+        + struct.pack("<HHI", 0xFFFE, 0xE00D, 0)
+        + struct.pack("<HHI", 0xFFFE, 0xE0DD, 0)
+    )
     data = sample()
     pixels = data.rfind(b"\xe0\x7f\x10\x00")
     whole = data[:pixels] + un + data[pixels:]
@@ -150,8 +162,14 @@ def test_truncated_files_are_refused(name: str) -> None:
 
 
 def test_pydicoms_whole_test_files_all_pass() -> None:
-    skip = {"MR_truncated.dcm", "rtplan_truncated.dcm", "ExplVR_BigEndNoMeta.dcm", "ExplVR_LitEndNoMeta.dcm",
-            "no_meta.dcm", "rtstruct.dcm"}  # truncated, or no Part-10 header  # fmt: skip
+    skip = {
+        "MR_truncated.dcm",
+        "rtplan_truncated.dcm",
+        "ExplVR_BigEndNoMeta.dcm",
+        "ExplVR_LitEndNoMeta.dcm",
+        "no_meta.dcm",
+        "rtstruct.dcm",
+    }  # truncated, or no Part-10 header
     files = [p for p in sorted(PYDICOM_FILES.glob("*.dcm")) if p.name not in skip]
     assert len(files) > 60
     for path in files:

@@ -34,15 +34,25 @@ class Caches:
 
 def files(n: int, caches: Caches) -> list[InstanceFile]:
     parent = StaticDir("s", None, 0.0)
-    return [InstanceFile(f"{i:04}.dcm", parent, 0.0, caches, "pacs", Instance("1", "1.1", f"1.1.{i}"), list)
-            for i in range(n)]  # fmt: skip
+    return [
+        InstanceFile(f"{i:04}.dcm", parent, 0.0, caches, "pacs", Instance("1", "1.1", f"1.1.{i}"), list)
+        for i in range(n)
+    ]
 
 
 def test_the_cache_state_counts_memory_disk_and_known_sizes_and_names_the_missing() -> None:
     caches = Caches({"1.1.0", "1.1.1"}, {"1.1.1", "1.1.2"}, {"1.1.0": 10, "1.1.1": 20, "1.1.2": 30})
     doc = json.loads(cache_state("pacs", files(4, caches), caches))
-    assert doc == {"server": "pacs", "files": 4, "cached": 3, "on_disk": 2, "sized": 3, "bytes": 60,
-                   "missing": ["0003.dcm"], "missing_complete": True}  # fmt: skip
+    assert doc == {
+        "server": "pacs",
+        "files": 4,
+        "cached": 3,
+        "on_disk": 2,
+        "sized": 3,
+        "bytes": 60,
+        "missing": ["0003.dcm"],
+        "missing_complete": True,
+    }
 
 
 def test_a_long_missing_list_is_cut_to_fit_an_attribute() -> None:
@@ -57,7 +67,10 @@ def test_a_long_missing_list_is_cut_to_fit_an_attribute() -> None:
 def test_check_counts_whole_directories_and_doubts_single_files_it_cannot_tell() -> None:
     state = {"files": 4, "cached": 3, "on_disk": 2, "missing": ["0003.dcm"], "missing_complete": True}
     assert _counts(Group("/m/s", ["0000.dcm", "0001.dcm", "0002.dcm", "0003.dcm"], True, state)) == (
-        3, 2, ["/m/s/0003.dcm"])
+        3,
+        2,
+        ["/m/s/0003.dcm"],
+    )
     assert _counts(Group("/m/s", ["0000.dcm", "0003.dcm"], False, state)) == (1, 0, ["/m/s/0003.dcm"])
     on_disk = state | {"on_disk": 4, "cached": 4, "missing": []}
     assert _counts(Group("/m/s", ["0001.dcm"], False, on_disk)) == (1, 1, [])

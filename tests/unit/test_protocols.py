@@ -24,16 +24,24 @@ from trolleyfs.servers import make_client, open_remotes
 from trolleyfs.transport.dimse import limiter_for
 
 EXPECTED = {
-    "qido-rs": "QidoRS", "mint": "Mint", "dicom-qr": "DicomQR",
-    "wado-rs": "WadoRS", "wado-uri": "WadoURI", "rad69": "Rad69", "c-get": "CGet", "c-move": "CMove",
-}  # fmt: skip
+    "qido-rs": "QidoRS",
+    "mint": "Mint",
+    "dicom-qr": "DicomQR",
+    "wado-rs": "WadoRS",
+    "wado-uri": "WadoURI",
+    "rad69": "Rad69",
+    "c-get": "CGet",
+    "c-move": "CMove",
+}
 
 
 def _table(protocol: str) -> str:
     cls = protocols.PROTOCOLS[protocol].endpoint
     if issubclass(cls, CMoveEndpoint):  # its receiver listens while the remotes are open
-        return (f'{{ protocol = "{protocol}", host = "127.0.0.1", port = 11112, called_aet = "PACS", '
-                f'store_host = "127.0.0.1", store_port = {free_port()} }}')  # fmt: skip
+        return (
+            f'{{ protocol = "{protocol}", host = "127.0.0.1", port = 11112, called_aet = "PACS", '
+            f'store_host = "127.0.0.1", store_port = {free_port()} }}'
+        )
     if issubclass(cls, AeEndpoint):
         return f'{{ protocol = "{protocol}", host = "127.0.0.1", port = 11112, called_aet = "PACS" }}'
     assert issubclass(cls, UrlEndpoint)
@@ -102,7 +110,10 @@ async def test_dimse_searcher_and_fetcher_share_one_association_limit() -> None:
 )
 def test_unknown_protocols_give_the_config_error(role: str, given: str, expected: str) -> None:
     url = "http://127.0.0.1:9/x"
-    tables = {"search": f'{{ protocol = "qido-rs", url = "{url}" }}', "retrieve": f'{{ protocol = "wado-rs", url = "{url}" }}'}
+    tables = {
+        "search": f'{{ protocol = "qido-rs", url = "{url}" }}',
+        "retrieve": f'{{ protocol = "wado-rs", url = "{url}" }}',
+    }
     tables[role] = f'{{ protocol = "{given}", url = "{url}" }}'
     with pytest.raises(ConfigError) as info:
         parse(f"[servers.pacs]\nsearch = {tables['search']}\nretrieve = {tables['retrieve']}\n", "p.toml")

@@ -27,8 +27,11 @@ timeout = 5
 
 
 def study(uid: str, name: str = "DOE^J") -> dict:
-    return {"0020000D": {"vr": "UI", "Value": [uid]}, "00100010": {"vr": "PN", "Value": [{"Alphabetic": name}]},
-            "00080061": {"vr": "CS", "Value": ["CT", "MR"]}}  # fmt: skip
+    return {
+        "0020000D": {"vr": "UI", "Value": [uid]},
+        "00100010": {"vr": "PN", "Value": [{"Alphabetic": name}]},
+        "00080061": {"vr": "CS", "Value": ["CT", "MR"]},
+    }
 
 
 def qido(handler) -> tuple[QidoRS, list[httpx.Request]]:
@@ -48,8 +51,9 @@ async def test_pages_until_a_short_page_and_keeps_wildcards_unencoded():
 
     def handler(req: httpx.Request) -> httpx.Response:
         off, lim = int(req.url.params["offset"]), int(req.url.params["limit"])
-        return httpx.Response(200, json=[study(u) for u in uids[off : off + lim]],
-                              headers={"content-type": "application/dicom+json"})  # fmt: skip
+        return httpx.Response(
+            200, json=[study(u) for u in uids[off : off + lim]], headers={"content-type": "application/dicom+json"}
+        )
 
     q, seen = qido(handler)
     got = await q.find_studies(Query(filters={"PatientName": "DOE^J*"}, include_fields=("PatientBirthDate",)))
@@ -112,10 +116,12 @@ async def test_series_and_instances_paths():
     def handler(req: httpx.Request) -> httpx.Response:
         path = req.url.path
         if path.endswith("/instances"):
-            return httpx.Response(200, json=[{"00080018": {"vr": "UI", "Value": ["9.9"]},
-                                              "00200013": {"vr": "IS", "Value": [3]}}])  # fmt: skip
-        return httpx.Response(200, json=[{"0020000E": {"vr": "UI", "Value": ["2.2"]},
-                                          "00200011": {"vr": "IS", "Value": [1]}}])  # fmt: skip
+            return httpx.Response(
+                200, json=[{"00080018": {"vr": "UI", "Value": ["9.9"]}, "00200013": {"vr": "IS", "Value": [3]}}]
+            )
+        return httpx.Response(
+            200, json=[{"0020000E": {"vr": "UI", "Value": ["2.2"]}, "00200011": {"vr": "IS", "Value": [1]}}]
+        )
 
     q, seen = qido(handler)
     (se,) = await q.find_series("1.1")
@@ -134,9 +140,13 @@ def answer(rows: list[dict] | bytes, headers: dict[str, str] | None = None) -> h
 
 
 async def test_attributes_with_bad_keys_are_left_out_once_and_the_study_kept(caplog):
-    row = study("1.1") | {"ZZZZ0010": {"vr": "LO", "Value": ["x"]}, "123456789012": {"vr": "LO", "Value": ["y"]},
-                          "0x00081030": {"vr": "LO", "Value": ["z"]}, "1_2": {"vr": "LO", "Value": ["u"]},
-                          "00081030": {"vr": "LO", "Value": [["nested"]]}}  # fmt: skip
+    row = study("1.1") | {
+        "ZZZZ0010": {"vr": "LO", "Value": ["x"]},
+        "123456789012": {"vr": "LO", "Value": ["y"]},
+        "0x00081030": {"vr": "LO", "Value": ["z"]},
+        "1_2": {"vr": "LO", "Value": ["u"]},
+        "00081030": {"vr": "LO", "Value": [["nested"]]},
+    }
     q, _ = qido(lambda req: answer([row]))
     (got,) = await q.find_studies(Query())
     assert got.uid == "1.1" and got.attrs["PatientName"] == "DOE^J" and "StudyDescription" not in got.attrs
@@ -174,8 +184,13 @@ async def test_limit_counts_distinct_studies():
     assert [s.uid for s in got] == [f"1.{i}" for i in range(8)]
 
 
-def paged(rows: list[dict], cap: int | None = None, warning: bool = False, ignore_offset: bool = False,
-          ignore_limit: bool = False):  # fmt: skip
+def paged(
+    rows: list[dict],
+    cap: int | None = None,
+    warning: bool = False,
+    ignore_offset: bool = False,
+    ignore_limit: bool = False,
+):
     def handler(req: httpx.Request) -> httpx.Response:
         off = 0 if ignore_offset else int(req.url.params["offset"])
         lim = len(rows) if ignore_limit else int(req.url.params["limit"])

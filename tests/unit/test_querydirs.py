@@ -60,7 +60,9 @@ def test_a_query_name_takes_the_keys_wildcards_and_dates_of_a_folder() -> None:
     assert parse_query("StudyDate=20200101-20201231").filters == {"StudyDate": "20200101-20201231"}
     # percent escapes are decoded after the split: a value may hold '/', ',' and '%'
     assert parse_query("AccessionNumber=2024%2F77%2C1,StudyDescription=50%25").filters == {
-        "AccessionNumber": "2024/77,1", "StudyDescription": "50%"}
+        "AccessionNumber": "2024/77,1",
+        "StudyDescription": "50%",
+    }
     assert parse_query("min_study_date=2020-01-01").query().min_study_date == datetime.date(2020, 1, 1)
 
 
@@ -122,7 +124,10 @@ async def test_by_accession_and_by_patient_find_studies_and_list_what_was_found(
     assert await by_acc.lookup("A9") is None  # matches nothing: no such directory
     assert await names_of(by_acc) == ["A1"]  # what was found lately
     assert await names_of(await child(tree.root, QUERY_DIR, "PatientID=P*")) == [
-        "DOE JANE chest", "DOE JANE head", "DOE JANE knee"]
+        "DOE JANE chest",
+        "DOE JANE head",
+        "DOE JANE knee",
+    ]
     empty = await child(tree.root, QUERY_DIR, "PatientID=NOBODY")
     assert await names_of(empty) == []  # a query that matches nothing is an empty directory
     assert stats.requests == {"pacs": pacs.calls["studies"] + pacs.calls["series"]}
@@ -172,10 +177,18 @@ async def test_looking_up_the_same_path_again_costs_nothing_within_the_folder_tt
 
 
 async def test_several_servers_are_merged_and_each_study_keeps_its_server() -> None:
-    a = PatientSearcher({"1.1": {"AccessionNumber": "A1", "StudyDescription": "on a"},
-                         "9.9": {"AccessionNumber": "A1", "StudyDescription": "on both"}})  # fmt: skip
-    b = PatientSearcher({"2.1": {"AccessionNumber": "A1", "StudyDescription": "on b"},
-                         "9.9": {"AccessionNumber": "A1", "StudyDescription": "on both"}})  # fmt: skip
+    a = PatientSearcher(
+        {
+            "1.1": {"AccessionNumber": "A1", "StudyDescription": "on a"},
+            "9.9": {"AccessionNumber": "A1", "StudyDescription": "on both"},
+        }
+    )
+    b = PatientSearcher(
+        {
+            "2.1": {"AccessionNumber": "A1", "StudyDescription": "on b"},
+            "9.9": {"AccessionNumber": "A1", "StudyDescription": "on both"},
+        }
+    )
     tree, reader, _, _ = make_tree({"a": a, "b": b})
     d = await child(tree.root, BY_ACCESSION_DIR, "A1")
     assert await names_of(d) == ["DOE JANE on a", "DOE JANE on b", "DOE JANE on both"]

@@ -154,33 +154,42 @@ def test_document_that_is_neither_include_nor_base64_is_refused():
         parse_envelope(xml)
 
 
-@pytest.mark.parametrize(("xml", "expect"), [
-    (FAULT12, "env:Receiver / XDSRepositoryError: Archive offline"),
-    (FAULT11, "soap:Server: Object reference not set"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("xml", "expect"),
+    [
+        (FAULT12, "env:Receiver / XDSRepositoryError: Archive offline"),
+        (FAULT11, "soap:Server: Object reference not set"),
+    ],
+)
 def test_faults_are_read(xml, expect):
     env = parse_envelope(xml)
     assert env.fault == expect
 
 
-@pytest.mark.parametrize("data", [
-    b"<html><head><title>Error</title></head></html>",
-    b"not xml at all",
-    b"",
-    b'<env:Envelope xmlns:env="http://www.w3.org/2003/05/soap-envelope"/>',
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"<html><head><title>Error</title></head></html>",
+        b"not xml at all",
+        b"",
+        b'<env:Envelope xmlns:env="http://www.w3.org/2003/05/soap-envelope"/>',
+    ],
+)
 def test_non_envelopes_are_refused(data):
     with pytest.raises(ValueError):
         parse_envelope(data)
 
 
-@pytest.mark.parametrize(("href", "cid"), [
-    ("cid:abc", "abc"),
-    ("CID:abc", "abc"),
-    ("cid:a%40b.org", "a@b.org"),
-    (" cid:<abc> ", "abc"),
-    ("abc", "abc"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("href", "cid"),
+    [
+        ("cid:abc", "abc"),
+        ("CID:abc", "abc"),
+        ("cid:a%40b.org", "a@b.org"),
+        (" cid:<abc> ", "abc"),
+        ("abc", "abc"),
+    ],
+)
 def test_cid_of(href, cid):
     assert cid_of(href) == cid
 

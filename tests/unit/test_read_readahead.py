@@ -37,8 +37,14 @@ async def test_the_first_miss_fetches_alone_and_the_series_follows_after_the_gra
         for u in names:
             assert await store.get("pacs", ref(u), siblings_of(names)) == fetcher.objects[u]
         assert fetcher.single_calls == [names[0]] and len(fetcher.series_calls) == 1
-        assert prefetch(store) == {"series_running": 0, "series_pending": 0, "in_flight": 0,
-                                   "disk_readahead_running": 0, "unread_bytes": 0, "budget": 256 * MiB}  # fmt: skip
+        assert prefetch(store) == {
+            "series_running": 0,
+            "series_pending": 0,
+            "in_flight": 0,
+            "disk_readahead_running": 0,
+            "unread_bytes": 0,
+            "budget": 256 * MiB,
+        }
 
 
 async def test_a_second_file_of_the_series_starts_it_at_once(autojump_clock):
@@ -172,8 +178,10 @@ async def test_a_long_series_prefetch_logs_its_progress(autojump_clock, caplog):
         await trio.sleep(20)
         progress = [r.getMessage() for r in caplog.records if "so far" in r.getMessage()]
         assert PROGRESS_EVERY_S == 5.0  # so: reports after the objects at 6.3 s and 10.5 s
-        assert [p.split(": ", 1)[1] for p in progress] == ["3 of 7 instances, 0.0 MB so far",
-                                                           "5 of 7 instances, 0.0 MB so far"]  # fmt: skip
+        assert [p.split(": ", 1)[1] for p in progress] == [
+            "3 of 7 instances, 0.0 MB so far",
+            "5 of 7 instances, 0.0 MB so far",
+        ]
         assert any("7 instances, 0.0 MB in" in r.getMessage() for r in caplog.records)
 
 

@@ -140,10 +140,16 @@ async def test_stats_has_the_shape_stats_json_shows(tmp_path, autojump_clock):
         assert s == {
             "memory_cache": {"bytes": 1000, "limit": 64 * MiB, "objects": 1, "hits": 0, "misses": 1},
             "disk_cache": None,
-            "prefetch": {"series_running": 0, "series_pending": 0, "in_flight": 0, "disk_readahead_running": 0,
-                         "unread_bytes": 0, "budget": 32 * MiB},
+            "prefetch": {
+                "series_running": 0,
+                "series_pending": 0,
+                "in_flight": 0,
+                "disk_readahead_running": 0,
+                "unread_bytes": 0,
+                "budget": 32 * MiB,
+            },
             "shared_cache": None,  # no [cache.shared]
-        }  # fmt: skip
+        }
         assert stats.instances_fetched == 1 and stats.bytes_fetched["pacs"] == 1000 and stats.requests["pacs"] == 1
     async with opened(fetcher, disk_dir=str(tmp_path), disk_mb=1, memory_mb=1) as store:
         disk = store.stats()["disk_cache"]

@@ -62,9 +62,7 @@ async def test_succeeds_once_the_error_passes(autojump_clock: trio.abc.Clock) ->
 async def test_retries_only_what_is_retryable(error: Exception, autojump_clock: trio.abc.Clock) -> None:
     attempt = Attempts(error)
     with pytest.raises(type(error)):
-        await with_retries(
-            attempt, retries=5, catch=(RemoteError,), retryable=lambda exc: isinstance(exc, Unavailable)
-        )
+        await with_retries(attempt, retries=5, catch=(RemoteError,), retryable=lambda exc: isinstance(exc, Unavailable))
     assert len(attempt.times) == 1
 
 
@@ -78,17 +76,13 @@ async def test_no_retries_means_one_attempt(autojump_clock: trio.abc.Clock) -> N
 async def test_errors_come_out_translated(autojump_clock: trio.abc.Clock) -> None:
     attempt = Attempts(OSError("reset"), OSError("reset"), ConnectionRefusedError("refused"))
     with pytest.raises(Unavailable, match="refused") as info:
-        await with_retries(
-            attempt, retries=2, catch=(OSError,), translate=lambda exc: Unavailable(str(exc))
-        )
+        await with_retries(attempt, retries=2, catch=(OSError,), translate=lambda exc: Unavailable(str(exc)))
     assert len(attempt.times) == 3
     assert info.value.__cause__ is None and info.value.__suppress_context__
 
 
 @pytest.mark.parametrize(("jitter", "factor"), [(0.0, 0.5), (0.999999, 1.5)])
-async def test_waits_between_attempts_are_bounded(
-    jitter: float, factor: float, autojump_clock: trio.abc.Clock
-) -> None:
+async def test_waits_between_attempts_are_bounded(jitter: float, factor: float, autojump_clock: trio.abc.Clock) -> None:
     attempt = Attempts(*(unavailable() for _ in range(8)))
     with pytest.raises(Unavailable):
         await with_retries(attempt, retries=7, catch=(Unavailable,), jitter=lambda: jitter)

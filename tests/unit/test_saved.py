@@ -28,8 +28,11 @@ TTLS = {"studies": 60.0, "series": 300.0, "instances": 3600.0}
 
 def test_a_study_with_its_series_and_instances_survives_the_round_trip(tmp_path) -> None:
     inst = Instance("1", "1.1", "1.1.1", {"InstanceNumber": "1"})
-    study = Study("1", {"PatientName": "DOE^J\\X", "StudyDate": "20240101"},
-                  [Series("1", "1.1", {"Modality": "CT"}, [inst]), Series("1", "1.2", {}, None)])  # fmt: skip
+    study = Study(
+        "1",
+        {"PatientName": "DOE^J\\X", "StudyDate": "20240101"},
+        [Series("1", "1.1", {"Modality": "CT"}, [inst]), Series("1", "1.2", {}, None)],
+    )
     saved = SavedListings(str(tmp_path))
     saved.save("pacs", "k", [study, Study("2")])
     assert saved.load("pacs", "k", decode_study) == [study, Study("2")]

@@ -61,8 +61,13 @@ def test_a_missing_changed_or_cut_chunk_is_unreadable(sealer):
 
 
 def test_a_meta_record_this_version_did_not_write_is_unreadable():
-    for raw in (b"", b"garbage", b'{"v":2,"n":1,"k":1,"h":"x","w":"ab"}', b'{"v":1,"n":-1,"k":1,"h":"x","w":"ab"}',
-                b'{"v":1,"n":1,"k":1,"h":"x","w":"a:b"}'):  # fmt: skip
+    for raw in (
+        b"",
+        b"garbage",
+        b'{"v":2,"n":1,"k":1,"h":"x","w":"ab"}',
+        b'{"v":1,"n":-1,"k":1,"h":"x","w":"ab"}',
+        b'{"v":1,"n":1,"k":1,"h":"x","w":"a:b"}',
+    ):
         with pytest.raises(Unreadable):
             Meta.load(raw)
 

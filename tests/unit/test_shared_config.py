@@ -90,8 +90,19 @@ def test_a_tls_table_names_files_that_exist(tmp_path):
         shared(f'url = "rediss://h"\nca_bundle = "{ca}"\nverify = false')
 
 
-@pytest.mark.parametrize("value, seconds", [(45, 45), (2.5, 2.5), ("45s", 45), ("90m", 5400), ("12h", 43200),
-                                            ("30d", 2592000), ("2w", 1209600), (" 7 D ", 604800)])  # fmt: skip
+@pytest.mark.parametrize(
+    "value, seconds",
+    [
+        (45, 45),
+        (2.5, 2.5),
+        ("45s", 45),
+        ("90m", 5400),
+        ("12h", 43200),
+        ("30d", 2592000),
+        ("2w", 1209600),
+        (" 7 D ", 604800),
+    ],
+)
 def test_durations(value, seconds):
     assert parse_duration(value) == seconds
 

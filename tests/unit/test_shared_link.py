@@ -24,7 +24,9 @@ class Client:
 
     def __init__(self) -> None:
         self.calls = 0
-        self.fail: Exception | None = redis.ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+        self.fail: Exception | None = redis.ConnectionError(
+            "Error 111 connecting to 127.0.0.1:6379. Connection refused."
+        )
 
     def close(self) -> None:
         pass

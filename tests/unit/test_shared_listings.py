@@ -15,8 +15,11 @@ from trolleyfs.tree.listings import Listed, listing_age
 
 def test_nested_results_come_back_equal() -> None:
     inst = Instance("1.1", "1.1.1", "1.1.1.1", {"InstanceNumber": "1"})
-    deep = Study("1.1", {"PatientName": "DOE^JANE", "ModalitiesInStudy": "CT\\MR"},
-                 [Series("1.1", "1.1.1", {"SeriesNumber": "1"}, [inst]), Series("1.1", "1.1.2", {}, None)])  # fmt: skip
+    deep = Study(
+        "1.1",
+        {"PatientName": "DOE^JANE", "ModalitiesInStudy": "CT\\MR"},
+        [Series("1.1", "1.1.1", {"SeriesNumber": "1"}, [inst]), Series("1.1", "1.1.2", {}, None)],
+    )
     raw = dump([deep, Study("1.2", {})])
     assert raw.startswith(FORMAT_HEAD)
     assert load(raw, _study) == [deep, Study("1.2", {})]

@@ -35,12 +35,15 @@ def test_every_class_has_a_context_any_peer_accepts() -> None:
 @pytest.mark.parametrize(
     "cls, syntax",
     [
-        (u.CTImageStorage, u.ExplicitVRLittleEndian), (u.CTImageStorage, u.JPEG2000Lossless),
-        (u.CTImageStorage, u.JPEGLosslessSV1), (u.MRImageStorage, u.ExplicitVRLittleEndian),
-        (u.UltrasoundMultiFrameImageStorage, u.JPEGBaseline8Bit), (u.ComprehensiveSRStorage, u.ExplicitVRLittleEndian),
+        (u.CTImageStorage, u.ExplicitVRLittleEndian),
+        (u.CTImageStorage, u.JPEG2000Lossless),
+        (u.CTImageStorage, u.JPEGLosslessSV1),
+        (u.MRImageStorage, u.ExplicitVRLittleEndian),
+        (u.UltrasoundMultiFrameImageStorage, u.JPEGBaseline8Bit),
+        (u.ComprehensiveSRStorage, u.ExplicitVRLittleEndian),
         (u.DigitalMammographyXRayImageStorageForPresentation, u.JPEG2000Lossless),
     ],
-)  # fmt: skip
+)
 def test_common_classes_get_their_syntaxes_alone_ahead_of_implicit(cls: str, syntax: str) -> None:
     """An acceptor chooses one syntax per context by its own preference
     (pynetdicom's: Implicit first): only a context offering nothing else

@@ -23,8 +23,11 @@ from trolleyfs.tree.files import InstanceFile
 from trolleyfs.tree.inodes import ROOT_INO, InodeTable, UidIndex
 from trolleyfs.tree.tree import Tree
 
-NAMES = {"study": "{PatientName} {StudyDescription}", "series": "{SeriesNumber:03} {Modality}",
-         "instance": "{InstanceNumber:04}"}  # fmt: skip
+NAMES = {
+    "study": "{PatientName} {StudyDescription}",
+    "series": "{SeriesNumber:03} {Modality}",
+    "instance": "{InstanceNumber:04}",
+}
 FOLDER_TTL, STUDY_TTL, SERIES_TTL = 60.0, 300.0, 3600.0
 
 
@@ -46,8 +49,9 @@ class FakeSearcher:
     def _instances(self, study_uid: str, series_uid: str) -> list[Instance]:
         n = self.studies[study_uid][series_uid]
         # listed in reverse: the tree orders them by InstanceNumber
-        return [Instance(study_uid, series_uid, f"{series_uid}.{i}", {"InstanceNumber": str(i)})
-                for i in range(n, 0, -1)]  # fmt: skip
+        return [
+            Instance(study_uid, series_uid, f"{series_uid}.{i}", {"InstanceNumber": str(i)}) for i in range(n, 0, -1)
+        ]
 
     def _series(self, study_uid: str) -> list[Series]:
         out = []

@@ -44,8 +44,13 @@ class Fake:
 
     name = "pacs"
 
-    def __init__(self, objects: dict[str, bytes], syntax: str | None = None, error: RemoteError | None = None,
-                 fail_after: int | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        objects: dict[str, bytes],
+        syntax: str | None = None,
+        error: RemoteError | None = None,
+        fail_after: int | None = None,
+    ) -> None:
         self.objects, self.syntax, self.error, self.fail_after = objects, syntax, error, fail_after
         self.instances: list[str] = []
         self.series = 0

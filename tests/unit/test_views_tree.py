@@ -46,13 +46,32 @@ def make(views: tuple[str, ...] = ("metadata", "zip")) -> tuple[Tree, FakeSearch
 
 async def test_views_live_beside_the_folders_and_a_folder_still_holds_only_studies() -> None:
     tree, pacs, _ = make()
-    assert await names_of(tree.root) == [".trolleyfs", "all", "by-accession", "by-patient", "by-uid", "plain", "query", "views"]
+    assert await names_of(tree.root) == [
+        ".trolleyfs",
+        "all",
+        "by-accession",
+        "by-patient",
+        "by-uid",
+        "plain",
+        "query",
+        "views",
+    ]
     assert await names_of(await child(tree.root, "views")) == ["all"]  # only folders that ask for views
     assert await names_of(await child(tree.root, "all")) == [STUDY, "DOE JANE study 1"]
     assert await names_of(await child(tree.root, "views", "all")) == [
-        STUDY, f"{STUDY}.json", f"{STUDY}.zip", "DOE JANE study 1", "DOE JANE study 1.json", "DOE JANE study 1.zip"]
+        STUDY,
+        f"{STUDY}.json",
+        f"{STUDY}.zip",
+        "DOE JANE study 1",
+        "DOE JANE study 1.json",
+        "DOE JANE study 1.zip",
+    ]
     assert await names_of(await child(tree.root, "views", "all", STUDY)) == [
-        "001 CT.json", "001 CT.zip", "002 CT.json", "002 CT.zip"]
+        "001 CT.json",
+        "001 CT.zip",
+        "002 CT.json",
+        "002 CT.zip",
+    ]
     assert await names_of(await child(tree.root, "all", STUDY)) == ["001 CT", "002 CT"]
     assert pacs.calls["studies"] == 1 and pacs.calls["series"] == 1  # the views use the folder's listings
 
@@ -107,7 +126,12 @@ async def test_a_study_zip_holds_every_series() -> None:
     stream = await z.open_ranges()
     with zipfile.ZipFile(io.BytesIO(await stream.read(0, stream.size))) as zf:
         assert [n.split("/", 1)[1] for n in zf.namelist()] == [
-            "001 CT/0001.dcm", "001 CT/0002.dcm", "002 CT/0001.dcm", "002 CT/0002.dcm", "002 CT/0003.dcm"]
+            "001 CT/0001.dcm",
+            "001 CT/0002.dcm",
+            "002 CT/0001.dcm",
+            "002 CT/0002.dcm",
+            "002 CT/0003.dcm",
+        ]
         assert all(n.startswith(f"{STUDY}/") for n in zf.namelist())
         assert zf.read(f"{STUDY}/001 CT/0002.dcm") == instance_bytes("1.1.1.2")
 

@@ -26,8 +26,10 @@ class Source:
         self.reads = 0
 
     def members(self) -> list[Member]:
-        return [Member(path, len(data), 1_700_000_000.0, f"key:{path}", self._reader(path)) for path, data in
-                self.blobs.items()]  # fmt: skip
+        return [
+            Member(path, len(data), 1_700_000_000.0, f"key:{path}", self._reader(path))
+            for path, data in self.blobs.items()
+        ]
 
     def _reader(self, path: str):  # type: ignore[no-untyped-def]
         async def read() -> bytes:

@@ -127,8 +127,14 @@ class Orthanc:
         log = open(self.dir / "orthanc.log", "wb")
         # dcmtk-based DIMSE (Orthanc's DICOM port) leaves Nagle on unless told: ~50 ms per C-FIND
         env = dict(os.environ, TCP_NODELAY="1")
-        self.proc = subprocess.Popen([ORTHANC, str(cfg)], stdout=log, stderr=subprocess.STDOUT, cwd=self.dir, env=env,
-                                     preexec_fn=_die_with_parent)  # fmt: skip
+        self.proc = subprocess.Popen(
+            [ORTHANC, str(cfg)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=self.dir,
+            env=env,
+            preexec_fn=_die_with_parent,
+        )
         log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -46,15 +46,33 @@ class StudySpec:
 def default_studies() -> list[StudySpec]:
     """A few patients, studies and series: small but varied, with awkward names."""
     return [
-        StudySpec("TEST^ALICE", "P001", "20210304", "CT Chest", (
-            SeriesSpec("CT", "Axial 5mm", 12), SeriesSpec("CT", "Coronal", 6)), "A1001"),
+        StudySpec(
+            "TEST^ALICE",
+            "P001",
+            "20210304",
+            "CT Chest",
+            (SeriesSpec("CT", "Axial 5mm", 12), SeriesSpec("CT", "Coronal", 6)),
+            "A1001",
+        ),
         StudySpec("TEST^ALICE", "P001", "20230115", "CT Abdomen", (SeriesSpec("CT", "Portal venous", 8),), "A1002"),
-        StudySpec("TEST^BOB", "P002", "20220720", "MR Brain", (
-            SeriesSpec("MR", "T1 sag", 5), SeriesSpec("MR", "T2 ax", 5), SeriesSpec("MR", "FLAIR", 4)), "A2001"),
-        StudySpec("TEST^CAROL/../X", "P003", "20240202", "CT Head/Neck", (
-            SeriesSpec("CT", "Bone", 3), SeriesSpec("CT", "Bone", 3)), "A3001"),
+        StudySpec(
+            "TEST^BOB",
+            "P002",
+            "20220720",
+            "MR Brain",
+            (SeriesSpec("MR", "T1 sag", 5), SeriesSpec("MR", "T2 ax", 5), SeriesSpec("MR", "FLAIR", 4)),
+            "A2001",
+        ),
+        StudySpec(
+            "TEST^CAROL/../X",
+            "P003",
+            "20240202",
+            "CT Head/Neck",
+            (SeriesSpec("CT", "Bone", 3), SeriesSpec("CT", "Bone", 3)),
+            "A3001",
+        ),
         StudySpec("OTHER^DAVE", "P004", "20190911", "MR Knee", (SeriesSpec("MR", "PD fs", 4),), "A4001"),
-    ]  # fmt: skip
+    ]
 
 
 def _pixels(rows: int, cols: int, seed: int) -> bytes:
@@ -140,8 +158,13 @@ def bench_studies(n_studies: int = 100, big_series: int = 500, size: int = 512) 
     thin = SeriesSpec("CT", "Thin", big_series, size, size)
     big = StudySpec("BENCH^BIG", "B000", "20240101", "Bench big CT", (thin,))
     small = [
-        StudySpec(f"BENCH^P{i:03}", f"B{i:03}", (today - _dt.timedelta(days=i)).strftime("%Y%m%d"), "Bench small",
-                  (SeriesSpec("CT", "Scout", 2),))
+        StudySpec(
+            f"BENCH^P{i:03}",
+            f"B{i:03}",
+            (today - _dt.timedelta(days=i)).strftime("%Y%m%d"),
+            "Bench small",
+            (SeriesSpec("CT", "Scout", 2),),
+        )
         for i in range(1, n_studies)
-    ]  # fmt: skip
+    ]
     return [big, *small]

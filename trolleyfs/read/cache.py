@@ -68,8 +68,13 @@ class MemoryCache:
         return len(self._lru)
 
     def stats(self) -> dict[str, object]:
-        return {"bytes": self.bytes_used, "limit": self.max_bytes, "objects": len(self), "hits": self.hits,
-                "misses": self.misses}  # fmt: skip
+        return {
+            "bytes": self.bytes_used,
+            "limit": self.max_bytes,
+            "objects": len(self),
+            "hits": self.hits,
+            "misses": self.misses,
+        }
 
 
 class DiskCache:
@@ -179,5 +184,11 @@ class DiskCache:
         return self._size
 
     def stats(self) -> dict[str, object]:
-        return {"dir": str(self.dir), "bytes": self.bytes_used, "limit": self.max_bytes, "hits": self.hits,
-                "misses": self.misses, "corrupt": self.corrupt}  # fmt: skip
+        return {
+            "dir": str(self.dir),
+            "bytes": self.bytes_used,
+            "limit": self.max_bytes,
+            "hits": self.hits,
+            "misses": self.misses,
+            "corrupt": self.corrupt,
+        }

@@ -89,9 +89,12 @@ class _FailedSeries:
         refused = error is not None and not isinstance(error, (Unavailable, trio.TooSlowError))
         if refused or self._in_a_row[server] >= FAILURES_IN_A_ROW:
             if self._servers.get(server, 0.0) < trio.current_time():
-                log.warning("%s: series retrieval failed (%s); reading its files one by one for the next %.0f min",
-                            server, error or "the answers held none of the objects asked for",
-                            RETRY_FAILED_S / 60)  # fmt: skip
+                log.warning(
+                    "%s: series retrieval failed (%s); reading its files one by one for the next %.0f min",
+                    server,
+                    error or "the answers held none of the objects asked for",
+                    RETRY_FAILED_S / 60,
+                )
             self._servers[server] = until
         else:
             log.info("series %s: not prefetched again for %.0f min", sref.series_uid, RETRY_FAILED_S / 60)
@@ -216,8 +219,11 @@ class SeriesReadahead:
             took = trio.current_time() - job.started
             log.info(
                 "series %s: %d instances, %.1f MB in %.2f s",
-                sref.series_uid, job.received, job.bytes / 1e6, took,
-            )  # fmt: skip
+                sref.series_uid,
+                job.received,
+                job.bytes / 1e6,
+                took,
+            )
 
     async def _take(self, server: str, job: _SeriesJob) -> None:
         """Bring the series: from the shared tier and the server, or from the
@@ -226,8 +232,9 @@ class SeriesReadahead:
         if self._shared is None:
             await self._stream(job, job.uids)
         else:
-            await self._shared.series(server, job.ref, job.uids, partial(self._deliver, job),
-                                      partial(self._stream, job))  # fmt: skip
+            await self._shared.series(
+                server, job.ref, job.uids, partial(self._deliver, job), partial(self._stream, job)
+            )
 
     async def _stream(self, job: _SeriesJob, uids: list[str]) -> None:
         """Fetch ``uids`` of the series from the server in one request and hand
@@ -254,8 +261,13 @@ class SeriesReadahead:
             job.delivered += 1
         if trio.current_time() >= job.next_report:
             job.next_report += PROGRESS_EVERY_S
-            log.info("series %s: %d of %d instances, %.1f MB so far", job.ref.series_uid,
-                     job.received, len(job.uids), job.bytes / 1e6)  # fmt: skip
+            log.info(
+                "series %s: %d of %d instances, %.1f MB so far",
+                job.ref.series_uid,
+                job.received,
+                len(job.uids),
+                job.bytes / 1e6,
+            )
         key = job.ref.key_of(uid)  # flights and caches know it by its key in the series' form
         flight = self._flights.get(key)
         wanted = flight is not None and flight.by_series and not flight.done.is_set()

@@ -62,10 +62,16 @@ class SharedReads:
         under this node's lease; ``arrived`` sees it before it is published)."""
         uid = ref.instance_uid
         data, left = await fetch_once(
-            self._tier, self._leases, self._object(server, uid, ref.form), f"i:{server}/{ref.key}", fetch,
-            self._tier.ttl, arrived=arrived, accept=_is_instance(uid),
+            self._tier,
+            self._leases,
+            self._object(server, uid, ref.form),
+            f"i:{server}/{ref.key}",
+            fetch,
+            self._tier.ttl,
+            arrived=arrived,
+            accept=_is_instance(uid),
             also_wait_for=[self._series_lease(server, ref.series)],
-        )  # fmt: skip
+        )
         self._count(hit=left is not None)
         return data, left is None
 

@@ -54,9 +54,17 @@ class Store:
         self._flights = Flights()
         self._single = SingleFetch(fetchers, stats, self._flights, self._caches, nursery, shared)
         self._series = SeriesReadahead(
-            config.readahead_series, fetchers, stats, self._flights, self._caches, self._budget, self._single,
-            nursery, on_prefetched, shared,
-        )  # fmt: skip
+            config.readahead_series,
+            fetchers,
+            stats,
+            self._flights,
+            self._caches,
+            self._budget,
+            self._single,
+            nursery,
+            on_prefetched,
+            shared,
+        )
         self._disk_ahead = DiskReadahead(self._caches, self._flights, self._budget, nursery, on_prefetched)
 
     async def get(self, server: str, ref: InstanceRef, siblings: Callable[[], list[str]] | None = None) -> bytes:
@@ -106,8 +114,10 @@ class Store:
 
             async def paused() -> None:
                 await self._budget.until_paused()
-                log.debug("instance %s: the series stream is paused at the prefetch budget; fetching it alone",
-                          ref.instance_uid)  # fmt: skip
+                log.debug(
+                    "instance %s: the series stream is paused at the prefetch budget; fetching it alone",
+                    ref.instance_uid,
+                )
                 self._single.rescue(server, ref, flight)
                 race.cancel_scope.cancel()
 

@@ -76,8 +76,9 @@ class _Receiver:
             self.errors.append(exc)
             return 0xC000  # Error: cannot understand
         except Exception as exc:
-            self.errors.append(ProtocolError(f"unreadable C-STORE sub-operation: {exc}", server=self.name,
-                                             what=self.what))  # fmt: skip
+            self.errors.append(
+                ProtocolError(f"unreadable C-STORE sub-operation: {exc}", server=self.name, what=self.what)
+            )
             return 0xC000
         try:
             self.deliver(uid, data)
@@ -109,9 +110,13 @@ class CGet:
 
     def _association(self, what: str, receiver: _Receiver) -> Association:
         return Association(
-            self.server, self.ep, what, self._contexts, ext_neg=self._roles,
+            self.server,
+            self.ep,
+            what,
+            self._contexts,
+            ext_neg=self._roles,
             handlers=[(evt.EVT_C_STORE, receiver.on_store)],
-        )  # fmt: skip
+        )
 
     def _failure(self, result: RetrieveResult, receiver: _Receiver, what: str) -> RemoteError | None:
         """The error a finished C-GET stands for, or None when all went well."""
@@ -128,12 +133,12 @@ class CGet:
                 f"server could not send {failed or len(result.failed_uids()) or 'some'} object(s) "
                 f"({status_text(result.status)}){result.failed_text()}"
                 + "; a storage SOP class trolleyfs does not propose, or a transfer syntax the server cannot convert?",
-                server=self.name, what=what,
-            )  # fmt: skip
+                server=self.name,
+                what=what,
+            )
         if 0xC000 <= code <= 0xCFFF and not receiver.received and not result.count("NumberOfCompletedSuboperations"):
             # Orthanc answers a C-GET that matches nothing with 0xC000 and no sub-operations
-            return NotFound(f"server has nothing to send ({status_text(result.status)})", server=self.name,
-                            what=what)  # fmt: skip
+            return NotFound(f"server has nothing to send ({status_text(result.status)})", server=self.name, what=what)
         return status_error(result.status, self.name, what, "C-GET")
 
     # -- one instance
@@ -168,8 +173,13 @@ class CGet:
         before the first one is retried, after it raised."""
         what = f"series {ref.series_uid}"
         identifier = retrieve_identifier("SERIES", ref.study_uid, ref.series_uid)
-        items = retry_stream(lambda: self._stream(identifier, what), retries=self.server.retries,
-                             catch=(Unavailable,), what=what, name=self.name)  # fmt: skip
+        items = retry_stream(
+            lambda: self._stream(identifier, what),
+            retries=self.server.retries,
+            catch=(Unavailable,),
+            what=what,
+            name=self.name,
+        )
         async with aclosing(items):
             async for item in items:
                 yield item
@@ -206,17 +216,17 @@ class CGet:
                         break
                     except trio.TooSlowError:
                         raise Unavailable(
-                            f"no object from {self.ep.where()} for {self.server.timeout:g} s", server=self.name,
+                            f"no object from {self.ep.where()} for {self.server.timeout:g} s",
+                            server=self.name,
                             what=what,
-                        ) from None  # fmt: skip
+                        ) from None
                     yield item
             try:
                 result = done[0].unwrap()
             except RemoteError:
                 raise
             except Exception as exc:
-                raise ProtocolError(f"C-GET failed: {type(exc).__name__}: {exc}", server=self.name,
-                                    what=what) from None  # fmt: skip
+                raise ProtocolError(f"C-GET failed: {type(exc).__name__}: {exc}", server=self.name, what=what) from None
         err = self._failure(result, receiver, what)
         if err is not None and not isinstance(err, NotFound):  # NotFound: nothing to send, nothing yielded
             raise err

@@ -135,21 +135,24 @@ class CMove:
         except RemoteError:
             raise
         except Exception as exc:
-            raise ProtocolError(f"C-MOVE failed: {type(exc).__name__}: {exc}", server=self.name,
-                                what=what) from None  # fmt: skip
+            raise ProtocolError(f"C-MOVE failed: {type(exc).__name__}: {exc}", server=self.name, what=what) from None
 
     def _silence(self, result: RetrieveResult | None, received: int, what: str) -> RemoteError:
         """Nothing arrived for ``timeout`` seconds."""
         if result is None:
-            return Unavailable(f"no answer from {self.ep.where()} to the C-MOVE for {self.server.timeout:g} s",
-                               server=self.name, what=what)  # fmt: skip
+            return Unavailable(
+                f"no answer from {self.ep.where()} to the C-MOVE for {self.server.timeout:g} s",
+                server=self.name,
+                what=what,
+            )
         sent = result.count("NumberOfCompletedSuboperations")
         return ProtocolError(
             f"the PACS reports {sent} object(s) sent to {self.ep.store_aet} but {received} arrived here within "
             f"{self.server.timeout:g} s: does the PACS's entry for {self.ep.store_aet} point at this machine and "
             f"port {self.ep.store_port}?",
-            server=self.name, what=what,
-        )  # fmt: skip
+            server=self.name,
+            what=what,
+        )
 
     def _failure(self, result: RetrieveResult | None, received: int, what: str) -> RemoteError | None:
         """The error a finished C-MOVE stands for, or None when all went well."""
@@ -164,15 +167,17 @@ class CMove:
             return ProtocolError(
                 f"the PACS does not know the move destination {self.ep.store_aet!r} ({status_text(result.status)}):"
                 f" register AE {self.ep.store_aet} at this machine's address, port {self.ep.store_port}, on the PACS",
-                server=self.name, what=what,
-            )  # fmt: skip
+                server=self.name,
+                what=what,
+            )
         if failed or code == 0xB000 or 0xA700 <= code <= 0xA7FF and received:
             return ProtocolError(
                 f"the PACS could not deliver {failed or len(result.failed_uids()) or 'some'} object(s) to "
                 f"{self.ep.store_aet} ({status_text(result.status)}){result.failed_text()}; can the PACS reach port "
                 f"{self.ep.store_port} of this machine (firewall), and does trolleyfs accept the storage class?",
-                server=self.name, what=what,
-            )  # fmt: skip
+                server=self.name,
+                what=what,
+            )
         if 0xC000 <= code <= 0xCFFF and not received and not result.count("NumberOfCompletedSuboperations"):
             # Orthanc answers so for a destination it does not know, for one it
             # cannot reach, and for a UID it does not hold alike
@@ -180,8 +185,9 @@ class CMove:
                 f"the PACS sent nothing for the C-MOVE to {self.ep.store_aet} ({status_text(result.status)}): does "
                 f"the PACS know AE {self.ep.store_aet} (this machine, port {self.ep.store_port}), can it reach that "
                 "port (firewall), and does it hold the object?",
-                server=self.name, what=what,
-            )  # fmt: skip
+                server=self.name,
+                what=what,
+            )
         return status_error(result.status, self.name, what, "C-MOVE")
 
 
@@ -189,4 +195,3 @@ def _move_blocking(assoc: object, identifier: Dataset, move_aet: str) -> Retriev
     """One C-MOVE (in a worker thread): waits for the final response; the
     objects arrive meanwhile at the receiver, on other associations."""
     return final_response(assoc.send_c_move(identifier, move_aet, MOVE_MODEL))  # type: ignore[attr-defined]
-

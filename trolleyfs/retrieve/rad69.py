@@ -73,9 +73,11 @@ class Rad69:
     """A :class:`~trolleyfs.model.Fetcher` over one RAD-69 endpoint."""
 
     def __init__(
-        self, endpoint: HttpEndpoint, ignore_errors: tuple[str, ...] = (),
+        self,
+        endpoint: HttpEndpoint,
+        ignore_errors: tuple[str, ...] = (),
         transfer_syntaxes: tuple[str, ...] = TRANSFER_SYNTAXES,
-    ) -> None:  # fmt: skip
+    ) -> None:
         """``transfer_syntaxes``: the ones the request names, preferred first."""
         self.ep = endpoint
         self.name = endpoint.name
@@ -129,8 +131,13 @@ class Rad69:
             named = {e.location for e in failed} & set(pending)
             if attempt or outcome.delivered or not named or len(named) == len(pending):
                 break
-            log.info("%s: %s: %d objects failed; asking for the other %d", self.name, what, len(named),
-                     len(pending) - len(named))  # fmt: skip
+            log.info(
+                "%s: %s: %d objects failed; asking for the other %d",
+                self.name,
+                what,
+                len(named),
+                len(pending) - len(named),
+            )
             pending = [u for u in pending if u not in named]
         skipped = [e for e in errors if self._ignored(e)]
         if skipped:
@@ -209,8 +216,11 @@ class Rad69:
             listed = env.documents.get(part.content_id)
             problem = part.length_problem()
             if problem:
-                raise ProtocolError(f"part <{part.content_id}> (object {listed or 'not in the envelope'}) {problem}:"
-                                    " damaged, refused", server=self.name, what=what)  # fmt: skip
+                raise ProtocolError(
+                    f"part <{part.content_id}> (object {listed or 'not in the envelope'}) {problem}: damaged, refused",
+                    server=self.name,
+                    what=what,
+                )
             data = _decoded(part, self.name, what)
             if listed is not None:
                 uid = listed

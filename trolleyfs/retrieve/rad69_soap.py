@@ -52,9 +52,12 @@ def syntaxes_preferring(transfer_syntax: str) -> tuple[str, ...]:
 
 
 def build_request(
-    study_uid: str, series_uid: str, instance_uids: Iterable[str], to: str,
+    study_uid: str,
+    series_uid: str,
+    instance_uids: Iterable[str],
+    to: str,
     transfer_syntaxes: tuple[str, ...] = TRANSFER_SYNTAXES,
-) -> bytes:  # fmt: skip
+) -> bytes:
     """The SOAP 1.2 RetrieveImagingDocumentSetRequest for objects of one series."""
     docs = "".join(
         "<ihe:DocumentRequest>"

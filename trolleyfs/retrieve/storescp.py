@@ -123,9 +123,7 @@ class StoreReceiver:
             )
         except OSError as exc:
             hint = (
-                " (another program listens there: choose another store_port)"
-                if exc.errno == errno.EADDRINUSE
-                else ""
+                " (another program listens there: choose another store_port)" if exc.errno == errno.EADDRINUSE else ""
             )
             raise UserError(
                 f"C-MOVE receiver: cannot listen on {self.address.host}:{self.address.port}: "

@@ -52,6 +52,7 @@ def accept_for(transfer_syntax: str) -> str:
     """The Accept header asking for objects in ``transfer_syntax`` (``*``: as stored)."""
     return f'multipart/related; type="application/dicom"; transfer-syntax={transfer_syntax}'
 
+
 MAX_SINGLE_PART = 4 << 30  # a single-part answer is held whole: bounded
 _FINGERPRINT_BYTES = 64 * 1024  # duplicates in a series are compared by length and a CRC of their head
 
@@ -92,14 +93,23 @@ class WadoRS:
             async with self.ep.stream("GET", url, what, headers=headers, accept_error=_is_406) as resp:
                 if resp.status_code == 406:
                     if index + 1 < len(accepts):
-                        log.info("%s: %s: HTTP 406 for Accept: %s; trying Accept: %s", self.name, what,
-                                 accepts[index], accepts[index + 1])  # fmt: skip
+                        log.info(
+                            "%s: %s: HTTP 406 for Accept: %s; trying Accept: %s",
+                            self.name,
+                            what,
+                            accepts[index],
+                            accepts[index + 1],
+                        )
                         continue
-                    raise ProtocolError(f"HTTP 406 Not Acceptable for every Accept form tried ({len(accepts)})",
-                                        server=self.name, what=what)  # fmt: skip
+                    raise ProtocolError(
+                        f"HTTP 406 Not Acceptable for every Accept form tried ({len(accepts)})",
+                        server=self.name,
+                        what=what,
+                    )
                 if index != self._accept:
-                    log.warning("%s: the server accepts only Accept: %s; using it from now on", self.name,
-                                accepts[index])  # fmt: skip
+                    log.warning(
+                        "%s: the server accepts only Accept: %s; using it from now on", self.name, accepts[index]
+                    )
                     self._accept = index
                 async with aclosing(self._answer_parts(resp, what)) as parts:
                     async for part in parts:
@@ -130,8 +140,9 @@ class WadoRS:
         if the part is damaged (its length) or its object is not whole."""
         problem = part.length_problem()
         if problem:
-            raise ProtocolError(f"part {index} (object {_uid_of(part.body)}) {problem}: damaged, refused",
-                                server=self.name, what=what)  # fmt: skip
+            raise ProtocolError(
+                f"part {index} (object {_uid_of(part.body)}) {problem}: damaged, refused", server=self.name, what=what
+            )
         return check_part10(part.body, self.name, what)
 
     async def fetch_instance(self, ref: InstanceRef) -> bytes:
@@ -153,11 +164,19 @@ class WadoRS:
                 raise ProtocolError(f"server sent instance {min(others)} instead", server=self.name, what=what)
             raise ProtocolError("empty answer", server=self.name, what=what)
         if any(c != copies[0] for c in copies[1:]):
-            raise ProtocolError(f"the answer holds {len(copies)} copies of the instance that differ: refused",
-                                server=self.name, what=what)  # fmt: skip
+            raise ProtocolError(
+                f"the answer holds {len(copies)} copies of the instance that differ: refused",
+                server=self.name,
+                what=what,
+            )
         if len(copies) > 1 or others:
-            log.info("%s: %s: %d identical copies and %d other objects in the answer; serving the one asked for",
-                     self.name, what, len(copies), len(others))  # fmt: skip
+            log.info(
+                "%s: %s: %d identical copies and %d other objects in the answer; serving the one asked for",
+                self.name,
+                what,
+                len(copies),
+                len(others),
+            )
         return copies[0]
 
     async def fetch_series(self, ref: SeriesRef, instance_uids: list[str]) -> AsyncGenerator[tuple[str, bytes], None]:
@@ -178,12 +197,16 @@ class WadoRS:
                     mark = (len(part.body), zlib.crc32(part.body[:_FINGERPRINT_BYTES]))
                     if uid in seen:
                         if seen[uid] != mark:
-                            log.warning("%s: %s: a second, different copy of object %s left out", self.name, what,
-                                        uid)  # fmt: skip
+                            log.warning("%s: %s: a second, different copy of object %s left out", self.name, what, uid)
                         continue
                     seen[uid] = mark
                     yield uid, part.body
         finally:
             if refused:
-                log.warning("%s: %s: %d damaged objects refused (their files are read alone): %s", self.name, what,
-                            len(refused), refused[0])  # fmt: skip
+                log.warning(
+                    "%s: %s: %d damaged objects refused (their files are read alone): %s",
+                    self.name,
+                    what,
+                    len(refused),
+                    refused[0],
+                )

@@ -85,8 +85,15 @@ class DicomQR:
     def _association(self, what: str) -> Association:
         return Association(self.server, self.ep, what, FIND_CONTEXTS)
 
-    async def _find(self, a: Association, level: str, keys: dict[str, str], fields: tuple[str, ...], what: str,
-                    limit: int | None = None) -> list[dict[str, str]]:  # fmt: skip
+    async def _find(
+        self,
+        a: Association,
+        level: str,
+        keys: dict[str, str],
+        fields: tuple[str, ...],
+        what: str,
+        limit: int | None = None,
+    ) -> list[dict[str, str]]:
         identifier = query_dataset(level, keys, fields)
         return await a.call(_find_blocking, identifier, limit, _LEVEL_KEYS[level], self.name, what)
 

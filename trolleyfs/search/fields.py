@@ -6,14 +6,24 @@ from __future__ import annotations
 from urllib.parse import quote
 
 STUDY_FIELDS = (
-    "StudyInstanceUID", "StudyDate", "StudyTime", "StudyDescription", "PatientName",
-    "PatientID", "AccessionNumber", "ModalitiesInStudy", "NumberOfStudyRelatedSeries",
+    "StudyInstanceUID",
+    "StudyDate",
+    "StudyTime",
+    "StudyDescription",
+    "PatientName",
+    "PatientID",
+    "AccessionNumber",
+    "ModalitiesInStudy",
+    "NumberOfStudyRelatedSeries",
     "NumberOfStudyRelatedInstances",
-)  # fmt: skip
+)
 SERIES_FIELDS = (
-    "SeriesInstanceUID", "SeriesNumber", "Modality", "SeriesDescription",
+    "SeriesInstanceUID",
+    "SeriesNumber",
+    "Modality",
+    "SeriesDescription",
     "NumberOfSeriesRelatedInstances",
-)  # fmt: skip
+)
 INSTANCE_FIELDS = ("SOPInstanceUID", "SOPClassUID", "InstanceNumber")
 
 # Query values are sent as given: servers such as Orthanc 1.10 do not

@@ -48,14 +48,28 @@ MINT_NS = "http://medical.nema.org/mint"
 # Return keys per level; all are in the Vitrea Connection manual's lists of
 # fields valid at that QueryLevel (a study-level key is valid at every level).
 STUDY_FIELDS = (
-    "StudyInstanceUID", "StudyDate", "StudyTime", "StudyDescription", "PatientName",
-    "PatientID", "PatientBirthDate", "PatientSex", "AccessionNumber", "ModalitiesInStudy",
-    "NumberOfStudyRelatedSeries", "NumberOfStudyRelatedInstances",
-)  # fmt: skip
+    "StudyInstanceUID",
+    "StudyDate",
+    "StudyTime",
+    "StudyDescription",
+    "PatientName",
+    "PatientID",
+    "PatientBirthDate",
+    "PatientSex",
+    "AccessionNumber",
+    "ModalitiesInStudy",
+    "NumberOfStudyRelatedSeries",
+    "NumberOfStudyRelatedInstances",
+)
 SERIES_FIELDS = (
-    "SeriesInstanceUID", "SeriesNumber", "Modality", "SeriesDescription", "SeriesDate",
-    "SeriesTime", "NumberOfSeriesRelatedInstances",
-)  # fmt: skip
+    "SeriesInstanceUID",
+    "SeriesNumber",
+    "Modality",
+    "SeriesDescription",
+    "SeriesDate",
+    "SeriesTime",
+    "NumberOfSeriesRelatedInstances",
+)
 INSTANCE_FIELDS = ("SOPInstanceUID", "SOPClassUID", "InstanceNumber")
 
 # Vitrea wants both ends of a date range; an open end is sent as these.
@@ -218,8 +232,10 @@ def read_studies(body: bytes, charset: str | None = None) -> list[_Node]:
     text, bad = _XML_FORBIDDEN.subn("\ufffd", text)
     text, bad_refs = _XML_FORBIDDEN_REF.subn("&#xFFFD;", text)
     if bad or bad_refs:
-        log.warning("MINT answer: %d characters XML 1.0 forbids (control characters in values) replaced by U+FFFD",
-                    bad + bad_refs)  # fmt: skip
+        log.warning(
+            "MINT answer: %d characters XML 1.0 forbids (control characters in values) replaced by U+FFFD",
+            bad + bad_refs,
+        )
     parser = xml.parsers.expat.ParserCreate("UTF-8", namespace_separator="}")
     reader = _Reader()
     parser.StartElementHandler = reader.start

@@ -98,8 +98,12 @@ class QidoRS:
             if probing is not None:
                 if page and new:
                     paging.cap = probing
-                    log.info("%s: the server returns at most %d results per %s search; paging by that", self.name,
-                             probing, kind)  # fmt: skip
+                    log.info(
+                        "%s: the server returns at most %d results per %s search; paging by that",
+                        self.name,
+                        probing,
+                        kind,
+                    )
                 elif not page:
                     paging.complete_up_to = max(paging.complete_up_to, probing)
                 probing = None
@@ -109,8 +113,13 @@ class QidoRS:
                 break
             if not new:  # the page repeats what was seen: the server ignores offset
                 if len(page) in (want, paging.cap, short_before):
-                    log.warning("%s: %s: the server ignores the QIDO-RS offset; the listing may be incomplete "
-                                "(%d results shown)", self.name, what, len(listing.rows))  # fmt: skip
+                    log.warning(
+                        "%s: %s: the server ignores the QIDO-RS offset; the listing may be incomplete "
+                        "(%d results shown)",
+                        self.name,
+                        what,
+                        len(listing.rows),
+                    )
                 break
             offset += len(page)
             if len(page) >= want:
@@ -153,8 +162,9 @@ class QidoRS:
         except ValueError as exc:
             raise ProtocolError(f"bad QIDO-RS answer: {exc}"[:300], server=self.name, what=what) from None
         if problems:
-            log.warning("%s: %s: %d malformed attributes left out (%s)", self.name, what, len(problems),
-                        "; ".join(problems[:3]))  # fmt: skip
+            log.warning(
+                "%s: %s: %d malformed attributes left out (%s)", self.name, what, len(problems), "; ".join(problems[:3])
+            )
         return rows
 
     async def find_studies(self, query: Query) -> list[Study]:
@@ -169,14 +179,16 @@ class QidoRS:
 
     async def find_series(self, study_uid: str) -> list[Series]:
         params = [("includefield", f) for f in SERIES_FIELDS]
-        rows = await self._search(f"/studies/{study_uid}/series", params, f"series of study {study_uid}",
-                                  "SeriesInstanceUID")  # fmt: skip
+        rows = await self._search(
+            f"/studies/{study_uid}/series", params, f"series of study {study_uid}", "SeriesInstanceUID"
+        )
         return [Series(study_uid, uid, row) for uid, row in rows.items()]
 
     async def find_instances(self, study_uid: str, series_uid: str) -> list[Instance]:
         path = f"/studies/{study_uid}/series/{series_uid}/instances"
-        rows = await self._search(path, [("includefield", f) for f in INSTANCE_FIELDS],
-                                  f"instances of series {series_uid}", "SOPInstanceUID")  # fmt: skip
+        rows = await self._search(
+            path, [("includefield", f) for f in INSTANCE_FIELDS], f"instances of series {series_uid}", "SOPInstanceUID"
+        )
         return [Instance(study_uid, series_uid, uid, row) for uid, row in rows.items()]
 
 

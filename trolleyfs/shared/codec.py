@@ -31,8 +31,9 @@ class Meta:
     write: str  # the write id, part of each chunk's key
 
     def dump(self) -> bytes:
-        return json.dumps({"v": FORMAT, "n": self.size, "k": self.chunks, "h": self.digest, "w": self.write},
-                          separators=(",", ":")).encode()  # fmt: skip
+        return json.dumps(
+            {"v": FORMAT, "n": self.size, "k": self.chunks, "h": self.digest, "w": self.write}, separators=(",", ":")
+        ).encode()
 
     @classmethod
     def load(cls, raw: bytes) -> Meta:

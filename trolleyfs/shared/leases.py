@@ -25,8 +25,9 @@ log = logging.getLogger("trolleyfs.shared")
 
 LEASE_S = 10.0  # a lease not renewed for this long has lost its holder
 RENEW_S = 3.0
-_RENEW = ("if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) "
-          "else return 0 end")  # fmt: skip
+_RENEW = (
+    "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end"
+)
 _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"
 _TAKEN, _HELD_ELSEWHERE = "taken", "held"
 
@@ -57,8 +58,9 @@ class Leases:
             return None  # this node is at it already (another task)
         token = os.urandom(8).hex()
         ms = self._lease_ms
-        got = await self._tier.link.run(lambda c: _HELD_ELSEWHERE if c.set(key, token, nx=True, px=ms) is None
-                                        else _TAKEN, None)  # fmt: skip
+        got = await self._tier.link.run(
+            lambda c: _HELD_ELSEWHERE if c.set(key, token, nx=True, px=ms) is None else _TAKEN, None
+        )
         if got == _HELD_ELSEWHERE:
             return None
         if got is None:

@@ -95,8 +95,12 @@ class Breaker:
         if self._down_since is None:
             self._down_since, self._backoff = now, BACKOFF_FIRST_S
             self.outages += 1
-            log.warning("shared cache %s unavailable (%s): reading from the PACS; trying it again in %.0f s",
-                        self._where, why, self._backoff)  # fmt: skip
+            log.warning(
+                "shared cache %s unavailable (%s): reading from the PACS; trying it again in %.0f s",
+                self._where,
+                why,
+                self._backoff,
+            )
         elif now >= self._retry_at:
             self._backoff = min(self._backoff * 2, BACKOFF_MAX_S)
             log.debug("shared cache %s still unavailable (%s); next try in %.0f s", self._where, why, self._backoff)

@@ -26,10 +26,16 @@ T = TypeVar("T")
 
 def query_name(query: Query) -> str:
     """A study search as a stable name: a hash of everything that shapes its answer."""
-    canon = json.dumps({
-        "filters": sorted(query.filters.items()), "study_date": query.study_date_range(),
-        "include": list(query.include_fields), "level": query.level.value, "limit": query.limit,
-    }, sort_keys=True)  # fmt: skip
+    canon = json.dumps(
+        {
+            "filters": sorted(query.filters.items()),
+            "study_date": query.study_date_range(),
+            "include": list(query.include_fields),
+            "level": query.level.value,
+            "limit": query.limit,
+        },
+        sort_keys=True,
+    )
     return hashlib.sha256(canon.encode()).hexdigest()[:32]
 
 
@@ -44,8 +50,9 @@ def _instance(d: dict[str, Any]) -> Instance:
 
 def _series(d: dict[str, Any]) -> Series:
     inst = d.get("instances")
-    return Series(str(d["study_uid"]), str(d["uid"]), dict(d["attrs"]),
-                  None if inst is None else [_instance(i) for i in inst])  # fmt: skip
+    return Series(
+        str(d["study_uid"]), str(d["uid"]), dict(d["attrs"]), None if inst is None else [_instance(i) for i in inst]
+    )
 
 
 def _study(d: dict[str, Any]) -> Study:
@@ -65,25 +72,30 @@ class SharedListings:
     """``studies``/``series``/``instances``: ``(result, age in seconds)``, from
     the tier or from ``search`` (asked by one node of the cluster)."""
 
-    def __init__(self, tier: SharedTier, leases: Leases, folder_ttl: float, study_ttl: float,
-                 series_ttl: float) -> None:  # fmt: skip
+    def __init__(
+        self, tier: SharedTier, leases: Leases, folder_ttl: float, study_ttl: float, series_ttl: float
+    ) -> None:
         self._tier, self._leases = tier, leases
         self._ttl = {"studies": folder_ttl, "series": study_ttl, "instances": series_ttl}
 
-    async def studies(self, server: str, query: Query, search: Callable[[], Awaitable[list[Study]]]
-                      ) -> tuple[list[Study], float]:  # fmt: skip
+    async def studies(
+        self, server: str, query: Query, search: Callable[[], Awaitable[list[Study]]]
+    ) -> tuple[list[Study], float]:
         return await self._shared("studies", f"{server}/studies/{query_name(query)}", search, _study)
 
-    async def series(self, server: str, study_uid: str, search: Callable[[], Awaitable[list[Series]]]
-                     ) -> tuple[list[Series], float]:  # fmt: skip
+    async def series(
+        self, server: str, study_uid: str, search: Callable[[], Awaitable[list[Series]]]
+    ) -> tuple[list[Series], float]:
         return await self._shared("series", f"{server}/series/{study_uid}", search, _series)
 
-    async def instances(self, server: str, series_uid: str, search: Callable[[], Awaitable[list[Instance]]]
-                        ) -> tuple[list[Instance], float]:  # fmt: skip
+    async def instances(
+        self, server: str, series_uid: str, search: Callable[[], Awaitable[list[Instance]]]
+    ) -> tuple[list[Instance], float]:
         return await self._shared("instances", f"{server}/instances/{series_uid}", search, _instance)
 
-    async def _shared(self, level: str, name: str, search: Callable[[], Awaitable[list[T]]],
-                      make: Callable[[dict[str, Any]], T]) -> tuple[list[T], float]:  # fmt: skip
+    async def _shared(
+        self, level: str, name: str, search: Callable[[], Awaitable[list[T]]], make: Callable[[dict[str, Any]], T]
+    ) -> tuple[list[T], float]:
         ttl = self._ttl[level]
         if ttl <= 0:
             return await search(), 0.0
@@ -93,8 +105,15 @@ class SharedListings:
             fresh.append(await search())
             return dump(fresh[0])
 
-        raw, left = await fetch_once(self._tier, self._leases, self._tier.key("l", name), f"l:{name}", fetch, ttl,
-                                     accept=lambda raw: raw.startswith(FORMAT_HEAD))  # fmt: skip
+        raw, left = await fetch_once(
+            self._tier,
+            self._leases,
+            self._tier.key("l", name),
+            f"l:{name}",
+            fetch,
+            ttl,
+            accept=lambda raw: raw.startswith(FORMAT_HEAD),
+        )
         if left is None:
             self._tier.counters.listing_misses += 1
             return fresh[0], 0.0

@@ -137,14 +137,30 @@ def read_key(t: Table, path: str) -> Secret:
             continue
         if len(key) == KEY_BYTES:
             return Secret(key.hex())
-    raise t.error("key_file", f"must hold a {KEY_BYTES}-byte key (raw, hex or base64), e.g. from: "
-                              f"head -c {KEY_BYTES} /dev/urandom > {path}")  # fmt: skip
+    raise t.error(
+        "key_file",
+        f"must hold a {KEY_BYTES}-byte key (raw, hex or base64), e.g. from: head -c {KEY_BYTES} /dev/urandom > {path}",
+    )
 
 
 _KEYS = {
-    "url", "cluster", "username", "password", "password_env", "password_file", "verify", "ca_bundle",
-    "client_cert", "client_key", "ttl", "key_file", "timeout", "max_connections", "prefix", "chunk_kb",
-}  # fmt: skip
+    "url",
+    "cluster",
+    "username",
+    "password",
+    "password_env",
+    "password_file",
+    "verify",
+    "ca_bundle",
+    "client_cert",
+    "client_key",
+    "ttl",
+    "key_file",
+    "timeout",
+    "max_connections",
+    "prefix",
+    "chunk_kb",
+}
 
 
 def parse_shared(t: Table) -> SharedConfig:
@@ -183,19 +199,32 @@ def parse_shared(t: Table) -> SharedConfig:
         raise t.error("chunk_kb", "must be between 16 and 65536")
     key_file = _file(t, "key_file")
     return SharedConfig(
-        urls=urls, cluster=cluster, username=username, password=password, verify=verify, ca_bundle=ca,
-        client_cert=cert, client_key=key, ttl=ttl, key_file=key_file,
-        key=read_key(t, key_file) if key_file else None, timeout=timeout, max_connections=conns,
-        prefix=prefix, chunk_kb=chunk_kb,
-    )  # fmt: skip
+        urls=urls,
+        cluster=cluster,
+        username=username,
+        password=password,
+        verify=verify,
+        ca_bundle=ca,
+        client_cert=cert,
+        client_key=key,
+        ttl=ttl,
+        key_file=key_file,
+        key=read_key(t, key_file) if key_file else None,
+        timeout=timeout,
+        max_connections=conns,
+        prefix=prefix,
+        chunk_kb=chunk_kb,
+    )
 
 
 def shared_warnings(config: SharedConfig, path: str, inline_password: bool, config_readable: bool) -> list[str]:
     """Warnings at load time: secrets that other users can read."""
     out = []
     if inline_password and config_readable:
-        out.append(f"{path}: cache.shared holds a password and can be read by others: chmod 600 it, "
-                   "or use password_env / password_file")  # fmt: skip
+        out.append(
+            f"{path}: cache.shared holds a password and can be read by others: chmod 600 it, "
+            "or use password_env / password_file"
+        )
     if config.key_file:
         try:
             mode = Path(config.key_file).stat().st_mode

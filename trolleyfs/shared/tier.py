@@ -138,9 +138,14 @@ class SharedTier:
 
     def stats(self) -> dict[str, object]:
         state = "up" if self.link.breaker.up else "backing off"
-        return {"state": state, "servers": self.link.config.where(), "encrypted": self.sealer.encrypted,
-                "outages": self.link.breaker.outages, "last_error": self.link.breaker.last_error,
-                **asdict(self.counters)}  # fmt: skip
+        return {
+            "state": state,
+            "servers": self.link.config.where(),
+            "encrypted": self.sealer.encrypted,
+            "outages": self.link.breaker.outages,
+            "last_error": self.link.breaker.last_error,
+            **asdict(self.counters),
+        }
 
 
 # --------------------------------------------------------------------------- in worker threads

@@ -16,8 +16,15 @@ from .settings import SharedConfig
 from .tier import SharedTier
 
 # policies that evict our keys when Redis is full; anything else refuses writes instead
-EVICTING = ("allkeys-lru", "allkeys-lfu", "allkeys-random", "volatile-lru", "volatile-lfu", "volatile-random",
-            "volatile-ttl")  # fmt: skip
+EVICTING = (
+    "allkeys-lru",
+    "allkeys-lfu",
+    "allkeys-random",
+    "volatile-lru",
+    "volatile-lfu",
+    "volatile-random",
+    "volatile-ttl",
+)
 
 
 @dataclass(frozen=True)

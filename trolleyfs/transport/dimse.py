@@ -226,8 +226,9 @@ class Association:
             raise
         except Exception as exc:  # pynetdicom's ValueError/RuntimeError on a broken association
             self.abort()
-            raise ProtocolError(f"DICOM association failed: {type(exc).__name__}: {exc}", server=self.name,
-                                what=self.what) from None  # fmt: skip
+            raise ProtocolError(
+                f"DICOM association failed: {type(exc).__name__}: {exc}", server=self.name, what=self.what
+            ) from None
 
     def _step(self, fn: Callable[[], T]) -> T:
         """A worker thread's step; aborts at its end when asked to meanwhile."""
@@ -287,9 +288,13 @@ class Association:
 
         handlers: list[EventHandlerType] = [*self.handlers, (evt.EVT_CONN_OPEN, on_connect), (evt.EVT_PDU_RECV, on_pdu)]
         assoc = ae.associate(
-            self.ep.host, self.ep.port, ae_title=self.ep.called_aet, ext_neg=self.ext_neg or None,
-            evt_handlers=handlers, max_pdu=MAX_PDU,
-        )  # fmt: skip
+            self.ep.host,
+            self.ep.port,
+            ae_title=self.ep.called_aet,
+            ext_neg=self.ext_neg or None,
+            evt_handlers=handlers,
+            max_pdu=MAX_PDU,
+        )
         with self._lock:
             self.assoc = assoc
         if self.aborted:  # the caller gave up meanwhile; _step() aborts the association

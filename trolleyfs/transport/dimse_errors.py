@@ -43,9 +43,14 @@ def status_error(status: Dataset, server: str, what: str, service: str) -> Remot
 
 
 def not_established_error(
-    assoc: Any, connected: bool, rejection: Any, where: str, contexts: Sequence[tuple[str, Sequence[str]]],
-    server: str, what: str,
-) -> RemoteError:  # fmt: skip
+    assoc: Any,
+    connected: bool,
+    rejection: Any,
+    where: str,
+    contexts: Sequence[tuple[str, Sequence[str]]],
+    server: str,
+    what: str,
+) -> RemoteError:
     """The error for an association that was not established: ``connected``
     says whether the TCP connection was made, ``rejection`` is the
     A-ASSOCIATE-RJ PDU or primitive if one came."""

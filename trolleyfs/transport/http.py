@@ -36,8 +36,9 @@ def ssl_context(server: Server) -> ssl.SSLContext | bool:
         try:
             ctx.load_cert_chain(server.client_cert, server.client_key, password=no_prompt)
         except (ssl.SSLError, OSError) as exc:
-            raise ConfigError(server.name, f"servers.{server.name}.client_cert",
-                              f"cannot use the certificate/key: {exc}") from None  # fmt: skip
+            raise ConfigError(
+                server.name, f"servers.{server.name}.client_cert", f"cannot use the certificate/key: {exc}"
+            ) from None
     return ctx
 
 
@@ -46,9 +47,7 @@ def build_client(server: Server, auth: httpx.Auth | None) -> httpx.AsyncClient:
     return httpx.AsyncClient(
         auth=auth,
         timeout=httpx.Timeout(server.timeout, connect=min(server.timeout, 10.0)),
-        limits=httpx.Limits(
-            max_connections=server.max_connections, max_keepalive_connections=server.max_connections
-        ),
+        limits=httpx.Limits(max_connections=server.max_connections, max_keepalive_connections=server.max_connections),
         verify=ssl_context(server),
         follow_redirects=True,
         headers={"User-Agent": "trolleyfs"},
@@ -71,9 +70,14 @@ class HttpEndpoint:
         """Run ``attempt`` until it succeeds, retrying what may work later
         (timeouts, resets, 5xx) with jittered backoff; errors come out translated."""
         return await with_retries(
-            attempt, retries=retries, catch=HTTP_FAILURES, retryable=retryable,
-            translate=lambda exc: translate(exc, self.name, what), what=what, name=self.name,
-        )  # fmt: skip
+            attempt,
+            retries=retries,
+            catch=HTTP_FAILURES,
+            retryable=retryable,
+            translate=lambda exc: translate(exc, self.name, what),
+            what=what,
+            name=self.name,
+        )
 
     async def request(
         self, method: str, url: str, what: str, *, idempotent: bool = True, **kwargs: Any

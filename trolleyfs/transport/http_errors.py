@@ -64,7 +64,10 @@ def translate(exc: BaseException, server: str, what: str) -> RemoteError:
     if isinstance(tls, ssl.SSLCertVerificationError):
         return TLSUntrusted(
             f"TLS: the server certificate is not trusted ({tls.verify_message or tls.reason}): "
-            "set ca_bundle to the CA that signed it (or verify = false)", server=server, what=what)  # fmt: skip
+            "set ca_bundle to the CA that signed it (or verify = false)",
+            server=server,
+            what=what,
+        )
     if tls is not None:
         return Unavailable(f"TLS handshake failed: {tls.reason or tls}", server=server, what=what)
     if isinstance(exc, httpx.TimeoutException):

@@ -38,9 +38,16 @@ UNCOMPRESSED = (EXPLICIT, IMPLICIT)
 # server holding such objects must convert them, or the sub-operation fails
 # and is reported.
 COMPRESSED = (
-    ts.JPEGLosslessSV1, ts.JPEGLossless, ts.JPEGBaseline8Bit, ts.JPEGExtended12Bit,
-    ts.JPEGLSLossless, ts.JPEGLSNearLossless, ts.JPEG2000Lossless, ts.JPEG2000, ts.RLELossless,
-)  # fmt: skip
+    ts.JPEGLosslessSV1,
+    ts.JPEGLossless,
+    ts.JPEGBaseline8Bit,
+    ts.JPEGExtended12Bit,
+    ts.JPEGLSLossless,
+    ts.JPEGLSNearLossless,
+    ts.JPEG2000Lossless,
+    ts.JPEG2000,
+    ts.RLELossless,
+)
 VIDEO = (ts.MPEG2MPML, ts.MPEG2MPHL, ts.MPEG4HP41, ts.MPEG4HP41BD, ts.HEVCMP51)
 
 # Image storage classes of the common modalities, their enhanced/multi-frame
@@ -48,54 +55,98 @@ VIDEO = (ts.MPEG2MPML, ts.MPEG2MPHL, ts.MPEG4HP41, ts.MPEG4HP41BD, ts.HEVCMP51)
 # presentation states, segmentations, RT, PDF, ECG).
 PIXEL_CLASSES = (
     # CR / DX / MG / IO
-    sc.ComputedRadiographyImageStorage, sc.DigitalXRayImageStorageForPresentation,
-    sc.DigitalXRayImageStorageForProcessing, sc.DigitalMammographyXRayImageStorageForPresentation,
-    sc.DigitalMammographyXRayImageStorageForProcessing, sc.DigitalIntraOralXRayImageStorageForPresentation,
-    sc.DigitalIntraOralXRayImageStorageForProcessing, sc.BreastTomosynthesisImageStorage,
-    sc.BreastProjectionXRayImageStorageForPresentation, sc.BreastProjectionXRayImageStorageForProcessing,
+    sc.ComputedRadiographyImageStorage,
+    sc.DigitalXRayImageStorageForPresentation,
+    sc.DigitalXRayImageStorageForProcessing,
+    sc.DigitalMammographyXRayImageStorageForPresentation,
+    sc.DigitalMammographyXRayImageStorageForProcessing,
+    sc.DigitalIntraOralXRayImageStorageForPresentation,
+    sc.DigitalIntraOralXRayImageStorageForProcessing,
+    sc.BreastTomosynthesisImageStorage,
+    sc.BreastProjectionXRayImageStorageForPresentation,
+    sc.BreastProjectionXRayImageStorageForProcessing,
     # CT / MR
-    sc.CTImageStorage, sc.EnhancedCTImageStorage, sc.LegacyConvertedEnhancedCTImageStorage,
-    sc.MRImageStorage, sc.EnhancedMRImageStorage, sc.EnhancedMRColorImageStorage,
+    sc.CTImageStorage,
+    sc.EnhancedCTImageStorage,
+    sc.LegacyConvertedEnhancedCTImageStorage,
+    sc.MRImageStorage,
+    sc.EnhancedMRImageStorage,
+    sc.EnhancedMRColorImageStorage,
     sc.LegacyConvertedEnhancedMRImageStorage,
     # US
-    sc.UltrasoundImageStorage, sc.UltrasoundMultiFrameImageStorage, sc.EnhancedUSVolumeStorage,
+    sc.UltrasoundImageStorage,
+    sc.UltrasoundMultiFrameImageStorage,
+    sc.EnhancedUSVolumeStorage,
     # secondary capture
-    sc.SecondaryCaptureImageStorage, sc.MultiFrameSingleBitSecondaryCaptureImageStorage,
-    sc.MultiFrameGrayscaleByteSecondaryCaptureImageStorage, sc.MultiFrameGrayscaleWordSecondaryCaptureImageStorage,
+    sc.SecondaryCaptureImageStorage,
+    sc.MultiFrameSingleBitSecondaryCaptureImageStorage,
+    sc.MultiFrameGrayscaleByteSecondaryCaptureImageStorage,
+    sc.MultiFrameGrayscaleWordSecondaryCaptureImageStorage,
     sc.MultiFrameTrueColorSecondaryCaptureImageStorage,
     # XA / RF
-    sc.XRayAngiographicImageStorage, sc.EnhancedXAImageStorage, sc.XRayRadiofluoroscopicImageStorage,
-    sc.EnhancedXRFImageStorage, sc.XRay3DAngiographicImageStorage, sc.XRay3DCraniofacialImageStorage,
+    sc.XRayAngiographicImageStorage,
+    sc.EnhancedXAImageStorage,
+    sc.XRayRadiofluoroscopicImageStorage,
+    sc.EnhancedXRFImageStorage,
+    sc.XRay3DAngiographicImageStorage,
+    sc.XRay3DCraniofacialImageStorage,
     # NM / PET
-    sc.NuclearMedicineImageStorage, sc.PositronEmissionTomographyImageStorage, sc.EnhancedPETImageStorage,
+    sc.NuclearMedicineImageStorage,
+    sc.PositronEmissionTomographyImageStorage,
+    sc.EnhancedPETImageStorage,
     sc.LegacyConvertedEnhancedPETImageStorage,
     # RT images and doses
-    sc.RTImageStorage, sc.RTDoseStorage,
+    sc.RTImageStorage,
+    sc.RTDoseStorage,
     # visible light, ophthalmology, intravascular OCT
-    sc.VLEndoscopicImageStorage, sc.VLMicroscopicImageStorage, sc.VLSlideCoordinatesMicroscopicImageStorage,
-    sc.VLPhotographicImageStorage, sc.VLWholeSlideMicroscopyImageStorage, sc.OphthalmicPhotography8BitImageStorage,
-    sc.OphthalmicPhotography16BitImageStorage, sc.OphthalmicTomographyImageStorage,
+    sc.VLEndoscopicImageStorage,
+    sc.VLMicroscopicImageStorage,
+    sc.VLSlideCoordinatesMicroscopicImageStorage,
+    sc.VLPhotographicImageStorage,
+    sc.VLWholeSlideMicroscopyImageStorage,
+    sc.OphthalmicPhotography8BitImageStorage,
+    sc.OphthalmicPhotography16BitImageStorage,
+    sc.OphthalmicTomographyImageStorage,
     sc.WideFieldOphthalmicPhotographyStereographicProjectionImageStorage,
     sc.IntravascularOpticalCoherenceTomographyImageStorageForPresentation,
     # derived images
-    sc.SegmentationStorage, sc.ParametricMapStorage,
-)  # fmt: skip
+    sc.SegmentationStorage,
+    sc.ParametricMapStorage,
+)
 DOCUMENT_CLASSES = (
     sc.MRSpectroscopyStorage,
-    sc.RTStructureSetStorage, sc.RTPlanStorage, sc.RTIonPlanStorage, sc.RTBeamsTreatmentRecordStorage,
-    sc.RTIonBeamsTreatmentRecordStorage, sc.RTTreatmentSummaryRecordStorage,
-    sc.SurfaceSegmentationStorage, sc.SpatialRegistrationStorage, sc.DeformableSpatialRegistrationStorage,
-    sc.RealWorldValueMappingStorage, sc.RawDataStorage,
+    sc.RTStructureSetStorage,
+    sc.RTPlanStorage,
+    sc.RTIonPlanStorage,
+    sc.RTBeamsTreatmentRecordStorage,
+    sc.RTIonBeamsTreatmentRecordStorage,
+    sc.RTTreatmentSummaryRecordStorage,
+    sc.SurfaceSegmentationStorage,
+    sc.SpatialRegistrationStorage,
+    sc.DeformableSpatialRegistrationStorage,
+    sc.RealWorldValueMappingStorage,
+    sc.RawDataStorage,
     # presentation states
-    sc.GrayscaleSoftcopyPresentationStateStorage, sc.ColorSoftcopyPresentationStateStorage,
+    sc.GrayscaleSoftcopyPresentationStateStorage,
+    sc.ColorSoftcopyPresentationStateStorage,
     sc.BlendingSoftcopyPresentationStateStorage,
     # structured reports, key objects, documents, waveforms
-    sc.BasicTextSRStorage, sc.EnhancedSRStorage, sc.ComprehensiveSRStorage, sc.Comprehensive3DSRStorage,
-    sc.ExtensibleSRStorage, sc.KeyObjectSelectionDocumentStorage, sc.MammographyCADSRStorage, sc.ChestCADSRStorage,
-    sc.XRayRadiationDoseSRStorage, sc.EnhancedXRayRadiationDoseSRStorage,
-    sc.RadiopharmaceuticalRadiationDoseSRStorage, sc.EncapsulatedPDFStorage, sc.EncapsulatedCDAStorage,
-    sc.TwelveLeadECGWaveformStorage, sc.GeneralECGWaveformStorage,
-)  # fmt: skip
+    sc.BasicTextSRStorage,
+    sc.EnhancedSRStorage,
+    sc.ComprehensiveSRStorage,
+    sc.Comprehensive3DSRStorage,
+    sc.ExtensibleSRStorage,
+    sc.KeyObjectSelectionDocumentStorage,
+    sc.MammographyCADSRStorage,
+    sc.ChestCADSRStorage,
+    sc.XRayRadiationDoseSRStorage,
+    sc.EnhancedXRayRadiationDoseSRStorage,
+    sc.RadiopharmaceuticalRadiationDoseSRStorage,
+    sc.EncapsulatedPDFStorage,
+    sc.EncapsulatedCDAStorage,
+    sc.TwelveLeadECGWaveformStorage,
+    sc.GeneralECGWaveformStorage,
+)
 VIDEO_CLASSES = (sc.VideoEndoscopicImageStorage, sc.VideoMicroscopicImageStorage, sc.VideoPhotographicImageStorage)
 STORAGE_CLASSES = PIXEL_CLASSES + DOCUMENT_CLASSES  # the classes C-GET takes, besides video
 
@@ -105,36 +156,64 @@ STORAGE_CLASSES = PIXEL_CLASSES + DOCUMENT_CLASSES  # the classes C-GET takes, b
 # store those classes in (lossless JPEG and JPEG 2000 for CT/MR/CR/DX/MG/XA,
 # baseline JPEG for ultrasound, secondary capture and photographs).
 _EXPLICIT_FIRST = (
-    sc.CTImageStorage, sc.MRImageStorage, sc.ComputedRadiographyImageStorage,
-    sc.DigitalXRayImageStorageForPresentation, sc.DigitalMammographyXRayImageStorageForPresentation,
-    sc.UltrasoundImageStorage, sc.UltrasoundMultiFrameImageStorage, sc.SecondaryCaptureImageStorage,
-    sc.NuclearMedicineImageStorage, sc.PositronEmissionTomographyImageStorage, sc.XRayAngiographicImageStorage,
-    sc.XRayRadiofluoroscopicImageStorage, sc.EnhancedCTImageStorage, sc.EnhancedMRImageStorage,
-    sc.BreastTomosynthesisImageStorage, sc.RTImageStorage, sc.RTDoseStorage, sc.SegmentationStorage,
-    sc.RTStructureSetStorage, sc.RTPlanStorage, sc.KeyObjectSelectionDocumentStorage, sc.BasicTextSRStorage,
-    sc.EnhancedSRStorage, sc.ComprehensiveSRStorage, sc.XRayRadiationDoseSRStorage,
-    sc.GrayscaleSoftcopyPresentationStateStorage, sc.EncapsulatedPDFStorage,
-    sc.DigitalXRayImageStorageForProcessing, sc.DigitalMammographyXRayImageStorageForProcessing,
+    sc.CTImageStorage,
+    sc.MRImageStorage,
+    sc.ComputedRadiographyImageStorage,
+    sc.DigitalXRayImageStorageForPresentation,
+    sc.DigitalMammographyXRayImageStorageForPresentation,
+    sc.UltrasoundImageStorage,
+    sc.UltrasoundMultiFrameImageStorage,
+    sc.SecondaryCaptureImageStorage,
+    sc.NuclearMedicineImageStorage,
+    sc.PositronEmissionTomographyImageStorage,
+    sc.XRayAngiographicImageStorage,
+    sc.XRayRadiofluoroscopicImageStorage,
+    sc.EnhancedCTImageStorage,
+    sc.EnhancedMRImageStorage,
+    sc.BreastTomosynthesisImageStorage,
+    sc.RTImageStorage,
+    sc.RTDoseStorage,
+    sc.SegmentationStorage,
+    sc.RTStructureSetStorage,
+    sc.RTPlanStorage,
+    sc.KeyObjectSelectionDocumentStorage,
+    sc.BasicTextSRStorage,
+    sc.EnhancedSRStorage,
+    sc.ComprehensiveSRStorage,
+    sc.XRayRadiationDoseSRStorage,
+    sc.GrayscaleSoftcopyPresentationStateStorage,
+    sc.EncapsulatedPDFStorage,
+    sc.DigitalXRayImageStorageForProcessing,
+    sc.DigitalMammographyXRayImageStorageForProcessing,
     sc.DigitalIntraOralXRayImageStorageForPresentation,
-)  # fmt: skip
+)
 _COMPRESSED_FIRST = (
-    (sc.CTImageStorage, ts.JPEGLosslessSV1), (sc.CTImageStorage, ts.JPEG2000Lossless),
-    (sc.MRImageStorage, ts.JPEGLosslessSV1), (sc.MRImageStorage, ts.JPEG2000Lossless),
+    (sc.CTImageStorage, ts.JPEGLosslessSV1),
+    (sc.CTImageStorage, ts.JPEG2000Lossless),
+    (sc.MRImageStorage, ts.JPEGLosslessSV1),
+    (sc.MRImageStorage, ts.JPEG2000Lossless),
     (sc.ComputedRadiographyImageStorage, ts.JPEGLosslessSV1),
     (sc.DigitalXRayImageStorageForPresentation, ts.JPEGLosslessSV1),
     (sc.DigitalMammographyXRayImageStorageForPresentation, ts.JPEG2000Lossless),
     (sc.DigitalMammographyXRayImageStorageForPresentation, ts.JPEGLosslessSV1),
-    (sc.UltrasoundImageStorage, ts.JPEGBaseline8Bit), (sc.UltrasoundMultiFrameImageStorage, ts.JPEGBaseline8Bit),
-    (sc.SecondaryCaptureImageStorage, ts.JPEGBaseline8Bit), (sc.XRayAngiographicImageStorage, ts.JPEGLosslessSV1),
+    (sc.UltrasoundImageStorage, ts.JPEGBaseline8Bit),
+    (sc.UltrasoundMultiFrameImageStorage, ts.JPEGBaseline8Bit),
+    (sc.SecondaryCaptureImageStorage, ts.JPEGBaseline8Bit),
+    (sc.XRayAngiographicImageStorage, ts.JPEGLosslessSV1),
     (sc.ComputedRadiographyImageStorage, ts.JPEG2000Lossless),
     (sc.DigitalXRayImageStorageForPresentation, ts.JPEG2000Lossless),
-    (sc.CTImageStorage, ts.JPEGLSLossless), (sc.MRImageStorage, ts.JPEGLSLossless),
-    (sc.CTImageStorage, ts.RLELossless), (sc.UltrasoundImageStorage, ts.RLELossless),
-    (sc.VLPhotographicImageStorage, ts.JPEGBaseline8Bit), (sc.NuclearMedicineImageStorage, ts.JPEGLosslessSV1),
+    (sc.CTImageStorage, ts.JPEGLSLossless),
+    (sc.MRImageStorage, ts.JPEGLSLossless),
+    (sc.CTImageStorage, ts.RLELossless),
+    (sc.UltrasoundImageStorage, ts.RLELossless),
+    (sc.VLPhotographicImageStorage, ts.JPEGBaseline8Bit),
+    (sc.NuclearMedicineImageStorage, ts.JPEGLosslessSV1),
     (sc.PositronEmissionTomographyImageStorage, ts.JPEGLosslessSV1),
-    (sc.XRayRadiofluoroscopicImageStorage, ts.JPEGLosslessSV1), (sc.CTImageStorage, ts.JPEG2000),
-    (sc.MRImageStorage, ts.JPEG2000), (sc.DigitalMammographyXRayImageStorageForPresentation, ts.JPEG2000),
-)  # fmt: skip
+    (sc.XRayRadiofluoroscopicImageStorage, ts.JPEGLosslessSV1),
+    (sc.CTImageStorage, ts.JPEG2000),
+    (sc.MRImageStorage, ts.JPEG2000),
+    (sc.DigitalMammographyXRayImageStorageForPresentation, ts.JPEG2000),
+)
 PRIORITY: tuple[tuple[str, str], ...] = tuple((c, EXPLICIT) for c in _EXPLICIT_FIRST) + _COMPRESSED_FIRST
 
 Contexts = list[tuple[str, tuple[str, ...]]]
@@ -177,13 +256,21 @@ def scp_contexts() -> Contexts:
     """What a storage SCP (C-MOVE's destination) supports: every storage class
     pynetdicom knows, each with every transfer syntax, those a sender offers
     only for objects stored so first, then Explicit, then Implicit VR."""
-    special = (*COMPRESSED, *VIDEO, ts.JPEG2000MC, ts.JPEG2000MCLossless, ts.HTJ2KLossless,
-               ts.HTJ2KLosslessRPCL, ts.HTJ2K)  # fmt: skip
+    special = (
+        *COMPRESSED,
+        *VIDEO,
+        ts.JPEG2000MC,
+        ts.JPEG2000MCLossless,
+        ts.HTJ2KLossless,
+        ts.HTJ2KLosslessRPCL,
+        ts.HTJ2K,
+    )
     # big endian and deflated come last: a sender proposes them beside little
     # endian for any uncompressed object (dcmqrscp does), and taking them first
     # had it convert every object to big endian
-    syntaxes = tuple(dict.fromkeys((*special, EXPLICIT, IMPLICIT, ts.DeflatedExplicitVRLittleEndian,
-                                    ts.ExplicitVRBigEndian)))  # fmt: skip
+    syntaxes = tuple(
+        dict.fromkeys((*special, EXPLICIT, IMPLICIT, ts.DeflatedExplicitVRLittleEndian, ts.ExplicitVRBigEndian))
+    )
     known = (c.abstract_syntax for c in AllStoragePresentationContexts)
     classes = dict.fromkeys((*STORAGE_CLASSES, *VIDEO_CLASSES, *known))
     return [(str(cls), syntaxes) for cls in classes if cls]

@@ -188,8 +188,12 @@ class ListedDir(DirNode):
             except TrolleyError as exc:
                 if self._children is None:
                     raise _listed_yet_missing(exc, self.path) from None
-                log.warning("%s: refresh failed, keeping the listing from %.0f s ago: %s",
-                            self.path, trio.current_time() - self._listed_at, exc)  # fmt: skip
+                log.warning(
+                    "%s: refresh failed, keeping the listing from %.0f s ago: %s",
+                    self.path,
+                    trio.current_time() - self._listed_at,
+                    exc,
+                )
                 self._listed_at = trio.current_time() - self.ttl + min(self.ttl, RETRY_FAILED_REFRESH_S)
                 return self._children
             self._children, self._listed_at = fresh, trio.current_time() - min(self._age, self.ttl)

@@ -40,8 +40,14 @@ def cache_state(server: str, files: Sequence[InstanceFile], caches: CacheView) -
         if size is not None:
             sized += 1
             known += size
-    doc: dict[str, object] = {"server": server, "files": len(files), "cached": cached, "on_disk": on_disk,
-                              "sized": sized, "bytes": known}  # fmt: skip
+    doc: dict[str, object] = {
+        "server": server,
+        "files": len(files),
+        "cached": cached,
+        "on_disk": on_disk,
+        "sized": sized,
+        "bytes": known,
+    }
     budget = MAX_VALUE - len(json.dumps(doc)) - 64
     kept = []
     for name in missing:

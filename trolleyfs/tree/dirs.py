@@ -103,13 +103,15 @@ class SeriesDir(ListedDir):
             self._age = listing_age(instances)
         old = {n.instance_uid: n for n in self._current() if isinstance(n, InstanceFile)}
         out: dict[str, Node] = {}
-        for name, inst, node in _named(self._ctx.names["instance"], sorted(instances, key=_instance_order), old,
-                                       ".dcm"):  # fmt: skip
+        for name, inst, node in _named(
+            self._ctx.names["instance"], sorted(instances, key=_instance_order), old, ".dcm"
+        ):
             if node is not None:
                 node.rename(name)
             else:
-                node = InstanceFile(name, self, self.mtime, self._ctx.reader, self.server, inst, self.sibling_uids,
-                                    self._ctx.form)  # fmt: skip
+                node = InstanceFile(
+                    name, self, self.mtime, self._ctx.reader, self.server, inst, self.sibling_uids, self._ctx.form
+                )
             out[name] = node
         return out
 
@@ -118,8 +120,7 @@ class SeriesDir(ListedDir):
         return [n.instance_uid for n in self._current() if isinstance(n, InstanceFile)]
 
     def xattrs(self) -> dict[str, str]:
-        out = dicom_xattrs(self.series.attrs, SeriesInstanceUID=self.series.uid,
-                           StudyInstanceUID=self.series.study_uid)  # fmt: skip
+        out = dicom_xattrs(self.series.attrs, SeriesInstanceUID=self.series.uid, StudyInstanceUID=self.series.study_uid)
         if self._children is not None:  # once listed: what a read would take from the caches
             files = [n for n in self._current() if isinstance(n, InstanceFile)]
             out[CACHE_XATTR] = cache_state(self.server, files, self._ctx.reader)
@@ -184,8 +185,11 @@ class FolderDir(ListedDir):
     async def _resolve(self) -> dict[str, Node]:
         server = self.folder.server
         f = self.folder
-        key = query_key(self.query(), f.min_study_date.text if f.min_study_date else "",
-                        f.max_study_date.text if f.max_study_date else "")  # fmt: skip
+        key = query_key(
+            self.query(),
+            f.min_study_date.text if f.min_study_date else "",
+            f.max_study_date.text if f.max_study_date else "",
+        )
         studies = await self._ctx.listings.find_studies(server, self.query(), key)
         self._age = listing_age(studies)
         old = {n.study.uid: n for n in self._current() if isinstance(n, StudyDir) and n.server == server}
@@ -199,8 +203,10 @@ class FolderDir(ListedDir):
         return out
 
     def xattrs(self) -> dict[str, str]:
-        return {"user.trolleyfs.server": self.folder.server,
-                "user.trolleyfs.query": json.dumps(dict(self.folder.query), sort_keys=True)}  # fmt: skip
+        return {
+            "user.trolleyfs.server": self.folder.server,
+            "user.trolleyfs.query": json.dumps(dict(self.folder.query), sort_keys=True),
+        }
 
 
 class ByUidDir(DirNode):

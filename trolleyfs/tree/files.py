@@ -44,10 +44,14 @@ class InstanceFile(FileNode):
 
     async def read_all(self) -> bytes:
         i = self.instance
-        return await self._reader.get(self.server, InstanceRef(i.study_uid, i.series_uid, i.uid, self.form),
-                                      self._siblings)  # fmt: skip
+        return await self._reader.get(
+            self.server, InstanceRef(i.study_uid, i.series_uid, i.uid, self.form), self._siblings
+        )
 
     def xattrs(self) -> dict[str, str]:
-        return dicom_xattrs(self.instance.attrs, SOPInstanceUID=self.instance.uid,
-                            SeriesInstanceUID=self.instance.series_uid,
-                            StudyInstanceUID=self.instance.study_uid)  # fmt: skip
+        return dicom_xattrs(
+            self.instance.attrs,
+            SOPInstanceUID=self.instance.uid,
+            SeriesInstanceUID=self.instance.series_uid,
+            StudyInstanceUID=self.instance.study_uid,
+        )

@@ -54,12 +54,17 @@ def query_key(query: Query, min_text: str | None = None, max_text: str | None = 
     """What identifies a study search, for keeping its result.  A folder gives
     its date bounds as written (``-7d``), so its listing is found again on
     another day; otherwise the dates are the resolved ones."""
-    return json.dumps({
-        "filters": dict(sorted(query.filters.items())),
-        "min": min_text if min_text is not None else (query.min_study_date and query.min_study_date.isoformat()),
-        "max": max_text if max_text is not None else (query.max_study_date and query.max_study_date.isoformat()),
-        "include": list(query.include_fields), "level": query.level.value, "limit": query.limit,
-    }, sort_keys=True)  # fmt: skip
+    return json.dumps(
+        {
+            "filters": dict(sorted(query.filters.items())),
+            "min": min_text if min_text is not None else (query.min_study_date and query.min_study_date.isoformat()),
+            "max": max_text if max_text is not None else (query.max_study_date and query.max_study_date.isoformat()),
+            "include": list(query.include_fields),
+            "level": query.level.value,
+            "limit": query.limit,
+        },
+        sort_keys=True,
+    )
 
 
 class Listings:
@@ -171,8 +176,12 @@ class Listings:
 
     def _went_offline(self, server: str, exc: Unavailable) -> None:
         if server not in self._offline_until and self.holds_saved(server):
-            log.warning("%s is unreachable (%s): listing from the disk cache; asking again in %.0f s",
-                        server, exc, OFFLINE_RETRY_S)  # fmt: skip
+            log.warning(
+                "%s is unreachable (%s): listing from the disk cache; asking again in %.0f s",
+                server,
+                exc,
+                OFFLINE_RETRY_S,
+            )
         self._offline_until[server] = trio.current_time() + OFFLINE_RETRY_S
 
     def _back_online(self, server: str) -> None:

@@ -56,10 +56,12 @@ class PathQuery:
 
     def query(self) -> Query:
         """The search, its relative dates resolved now."""
-        return Query(filters=dict(self.filters),
-                     min_study_date=self.min_study_date.resolve() if self.min_study_date else None,
-                     max_study_date=self.max_study_date.resolve() if self.max_study_date else None,
-                     limit=self.limit)  # fmt: skip
+        return Query(
+            filters=dict(self.filters),
+            min_study_date=self.min_study_date.resolve() if self.min_study_date else None,
+            max_study_date=self.max_study_date.resolve() if self.max_study_date else None,
+            limit=self.limit,
+        )
 
     def key(self) -> str:
         """What names the search for keeping its result (dates as written)."""

@@ -43,14 +43,18 @@ class ViewParts(Protocol):
 
     def stats(self) -> dict[str, object]: ...
 
+
 async def _sorted_children(d: DirNode) -> list[tuple[str, Node]]:
     return sorted((await d.children()).items())
+
 
 async def _files_of(series: SeriesDir) -> list[tuple[str, InstanceFile]]:
     return [(n, f) for n, f in await _sorted_children(series) if isinstance(f, InstanceFile)]
 
+
 async def _series_of(study: StudyDir) -> list[tuple[str, SeriesDir]]:
     return [(n, s) for n, s in await _sorted_children(study) if isinstance(s, SeriesDir)]
+
 
 class MetadataFile(FileNode):
     """A series' or a study's headers as one DICOM JSON document."""
@@ -83,6 +87,7 @@ class MetadataFile(FileNode):
     def xattrs(self) -> dict[str, str]:
         return self._of.xattrs()
 
+
 class ZipFile(FileNode):
     """A series or a study as a zip archive (stored), streamed from the files."""
 
@@ -99,8 +104,9 @@ class ZipFile(FileNode):
         if isinstance(self._of, SeriesDir):
             files = [(f"{self._of.name}/{n}", f) for n, f in await _files_of(self._of)]
         else:
-            files = [(f"{self._of.name}/{sn}/{n}", f) for sn, s in await _series_of(self._of)
-                     for n, f in await _files_of(s)]  # fmt: skip
+            files = [
+                (f"{self._of.name}/{sn}/{n}", f) for sn, s in await _series_of(self._of) for n, f in await _files_of(s)
+            ]
         self._listed = files
         return files
 
@@ -134,6 +140,7 @@ class ZipFile(FileNode):
 
     def xattrs(self) -> dict[str, str]:
         return self._of.xattrs()
+
 
 class _Mirror(DirNode):
     """A directory whose entries are made from another directory's children;
@@ -169,11 +176,20 @@ class _Mirror(DirNode):
     def cached_child(self, name: str) -> Node | None:
         return self._names.get(name)
 
+
 class ViewsStudy(_Mirror):
     """``views/<folder>/<study>/``: per series, ``.json`` and/or ``.zip``."""
 
-    def __init__(self, name: str, parent: DirNode, study: StudyDir, kinds: tuple[str, ...], metadata: Metadata,
-                 crcs: Crcs, series_ttl: float) -> None:  # fmt: skip
+    def __init__(
+        self,
+        name: str,
+        parent: DirNode,
+        study: StudyDir,
+        kinds: tuple[str, ...],
+        metadata: Metadata,
+        crcs: Crcs,
+        series_ttl: float,
+    ) -> None:
         super().__init__(name, parent, study)
         self._kinds, self._metadata, self._crcs, self._ttl = kinds, metadata, crcs, series_ttl
 
@@ -190,12 +206,14 @@ class ViewsStudy(_Mirror):
     def xattrs(self) -> dict[str, str]:
         return self._of.xattrs()
 
+
 class ViewsFolder(_Mirror):
     """``views/<folder>/``: per study, a directory of its series' views, and
     the study's own ``.json`` and/or ``.zip``."""
 
-    def __init__(self, parent: DirNode, folder: FolderDir, metadata: Metadata, crcs: Crcs, study_ttl: float,
-                 series_ttl: float) -> None:  # fmt: skip
+    def __init__(
+        self, parent: DirNode, folder: FolderDir, metadata: Metadata, crcs: Crcs, study_ttl: float, series_ttl: float
+    ) -> None:
         super().__init__(folder.name, parent, folder)
         self._kinds = folder.folder.views
         self._metadata, self._crcs = metadata, crcs
@@ -205,12 +223,16 @@ class ViewsFolder(_Mirror):
         if not isinstance(child, StudyDir):
             return ()
         out: list[tuple[str, str, Callable[[str], Node]]] = [
-            ("dir", name, lambda n: ViewsStudy(n, self, child, self._kinds, self._metadata, self._crcs,
-                                               self._series_ttl)),
-        ]  # fmt: skip
+            (
+                "dir",
+                name,
+                lambda n: ViewsStudy(n, self, child, self._kinds, self._metadata, self._crcs, self._series_ttl),
+            ),
+        ]
         if "metadata" in self._kinds:
-            out.append(("json", f"{name}.json",
-                        lambda n: MetadataFile(n, self, child, self._metadata, self._study_ttl)))  # fmt: skip
+            out.append(
+                ("json", f"{name}.json", lambda n: MetadataFile(n, self, child, self._metadata, self._study_ttl))
+            )
         if "zip" in self._kinds:
             out.append(("zip", f"{name}.zip", lambda n: ZipFile(n, self, child, self._crcs)))
         return out
@@ -218,10 +240,13 @@ class ViewsFolder(_Mirror):
     def xattrs(self) -> dict[str, str]:
         return self._of.xattrs()
 
-def views_dir(root: DirNode, name: str, folders: Sequence[FolderDir], parts: ViewParts, study_ttl: float,
-              series_ttl: float) -> StaticDir:  # fmt: skip
+
+def views_dir(
+    root: DirNode, name: str, folders: Sequence[FolderDir], parts: ViewParts, study_ttl: float, series_ttl: float
+) -> StaticDir:
     """The ``views`` directory, with one directory per folder that has views."""
     views = StaticDir(name, root, root.mtime)
-    views.add([ViewsFolder(views, f, parts.metadata, parts.crcs, study_ttl, series_ttl)
-               for f in folders if f.folder.views])  # fmt: skip
+    views.add(
+        [ViewsFolder(views, f, parts.metadata, parts.crcs, study_ttl, series_ttl) for f in folders if f.folder.views]
+    )
     return views

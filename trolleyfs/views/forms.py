@@ -58,8 +58,13 @@ class TranscodingFetcher:
     def _declined(self, ref: SeriesRef, why: str) -> None:
         self.server_declined += 1
         if (ref.study_uid, ref.series_uid) not in self._local:
-            log.info("%s: series %s: the server did not transcode to %s (%s): converting here",
-                     self.name, ref.series_uid, syntax_name(self.target), why)  # fmt: skip
+            log.info(
+                "%s: series %s: the server did not transcode to %s (%s): converting here",
+                self.name,
+                ref.series_uid,
+                syntax_name(self.target),
+                why,
+            )
         self._local[(ref.study_uid, ref.series_uid)] = True
 
     async def _in_target(self, data: bytes, ref: SeriesRef, what: str) -> bytes:

@@ -69,8 +69,14 @@ def _number(value: Any) -> int:
 
 def ordered(items: Items) -> Items:
     """By SeriesNumber, InstanceNumber, then SOP Instance UID."""
-    return sorted(items, key=lambda i: (_number(_first(i, "00200011")), _number(_first(i, "00200013")),
-                                        str(_first(i, SOP_INSTANCE_UID))))  # fmt: skip
+    return sorted(
+        items,
+        key=lambda i: (
+            _number(_first(i, "00200011")),
+            _number(_first(i, "00200013")),
+            str(_first(i, SOP_INSTANCE_UID)),
+        ),
+    )
 
 
 def header_json(data: bytes) -> dict[str, Any]:
@@ -89,8 +95,9 @@ class WadoMetadata:
         self.name = endpoint.name
 
     async def _get(self, path: str, what: str) -> Items:
-        resp = await self.ep.request("GET", f"{self.ep.url}{path}", what,
-                                     headers={"Accept": "application/dicom+json, application/json"})  # fmt: skip
+        resp = await self.ep.request(
+            "GET", f"{self.ep.url}{path}", what, headers={"Accept": "application/dicom+json, application/json"}
+        )
         try:
             doc = json.loads(resp.content)
         except ValueError as exc:
@@ -99,8 +106,10 @@ class WadoMetadata:
 
     async def series(self, study_uid: str, series_uid: str) -> Items:
         q = quote
-        return await self._get(f"/studies/{q(study_uid, safe='')}/series/{q(series_uid, safe='')}/metadata",
-                               f"metadata of series {series_uid}")  # fmt: skip
+        return await self._get(
+            f"/studies/{q(study_uid, safe='')}/series/{q(series_uid, safe='')}/metadata",
+            f"metadata of series {series_uid}",
+        )
 
     async def study(self, study_uid: str) -> Items:
         return await self._get(f"/studies/{quote(study_uid, safe='')}/metadata", f"metadata of study {study_uid}")
@@ -117,9 +126,11 @@ class Metadata:
         self._sources = dict(sources)
         self._reader = reader
         self._cache: cachetools.TLRUCache[str, tuple[bytes, float]] = cachetools.TLRUCache(
-            maxsize=cache_bytes, ttu=lambda _k, v, now: now + v[1], timer=trio.current_time,
+            maxsize=cache_bytes,
+            ttu=lambda _k, v, now: now + v[1],
+            timer=trio.current_time,
             getsizeof=lambda v: len(v[0]),
-        )  # fmt: skip
+        )
         self._locks: dict[str, trio.Lock] = {}
         self._limiter = trio.CapacityLimiter(PARSE_THREADS)
         self.from_server = self.from_objects = 0
@@ -137,8 +148,9 @@ class Metadata:
         hit = self._cache.get(key)
         return None if hit is None else len(hit[0])
 
-    async def document(self, server: str, study_uid: str, series_uid: str | None, instances: Instances,
-                       ttl: float) -> bytes:  # fmt: skip
+    async def document(
+        self, server: str, study_uid: str, series_uid: str | None, instances: Instances, ttl: float
+    ) -> bytes:
         """The document of a series (or of a whole study, ``series_uid`` None),
         kept ``ttl`` seconds.  ``instances`` lists its instances; it is only
         called when the document has to be built from the objects."""
@@ -185,8 +197,9 @@ class Metadata:
                 try:
                     items.append(await trio.to_thread.run_sync(header_json, data, limiter=self._limiter))
                 except Exception as exc:  # whatever pydicom makes of a broken object
-                    raise ProtocolError(f"cannot read its header: {exc}", server=server,
-                                        what=f"instance {inst.uid}") from None  # fmt: skip
+                    raise ProtocolError(
+                        f"cannot read its header: {exc}", server=server, what=f"instance {inst.uid}"
+                    ) from None
         return items
 
     def stats(self) -> dict[str, int]:

@@ -32,8 +32,9 @@ def parse_transfer_syntax(text: str) -> str | None:
     if t in TARGETS:
         return t
     allowed = ", ".join(f"{uid} ({name})" for uid, name in TARGETS.items())
-    raise ValueError(f"{text!r} is not a transfer syntax files can be served in (use \"uncompressed\" or one of: "
-                     f"{allowed})")  # fmt: skip
+    raise ValueError(
+        f'{text!r} is not a transfer syntax files can be served in (use "uncompressed" or one of: {allowed})'
+    )
 
 
 def name_of(uid: str) -> str:

@@ -85,8 +85,14 @@ class Converter:
             self._check(data, out, target)
         except Exception as exc:
             self.failed += 1
-            log.warning("%s: cannot convert from %s to %s: %s: %s", what, syntax_name(source), syntax_name(target),
-                        type(exc).__name__, exc)  # fmt: skip
+            log.warning(
+                "%s: cannot convert from %s to %s: %s: %s",
+                what,
+                syntax_name(source),
+                syntax_name(target),
+                type(exc).__name__,
+                exc,
+            )
             raise ConversionError(
                 f"{what}: cannot convert from {syntax_name(source)} to {syntax_name(target)}: {exc}"
             ) from None

@@ -33,7 +33,7 @@ LOCAL_EXTRA64 = struct.Struct("<HHQQ")  # ZIP64 extra field: sizes, 20 bytes
 CENTRAL_EXTRA64 = struct.Struct("<HHQQQ")  # ZIP64 extra field: sizes and offset, 28 bytes
 MAX32, MAX16 = 0xFFFFFFFF, 0xFFFF
 UTF8_NAMES = 0x0800
-UNIX_READ_ONLY = (0o100444 << 16)  # external attributes: a regular file, r--r--r--
+UNIX_READ_ONLY = 0o100444 << 16  # external attributes: a regular file, r--r--r--
 CRCS_KEPT = 1_000_000
 
 
@@ -185,8 +185,27 @@ class ZipStream:
                 size32 = off32 = MAX32
             else:
                 extra, size32, off32 = b"", m.size, off
-            parts.append(CENTRAL.pack(0x02014B50, (3 << 8) | self._version, self._version, UTF8_NAMES, 0, tm, dt,
-                                      crc, size32, size32, len(name), len(extra), 0, 0, 0, UNIX_READ_ONLY, off32))
+            parts.append(
+                CENTRAL.pack(
+                    0x02014B50,
+                    (3 << 8) | self._version,
+                    self._version,
+                    UTF8_NAMES,
+                    0,
+                    tm,
+                    dt,
+                    crc,
+                    size32,
+                    size32,
+                    len(name),
+                    len(extra),
+                    0,
+                    0,
+                    0,
+                    UNIX_READ_ONLY,
+                    off32,
+                )
+            )
             parts.append(name + extra)
         return b"".join(parts)
 

@@ -15,8 +15,9 @@ from tests.servers.proxy import FaultProxy
 from trolleyfs.demo import sampledata
 
 # one series of 40 CT instances of 256x256 (about 5 MB); with chunk_kb = 64 each object is 3 chunks
-SPEC = sampledata.StudySpec("CLUSTER^ONE", "C001", "20240301", "CT Cohort",
-                            (sampledata.SeriesSpec("CT", "Thin", 40, 256, 256),))  # fmt: skip
+SPEC = sampledata.StudySpec(
+    "CLUSTER^ONE", "C001", "20240301", "CT Cohort", (sampledata.SeriesSpec("CT", "Thin", 40, 256, 256),)
+)
 SERIES_UID = sampledata.uid("series", "C001", 0, 0)
 STUDY_UID = sampledata.uid("study", "C001", 0)
 SERIES_LEASE = f"trolleyfs:lease:{{s:pacs/{SERIES_UID}}}"  # the series lease, as named without a key_file

@@ -69,8 +69,10 @@ def test_a_folder_listed_on_three_nodes_costs_one_search_per_level(backend, prox
         def on_all(path_of) -> list[list[str]]:
             """``ls`` of one directory on every node at the same moment."""
             results: list[list[str]] = [[] for _ in ms]
-            threads = [threading.Thread(target=lambda i=i, m=m: results.__setitem__(i, sorted(os.listdir(path_of(m)))))
-                       for i, m in enumerate(ms)]  # fmt: skip
+            threads = [
+                threading.Thread(target=lambda i=i, m=m: results.__setitem__(i, sorted(os.listdir(path_of(m)))))
+                for i, m in enumerate(ms)
+            ]
             for t in threads:
                 t.start()
             for t in threads:
@@ -101,8 +103,10 @@ def test_when_the_node_streaming_a_series_dies_the_others_finish_it(redis_single
             wait_for(lambda: objects_in(admin) >= 3, "node 1 to publish a few objects")
             outs = [tmp_path / "copy2", tmp_path / "copy3"]
             procs = [start_cp(series_dir(m), o) for m, o in zip((two, three), outs, strict=True)]
-            wait_for(lambda: all(shared_stats(m)["leases_waited"] >= 1 for m in (two, three)),
-                     "nodes 2 and 3 to wait for node 1's series")  # fmt: skip
+            wait_for(
+                lambda: all(shared_stats(m)["leases_waited"] >= 1 for m in (two, three)),
+                "nodes 2 and 3 to wait for node 1's series",
+            )
             one.proc.kill()  # SIGKILL, mid-series: nothing cleaned up, the lease is left to expire
             one.proc.wait(30)
             proxy.reset()  # node 1's stalled answer ends; later requests are not stalled

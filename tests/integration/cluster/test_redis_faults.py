@@ -33,8 +33,10 @@ from .nodes import (
 pytestmark = pytest.mark.integration
 
 # the README's ACL for a single server (a Redis Cluster needs CLUSTER_ACL)
-ACL = ("trolleyfs on >right-password ~trolleyfs:* resetchannels -@all +get +set +mget +exists +pttl +del +pexpire +rpush +lrange "
-       "+eval +evalsha +script|load +ping")  # fmt: skip
+ACL = (
+    "trolleyfs on >right-password ~trolleyfs:* resetchannels -@all +get +set +mget +exists +pttl +del +pexpire +rpush +lrange "
+    "+eval +evalsha +script|load +ping"
+)
 CLUSTER_ACL = ACL + " +cluster|slots +command"
 
 

@@ -28,12 +28,18 @@ def tls(tmp_path_factory: pytest.TempPathFactory) -> TLSFiles:
     d = tmp_path_factory.mktemp("redis-tls")
     _make_ca(d, "ca")
     _make_leaf(
-        d, "server", "ca",
+        d,
+        "server",
+        "ca",
         "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n"
         "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
-    )  # fmt: skip
-    _make_leaf(d, "client", "ca",
-               "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n")  # fmt: skip
+    )
+    _make_leaf(
+        d,
+        "client",
+        "ca",
+        "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n",
+    )
     return TLSFiles(d / "server.pem", d / "server.key", d / "ca.pem", d / "client.pem", d / "client.key")
 
 
@@ -83,10 +89,15 @@ def test_check_says_why_the_tier_cannot_be_used(tls, proxy, tmp_path, capsys):
     with RedisServer(users=(ACL,), admin_password="admin-password", tls=tls) as redis_server:
         password = write_secret(tmp_path / "redis.pw", "right-password")
         cases = {
-            "no-client-cert": (shared_lines(redis_server.url, tls, password, None, cert=False), ""),  # refused: how varies
+            "no-client-cert": (
+                shared_lines(redis_server.url, tls, password, None, cert=False),
+                "",
+            ),  # refused: how varies
             "untrusted": (shared_lines(redis_server.url, tls, password, None, ca=False), "certificate verify failed"),
-            "plain-to-tls": (shared_lines(redis_server.url.replace("rediss", "redis"), tls, password, None,
-                                          cert=False, ca=False), ""),  # fmt: skip
+            "plain-to-tls": (
+                shared_lines(redis_server.url.replace("rediss", "redis"), tls, password, None, cert=False, ca=False),
+                "",
+            ),
         }
         for name, (lines, why) in cases.items():
             path = tmp_path / f"{name}.toml"
@@ -99,8 +110,9 @@ def test_check_says_why_the_tier_cannot_be_used(tls, proxy, tmp_path, capsys):
 
 async def test_a_cluster_acl_user_with_the_documented_permissions_works() -> None:
     with RedisClusterServers(users=(CLUSTER_ACL,)) as cluster:
-        config = SharedConfig(urls=tuple(cluster.urls), cluster=True, username="trolleyfs",
-                              password=Secret("right-password"), chunk_kb=16)  # fmt: skip
+        config = SharedConfig(
+            urls=tuple(cluster.urls), cluster=True, username="trolleyfs", password=Secret("right-password"), chunk_kb=16
+        )
         ok, detail = await check_shared(config)
         assert ok, detail
         shared = build_shared(config)

@@ -136,9 +136,13 @@ async def test_a_cluster_keeps_all_keys_of_an_object_on_one_slot(redis_cluster) 
 
 def shared_tree(n: Shared, pacs: FakeSearcher, folder_ttl: float) -> Tree:
     cache = CacheConfig(folder_ttl=folder_ttl)
-    config = Config("test.toml", {}, (Folder("all", "pacs", {"PatientName": "DOE*"}),),
-                    {"study": "{PatientName} {StudyDescription}", "series": "{SeriesNumber:03}",
-                     "instance": "{InstanceNumber:04}"}, cache)  # fmt: skip
+    config = Config(
+        "test.toml",
+        {},
+        (Folder("all", "pacs", {"PatientName": "DOE*"}),),
+        {"study": "{PatientName} {StudyDescription}", "series": "{SeriesNumber:03}", "instance": "{InstanceNumber:04}"},
+        cache,
+    )
     listings = SharedListings(n.tier, n.leases, cache.folder_ttl, cache.study_ttl, cache.series_ttl)
     return Tree(config, {"pacs": pacs}, _NoReader(), Stats(), UidIndex(), shared=listings)
 
@@ -187,14 +191,17 @@ async def test_an_error_while_holding_a_lease_comes_out_as_itself_and_frees_the_
 
 async def test_a_lease_holder_that_reads_nothing_still_streams_the_whole_series_to_the_tier(single) -> None:
     # 40 objects of about 1.2 MB: more than the prefetch budget of a 64 MB memory cache (32 MiB)
-    spec = sampledata.StudySpec("SPILL^X", "S001", "20240101", "Spill", (sampledata.SeriesSpec("CT", "Big", 40, 768, 768),))
+    spec = sampledata.StudySpec(
+        "SPILL^X", "S001", "20240101", "Spill", (sampledata.SeriesSpec("CT", "Big", 40, 768, 768),)
+    )
     objects = by_sop_uid(list(sampledata.generate([spec])))
     names = sorted(objects)
     first = InstanceRef(sampledata.uid("study", "S001", 0), sampledata.uid("series", "S001", 0, 0), names[0])
     fetcher = FakeFetcher(objects)
     async with node(single) as n, trio.open_nursery() as nursery:
-        store = Store(CacheConfig(memory_mb=64), {"pacs": fetcher}, Stats(), nursery,
-                      shared=SharedReads(n.tier, n.leases))  # fmt: skip
+        store = Store(
+            CacheConfig(memory_mb=64), {"pacs": fetcher}, Stats(), nursery, shared=SharedReads(n.tier, n.leases)
+        )
         assert await store.get("pacs", first, lambda: names) == objects[names[0]]
         # nobody reads on here; other nodes may be following the stream: it must not pause
         with trio.fail_after(120):  # only bounds a broken run
