@@ -154,6 +154,8 @@ def query_value(key: str, value: object) -> str:
         raise ValueError(f"must be a string, not {kind_name(value)}")
     if "\\" in str(value) and key != "ModalitiesInStudy":
         raise ValueError("must be a single value (no backslash)")
+    if any(ord(c) < 0x20 or c == "\x7f" for c in str(value)):
+        raise ValueError("must not hold control characters (NUL, newline, ...)")
     return str(value)
 
 

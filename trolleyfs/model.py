@@ -102,12 +102,15 @@ class SeriesRef:
 
 @dataclass(frozen=True)
 class InstanceRef:
-    """An instance; ``form`` as for :class:`SeriesRef`."""
+    """An instance; ``form`` as for :class:`SeriesRef`.  ``patient_id`` is the
+    Patient ID its study was listed under, if known: not part of its identity
+    (not compared), only checked against the object's own."""
 
     study_uid: str
     series_uid: str
     instance_uid: str
     form: str = ""
+    patient_id: str | None = field(default=None, compare=False)
 
     @property
     def series(self) -> SeriesRef:

@@ -1,7 +1,8 @@
 """The Part-10 checks every fetcher and the tests share: reading an object's
 SOP Instance UID from its file meta group, cheaply; walking its data elements
-to prove it is whole; and refusing a body that is not a whole Part-10 object
-or not the one asked for.
+to prove it is whole; reading who the object says it is (its SOP Instance,
+Series and Study Instance UIDs and Patient ID, from the dataset itself); and
+refusing a body that is not a whole Part-10 object or not the one asked for.
 
 The walk reads each top-level element's tag, VR and length and jumps over its
 value (no value is decoded, no pixel data touched); only sequences and
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import struct
 import zlib
+from dataclasses import dataclass
 
 from .errors import ProtocolError
 
@@ -43,6 +45,45 @@ class _Layout:
 
 
 _LE, _BE = _Layout("<"), _Layout(">")
+
+# The top-level elements that say which object this is (read during the walk)
+SOP_INSTANCE_UID = 0x00080018
+PATIENT_ID = 0x00100020
+STUDY_INSTANCE_UID = 0x0020000D
+SERIES_INSTANCE_UID = 0x0020000E
+IDENTITY_TAGS = frozenset({SOP_INSTANCE_UID, PATIENT_ID, STUDY_INSTANCE_UID, SERIES_INSTANCE_UID})
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who an object says it is: its file meta's Media Storage SOP Instance
+    UID and, from the dataset itself, its SOP Instance, Study and Series
+    Instance UIDs and Patient ID (None where an element is absent)."""
+
+    meta_sop: str | None
+    sop: str | None
+    study: str | None
+    series: str | None
+    patient_id: str | None
+
+
+@dataclass(frozen=True)
+class Expected:
+    """What an object must say it is, as far as the asker knows (None: not
+    known, not compared): the instance, series and study it was asked as, and
+    the patient its study was listed under."""
+
+    instance: str | None = None
+    series: str | None = None
+    study: str | None = None
+    patient_id: str | None = None
+
+
+def _text(value: bytes | None) -> str | None:
+    """A UI/LO value as text: trailing NUL and space padding removed."""
+    if value is None:
+        return None
+    return value.decode("ascii", "replace").strip("\x00 ")
 
 
 def _meta(mv: memoryview) -> tuple[str | None, str | None, int]:
@@ -97,9 +138,20 @@ def _where(group: int, elem: int) -> str:
     return f"element ({group:04X},{elem:04X})"
 
 
-def walk_elements(buf: bytes | memoryview, pos: int, end: int, explicit: bool, layout: _Layout = _LE) -> None:
+def walk_elements(
+    buf: bytes | memoryview,
+    pos: int,
+    end: int,
+    explicit: bool,
+    layout: _Layout = _LE,
+    capture: dict[int, bytes] | None = None,
+    stop_after: int | None = None,
+) -> None:
     """Walk the data elements of a dataset from ``pos``; raise ValueError unless
-    they end exactly at ``end``.  An image (it has Rows) must have its pixel
+    they end exactly at ``end``.  The values of the top-level elements whose
+    tags are in :data:`IDENTITY_TAGS` are put into ``capture`` (by tag); with
+    ``stop_after`` the walk ends at the first top-level element past that tag
+    (it then proves nothing about the rest of the object).  An image (it has Rows) must have its pixel
     data: a cut right before the pixel data element is a cut too.  Undefined-length sequences (and encapsulated
     pixel data) are entered to find their delimiters; values of defined length
     are jumped over.  An explicit-VR ``UN`` of undefined length holds implicit
@@ -163,6 +215,11 @@ def walk_elements(buf: bytes | memoryview, pos: int, end: int, explicit: bool, l
                 pixels = True
             elif group == 0x0028 and elem == 0x0010:
                 rows = True
+            tag = group << 16 | elem
+            if stop_after is not None and tag > stop_after:
+                return
+            if capture is not None and tag in IDENTITY_TAGS and length != _UNDEFINED and value_at + length <= end:
+                capture[tag] = bytes(buf[value_at : value_at + length])
         if length == _UNDEFINED:
             if in_explicit and vr not in (b"SQ", b"UN", b"OB", b"OW"):
                 raise ValueError(f"{_where(group, elem)} ({vr.decode('ascii', 'replace')}) has an undefined length")
@@ -174,11 +231,10 @@ def walk_elements(buf: bytes | memoryview, pos: int, end: int, explicit: bool, l
         pos = value_at + length
 
 
-def check_whole(data: bytes | memoryview) -> None:
-    """Raise ValueError unless ``data`` is a whole Part-10 object: its meta group
-    readable and its data elements ending exactly at its end."""
-    mv = memoryview(data)
-    _, syntax, start = _meta(mv)
+def _dataset(mv: memoryview) -> tuple[bytes | memoryview, int, bool, _Layout, str | None]:
+    """(buffer, start, explicit VR?, byte order, MediaStorageSOPInstanceUID) of
+    a Part-10 object's dataset; a deflated dataset is inflated first."""
+    uid, syntax, start = _meta(mv)
     if syntax in DEFLATED:
         inflate = zlib.decompressobj(-zlib.MAX_WBITS)
         try:
@@ -188,14 +244,73 @@ def check_whole(data: bytes | memoryview) -> None:
         # a few bytes may follow the stream (a pad byte; some writers leave a zlib or gzip trailer)
         if not inflate.eof or inflate.unconsumed_tail or len(inflate.unused_data) > MAX_DEFLATE_TRAILER:
             raise ValueError("deflated dataset is cut short (or has bytes after its end)")
-        walk_elements(body, 0, len(body), _looks_explicit(memoryview(body), 0))
-        return
-    if syntax == EXPLICIT_BE:
-        walk_elements(mv, start, len(mv), _looks_explicit(mv, start), _BE)
-        return
+        return body, 0, _looks_explicit(memoryview(body), 0), _LE, uid
+    layout = _BE if syntax == EXPLICIT_BE else _LE
     # the first element tells explicit from implicit VR, as pydicom decides it:
     # archives hold objects whose meta group names the other one
-    walk_elements(mv, start, len(mv), _looks_explicit(mv, start))
+    return mv, start, _looks_explicit(mv, start), layout, uid
+
+
+def _identity(meta_sop: str | None, found: dict[int, bytes]) -> Identity:
+    return Identity(
+        meta_sop,
+        _text(found.get(SOP_INSTANCE_UID)),
+        _text(found.get(STUDY_INSTANCE_UID)),
+        _text(found.get(SERIES_INSTANCE_UID)),
+        _text(found.get(PATIENT_ID)),
+    )
+
+
+def check_whole(data: bytes | memoryview) -> Identity:
+    """Raise ValueError unless ``data`` is a whole Part-10 object: its meta group
+    readable and its data elements ending exactly at its end.  Returns who the
+    object says it is (read on the way: no second walk)."""
+    buf, start, explicit, layout, meta_sop = _dataset(memoryview(data))
+    found: dict[int, bytes] = {}
+    walk_elements(buf, start, len(buf), explicit, layout, found)
+    return _identity(meta_sop, found)
+
+
+def identity_of(data: bytes | memoryview) -> Identity:
+    """Who a Part-10 object says it is, reading only its elements up to the
+    Series Instance UID (a few dozen, whatever the object's size); ValueError
+    if it is not a Part-10 object or those elements cannot be read."""
+    buf, start, explicit, layout, meta_sop = _dataset(memoryview(data))
+    found: dict[int, bytes] = {}
+    walk_elements(buf, start, len(buf), explicit, layout, found, stop_after=SERIES_INSTANCE_UID)
+    return _identity(meta_sop, found)
+
+
+def identity_problem(ident: Identity, expected: Expected) -> str | None:
+    """Why an object is not the one expected, or None.  Its file meta and its
+    dataset must name the same SOP Instance UID (a rewritten meta group hides
+    another object); every UID and the Patient ID the asker knows must be the
+    object's own (an object the server filed elsewhere is not the one listed).
+    An image must name its SOP Instance UID; absent study, series or patient
+    elements are not compared (the object cannot contradict its place with them)."""
+    if ident.sop is None:
+        return "its dataset has no SOP Instance UID (0008,0018)"
+    if ident.meta_sop is not None and ident.meta_sop != ident.sop:
+        return f"its file meta names instance {ident.meta_sop} but its dataset is instance {ident.sop}"
+    if expected.instance is not None and ident.sop != expected.instance:
+        return f"it is instance {ident.sop}, not {expected.instance}"
+    if expected.study is not None and ident.study is not None and ident.study != expected.study:
+        return f"it belongs to study {ident.study}, not to study {expected.study} where it was listed"
+    if expected.series is not None and ident.series is not None and ident.series != expected.series:
+        return f"it belongs to series {ident.series}, not to series {expected.series} where it was listed"
+    if expected.study is not None and ident.study is None:
+        return f"it names no study (listed in study {expected.study})"
+    if expected.series is not None and ident.series is None:
+        return f"it names no series (listed in series {expected.series})"
+    if (
+        expected.patient_id
+        and ident.patient_id
+        and ident.patient_id.isascii()
+        and expected.patient_id.strip() != ident.patient_id
+    ):
+        listed = expected.patient_id.strip()
+        return f"it belongs to patient ID {ident.patient_id!r}, not to {listed!r} whose study lists it"
+    return None
 
 
 def _looks_explicit(mv: memoryview, start: int) -> bool:
@@ -205,19 +320,25 @@ def _looks_explicit(mv: memoryview, start: int) -> bool:
     return len(vr) == 2 and vr.isalpha() and vr.isupper()
 
 
-def check_part10(data: bytes, server: str, what: str, expect_uid: str | None = None) -> str:
+def check_part10(data: bytes, server: str, what: str, expect: str | Expected | None = None) -> str:
     """Return the SOP Instance UID of ``data``; raise ProtocolError if it is not
-    a whole Part-10 object or not the one expected."""
+    a whole Part-10 object, if its file meta and dataset name different
+    instances, or if it is not the one expected (an instance UID, or what the
+    asker knows of it: :class:`Expected`)."""
+    expected = Expected(instance=expect) if isinstance(expect, str) else expect or Expected()
     try:
         uid = part10_sop_instance_uid(data)
     except ValueError as exc:
         raise ProtocolError(f"answer is not a DICOM object: {exc}", server=server, what=what) from None
-    if expect_uid is not None and uid != expect_uid:
+    if expected.instance is not None and uid != expected.instance:
         raise ProtocolError(f"server sent instance {uid} instead", server=server, what=what)
     try:
-        check_whole(data)
+        ident = check_whole(data)
     except ValueError as exc:
         raise ProtocolError(f"object {uid} is damaged or incomplete: {exc}", server=server, what=what) from None
     except struct.error as exc:  # pragma: no cover - every read is bounds-checked first
         raise ProtocolError(f"object {uid} is unreadable: {exc}", server=server, what=what) from None
+    problem = identity_problem(ident, expected)
+    if problem is not None:
+        raise ProtocolError(f"object {uid} refused: {problem}", server=server, what=what)
     return uid

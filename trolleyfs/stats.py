@@ -16,6 +16,7 @@ class Stats:
     instances_fetched: int = 0
     series_prefetches: int = 0
     prefetched_unused_evicted: int = 0
+    misplaced_refused: int = 0  # objects refused at a read: not the instance, study, series or patient of their path
     fuse_ops: Counter[str] = field(default_factory=Counter)
 
     def as_dict(self) -> dict[str, object]:
@@ -27,5 +28,6 @@ class Stats:
             "instances_fetched": self.instances_fetched,
             "series_prefetches": self.series_prefetches,
             "prefetched_unused_evicted": self.prefetched_unused_evicted,
+            "misplaced_refused": self.misplaced_refused,
             "fuse_ops": dict(self.fuse_ops),
         }

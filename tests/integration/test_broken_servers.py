@@ -12,87 +12,17 @@ import errno
 import io
 import os
 import subprocess
-from pathlib import Path
 
 import pydicom
 import pytest
 
-from tests.mounting import TROLLEYFS, Mount, mounted
-from tests.servers.base import SampleIndex
-from tests.servers.dicomweb import DicomWebServer
+from tests.integration.brokenweb import ALL, config, files_of, no_traceback, qido, read_errno, series_dirs, wado
+from tests.mounting import TROLLEYFS, mounted
 from tests.servers.mint import MintServer
 from tests.servers.qrscp import QrScp, dataset_bytes, in_syntax
 from tests.servers.rad69 import Rad69Server
 
 pytestmark = pytest.mark.integration
-
-ALL = '\n[[folders]]\nname = "all"\nquery = {}\n'
-
-
-@pytest.fixture(scope="module")
-def index(sample_files) -> SampleIndex:
-    return SampleIndex(sample_files)
-
-
-@pytest.fixture
-def web(index):
-    with DicomWebServer(index) as server:
-        yield server
-
-
-def config(search: str, retrieve: str, folders: str = ALL, extra: str = "", cache: str = "") -> str:
-    return f"""
-[servers.pacs]
-search   = {search}
-retrieve = {retrieve}
-timeout = 5
-retries = 1
-{extra}
-{folders}
-[cache]
-{cache}
-"""
-
-
-def qido(server: DicomWebServer, extra: str = "") -> str:
-    return f'{{ protocol = "qido-rs", url = "{server.url}"{extra} }}'
-
-
-def wado(server: DicomWebServer) -> str:
-    return f'{{ protocol = "wado-rs", url = "{server.url}" }}'
-
-
-@pytest.fixture(scope="module")
-def uid_of(index):
-    """A file's SOP Instance UID from its series directory and its name (the
-    file's own xattrs would ask for its size, so fetch it)."""
-    by_number = {(ds.SeriesInstanceUID, int(ds.InstanceNumber)): uid for uid, ds in index.datasets.items()}
-
-    def uid(path: Path) -> str:
-        series = os.getxattr(path.parent, "user.dicom.SeriesInstanceUID").decode()
-        return by_number[(series, int(path.stem))]
-
-    return uid
-
-
-def series_dirs(m: Mount, folder: str = "all") -> list[Path]:
-    return sorted(p for p in (m.path / folder).glob("*/*") if p.is_dir())
-
-
-def files_of(m: Mount, folder: str = "all") -> list[Path]:
-    return sorted((m.path / folder).rglob("*.dcm"))
-
-
-def read_errno(path: Path) -> int | None:
-    try:
-        path.read_bytes()
-    except OSError as exc:
-        return exc.errno
-    return None
-
-
-def no_traceback(m: Mount) -> None:
-    assert "Traceback" not in m.log_text(), m.log_text()[-3000:]
 
 
 # --------------------------------------------------------------------------- reads: never a wrong byte

@@ -145,6 +145,10 @@ class _Abort(Exception):
 Abort = _Abort
 
 
+# The lies a test server can tell about an object it is asked for (SampleIndex.lie)
+LIES = ("rewritten-meta", "foreign-content")
+
+
 class SampleIndex:
     """The generated sample objects, by UID, with their parsed headers."""
 
@@ -168,3 +172,38 @@ class SampleIndex:
             if ds.StudyInstanceUID == study_uid:
                 out.setdefault(ds.SeriesInstanceUID, []).append(ds)
         return out
+
+    def lie(self, uid: str, how: str) -> bytes:
+        """Object ``uid`` as a lying server sends it:
+
+        * ``rewritten-meta``: another instance of the same series, its file
+          meta group rewritten to name ``uid`` (the dataset is the other one's);
+        * ``foreign-content``: an object that is ``uid`` by its SOP Instance
+          UID (meta and dataset), of another study, series and patient, with
+          zeroed pixels."""
+        ds = self.datasets[uid]
+        if how == "rewritten-meta":
+            siblings = sorted(
+                (d for d in self.datasets.values() if d.SeriesInstanceUID == ds.SeriesInstanceUID),
+                key=lambda d: int(d.InstanceNumber),
+            )
+            other = siblings[(siblings.index(ds) + 1) % len(siblings)]
+            if other is ds:
+                raise ValueError(f"series of {uid} has one instance: no other to send")
+            changed = pydicom.dcmread(io.BytesIO(self.files[other.SOPInstanceUID]))
+            changed.file_meta.MediaStorageSOPInstanceUID = uid
+        elif how == "foreign-content":
+            changed = pydicom.dcmread(io.BytesIO(self.files[uid]))
+            changed.StudyInstanceUID = changed.StudyInstanceUID + ".9"
+            changed.SeriesInstanceUID = changed.SeriesInstanceUID + ".9"
+            changed.PatientID = "SOMEONE-ELSE"
+            changed.PatientName = "OTHER^PATIENT"
+            if "PixelData" in changed:
+                changed.PixelData = bytes(len(changed.PixelData))
+        else:
+            raise ValueError(f"unknown lie {how!r} (known: {', '.join(LIES)})")
+        out = io.BytesIO()
+        changed.save_as(out, enforce_file_format=False)  # as it is: enforcing would mend the meta group
+        data = out.getvalue()
+        assert data[128:132] == b"DICM"
+        return data

@@ -19,6 +19,11 @@ quirky real servers do.  Each switch sends exactly one kind of wrong answer:
 * ``extra_studies``: that many synthetic studies (listable, not readable);
 * ``bad_keys``: study results carry attributes whose keys are not tags;
 * ``nested``: study results carry one deeply nested value;
+* ``lie`` (one of :data:`~.base.LIES`): every object served is a lie about
+  the one asked for (:meth:`~.base.SampleIndex.lie`), in WADO-RS instance and
+  series answers and WADO-URI;
+* ``html_200`` / ``empty_200``: every retrieve (WADO-RS, WADO-URI) answered
+  200 with an HTML error page (a portal's login or error page) / an empty body;
 * ``star_only``: matching as one independent server does it: ``*`` is a
   wildcard, ``?`` a literal, case-sensitive; the query string is percent-decoded.
 
@@ -100,6 +105,9 @@ class DicomWebServer(TestHTTPServer):
         self.bad_keys = False
         self.nested = False
         self.star_only = False
+        self.lie: str | None = None
+        self.html_200 = False
+        self.empty_200 = False
         self.lock = threading.Lock()
         self.statuses: list[tuple[str, int]] = []  # (path, status) of every answer
 
@@ -208,10 +216,23 @@ class DicomWebServer(TestHTTPServer):
             return None
         if len(parts) == 6:
             ds = next((d for d in series if d.SOPInstanceUID == parts[5]), None)
-            return None if ds is None else [self.index.files[ds.SOPInstanceUID]]
-        return [self.index.files[d.SOPInstanceUID] for d in sorted(series, key=lambda d: int(d.InstanceNumber))]
+            return None if ds is None else [self._file(ds.SOPInstanceUID)]
+        return [self._file(d.SOPInstanceUID) for d in sorted(series, key=lambda d: int(d.InstanceNumber))]
+
+    def _file(self, uid: str) -> bytes:
+        return self.index.files[uid] if self.lie is None else self.index.lie(uid, self.lie)
+
+    def _broken_200(self) -> Response | None:
+        if self.html_200:
+            page = b"<html><head><title>Error</title></head><body>Session expired: please log in</body></html>"
+            return Response(200, page, content_type="text/html")
+        if self.empty_200:
+            return Response(200, b"", content_type="application/dicom")
+        return None
 
     def _wado_rs(self, req: Request, parts: list[str]) -> Response:
+        if broken := self._broken_200():
+            return broken
         accept = req.headers.get("accept", "")
         if self.strict_accept is not None and accept != self.strict_accept:
             return Response(406, b"Not Acceptable", content_type="text/plain")
@@ -253,8 +274,10 @@ class DicomWebServer(TestHTTPServer):
     # ------------------------------------------------------------------ WADO-URI
 
     def _wado_uri(self, req: Request) -> Response:
+        if broken := self._broken_200():
+            return broken
         uid = req.arg("objectUID") or ""
         ds = self.index.datasets.get(uid)
         if req.arg("requestType") != "WADO" or ds is None or ds.SeriesInstanceUID != req.arg("seriesUID"):
             return Response(404, b"no such object")
-        return Response(200, self._cut(self.index.files[uid]), content_type="application/dicom")
+        return Response(200, self._cut(self._file(uid)), content_type="application/dicom")

@@ -16,7 +16,9 @@ It serves the generated sample data at ``<url>`` (``http://127.0.0.1:PORT/rad69`
 ``truncate`` (the body ends cleanly in the middle of a DICOM part), ``abort``
 (the connection is cut there), ``not-dicom`` (a part holds text),
 ``html500`` (an HTML error page with status 500), ``cut-object`` (every
-object cut short inside consistent framing: the boundary follows the cut).
+object cut short inside consistent framing: the boundary follows the cut),
+``rewritten-meta`` and ``foreign-content`` (every object a lie about the one
+asked for: :meth:`~tests.servers.base.SampleIndex.lie`).
 
 Bodies are streamed in chunks, so a truncated answer is cut as a real one is.
 Use ``with Rad69Server() as srv:`` or ``srv = Rad69Server(index).start()`` ...
@@ -36,11 +38,11 @@ from http.server import ThreadingHTTPServer
 from urllib.parse import quote
 from xml.sax.saxutils import escape, quoteattr
 
-from tests.servers.base import Abort, Request, Response, SampleIndex, TestHTTPServer
+from tests.servers.base import LIES, Abort, Request, Response, SampleIndex, TestHTTPServer
 
 SOAP12 = "http://www.w3.org/2003/05/soap-envelope"
 ACTION = "urn:ihe:rad:2009:RetrieveImagingDocumentSet"
-MODES = ("ok", "fault", "truncate", "abort", "not-dicom", "html500", "cut-object")
+MODES = ("ok", "fault", "truncate", "abort", "not-dicom", "html500", "cut-object", *LIES)
 FAULT_REASON = "Unable to reach the image archive (test fault)"
 
 
@@ -262,7 +264,7 @@ class Rad69Server:
         ).encode() + success_envelope(cids, missing)
         for i, (uid, cid) in enumerate(cids):
             last = i == len(cids) - 1
-            data = self.index.files[uid]
+            data = self.index.lie(uid, self.mode) if self.mode in LIES else self.index.files[uid]
             if last and self.mode == "not-dicom":
                 data = b"This is not a DICOM object, but the server says it is.\r\n" * 20
             if self.mode == "cut-object":

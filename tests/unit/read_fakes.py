@@ -1,8 +1,11 @@
 """A fake Fetcher for the read-path tests: serves objects from a dict, counts
-every call, and can be told to block, fail, skip objects or go slowly."""
+every call, and can be told to block, fail, skip objects or go slowly.  The
+objects are minimal Part-10 objects naming their instance, series and study
+(the Store serves nothing else)."""
 
 from __future__ import annotations
 
+import struct
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
@@ -25,9 +28,46 @@ def uids(n: int, series: str = SERIES) -> list[str]:
     return [f"{series}.{10 + i}" for i in range(n)]
 
 
+def _element(group: int, elem: int, vr: bytes, value: bytes) -> bytes:
+    if len(value) % 2:
+        value += b"\x00"
+    if vr in (b"OB", b"UN"):
+        return struct.pack("<HH2sHI", group, elem, vr, 0, len(value)) + value
+    return struct.pack("<HH2sH", group, elem, vr, len(value)) + value
+
+
+def part10_object(uid: str, size: int, fill: int = 0, study: str = STUDY, patient_id: str = "") -> bytes:
+    """A whole Part-10 object (explicit VR little endian) of exactly ``size``
+    bytes (even): instance ``uid`` in series ``uid`` less its last component,
+    in ``study`` (of ``patient_id``, if given), filled up with bytes of
+    ``fill`` (in a private OB element)."""
+    series = uid.rsplit(".", 1)[0]
+    sop_class = b"1.2.840.10008.5.1.4.1.1.7"
+    meta = (
+        _element(0x0002, 0x0001, b"OB", b"\x00\x01")
+        + _element(0x0002, 0x0002, b"UI", sop_class)
+        + _element(0x0002, 0x0003, b"UI", uid.encode())
+        + _element(0x0002, 0x0010, b"UI", b"1.2.840.10008.1.2.1")
+    )
+    dataset = (
+        _element(0x0008, 0x0016, b"UI", sop_class)
+        + _element(0x0008, 0x0018, b"UI", uid.encode())
+        + (_element(0x0010, 0x0020, b"LO", patient_id.encode()) if patient_id else b"")
+        + _element(0x0020, 0x000D, b"UI", study.encode())
+        + _element(0x0020, 0x000E, b"UI", series.encode())
+    )
+    group_length = struct.pack("<HH2sHI", 0x0002, 0x0000, b"UL", 4, len(meta))
+    head = b"\x00" * 128 + b"DICM" + group_length + meta + dataset
+    filler = size - len(head) - 12  # the OB element's header
+    if filler < 0 or filler % 2:
+        raise ValueError(f"a Part-10 object of {size} bytes cannot be made ({len(head) + 12} at least, even)")
+    return head + _element(0x0029, 0x1010, b"OB", bytes([fill]) * filler)
+
+
 def objects_for(names: list[str], size: int = 1000) -> dict[str, bytes]:
-    """Distinct contents and distinct sizes per object."""
-    return {u: bytes([i % 251]) * (size + i) for i, u in enumerate(names)}
+    """Distinct contents and distinct sizes per object (Part-10 objects of
+    about ``size`` bytes)."""
+    return {u: part10_object(u, size + 2 * i, i % 251) for i, u in enumerate(names)}
 
 
 def ref(uid: str) -> InstanceRef:

@@ -8,7 +8,9 @@ past its end; a Part-10 answer for another instance is refused too."""
 from __future__ import annotations
 
 import io
+import re
 import struct
+from dataclasses import replace
 from functools import cache
 from pathlib import Path
 
@@ -26,7 +28,15 @@ from pydicom.uid import (
 
 from trolleyfs.demo import sampledata
 from trolleyfs.errors import ProtocolError
-from trolleyfs.part10 import check_part10, check_whole, part10_sop_instance_uid
+from trolleyfs.part10 import (
+    Expected,
+    Identity,
+    check_part10,
+    check_whole,
+    identity_of,
+    identity_problem,
+    part10_sop_instance_uid,
+)
 
 PYDICOM_FILES = Path(pydicom.__file__).parent / "data" / "test_files"
 
@@ -182,8 +192,59 @@ def test_check_part10_refuses_damage_and_other_instances_as_protocol_errors() ->
     with pytest.raises(ProtocolError, match=f"pacs: instance 1: object {uid} is damaged or incomplete"):
         check_part10(data[:-100], "pacs", "instance 1")
     with pytest.raises(ProtocolError, match="sent instance"):
-        check_part10(data, "pacs", "instance 1", expect_uid="1.2.3")
+        check_part10(data, "pacs", "instance 1", expect="1.2.3")
     with pytest.raises(ProtocolError, match="not a DICOM object"):
         check_part10(b"<html>oops</html>", "pacs", "instance 1")
     with pytest.raises(ProtocolError, match="no data elements"):
         check_part10(data[: data.index(b"\x08\x00", 132 + 200)], "pacs", "instance 1")  # the meta group alone
+
+
+# --------------------------------------------------------------------------- who an object says it is
+
+
+@pytest.mark.parametrize("syntax", SYNTAXES)
+def test_identity_is_read_from_the_dataset_in_every_encoding(syntax):
+    data = encoded(syntax, nested=True)
+    ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True)
+    want = Identity(ds.SOPInstanceUID, ds.SOPInstanceUID, ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.PatientID)
+    assert identity_of(data) == want  # reading only the head
+    assert check_whole(data) == want  # and on the way of the whole walk
+
+
+def test_identity_of_big_endian():
+    path = PYDICOM_FILES / "ExplVR_BigEnd.dcm"
+    ds = pydicom.dcmread(path, stop_before_pixels=True)
+    ident = identity_of(path.read_bytes())
+    assert (ident.sop, ident.study, ident.series) == (ds.SOPInstanceUID, ds.StudyInstanceUID, ds.SeriesInstanceUID)
+
+
+def _rewritten(meta_uid: str | None = None, **changes: str) -> bytes:
+    ds = pydicom.dcmread(io.BytesIO(sample()))
+    if meta_uid is not None:
+        ds.file_meta.MediaStorageSOPInstanceUID = meta_uid
+    for keyword, value in changes.items():
+        setattr(ds, keyword, value)
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=False)
+    return buf.getvalue()
+
+
+def test_an_object_is_refused_when_it_is_not_the_one_expected():
+    ds = pydicom.dcmread(io.BytesIO(sample()), stop_before_pixels=True)
+    uid, study, series = ds.SOPInstanceUID, ds.StudyInstanceUID, ds.SeriesInstanceUID
+    here = Expected(uid, series, study, ds.PatientID)
+    assert check_part10(sample(), "pacs", "instance 1", here) == uid
+    cases = {
+        "its file meta names instance 1.2.3 but its dataset is instance": _rewritten(meta_uid="1.2.3"),
+        f"it belongs to study 1.9, not to study {study} where it was listed": _rewritten(StudyInstanceUID="1.9"),
+        f"it belongs to series 1.9, not to series {series} where it was listed": _rewritten(SeriesInstanceUID="1.9"),
+        "it belongs to patient ID 'OTHER'": _rewritten(PatientID="OTHER"),
+    }
+    for problem, data in cases.items():
+        expected = replace(here, instance=None) if "file meta" in problem else here
+        with pytest.raises(ProtocolError, match=re.escape(problem)):
+            check_part10(data, "pacs", "instance 1", expected)
+        assert identity_problem(identity_of(data), expected) is not None
+    # what the asker does not know is not compared; padding is not a difference
+    assert identity_problem(identity_of(_rewritten(PatientID="OTHER")), replace(here, patient_id=None)) is None
+    assert identity_problem(identity_of(sample()), replace(here, patient_id=f" {ds.PatientID} ")) is None

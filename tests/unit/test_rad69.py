@@ -4,10 +4,12 @@ recorded Vitrea error), faults, and how errors become exceptions."""
 from __future__ import annotations
 
 import base64
+import io
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import httpx
+import pydicom
 import pytest
 
 from trolleyfs.endpoints import Server
@@ -307,10 +309,24 @@ async def test_empty_series_sends_nothing():
 
 
 @pytest.fixture(scope="module")
-def two_objects(sample_files) -> list[tuple[str, bytes]]:
-    from trolleyfs.part10 import part10_sop_instance_uid
+def series_of_two(sample_files) -> tuple[SeriesRef, list[tuple[str, bytes]]]:
+    """A series and two of its objects (UID, bytes)."""
+    by_series: dict[SeriesRef, list[tuple[str, bytes]]] = {}
+    for f in sample_files:
+        ds = pydicom.dcmread(io.BytesIO(f), stop_before_pixels=True)
+        by_series.setdefault(SeriesRef(ds.StudyInstanceUID, ds.SeriesInstanceUID), []).append((ds.SOPInstanceUID, f))
+    sref, objects = next((k, v) for k, v in by_series.items() if len(v) >= 2)
+    return sref, objects[:2]
 
-    return [(part10_sop_instance_uid(f), f) for f in sample_files[:2]]
+
+@pytest.fixture(scope="module")
+def two_objects(series_of_two) -> list[tuple[str, bytes]]:
+    return series_of_two[1]
+
+
+@pytest.fixture(scope="module")
+def sref(series_of_two) -> SeriesRef:
+    return series_of_two[0]
 
 
 def _mtom(envelope: bytes, parts: list[tuple[str, bytes, str]], start: str = "root") -> httpx.Response:
@@ -326,81 +342,83 @@ def _mtom(envelope: bytes, parts: list[tuple[str, bytes, str]], start: str = "ro
     return httpx.Response(200, content=out, headers={"content-type": ctype})
 
 
-async def _series(answer: httpx.Response, uids: list[str]) -> tuple[dict[str, bytes], Exception | None]:
+async def _series(
+    answer: httpx.Response, uids: list[str], sref: SeriesRef
+) -> tuple[dict[str, bytes], Exception | None]:
     rad69, client = _fetcher(lambda request: answer)
     got: dict[str, bytes] = {}
     async with client:
         try:
-            async for uid, data in rad69.fetch_series(SeriesRef("1.2", "1.2.3"), uids):
+            async for uid, data in rad69.fetch_series(sref, uids):
                 got[uid] = data
         except ProtocolError as exc:
             return got, exc
     return got, None
 
 
-async def test_base64_part_and_unreferenced_content_id(two_objects):
+async def test_base64_part_and_unreferenced_content_id(two_objects, sref):
     from tests.servers.rad69 import success_envelope
 
     (u1, f1), (u2, f2) = two_objects
     env = success_envelope([(u1, "a@x"), (u2, "b@x")], [])
     answer = _mtom(env, [("a@x", base64.encodebytes(f1), "base64"), ("other-id", f2, "binary")])
-    got, err = await _series(answer, [u1, u2])
+    got, err = await _series(answer, [u1, u2], sref)
     assert err is None and got == {u1: f1, u2: f2}
 
 
-async def test_unreferenced_part_with_an_unrequested_object(two_objects):
+async def test_unreferenced_part_with_an_unrequested_object(two_objects, sref):
     from tests.servers.rad69 import success_envelope
 
     (u1, f1), (u2, f2) = two_objects
     answer = _mtom(success_envelope([(u1, "a@x")], []), [("a@x", f1, "binary"), ("zzz", f2, "binary")])
-    got, err = await _series(answer, [u1])
+    got, err = await _series(answer, [u1], sref)
     assert got == {u1: f1} and err is not None and "unrequested" in str(err)
 
 
-async def test_part_under_another_objects_content_id(two_objects):
+async def test_part_under_another_objects_content_id(two_objects, sref):
     """The envelope maps the part to one UID, the part holds another object."""
     from tests.servers.rad69 import success_envelope
 
     (u1, f1), (u2, f2) = two_objects
     answer = _mtom(success_envelope([(u1, "a@x")], []), [("a@x", f2, "binary")])
-    got, err = await _series(answer, [u1, u2])
+    got, err = await _series(answer, [u1, u2], sref)
     assert got == {} and err is not None and f"sent instance {u2} instead" in str(err)
 
 
-async def test_announced_object_missing_from_the_body(two_objects):
+async def test_announced_object_missing_from_the_body(two_objects, sref):
     from tests.servers.rad69 import success_envelope
 
     (u1, f1), (u2, _) = two_objects
     answer = _mtom(success_envelope([(u1, "a@x"), (u2, "b@x")], []), [("a@x", f1, "binary")])
-    got, err = await _series(answer, [u1, u2])
+    got, err = await _series(answer, [u1, u2], sref)
     assert got == {u1: f1} and err is not None and "did not hold" in str(err) and u2 in str(err)
 
 
-async def test_root_part_must_come_first(two_objects):
+async def test_root_part_must_come_first(two_objects, sref):
     from tests.servers.rad69 import success_envelope
 
     (u1, f1), _ = two_objects
     answer = _mtom(success_envelope([(u1, "a@x")], []), [("a@x", f1, "binary")], start="elsewhere")
-    got, err = await _series(answer, [u1])
+    got, err = await _series(answer, [u1], sref)
     assert got == {} and err is not None and "root part" in str(err)
 
 
-async def test_warnings_do_not_fail(two_objects):
+async def test_warnings_do_not_fail(two_objects, sref):
     from tests.servers.rad69 import success_envelope
 
     (u1, f1), _ = two_objects
     env = success_envelope([(u1, "a@x")], ["1.2.3"]).replace(b"ErrorSeverityType:Error", b"ErrorSeverityType:Warning")
     assert b"Warning" in env
-    got, err = await _series(_mtom(env, [("a@x", f1, "binary")]), [u1])
+    got, err = await _series(_mtom(env, [("a@x", f1, "binary")]), [u1], sref)
     assert err is None and got == {u1: f1}
 
 
-async def test_object_sent_twice_is_yielded_once(two_objects):
+async def test_object_sent_twice_is_yielded_once(two_objects, sref):
     from tests.servers.rad69 import success_envelope
 
     (u1, f1), _ = two_objects
     answer = _mtom(success_envelope([(u1, "a@x")], []), [("a@x", f1, "binary"), ("a@x", f1, "binary")])
     rad69, client = _fetcher(lambda request: answer)
     async with client:
-        got = [uid async for uid, _ in rad69.fetch_series(SeriesRef("1.2", "1.2.3"), [u1])]
+        got = [uid async for uid, _ in rad69.fetch_series(sref, [u1])]
     assert got == [u1]

@@ -10,7 +10,7 @@ import logging
 import trio
 import trio.testing
 
-from tests.unit.read_fakes import FakeFetcher, MiB, objects_for, opened, ref, siblings_of, uids
+from tests.unit.read_fakes import FakeFetcher, MiB, objects_for, opened, part10_object, ref, siblings_of, uids
 from trolleyfs.errors import NotFound
 from trolleyfs.read.budget import PREFETCH_PATIENCE_S
 from trolleyfs.read.readahead import PROGRESS_EVERY_S, READAHEAD_GRACE_S, RETRY_FAILED_S
@@ -95,7 +95,7 @@ async def test_with_all_slots_busy_a_reader_fetches_its_own_instance(autojump_cl
 
 def big_series(n: int = 20) -> tuple[list[str], FakeFetcher]:
     names = uids(n)
-    return names, FakeFetcher({u: bytes([i]) * (4 * MiB) for i, u in enumerate(names)})
+    return names, FakeFetcher({u: part10_object(u, 4 * MiB, i) for i, u in enumerate(names)})
 
 
 async def test_the_series_stream_pauses_while_unread_bytes_exceed_the_budget(autojump_clock):

@@ -4,10 +4,14 @@ shape of stats().  A fake fetcher counts every request."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+import pytest
 import trio
 import trio.testing
 
-from tests.unit.read_fakes import FakeFetcher, MiB, objects_for, opened, ref, siblings_of, uids
+from tests.unit.read_fakes import FakeFetcher, MiB, objects_for, opened, part10_object, ref, siblings_of, uids
+from trolleyfs.errors import ProtocolError
 from trolleyfs.read.cache import DiskCache
 from trolleyfs.read.sizes import Sizes
 from trolleyfs.stats import Stats
@@ -62,7 +66,7 @@ async def test_a_failed_fetch_fails_every_waiting_reader_and_is_not_kept(autojum
 async def test_size_of_agrees_with_get_also_after_eviction(autojump_clock):
     names = uids(6)
     objects = objects_for(names, size=300 * 1024)
-    objects[names[5]] = b"L" * (2 * MiB)  # larger than the whole memory cache: served, not kept
+    objects[names[5]] = part10_object(names[5], 2 * MiB)  # larger than the whole memory cache: served, not kept
     fetcher = FakeFetcher(objects)
     async with opened(fetcher, memory_mb=1, readahead="off") as store:
         assert store.size_of(names[0]) is None  # unknown, and asking did not fetch
@@ -155,3 +159,25 @@ async def test_stats_has_the_shape_stats_json_shows(tmp_path, autojump_clock):
         disk = store.stats()["disk_cache"]
         assert disk == {"dir": str(tmp_path), "bytes": 0, "limit": MiB, "hits": 0, "misses": 0, "corrupt": 0}
         assert store.stats()["prefetch"]["budget"] == 16 * MiB  # type: ignore[index]  # the least budget
+
+
+async def test_the_store_serves_only_the_instance_its_ref_places(autojump_clock):
+    """The last gate, whatever the protocol let through and whichever cache it
+    comes from: an object of another study (or series, or patient) than the
+    ref's is a ProtocolError, counted, and never returned."""
+    names = uids(2)
+    objects = objects_for(names)
+    objects[names[1]] = part10_object(names[1], 2000, study="9.9.9", patient_id="P1")  # filed elsewhere
+    stats = Stats()
+    async with opened(FakeFetcher(objects), stats=stats, readahead="off") as store:
+        with pytest.raises(ProtocolError, match=f"belongs to study 9.9.9, not to study {ref(names[1]).study_uid}"):
+            await store.get("pacs", ref(names[1]))
+        assert await store.get("pacs", ref(names[0])) == objects[names[0]]
+        # from memory now: asked as placed in another series, it is refused
+        with pytest.raises(ProtocolError, match="belongs to series"):
+            await store.get("pacs", replace(ref(names[0]), series_uid="1.2.3.999"))
+        good = replace(ref(names[1]), study_uid="9.9.9")
+        assert await store.get("pacs", replace(good, patient_id="P1")) == objects[names[1]]
+        with pytest.raises(ProtocolError, match="patient ID 'P1'"):
+            await store.get("pacs", replace(good, patient_id="P2"))
+        assert stats.misplaced_refused == 3

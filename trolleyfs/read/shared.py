@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 import trio
 
 from ..model import InstanceRef, SeriesRef, form_key
-from ..part10 import part10_sop_instance_uid
+from ..part10 import Expected, identity_of, identity_problem
 from ..shared.leases import Leases
 from ..shared.once import POLL_S, fetch_once
 from ..shared.tier import SharedTier
@@ -31,12 +31,16 @@ TIER_READERS = 4  # objects read from the tier at once by one series readahead
 Deliver = Callable[[str, bytes], Awaitable[None]]
 
 
-def _is_instance(uid: str) -> Callable[[bytes], bool]:
+def _is_instance(uid: str, sref: SeriesRef) -> Callable[[bytes], bool]:
+    """Whether an object from the tier is instance ``uid`` of ``sref`` (its file
+    meta and dataset agree, and name that instance, series and study)."""
+
     def check(data: bytes) -> bool:
         try:
-            return part10_sop_instance_uid(data) == uid
+            ident = identity_of(data)
         except ValueError:
             return False
+        return identity_problem(ident, Expected(uid, sref.series_uid, sref.study_uid)) is None
 
     return check
 
@@ -69,7 +73,7 @@ class SharedReads:
             fetch,
             self._tier.ttl,
             arrived=arrived,
-            accept=_is_instance(uid),
+            accept=_is_instance(uid, ref.series),
             also_wait_for=[self._series_lease(server, ref.series)],
         )
         self._count(hit=left is not None)
@@ -98,14 +102,13 @@ class SharedReads:
         the tier has or gets; ``fetch(rest)`` the rest from the PACS, under the
         series lease (``fetch`` publishes what it gets)."""
         name = self._series_lease(server, sref)
-        form = sref.form
-        remaining = await self._take_present(server, uids, deliver, form)
+        remaining = await self._take_present(server, uids, deliver, sref)
         while remaining:
             lease = await self._leases.take(name)
             if lease is not None:
                 async with self._leases.holding(lease):
                     # what appeared while the lease was free, then the rest
-                    remaining = await self._take_present(server, remaining, deliver, form)
+                    remaining = await self._take_present(server, remaining, deliver, sref)
                     if remaining:
                         self._tier.counters.misses += len(remaining)
                         await fetch(remaining)
@@ -130,23 +133,23 @@ class SharedReads:
             fresh = list(dict.fromkeys(by_key[n] for n in names if by_key.get(n) in waiting))
             if fresh:
                 waiting.difference_update(fresh)
-                failed += await self._take(server, fresh, deliver, form)
+                failed += await self._take(server, fresh, deliver, sref)
             elif not held:
-                return await self._take_present(server, [*failed, *waiting], deliver, form)  # the holder is gone
+                return await self._take_present(server, [*failed, *waiting], deliver, sref)  # the holder is gone
             else:
                 await trio.sleep(POLL_S)
         return [*failed, *[u for u in uids if u in waiting]]
 
-    async def _take_present(self, server: str, uids: list[str], deliver: Deliver, form: str) -> list[str]:
+    async def _take_present(self, server: str, uids: list[str], deliver: Deliver, sref: SeriesRef) -> list[str]:
         """Deliver what the tier holds of ``uids``; the UIDs it did not give."""
-        found = await self._tier.exist([self._object(server, u, form) for u in uids])
+        found = await self._tier.exist([self._object(server, u, sref.form) for u in uids])
         if not found:
             return uids
         present = [u for u, there in zip(uids, found, strict=True) if there]
         absent = [u for u, there in zip(uids, found, strict=True) if not there]
-        return absent + await self._take(server, present, deliver, form)
+        return absent + await self._take(server, present, deliver, sref)
 
-    async def _take(self, server: str, uids: list[str], deliver: Deliver, form: str) -> list[str]:
+    async def _take(self, server: str, uids: list[str], deliver: Deliver, sref: SeriesRef) -> list[str]:
         """Read ``uids`` from the tier (a few at a time) and deliver them; the
         UIDs that could not be read (gone, corrupt, Redis unavailable)."""
         failed: list[str] = []
@@ -155,7 +158,7 @@ class SharedReads:
 
         async def reader(cancel: trio.CancelScope) -> None:
             for uid in todo:
-                got = await self._tier.get(self._object(server, uid, form), _is_instance(uid))
+                got = await self._tier.get(self._object(server, uid, sref.form), _is_instance(uid, sref))
                 if got is None:
                     failed.append(uid)
                     continue

@@ -13,7 +13,9 @@ from collections.abc import Callable, Mapping
 import trio
 
 from ..config import CacheConfig
+from ..errors import ProtocolError
 from ..model import Fetcher, InstanceRef
+from ..part10 import Expected, identity_of, identity_problem
 from ..stats import Stats
 from .budget import PrefetchBudget, budget_for
 from .cache import DiskCache, MemoryCache
@@ -29,6 +31,16 @@ log = logging.getLogger("trolleyfs.store")
 
 def _ignore(uid: str, data: bytes) -> None:
     pass
+
+
+def placement_problem(data: bytes, ref: InstanceRef) -> str | None:
+    """Why ``data`` is not the instance ``ref`` names where the tree placed it
+    (its study, series and the Patient ID its study was listed under), or None."""
+    try:
+        ident = identity_of(data)
+    except ValueError as exc:
+        return f"its identity cannot be read: {exc}"
+    return identity_problem(ident, Expected(ref.instance_uid, ref.series_uid, ref.study_uid, ref.patient_id))
 
 
 class Store:
@@ -70,7 +82,18 @@ class Store:
     async def get(self, server: str, ref: InstanceRef, siblings: Callable[[], list[str]] | None = None) -> bytes:
         """The Part-10 bytes of ``ref`` (in its form: cached under ``ref.key``).
         ``siblings`` (giving all instance UIDs of the series; called only on a
-        miss) enables readahead of the series."""
+        miss) enables readahead of the series.  What is returned is always the
+        instance ``ref`` names, of its study and series (and patient, where
+        known), whichever cache or server it came from: anything else is a
+        ProtocolError (the read's EIO), logged naming both."""
+        data = await self._get(server, ref, siblings)
+        problem = placement_problem(data, ref)
+        if problem is not None:
+            self._stats.misplaced_refused += 1
+            raise ProtocolError(f"object refused: {problem}", server=server, what=f"instance {ref.instance_uid}")
+        return data
+
+    async def _get(self, server: str, ref: InstanceRef, siblings: Callable[[], list[str]] | None) -> bytes:
         key = ref.key
         if not self._readahead:
             siblings = None
@@ -95,7 +118,7 @@ class Store:
             # the series stream failed or did not carry this one: ask for it alone
             log.debug("instance %s: series fetch did not deliver it (%s); fetching it alone", key, flight.error)
             self._flights.close(key, flight)
-            return await self.get(server, ref, None)
+            return await self._get(server, ref, None)
         if flight.error is not None:
             raise flight.error
         assert flight.data is not None

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import outcome
@@ -32,7 +32,7 @@ from pynetdicom import evt
 from ..endpoints import CGetEndpoint, Server
 from ..errors import NotFound, ProtocolError, RemoteError, Unavailable
 from ..model import InstanceRef, SeriesRef
-from ..part10 import check_part10
+from ..part10 import Expected, check_part10
 from ..transport import storage
 from ..transport.dimse import Association, with_dimse_retries
 from ..transport.dimse_data import retrieve_identifier
@@ -62,6 +62,7 @@ class _Receiver:
     name: str
     what: str
     deliver: Callable[[str, bytes], None]
+    expected: Expected = field(default_factory=Expected)  # the study and series asked for
     received: set[str] = field(default_factory=set)
     errors: list[RemoteError] = field(default_factory=list)
     stopped: bool = False
@@ -71,7 +72,7 @@ class _Receiver:
             return 0xA700  # Refused: out of resources
         try:
             data = event.encoded_dataset()
-            uid = check_part10(data, self.name, self.what)
+            uid = check_part10(data, self.name, self.what, self.expected)
         except ProtocolError as exc:
             self.errors.append(exc)
             return 0xC000  # Error: cannot understand
@@ -147,20 +148,22 @@ class CGet:
         what = f"instance {ref.instance_uid}"
         identifier = retrieve_identifier("IMAGE", ref.study_uid, ref.series_uid, ref.instance_uid)
 
+        expected = Expected(ref.instance_uid, ref.series_uid, ref.study_uid)
+
         async def attempt() -> bytes:
             got: dict[str, bytes] = {}
-            receiver = _Receiver(self.name, what, got.__setitem__)
+            receiver = _Receiver(self.name, what, got.__setitem__, replace(expected, instance=None))
             async with self._association(what, receiver) as a:
                 result = await a.call(_get_blocking, identifier)
             data = got.get(ref.instance_uid)
             if data is not None:  # what was asked for came whole: other trouble is not ours
-                check_part10(data, self.name, what, ref.instance_uid)
+                check_part10(data, self.name, what, expected)
                 return data
             err = self._failure(result, receiver, what)
             if err is not None:
                 raise err
             if got:
-                check_part10(next(iter(got.values())), self.name, what, ref.instance_uid)  # raises: wrong object
+                check_part10(next(iter(got.values())), self.name, what, expected)  # raises: wrong object
             raise NotFound("server sent nothing (no such instance)", server=self.name, what=what)
 
         return await with_dimse_retries(self.server, attempt, what)
@@ -174,7 +177,7 @@ class CGet:
         what = f"series {ref.series_uid}"
         identifier = retrieve_identifier("SERIES", ref.study_uid, ref.series_uid)
         items = retry_stream(
-            lambda: self._stream(identifier, what),
+            lambda: self._stream(identifier, what, Expected(series=ref.series_uid, study=ref.study_uid)),
             retries=self.server.retries,
             catch=(Unavailable,),
             what=what,
@@ -184,7 +187,9 @@ class CGet:
             async for item in items:
                 yield item
 
-    async def _stream(self, identifier: Dataset, what: str) -> AsyncGenerator[tuple[str, bytes], None]:
+    async def _stream(
+        self, identifier: Dataset, what: str, expected: Expected
+    ) -> AsyncGenerator[tuple[str, bytes], None]:
         """Run the C-GET in a thread of its own and pass objects through a
         bounded memory channel: the C-STORE handler waits (holding up the
         server) while the consumer is behind.  No nursery: the generator must be
@@ -195,7 +200,7 @@ class CGet:
         def deliver(uid: str, data: bytes) -> None:  # worker thread
             trio.from_thread.run(send.send, (uid, data), trio_token=token)
 
-        receiver = _Receiver(self.name, what, deliver)
+        receiver = _Receiver(self.name, what, deliver, expected)
         done: list[outcome.Outcome[RetrieveResult]] = []  # what the C-GET thread ended with
 
         def finished(result: outcome.Outcome[RetrieveResult]) -> None:  # worker thread, after the C-GET

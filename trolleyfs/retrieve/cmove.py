@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
+from dataclasses import replace
 
 import outcome
 import trio
@@ -26,7 +27,7 @@ from pydicom.uid import UID
 from ..endpoints import CMoveEndpoint, Server
 from ..errors import NotFound, ProtocolError, RemoteError, Unavailable
 from ..model import InstanceRef, SeriesRef
-from ..part10 import check_part10
+from ..part10 import Expected, check_part10
 from ..transport.dimse import Association, with_dimse_retries
 from ..transport.dimse_data import retrieve_identifier
 from ..transport.dimse_errors import status_error, status_text
@@ -72,7 +73,7 @@ class CMove:
             data = got.get(ref.instance_uid)
             if data is None:
                 raise NotFound("the PACS sent nothing (no such instance)", server=self.name, what=what)
-            check_part10(data, self.name, what, ref.instance_uid)
+            check_part10(data, self.name, what, Expected(ref.instance_uid, ref.series_uid, ref.study_uid))
             return data
 
         return await with_dimse_retries(self.server, attempt, what)
@@ -85,11 +86,18 @@ class CMove:
         what = f"series {ref.series_uid}"
         identifier = retrieve_identifier("SERIES", ref.study_uid, ref.series_uid)
 
+        expected = Expected(series=ref.series_uid, study=ref.study_uid)
+
         async def stream() -> AsyncGenerator[Item, None]:
             with self.receiver.expect(series=ref.series_uid) as inbox:
                 async with aclosing(self._move(identifier, inbox, what)) as items:
-                    async for item in items:
-                        yield item
+                    async for uid, data in items:
+                        try:  # the receiver routed it by its series: is it of this study, whole, itself?
+                            check_part10(data, self.name, what, replace(expected, instance=uid))
+                        except ProtocolError as exc:
+                            log.warning("%s (left out: its file is read alone)", exc)
+                            continue
+                        yield uid, data
 
         items = retry_stream(stream, retries=self.server.retries, catch=(Unavailable,), what=what, name=self.name)
         async with aclosing(items):

@@ -23,7 +23,7 @@ import logging
 import re
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import AbstractAsyncContextManager, aclosing, asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import httpx
 import trio
@@ -31,7 +31,7 @@ import trio
 from ..errors import IgnoredError, ProtocolError, RemoteError
 from ..model import InstanceRef, SeriesRef
 from ..multipart import MultipartError, MultipartParser, Part, boundary_of, content_type_params
-from ..part10 import check_part10
+from ..part10 import Expected, check_part10
 from ..transport.http import HttpEndpoint, iter_body
 from .rad69_soap import (
     ACTION,
@@ -161,13 +161,14 @@ class Rad69:
         """POST one request; yield each verified object; record errors in ``outcome``."""
         body = build_request(ref.study_uid, ref.series_uid, uids, self.ep.url, self.transfer_syntaxes)
         wanted = set(uids)
+        expected = Expected(study=ref.study_uid, series=ref.series_uid)
         async with self._post(body, what) as resp, self._chunks(resp, what) as chunks:
             ctype = resp.headers.get("content-type", "")
             media, params = content_type_params(ctype) if ctype.strip() else ("", {})
             if media.startswith("multipart/"):
                 async with (
                     aclosing(self._multipart(chunks, ctype, params.get("start", ""), what)) as parts,
-                    aclosing(self._objects(parts, wanted, what, outcome)) as items,
+                    aclosing(self._objects(parts, wanted, expected, what, outcome)) as items,
                 ):
                     async for item in items:
                         yield item
@@ -177,7 +178,7 @@ class Rad69:
         env = self._envelope(data, media, what, status)
         outcome.errors += env.errors
         for uid, obj in env.inline.items():
-            if accepted := self._accept(uid, obj, wanted, what, outcome):
+            if accepted := self._accept(uid, obj, wanted, expected, what, outcome):
                 yield accepted
 
     @asynccontextmanager
@@ -199,7 +200,7 @@ class Rad69:
                     pass  # the closed stream reports itself closed: that is the end
 
     async def _objects(
-        self, parts: AsyncIterator[Part], wanted: set[str], what: str, outcome: _Outcome
+        self, parts: AsyncIterator[Part], wanted: set[str], expected: Expected, what: str, outcome: _Outcome
     ) -> AsyncGenerator[tuple[str, bytes], None]:
         """The objects of a multipart answer; the root part comes first from
         :meth:`_multipart` and maps Content-IDs to UIDs for the parts after it."""
@@ -210,7 +211,7 @@ class Rad69:
                 outcome.errors += env.errors
                 outcome.promised |= set(env.documents.values()) | set(env.inline)
                 for uid, data in env.inline.items():
-                    if accepted := self._accept(uid, data, wanted, what, outcome):
+                    if accepted := self._accept(uid, data, wanted, expected, what, outcome):
                         yield accepted
                 continue
             listed = env.documents.get(part.content_id)
@@ -227,23 +228,24 @@ class Rad69:
             else:
                 # not referenced (a server that numbers Content-IDs its own way):
                 # acceptable only if it is an object we asked for
-                uid = check_part10(data, self.name, what)
+                uid = check_part10(data, self.name, what, expected)
                 if uid not in wanted:
                     raise ProtocolError(
                         f"part <{part.content_id}> is not in the envelope and holds unrequested object {uid}",
                         server=self.name,
                         what=what,
                     )
-            if accepted := self._accept(uid, data, wanted, what, outcome):
+            if accepted := self._accept(uid, data, wanted, expected, what, outcome):
                 yield accepted
         if env is None:
             raise ProtocolError("multipart answer without parts", server=self.name, what=what)
 
     def _accept(
-        self, uid: str, data: bytes, wanted: set[str], what: str, outcome: _Outcome
+        self, uid: str, data: bytes, wanted: set[str], expected: Expected, what: str, outcome: _Outcome
     ) -> tuple[str, bytes] | None:
-        """Check an object; None if it was already delivered (sent twice)."""
-        check_part10(data, self.name, f"{what}: object {uid}", uid)
+        """Check an object (whole, the instance the envelope names, of the
+        study and series asked for); None if it was already delivered (sent twice)."""
+        check_part10(data, self.name, f"{what}: object {uid}", replace(expected, instance=uid))
         if uid not in wanted:
             raise ProtocolError(f"server sent unrequested object {uid}", server=self.name, what=what)
         if uid in outcome.delivered:

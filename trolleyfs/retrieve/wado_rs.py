@@ -32,7 +32,7 @@ import httpx
 from ..errors import ProtocolError
 from ..model import InstanceRef, SeriesRef
 from ..multipart import MultipartError, Part, boundary_of, content_type_params, iter_parts
-from ..part10 import check_part10, part10_sop_instance_uid
+from ..part10 import Expected, check_part10, part10_sop_instance_uid
 from ..transport.http import HttpEndpoint, iter_body
 
 log = logging.getLogger("trolleyfs.wado_rs")
@@ -135,26 +135,28 @@ class WadoRS:
         except MultipartError as exc:
             raise ProtocolError(str(exc), server=self.name, what=what) from None
 
-    def _checked(self, part: Part, index: int, what: str) -> str:
+    def _checked(self, part: Part, index: int, what: str, expected: Expected) -> str:
         """The SOP Instance UID of the whole object a part holds; ProtocolError
-        if the part is damaged (its length) or its object is not whole."""
+        if the part is damaged (its length), its object is not whole, or it is
+        not of the study and series asked for (:func:`~trolleyfs.part10.check_part10`)."""
         problem = part.length_problem()
         if problem:
             raise ProtocolError(
                 f"part {index} (object {_uid_of(part.body)}) {problem}: damaged, refused", server=self.name, what=what
             )
-        return check_part10(part.body, self.name, what)
+        return check_part10(part.body, self.name, what, expected)
 
     async def fetch_instance(self, ref: InstanceRef) -> bytes:
         what = f"instance {ref.instance_uid}"
         url = f"{self.ep.url}/studies/{_p(ref.study_uid)}/series/{_p(ref.series_uid)}/instances/{_p(ref.instance_uid)}"
         copies: list[bytes] = []
         others: set[str] = set()
+        expected = Expected(study=ref.study_uid, series=ref.series_uid)
         async with aclosing(self._parts(url, what)) as parts:
             index = 0
             async for part in parts:
                 index += 1
-                uid = self._checked(part, index, what)
+                uid = self._checked(part, index, what, expected)
                 if uid == ref.instance_uid:
                     copies.append(part.body)
                 else:
@@ -184,13 +186,14 @@ class WadoRS:
         url = f"{self.ep.url}/studies/{_p(ref.study_uid)}/series/{_p(ref.series_uid)}"
         seen: dict[str, tuple[int, int]] = {}  # uid -> (length, CRC of its head): duplicates
         refused: list[ProtocolError] = []
+        expected = Expected(study=ref.study_uid, series=ref.series_uid)
         try:
             async with aclosing(self._parts(url, what)) as parts:
                 index = 0
                 async for part in parts:
                     index += 1
                     try:
-                        uid = self._checked(part, index, what)
+                        uid = self._checked(part, index, what, expected)
                     except ProtocolError as exc:
                         refused.append(exc)
                         continue

@@ -18,7 +18,7 @@ import trio
 
 from ..errors import NotFound, ProtocolError, RemoteError
 from ..model import InstanceRef, SeriesRef
-from ..part10 import check_part10
+from ..part10 import Expected, check_part10
 from ..transport.http import HttpEndpoint
 
 log = logging.getLogger("trolleyfs.wado_uri")
@@ -78,7 +78,7 @@ class WadoURI:
                 server=self.name,
                 what=what,
             )
-        check_part10(body, self.name, what, ref.instance_uid)
+        check_part10(body, self.name, what, Expected(ref.instance_uid, ref.series_uid, ref.study_uid))
         return body
 
     async def fetch_series(self, ref: SeriesRef, instance_uids: list[str]) -> AsyncIterator[tuple[str, bytes]]:

@@ -83,16 +83,28 @@ def _instance_order(i: Instance) -> tuple[int, str]:
 class SeriesDir(ListedDir):
     """A series: its instance files."""
 
-    def __init__(self, name: str, parent: DirNode, ctx: Context, server: str, series: Series, mtime: float) -> None:
+    def __init__(
+        self,
+        name: str,
+        parent: DirNode,
+        ctx: Context,
+        server: str,
+        series: Series,
+        mtime: float,
+        patient_id: str | None,
+    ) -> None:
+        """``patient_id``: the Patient ID its study is listed under, if any."""
         super().__init__(name, parent, mtime, ctx.series_ttl)
         self._ctx = ctx
         self.server, self.series = server, series
+        self.patient_id = patient_id
         self._prefilled = series.instances
 
-    def update(self, name: str, series: Series) -> None:
+    def update(self, name: str, series: Series, patient_id: str | None) -> None:
         """The study's listing was refreshed and still shows this series."""
         self.rename(name)
         self.series = series
+        self.patient_id = patient_id
         if series.instances is not None:
             self._prefilled = series.instances
 
@@ -110,7 +122,15 @@ class SeriesDir(ListedDir):
                 node.rename(name)
             else:
                 node = InstanceFile(
-                    name, self, self.mtime, self._ctx.reader, self.server, inst, self.sibling_uids, self._ctx.form
+                    name,
+                    self,
+                    self.mtime,
+                    self._ctx.reader,
+                    self.server,
+                    inst,
+                    self.sibling_uids,
+                    self._ctx.form,
+                    lambda: self.patient_id,
                 )
             out[name] = node
         return out
@@ -152,10 +172,11 @@ class StudyDir(ListedDir):
         old = {n.series.uid: n for n in self._current() if isinstance(n, SeriesDir)}
         out: dict[str, Node] = {}
         for name, s, node in _named(self._ctx.names["series"], sorted(series, key=_series_order), old):
+            patient_id = self.study.attrs.get("PatientID")
             if node is not None:
-                node.update(name, s)
+                node.update(name, s, patient_id)
             else:
-                node = SeriesDir(name, self, self._ctx, self.server, s, self.mtime)
+                node = SeriesDir(name, self, self._ctx, self.server, s, self.mtime, patient_id)
             out[name] = node
         return out
 

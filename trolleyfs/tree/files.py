@@ -22,14 +22,18 @@ class InstanceFile(FileNode):
         instance: Instance,
         siblings: Callable[[], list[str]],
         form: str = "",
+        patient_id: Callable[[], str | None] = lambda: None,
     ) -> None:
         """``siblings`` gives the instance UIDs of the series (for readahead);
-        ``form``: the transfer syntax UID to serve the object in ("": as stored)."""
+        ``form``: the transfer syntax UID to serve the object in ("": as stored);
+        ``patient_id``: the Patient ID its study is listed under (the object
+        read must be that patient's)."""
         super().__init__(name, parent, mtime)
         self.server, self.instance = server, instance
         self.form = form
         self._reader = reader
         self._siblings = siblings
+        self._patient_id = patient_id
 
     @property
     def instance_uid(self) -> str:
@@ -44,9 +48,8 @@ class InstanceFile(FileNode):
 
     async def read_all(self) -> bytes:
         i = self.instance
-        return await self._reader.get(
-            self.server, InstanceRef(i.study_uid, i.series_uid, i.uid, self.form), self._siblings
-        )
+        ref = InstanceRef(i.study_uid, i.series_uid, i.uid, self.form, self._patient_id())
+        return await self._reader.get(self.server, ref, self._siblings)
 
     def xattrs(self) -> dict[str, str]:
         return dicom_xattrs(
