@@ -20,12 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from . import protocols
+from .cluster.settings import SharedConfig, parse_shared, shared_warnings
 from .credentials import SECRET_KEYS, NoAuth, parse_auth
 from .endpoints import EndpointConfig, Server
 from .errors import ConfigError
 from .model import QueryLevel
 from .naming import check_template, sanitize
-from .shared.settings import SharedConfig, parse_shared, shared_warnings
 from .tomltable import Table, kind_name
 from .tree.control import CONTROL_DIR
 from .views.syntax import VIEWS, parse_transfer_syntax

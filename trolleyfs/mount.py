@@ -15,18 +15,18 @@ from contextlib import AsyncExitStack
 import pyfuse3
 import trio
 
+from .cluster.wiring import open_shared
 from .config import Config
 from .errors import UserError
 from .fs import Operations
+from .listings.cluster import ClusterListings
+from .listings.disk import holds as saved_listings_held
 from .pagecache import PagePusher
-from .read.shared import SharedReads
+from .read.cluster import ClusterReads
 from .read.store import Store
 from .servers import open_remotes
-from .shared.listings import SharedListings
-from .shared.wiring import open_shared
 from .stats import Stats
 from .tree.inodes import UidIndex
-from .tree.saved import holds as saved_listings_held
 from .tree.tree import Tree
 from .views.wiring import transcoding, views
 
@@ -114,11 +114,11 @@ async def serve(
             pusher = PagePusher(index.inodes_of, nursery)
             c = config.cache
             forms = transcoding(config, remotes)  # objects as stored, or in a folder's transfer syntax
-            reads = SharedReads(shared.tier, shared.leases) if shared else None
+            reads = ClusterReads(shared.tier, shared.leases) if shared else None
             store = Store(c, forms.fetchers, stats, nursery, on_prefetched=pusher.push, shared=reads)
             parts = views(remotes, store, forms)
             listings = (
-                SharedListings(shared.tier, shared.leases, c.folder_ttl, c.study_ttl, c.series_ttl) if shared else None
+                ClusterListings(shared.tier, shared.leases, c.folder_ttl, c.study_ttl, c.series_ttl) if shared else None
             )
             searchers = {n: r.searcher for n, r in remotes.items()}
             tree = Tree(config, searchers, store, stats, index, views=parts, shared=listings)

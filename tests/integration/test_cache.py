@@ -11,7 +11,7 @@ import pytest
 
 from tests.mounting import mounted, wait_for
 from tests.servers.proxy import FaultProxy
-from trolleyfs.tree.saved import LISTINGS_DIR
+from trolleyfs.listings.disk import LISTINGS_DIR
 
 pytestmark = pytest.mark.integration
 

@@ -41,8 +41,8 @@ from ..model import Fetcher, InstanceRef, SeriesRef
 from ..stats import Stats
 from .budget import PrefetchBudget
 from .caches import Caches
+from .cluster import ClusterReads
 from .flights import Flight, Flights
-from .shared import SharedReads
 from .single import SingleFetch
 
 log = logging.getLogger("trolleyfs.store")
@@ -114,7 +114,7 @@ class SeriesReadahead:
         single: SingleFetch,
         nursery: trio.Nursery,
         on_prefetched: Callable[[str, bytes], None],
-        shared: SharedReads | None = None,
+        shared: ClusterReads | None = None,
     ) -> None:
         self._slots = trio.Semaphore(slots)
         self._shared = shared

@@ -14,8 +14,8 @@ from ..errors import RemoteError, TrolleyError
 from ..model import Fetcher, InstanceRef
 from ..stats import Stats
 from .caches import Caches
+from .cluster import ClusterReads
 from .flights import Flight, Flights
-from .shared import SharedReads
 
 log = logging.getLogger("trolleyfs.store")
 
@@ -28,7 +28,7 @@ class SingleFetch:
         flights: Flights,
         caches: Caches,
         nursery: trio.Nursery,
-        shared: SharedReads | None = None,
+        shared: ClusterReads | None = None,
     ) -> None:
         self._fetchers = fetchers
         self._shared = shared

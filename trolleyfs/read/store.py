@@ -20,10 +20,10 @@ from ..stats import Stats
 from .budget import PrefetchBudget, budget_for
 from .cache import DiskCache, MemoryCache
 from .caches import Caches
+from .cluster import ClusterReads
 from .diskahead import DiskReadahead
 from .flights import Flight, Flights
 from .readahead import SeriesReadahead
-from .shared import SharedReads
 from .single import SingleFetch
 
 log = logging.getLogger("trolleyfs.store")
@@ -51,7 +51,7 @@ class Store:
         stats: Stats,
         nursery: trio.Nursery,
         on_prefetched: Callable[[str, bytes], None] = _ignore,
-        shared: SharedReads | None = None,
+        shared: ClusterReads | None = None,
     ) -> None:
         """``on_prefetched(uid, data)`` is called for readahead data as it arrives;
         ``shared``: the shared tier, between the local caches and the servers."""

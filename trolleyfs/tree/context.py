@@ -7,8 +7,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
+from ..listings.sources import Listings
 from ..model import InstanceRef
-from .listings import Listings
 
 
 class Reader(Protocol):

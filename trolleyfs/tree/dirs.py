@@ -19,13 +19,14 @@ import trio
 
 from ..config import Folder
 from ..errors import TrolleyError
+from ..listings.identity import search_key
+from ..listings.sources import listing_age
 from ..model import Instance, Query, Series, Study
 from ..naming import names_for
 from .base import DirNode, ListedDir, Node, dicom_xattrs
 from .cachestate import CACHE_XATTR, cache_state
 from .context import Context
 from .files import InstanceFile
-from .listings import listing_age, query_key
 
 BY_UID_DIR = "by-uid"
 UID_RE = re.compile(r"^[0-9]+(\.[0-9]+)*$")
@@ -206,7 +207,7 @@ class FolderDir(ListedDir):
     async def _resolve(self) -> dict[str, Node]:
         server = self.folder.server
         f = self.folder
-        key = query_key(
+        key = search_key(
             self.query(),
             f.min_study_date.text if f.min_study_date else "",
             f.max_study_date.text if f.max_study_date else "",

@@ -29,11 +29,11 @@ import trio
 
 from ..config import DateSpec, date_range_problem, parse_date, query_value
 from ..errors import TrolleyError
+from ..listings.identity import search_key
 from ..model import Query, Study
 from .base import DirNode, ListedDir, Node, is_probe
 from .context import Context
 from .dirs import StudyDir, _named
-from .listings import query_key
 
 log = logging.getLogger("trolleyfs.tree")
 
@@ -66,7 +66,7 @@ class PathQuery:
     def key(self) -> str:
         """What names the search for keeping its result (dates as written)."""
         lo, hi = self.min_study_date, self.max_study_date
-        return query_key(self.query(), lo.text if lo else "", hi.text if hi else "")
+        return search_key(self.query(), lo.text if lo else "", hi.text if hi else "")
 
 
 def _value(text: str) -> str:

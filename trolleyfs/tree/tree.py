@@ -10,17 +10,17 @@ from dataclasses import replace
 from typing import Protocol
 
 from ..config import VIEWS_DIR, Config
+from ..listings.cluster import ClusterListings
+from ..listings.disk import SavedListings
+from ..listings.sources import Listings
 from ..model import Searcher
-from ..shared.listings import SharedListings
 from ..stats import Stats
 from .base import StaticDir
 from .context import Context, Reader
 from .control import control_dir
 from .dirs import ByUidDir, FolderDir
 from .inodes import InodeTable, UidIndex
-from .listings import Listings
 from .querydirs import query_roots
-from .saved import SavedListings
 from .views import ViewParts, views_dir
 
 
@@ -39,7 +39,7 @@ class Tree:
         stats: Stats,
         index: UidIndex,
         views: ViewParts | None = None,
-        shared: SharedListings | None = None,
+        shared: ClusterListings | None = None,
     ) -> None:
         """``index`` is filled as the kernel learns about instance files (the
         page-cache pusher reads it); ``views`` make the ``views`` directory of

@@ -12,10 +12,10 @@ import pytest
 
 from tests.integration.test_tls import _make_ca, _make_leaf
 from tests.servers.redisserver import RedisClusterServers, RedisServer, TLSFiles
+from trolleyfs.cluster.once import fetch_once
+from trolleyfs.cluster.settings import SharedConfig
+from trolleyfs.cluster.wiring import build_shared, check_shared
 from trolleyfs.credentials import Secret
-from trolleyfs.shared.once import fetch_once
-from trolleyfs.shared.settings import SharedConfig
-from trolleyfs.shared.wiring import build_shared, check_shared
 
 from .nodes import SERIES_UID, STUDY_UID, copied, cp_all, node_config, nodes, series_dir, shared_stats, wait_idle
 from .test_redis_faults import ACL, CLUSTER_ACL, check, write_secret

@@ -16,16 +16,17 @@ from tests.mounting import by_sop_uid
 from tests.servers.redisserver import free_port_pair
 from tests.unit.read_fakes import FakeFetcher
 from tests.unit.test_tree import FakeSearcher, child, names_of
+from trolleyfs.cluster.once import fetch_once
+from trolleyfs.cluster.settings import SharedConfig
+from trolleyfs.cluster.wiring import Shared, build_shared
 from trolleyfs.config import CacheConfig, Config, Folder
 from trolleyfs.demo import sampledata
 from trolleyfs.errors import Unavailable
-from trolleyfs.model import InstanceRef
-from trolleyfs.read.shared import SharedReads
+from trolleyfs.listings.cluster import FORMAT_HEAD, ClusterListings
+from trolleyfs.listings.identity import short_name
+from trolleyfs.model import InstanceRef, Study
+from trolleyfs.read.cluster import ClusterReads
 from trolleyfs.read.store import Store
-from trolleyfs.shared.listings import SharedListings
-from trolleyfs.shared.once import fetch_once
-from trolleyfs.shared.settings import SharedConfig
-from trolleyfs.shared.wiring import Shared, build_shared
 from trolleyfs.stats import Stats
 from trolleyfs.tree.inodes import UidIndex
 from trolleyfs.tree.tree import Tree
@@ -143,7 +144,7 @@ def shared_tree(n: Shared, pacs: FakeSearcher, folder_ttl: float) -> Tree:
         {"study": "{PatientName} {StudyDescription}", "series": "{SeriesNumber:03}", "instance": "{InstanceNumber:04}"},
         cache,
     )
-    listings = SharedListings(n.tier, n.leases, cache.folder_ttl, cache.study_ttl, cache.series_ttl)
+    listings = ClusterListings(n.tier, n.leases, cache.folder_ttl, cache.study_ttl, cache.series_ttl)
     return Tree(config, {"pacs": pacs}, _NoReader(), Stats(), UidIndex(), shared=listings)
 
 
@@ -200,7 +201,7 @@ async def test_a_lease_holder_that_reads_nothing_still_streams_the_whole_series_
     fetcher = FakeFetcher(objects)
     async with node(single) as n, trio.open_nursery() as nursery:
         store = Store(
-            CacheConfig(memory_mb=64), {"pacs": fetcher}, Stats(), nursery, shared=SharedReads(n.tier, n.leases)
+            CacheConfig(memory_mb=64), {"pacs": fetcher}, Stats(), nursery, shared=ClusterReads(n.tier, n.leases)
         )
         assert await store.get("pacs", first, lambda: names) == objects[names[0]]
         # nobody reads on here; other nodes may be following the stream: it must not pause
@@ -214,3 +215,25 @@ async def test_a_lease_holder_that_reads_nothing_still_streams_the_whole_series_
             assert await store.get("pacs", InstanceRef(first.study_uid, first.series_uid, uid)) == objects[uid]
         assert fetcher.single_calls == [names[0]] and n.tier.counters.hits >= 1
         nursery.cancel_scope.cancel()
+
+
+async def test_a_listing_stored_in_the_old_format_is_asked_again_and_replaced(redis_single, single) -> None:
+    """Format 1 (each item a dataclass dump) is no longer read: the search is
+    asked of the PACS once and the value replaced by format 2."""
+    searched: list[int] = []
+
+    async def search() -> list[Study]:
+        searched.append(1)
+        return [Study("1.1", {"PatientName": "DOE^JANE"})]
+
+    async with node(single) as a:
+        listings = ClusterListings(a.tier, a.leases, 60, 60, 60)
+        name = f"pacs/studies/{short_name('the search')}"
+        old = b'{"v":1,"items":[{"uid":"1.1","attrs":{"PatientName":"OLD^FORM"},"series":null}]}'
+        await a.tier.put(a.tier.key("l", name), old, 60)
+        got, age = await listings.studies("pacs", "the search", search)
+        assert got == [Study("1.1", {"PatientName": "DOE^JANE"})] and age == 0.0 and searched == [1]
+        again, _ = await listings.studies("pacs", "the search", search)
+        assert again == got and searched == [1]  # the replacement is read now
+        stored = await a.tier.get(a.tier.key("l", name), lambda raw: True)
+        assert stored is not None and stored[0].startswith(FORMAT_HEAD)

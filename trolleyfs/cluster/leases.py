@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import trio
 
-from .tier import SharedTier
+from .tier import ClusterTier
 
 log = logging.getLogger("trolleyfs.shared")
 
@@ -42,7 +42,7 @@ class Lease:
 
 
 class Leases:
-    def __init__(self, tier: SharedTier, lease_s: float = LEASE_S, renew_s: float = RENEW_S) -> None:
+    def __init__(self, tier: ClusterTier, lease_s: float = LEASE_S, renew_s: float = RENEW_S) -> None:
         self._tier = tier
         self._lease_ms = int(lease_s * 1000)
         self._renew_s = renew_s

@@ -9,8 +9,8 @@ import os
 
 import pytest
 
-from trolleyfs.shared.codec import Meta, chunk_keys, decode, encode
-from trolleyfs.shared.crypto import Sealer, Unreadable
+from trolleyfs.cluster.codec import Meta, chunk_keys, decode, encode
+from trolleyfs.cluster.crypto import Sealer, Unreadable
 
 BASE = "trolleyfs:o:{pacs/1.2.3}"
 PLAIN, SEALED = Sealer(None), Sealer(os.urandom(32))

@@ -17,11 +17,13 @@ import trio
 
 from tests.unit.test_tree import FakeSearcher
 from trolleyfs.errors import AccessDenied, NotFound, Unavailable
+from trolleyfs.listings.codec import decode_study, encode
+from trolleyfs.listings.disk import LISTINGS_DIR, SavedListings, holds
+from trolleyfs.listings.identity import search_key as query_key
+from trolleyfs.listings.sources import OFFLINE_RETRY_S, Listings
 from trolleyfs.model import Instance, Query, Series, Study
 from trolleyfs.read.cache import DiskCache
 from trolleyfs.stats import Stats
-from trolleyfs.tree.listings import OFFLINE_RETRY_S, Listings, query_key
-from trolleyfs.tree.saved import LISTINGS_DIR, SavedListings, decode_study, encode, holds
 
 TTLS = {"studies": 60.0, "series": 300.0, "instances": 3600.0}
 
@@ -121,7 +123,7 @@ async def test_a_kept_listing_younger_than_its_ttl_answers_after_a_remount(tmp_p
 async def test_an_unreachable_server_is_answered_from_the_disk_and_not_asked_for_a_while(
     tmp_path, autojump_clock: trio.abc.Clock, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, "trolleyfs.tree")
+    caplog.set_level(logging.INFO, "trolleyfs.listings")
     pacs, clock = FakeSearcher({"1.1": {"1.1.1": 2}}), Clock()
     online = listings(pacs, tmp_path, clock)
     series = await online.find_series("pacs", "1.1")

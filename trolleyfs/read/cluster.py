@@ -1,10 +1,10 @@
 """The shared tier in the read path, between the local caches and the PACS
 (memory -> local disk -> shared -> PACS).
 
-* One instance (:meth:`SharedReads.instance`): from the tier if it is there;
+* One instance (:meth:`ClusterReads.instance`): from the tier if it is there;
   else fetched once in the cluster (an instance lease; a node whose series
   lease covers it is waited for too) and published as it arrives.
-* A series readahead (:meth:`SharedReads.series`): what the tier holds is
+* A series readahead (:meth:`ClusterReads.series`): what the tier holds is
   taken from it; for the rest this node takes the series lease and streams
   it from the PACS (each object published as it arrives, and announced in the
   series' list of news), or, when another node holds that lease, follows
@@ -12,7 +12,7 @@
   holder finishes or dies with objects still missing, this node takes over.
 
 An object from the tier is served only whole and checked (see
-:mod:`trolleyfs.shared.tier`), and only if it is the instance asked for."""
+:mod:`trolleyfs.cluster.tier`), and only if it is the instance asked for."""
 
 from __future__ import annotations
 
@@ -20,11 +20,11 @@ from collections.abc import Awaitable, Callable
 
 import trio
 
+from ..cluster.leases import Leases
+from ..cluster.once import POLL_S, fetch_once
+from ..cluster.tier import ClusterTier
 from ..model import InstanceRef, SeriesRef, form_key
 from ..part10 import Expected, identity_of, identity_problem
-from ..shared.leases import Leases
-from ..shared.once import POLL_S, fetch_once
-from ..shared.tier import SharedTier
 
 TIER_READERS = 4  # objects read from the tier at once by one series readahead
 
@@ -45,8 +45,8 @@ def _is_instance(uid: str, sref: SeriesRef) -> Callable[[bytes], bool]:
     return check
 
 
-class SharedReads:
-    def __init__(self, tier: SharedTier, leases: Leases) -> None:
+class ClusterReads:
+    def __init__(self, tier: ClusterTier, leases: Leases) -> None:
         self._tier = tier
         self._leases = leases
 

@@ -1,23 +1,22 @@
-"""Searches for the tree: each asked of the named server's searcher, counted
+"""Searches, asked of the named server's searcher, counted
 in :class:`~trolleyfs.stats.Stats` (one request per search asked of a PACS)
 and logged.  A result comes with its age (:class:`Listed`), so the tree keeps
 it only for what is left of its level's TTL.
 
 Where a result may come from, nearest first:
 
-* the disk cache (:mod:`.saved`, with ``disk_dir``): every result is kept on
+* the disk cache (:mod:`.disk`, with ``disk_dir``): every result is kept on
   disk, and a kept one is used while it is younger than its level's TTL (a
   remount, or another path to the same study, costs no request) or while the
   server is unreachable (a timeout, a refused connection, a 5xx).  After such a
   failure the server is not asked again for :data:`OFFLINE_RETRY_S` seconds for
   anything kept on disk, so an offline mount lists at disk speed;
-* the shared tier (with ``[cache.shared]``): a search is asked once in the
+* the cluster tier (:mod:`.cluster`, with ``[cache.shared]``): a search is asked once in the
   cluster and its result shared for its level's TTL;
 * the server."""
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -27,11 +26,13 @@ import trio
 
 from ..errors import Unavailable
 from ..model import Instance, Query, Searcher, Series, Study
-from ..shared.listings import SharedListings
 from ..stats import Stats
-from .saved import SavedListings, decode_instance, decode_series, decode_study
+from .cluster import ClusterListings
+from .codec import decode_instance, decode_series, decode_study
+from .disk import SavedListings
+from .identity import search_key
 
-log = logging.getLogger("trolleyfs.tree")
+log = logging.getLogger("trolleyfs.listings")
 
 OFFLINE_RETRY_S = 30.0  # after a server failed, kept listings are used this long without asking it
 T = TypeVar("T")
@@ -50,23 +51,6 @@ def listing_age(items: Sequence[object]) -> float:
     return items.age if isinstance(items, Listed) else 0.0
 
 
-def query_key(query: Query, min_text: str | None = None, max_text: str | None = None) -> str:
-    """What identifies a study search, for keeping its result.  A folder gives
-    its date bounds as written (``-7d``), so its listing is found again on
-    another day; otherwise the dates are the resolved ones."""
-    return json.dumps(
-        {
-            "filters": dict(sorted(query.filters.items())),
-            "min": min_text if min_text is not None else (query.min_study_date and query.min_study_date.isoformat()),
-            "max": max_text if max_text is not None else (query.max_study_date and query.max_study_date.isoformat()),
-            "include": list(query.include_fields),
-            "level": query.level.value,
-            "limit": query.limit,
-        },
-        sort_keys=True,
-    )
-
-
 class Listings:
     def __init__(
         self,
@@ -75,7 +59,7 @@ class Listings:
         saved: SavedListings | None = None,
         ttls: Mapping[str, float] | None = None,
         clock: Callable[[], float] = time.time,
-        shared: SharedListings | None = None,
+        shared: ClusterListings | None = None,
     ) -> None:
         """``ttls`` by level (``studies``, ``series``, ``instances``): how long a
         kept result is used without asking; ``clock`` is the wall clock the
@@ -98,8 +82,9 @@ class Listings:
         return self._saved is not None and self._saved.holds(server)
 
     async def find_studies(self, server: str, query: Query, key: str | None = None) -> Listed[Study]:
-        """The studies ``query`` finds on ``server``; ``key`` (see :func:`query_key`)
-        names the search for keeping its result."""
+        """The studies ``query`` finds on ``server``; ``key`` (see
+        :func:`.identity.search_key`) names the search for keeping its result."""
+        key = key or search_key(query)
 
         async def search() -> list[Study]:
             self._stats.requests[server] += 1
@@ -111,9 +96,9 @@ class Listings:
         async def ask() -> Listed[Study]:
             if self._shared is None:
                 return Listed(await search())
-            return Listed(*await self._shared.studies(server, query, search))
+            return Listed(*await self._shared.studies(server, key, search))
 
-        return await self._listed(server, "studies", key or query_key(query), ask, decode_study)
+        return await self._listed(server, "studies", key, ask, decode_study)
 
     async def find_series(self, server: str, study_uid: str) -> Listed[Series]:
         async def search() -> list[Series]:

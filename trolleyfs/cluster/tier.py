@@ -50,7 +50,7 @@ class TierCounters:
     leases_waited: int = 0  # times this node waited for another node's fetch
 
 
-class SharedTier:
+class ClusterTier:
     def __init__(self, link: Link, sealer: Sealer, ttl: float, chunk_bytes: int, prefix: str) -> None:
         self.link = link
         self.sealer = sealer

@@ -13,7 +13,7 @@ from .crypto import Sealer
 from .leases import Leases
 from .link import Link, describe
 from .settings import SharedConfig
-from .tier import SharedTier
+from .tier import ClusterTier
 
 # policies that evict our keys when Redis is full; anything else refuses writes instead
 EVICTING = (
@@ -31,13 +31,13 @@ EVICTING = (
 class Shared:
     """The shared tier of a mount and its leases."""
 
-    tier: SharedTier
+    tier: ClusterTier
     leases: Leases
 
 
 def build_shared(config: SharedConfig, link: Link | None = None) -> Shared:
     key = bytes.fromhex(config.key.get()) if config.key is not None else None
-    tier = SharedTier(link or Link(config), Sealer(key), config.ttl, config.chunk_kb * 1024, config.prefix)
+    tier = ClusterTier(link or Link(config), Sealer(key), config.ttl, config.chunk_kb * 1024, config.prefix)
     return Shared(tier, Leases(tier))
 
 

@@ -8,9 +8,11 @@ import datetime as dt
 
 import pytest
 
+from trolleyfs.listings.cluster import FORMAT_HEAD, dump, load
+from trolleyfs.listings.codec import decode_instance, decode_series, decode_study
+from trolleyfs.listings.identity import search_key, short_name
+from trolleyfs.listings.sources import Listed, listing_age
 from trolleyfs.model import Instance, Query, QueryLevel, Series, Study
-from trolleyfs.shared.listings import FORMAT_HEAD, _instance, _series, _study, dump, load, query_name
-from trolleyfs.tree.listings import Listed, listing_age
 
 
 def test_nested_results_come_back_equal() -> None:
@@ -22,21 +24,21 @@ def test_nested_results_come_back_equal() -> None:
     )
     raw = dump([deep, Study("1.2", {})])
     assert raw.startswith(FORMAT_HEAD)
-    assert load(raw, _study) == [deep, Study("1.2", {})]
-    assert load(dump([inst]), _instance) == [inst]
-    assert load(dump([Series("1.1", "1.1.1", {"A": "b"})]), _series) == [Series("1.1", "1.1.1", {"A": "b"})]
+    assert load(raw, decode_study) == [deep, Study("1.2", {})]
+    assert load(dump([inst]), decode_instance) == [inst]
+    assert load(dump([Series("1.1", "1.1.1", {"A": "b"})]), decode_series) == [Series("1.1", "1.1.1", {"A": "b"})]
 
 
 def test_a_stored_value_that_is_not_a_result_is_refused() -> None:
     for raw in (b"", b"[]", b'{"v":1}', b'{"v":1,"items":[{"uid":"1"}]}', b'{"v":1,"items":[1]}'):
         with pytest.raises(ValueError):
-            load(raw, _study)
+            load(raw, decode_study)
 
 
 def test_a_study_search_is_named_by_what_shapes_its_answer() -> None:
     q = Query({"PatientName": "DOE*", "ModalitiesInStudy": "CT"}, dt.date(2020, 1, 1), None, ("PatientBirthDate",))
     same = Query({"ModalitiesInStudy": "CT", "PatientName": "DOE*"}, dt.date(2020, 1, 1), None, ("PatientBirthDate",))
-    assert query_name(q) == query_name(same)
+    assert short_name(search_key(q)) == short_name(search_key(same))
     others = [
         Query({"PatientName": "DOE*"}, dt.date(2020, 1, 1), None, ("PatientBirthDate",)),
         Query(q.filters, dt.date(2020, 1, 2), None, q.include_fields),
@@ -44,7 +46,7 @@ def test_a_study_search_is_named_by_what_shapes_its_answer() -> None:
         Query(q.filters, q.min_study_date, None, q.include_fields, QueryLevel.SERIES),
         Query(q.filters, q.min_study_date, None, q.include_fields, limit=1),
     ]
-    assert len({query_name(o) for o in others} | {query_name(q)}) == len(others) + 1
+    assert len({short_name(search_key(o)) for o in others} | {short_name(search_key(q))}) == len(others) + 1
 
 
 def test_a_result_carries_its_age() -> None:

@@ -14,12 +14,12 @@ from collections.abc import Awaitable, Callable, Sequence
 import trio
 
 from .leases import Leases
-from .tier import SharedTier
+from .tier import ClusterTier
 
 POLL_S = 0.05  # how often a waiting node looks for what it waits for
 
 
-async def wait_while_leased(tier: SharedTier, leases: Leases, keys: Sequence[str], names: Sequence[str]) -> None:
+async def wait_while_leased(tier: ClusterTier, leases: Leases, keys: Sequence[str], names: Sequence[str]) -> None:
     """Return once any of ``keys`` exists or none of the leases ``names`` is
     held, or Redis is unavailable."""
     lease_keys = [leases.key(n) for n in names]
@@ -31,7 +31,7 @@ async def wait_while_leased(tier: SharedTier, leases: Leases, keys: Sequence[str
 
 
 async def fetch_once(
-    tier: SharedTier,
+    tier: ClusterTier,
     leases: Leases,
     key: str,
     lease: str,

@@ -23,65 +23,15 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ..model import Instance, Series, Study
+from .codec import Listed, from_items, items
 
-log = logging.getLogger("trolleyfs.tree")
+log = logging.getLogger("trolleyfs.listings")
 
 LISTINGS_DIR = "listings"  # inside the disk cache's directory
 MAX_FILES = 100_000
 FORMAT = 1
 
 T = TypeVar("T")
-Listed = Study | Series | Instance
-
-
-def _strs(value: Any) -> dict[str, str]:
-    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
-        raise ValueError("attributes are not a string map")
-    return dict(value)
-
-
-def _str(value: Any) -> str:
-    if not isinstance(value, str):
-        raise ValueError("a UID is not a string")
-    return value
-
-
-def _list(value: Any) -> list[Any]:
-    if not isinstance(value, list):
-        raise ValueError("not a list")
-    return value
-
-
-def encode(obj: Listed) -> dict[str, Any]:
-    """A study, series or instance (with the levels it carries) as JSON data."""
-    if isinstance(obj, Instance):
-        return {"study": obj.study_uid, "series": obj.series_uid, "uid": obj.uid, "attrs": obj.attrs}
-    if isinstance(obj, Series):
-        out: dict[str, Any] = {"study": obj.study_uid, "uid": obj.uid, "attrs": obj.attrs}
-        if obj.instances is not None:
-            out["instances"] = [encode(i) for i in obj.instances]
-        return out
-    out = {"uid": obj.uid, "attrs": obj.attrs}
-    if obj.series is not None:
-        out["series"] = [encode(s) for s in obj.series]
-    return out
-
-
-def decode_instance(d: Any) -> Instance:
-    return Instance(_str(d["study"]), _str(d["series"]), _str(d["uid"]), _strs(d["attrs"]))
-
-
-def decode_series(d: Any) -> Series:
-    inst = d.get("instances")
-    instances = None if inst is None else [decode_instance(i) for i in _list(inst)]
-    return Series(_str(d["study"]), _str(d["uid"]), _strs(d["attrs"]), instances)
-
-
-def decode_study(d: Any) -> Study:
-    ser = d.get("series")
-    series = None if ser is None else [decode_series(s) for s in _list(ser)]
-    return Study(_str(d["uid"]), _strs(d["attrs"]), series)
 
 
 def holds(disk_dir: str, server: str) -> bool:
@@ -127,15 +77,15 @@ class SavedListings:
             doc = json.loads(raw)
             if doc.get("format") != FORMAT or doc.get("key") != key:
                 return None  # another version's file, or a hash clash: not ours to use
-            return [decode(item) for item in _list(doc["items"])]
+            return from_items(doc["items"], decode)
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             log.warning("saved listing %s is unreadable (%s); dropped", p, exc)
             p.unlink(missing_ok=True)
             return None
 
-    def save(self, server: str, key: str, items: Sequence[Listed]) -> None:
+    def save(self, server: str, key: str, result: Sequence[Listed]) -> None:
         p = self._path(server, key)
-        doc = {"format": FORMAT, "key": key, "items": [encode(i) for i in items]}
+        doc = {"format": FORMAT, "key": key, "items": items(result)}
         tmp = p.with_name(f"{p.name}.tmp{os.getpid()}.{threading.get_ident()}")
         try:
             p.parent.mkdir(exist_ok=True)

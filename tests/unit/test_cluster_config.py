@@ -9,8 +9,8 @@ import os
 
 import pytest
 
+from trolleyfs.cluster.settings import DEFAULT_TTL_S, parse_duration
 from trolleyfs.config import ConfigError, load, parse
-from trolleyfs.shared.settings import DEFAULT_TTL_S, parse_duration
 
 BASE = """
 [servers.pacs]

@@ -12,9 +12,9 @@ import pytest
 import redis
 import trio
 
+from trolleyfs.cluster.link import BACKOFF_FIRST_S, BACKOFF_MAX_S, Link, describe
+from trolleyfs.cluster.settings import SharedConfig
 from trolleyfs.credentials import Secret
-from trolleyfs.shared.link import BACKOFF_FIRST_S, BACKOFF_MAX_S, Link, describe
-from trolleyfs.shared.settings import SharedConfig
 
 CONFIG = SharedConfig(urls=("redis://127.0.0.1:6379/0",), username="trolleyfs", password=Secret("pw-never-shown"))
 
