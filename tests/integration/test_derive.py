@@ -20,7 +20,7 @@ import numpy as np
 import pydicom
 import pytest
 import trio
-from pydicom.uid import JPEG2000Lossless, RLELossless
+from pydicom.uid import JPEG2000Lossless, JPEGLosslessSV1, JPEGLSLossless, RLELossless
 
 from tests import series
 from tests.conftest import _need
@@ -134,7 +134,9 @@ async def test_a_multi_echo_series_gives_one_volume_per_echo(tmp_path: Path) -> 
     assert all(nib.load(ours[f"_e{e}.nii.gz"]).shape == (64, 64, 12) for e in (1, 2, 3))
 
 
-@pytest.mark.parametrize("ts", [RLELossless, JPEG2000Lossless], ids=["rle", "j2k"])
+@pytest.mark.parametrize(
+    "ts", [RLELossless, JPEG2000Lossless, JPEGLSLossless, JPEGLosslessSV1], ids=["rle", "j2k", "jls", "jpegll"]
+)
 async def test_a_compressed_series_gives_the_volume_of_its_uncompressed_twin(tmp_path: Path, ts: str) -> None:
     plain = series.ct(slices=8, key="twin")
     ours = await convert_and_compare(series.compressed(plain, ts), tmp_path / "c", "s")

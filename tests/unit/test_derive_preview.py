@@ -11,7 +11,7 @@ import pydicom
 import pytest
 from PIL import Image
 from pydicom.pixels.processing import apply_modality_lut, apply_windowing
-from pydicom.uid import JPEG2000Lossless, JPEGBaseline8Bit, JPEGLSLossless, RLELossless
+from pydicom.uid import JPEG2000Lossless, JPEGBaseline8Bit, JPEGLosslessSV1, JPEGLSLossless, RLELossless
 
 from tests import series
 from tests.compressed import compress, eight_bit
@@ -175,7 +175,7 @@ def test_a_multiframe_object_shows_its_middle_frame() -> None:
     assert abs(bright - areas[3]) < 60
 
 
-@pytest.mark.parametrize("ts", [RLELossless, JPEG2000Lossless, JPEGLSLossless])
+@pytest.mark.parametrize("ts", [RLELossless, JPEG2000Lossless, JPEGLSLossless, JPEGLosslessSV1])
 def test_losslessly_compressed_objects_give_the_same_preview(ts: str) -> None:
     plain = series.ct(slices=3, key="c")
     assert _png([compress(plain[1], ts)]) == _png([plain[1]])
