@@ -26,9 +26,9 @@ from .endpoints import EndpointConfig, Server
 from .errors import ConfigError
 from .model import QueryLevel
 from .naming import check_template, sanitize
+from .rootnames import RESERVED_NAMES, VIEWS_DIR
+from .syntaxes import VIEWS, parse_transfer_syntax
 from .tomltable import Table, kind_name
-from .tree.control import CONTROL_DIR
-from .views.syntax import VIEWS, parse_transfer_syntax
 
 # Study-level keywords a folder query may filter on (the seeds' Query fields
 # and the other study-level return keys of the Study Root model).
@@ -248,8 +248,6 @@ _FOLDER_KEYS = {
     "transfer_syntax",
     "views",
 }
-VIEWS_DIR = "views"  # the root directory of the folders' views; a folder may not be so named when any has views
-RESERVED_NAMES = {"by-uid", "by-accession", "by-patient", "query", CONTROL_DIR}  # the root's own dirs
 
 
 def _keyword_ok(word: str) -> bool:

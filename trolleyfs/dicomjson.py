@@ -16,6 +16,8 @@ from pydicom.datadict import keyword_for_tag
 _TAG = re.compile(r"[0-9A-Fa-f]{8}")
 _PN_GROUPS = ("Alphabetic", "Ideographic", "Phonetic")
 
+PIXEL_TAGS = frozenset({"7FE00008", "7FE00009", "7FE00010"})  # float, double float and (integer) pixel data
+
 
 class _Malformed(ValueError):
     """A value whose shape the DICOM JSON model does not allow."""

@@ -13,7 +13,7 @@ import datetime as _dt
 import enum
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 
 class QueryLevel(enum.Enum):
@@ -139,7 +139,7 @@ class Searcher(Protocol):
 class Fetcher(Protocol):
     """Reads Part-10 objects.  Bytes are returned exactly as the server sent them,
     and only when whole: a truncated or non-DICOM answer raises ProtocolError.
-    A ref's ``form`` is honoured by :mod:`trolleyfs.views.forms`' fetchers;
+    A ref's ``form`` is honoured by :mod:`trolleyfs.read.convert.forms`' fetchers;
     protocol fetchers serve objects as stored (or as they were built to ask)."""
 
     name: str
@@ -154,3 +154,14 @@ class Fetcher(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+
+class MetadataSource(Protocol):
+    """A server's WADO-RS ``/metadata``: the headers of a series or a study as
+    DICOM JSON instance objects, pixel data left out."""
+
+    name: str
+
+    async def series(self, study_uid: str, series_uid: str) -> list[dict[str, Any]]: ...
+
+    async def study(self, study_uid: str) -> list[dict[str, Any]]: ...

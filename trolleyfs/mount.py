@@ -1,6 +1,6 @@
-"""Running a mount: build the remotes, store, tree and Operations (each given
-its collaborators at construction); mount; serve until unmounted or
-signalled; clean up in reverse order."""
+"""Running a FUSE mount: the core (:mod:`trolleyfs.wiring`) and the FUSE
+Operations over it; mount; serve until unmounted or signalled; clean up in
+reverse order."""
 
 from __future__ import annotations
 
@@ -15,20 +15,14 @@ from contextlib import AsyncExitStack
 import pyfuse3
 import trio
 
-from .cluster.wiring import open_shared
 from .config import Config
 from .errors import UserError
 from .fs import Operations
-from .listings.cluster import ClusterListings
 from .listings.disk import holds as saved_listings_held
 from .pagecache import PagePusher
-from .read.cluster import ClusterReads
-from .read.store import Store
-from .servers import open_remotes
 from .stats import Stats
 from .tree.inodes import UidIndex
-from .tree.tree import Tree
-from .views.wiring import transcoding, views
+from .wiring import open_core
 
 log = logging.getLogger("trolleyfs")
 
@@ -84,11 +78,6 @@ def fuse_options(user_options: list[str], source: str = "trolleyfs") -> set[str]
     return opts
 
 
-def op_deadline(config: Config) -> float:
-    """How long one filesystem operation may take, all retries included."""
-    return max((s.timeout * (s.retries + 2) for s in config.servers.values()), default=60.0)
-
-
 async def serve(
     config: Config,
     mountpoint: str,
@@ -105,45 +94,32 @@ async def serve(
     offline, with one ``warn``\ ing."""
     if probe_first:
         await _probe_or_fail(config, warn)
-    stats = Stats()
-    async with AsyncExitStack() as stack:
-        remotes = await open_remotes(config, stack)
-        shared = await open_shared(config.cache.shared, stack)
-        async with trio.open_nursery() as nursery:
-            index = UidIndex()  # filled by the tree's inode table, read by the page pusher
-            pusher = PagePusher(index.inodes_of, nursery)
-            c = config.cache
-            forms = transcoding(config, remotes)  # objects as stored, or in a folder's transfer syntax
-            reads = ClusterReads(shared.tier, shared.leases) if shared else None
-            store = Store(c, forms.fetchers, stats, nursery, on_prefetched=pusher.push, shared=reads)
-            parts = views(remotes, store, forms)
-            listings = (
-                ClusterListings(shared.tier, shared.leases, c.folder_ttl, c.study_ttl, c.series_ttl) if shared else None
+    async with AsyncExitStack() as stack, trio.open_nursery() as nursery:
+        index = UidIndex()  # filled by the tree's inode table, read by the page pusher
+        pusher = PagePusher(index.inodes_of, nursery)
+        core = await open_core(config, stack, nursery, index, on_prefetched=pusher.push)
+        ops = Operations(core.tree.inodes, core.stats, core.op_deadline())
+        pyfuse3.init(ops, mountpoint, options)
+        serving = [True]  # pyfuse3.terminate() on an ended session crashes the process
+        try:
+            nursery.start_soon(_signals, debug_toggle, serving)
+            log.info(
+                "mounted %s at %s (%d folders, servers: %s)",
+                config.path,
+                mountpoint,
+                len(config.folders),
+                ", ".join(config.servers),
             )
-            searchers = {n: r.searcher for n, r in remotes.items()}
-            tree = Tree(config, searchers, store, stats, index, views=parts, shared=listings)
-            ops = Operations(tree.inodes, stats, op_deadline(config))
-            pyfuse3.init(ops, mountpoint, options)
-            serving = [True]  # pyfuse3.terminate() on an ended session crashes the process
-            try:
-                nursery.start_soon(_signals, debug_toggle, serving)
-                log.info(
-                    "mounted %s at %s (%d folders, servers: %s)",
-                    config.path,
-                    mountpoint,
-                    len(config.folders),
-                    ", ".join(config.servers),
-                )
-                on_ready()
-                await pyfuse3.main(min_tasks=4, max_tasks=64)
-                serving[0] = False
-                await store.drain()
-            finally:
-                serving[0] = False
-                nursery.cancel_scope.cancel()
-                # main() returns both when the kernel unmounted us and after terminate()
-                pyfuse3.close(unmount=mounted_at(mountpoint))
-                log.info("unmounted %s; %s", mountpoint, _summary(stats))
+            on_ready()
+            await pyfuse3.main(min_tasks=4, max_tasks=64)
+            serving[0] = False
+            await core.store.drain()
+        finally:
+            serving[0] = False
+            nursery.cancel_scope.cancel()
+            # main() returns both when the kernel unmounted us and after terminate()
+            pyfuse3.close(unmount=mounted_at(mountpoint))
+            log.info("unmounted %s; %s", mountpoint, _summary(core.stats))
 
 
 async def _probe_or_fail(config: Config, warn: Callable[[str], None]) -> None:

@@ -27,8 +27,8 @@ import trio
 
 from .errors import UserError
 from .progress import Progress, Tally, progress_for
+from .rootnames import CONTROL_DIR, STATS_FILE
 from .tree.cachestate import CACHE_XATTR
-from .tree.control import CONTROL_DIR, STATS_FILE
 
 CHUNK = 1 << 20
 DISK_SETTLE_S = 10.0  # after reading, wait this long without progress for the disk cache's writes

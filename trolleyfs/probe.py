@@ -14,8 +14,8 @@ from .cluster.settings import SharedConfig
 from .config import Config
 from .errors import TrolleyError, Unavailable
 from .model import Instance, Query, Study
-from .servers import Remote, open_remotes
 from .transport.http_errors import TLSUntrusted
+from .wiring import Remote, open_remotes
 
 PROBE_SERIES = 3  # series of the probed study tried for an instance to read
 
@@ -79,7 +79,7 @@ async def probe(config: Config, retrieve: bool = True) -> list[Row]:
 
 async def _probe_shared(shared: SharedConfig) -> Row:
     """The shared cache tier's row: a write, a read and a delete."""
-    from .cluster.wiring import check_shared
+    from .cluster.setup import check_shared
 
     t0 = time.monotonic()
     ok, detail = await check_shared(shared)

@@ -1,7 +1,7 @@
 """The registry of protocols: for each name the config accepts, its role
 (search or retrieve), its endpoint dataclass (which carries the name) and the
 factory that builds its searcher or fetcher.  Config parsing (:mod:`trolleyfs.config`) and the wiring
-(:mod:`trolleyfs.servers`) both read it, so a protocol is named in one place.
+(:mod:`trolleyfs.wiring`) both read it, so a protocol is named in one place.
 
 Adding a protocol: its module under ``search/`` or ``retrieve/``, its endpoint
 dataclass (:mod:`trolleyfs.endpoints`), a factory here and one line in
@@ -26,7 +26,7 @@ from .endpoints import (
     WadoRsEndpoint,
     WadoUriEndpoint,
 )
-from .model import Fetcher, Searcher
+from .model import Fetcher, MetadataSource, Searcher
 
 if TYPE_CHECKING:  # the factories import the transports when used: parsing a config needs neither
     import httpx
@@ -37,12 +37,17 @@ Role = Literal["search", "retrieve"]
 E = TypeVar("E", bound=EndpointConfig)
 
 
+Metadata = Callable[[Server, Any, "httpx.AsyncClient"], MetadataSource]
+
+
 @dataclass(frozen=True)
 class SearchProtocol(Generic[E]):
-    """A listing protocol: ``build(server, endpoint, client)`` gives its Searcher."""
+    """A listing protocol: ``build(server, endpoint, client)`` gives its
+    Searcher; ``metadata``, for DICOMweb endpoints, the server's ``/metadata``."""
 
     endpoint: type[E]
     build: Callable[[Server, E, httpx.AsyncClient], Searcher]
+    metadata: Metadata | None = None
 
     @property
     def name(self) -> str:
@@ -62,6 +67,7 @@ class RetrieveProtocol(Generic[E]):
     endpoint: type[E]
     build: Callable[[Server, E, httpx.AsyncClient, Receivers], Fetcher]
     ask: Callable[[Server, E, httpx.AsyncClient, str], Fetcher] | None = None
+    metadata: Metadata | None = None
 
     @property
     def name(self) -> str:
@@ -93,6 +99,13 @@ def _dicom_qr(server: Server, ep: DicomQrEndpoint, client: httpx.AsyncClient) ->
     from .search.dimse import DicomQR
 
     return DicomQR(server, ep)
+
+
+def _wado_metadata(server: Server, ep: QidoEndpoint | WadoRsEndpoint, client: httpx.AsyncClient) -> MetadataSource:
+    from .retrieve.metadata import WadoMetadata
+    from .transport.http import HttpEndpoint
+
+    return WadoMetadata(HttpEndpoint(server, ep.url, client))
 
 
 def _wado_rs(server: Server, ep: WadoRsEndpoint, client: httpx.AsyncClient, receivers: Receivers) -> Fetcher:
@@ -166,10 +179,10 @@ AnyProtocol = SearchProtocol[Any] | RetrieveProtocol[Any]
 PROTOCOLS: dict[str, AnyProtocol] = {
     p.name: p
     for p in (
-        SearchProtocol(QidoEndpoint, _qido),
+        SearchProtocol(QidoEndpoint, _qido, metadata=_wado_metadata),
         SearchProtocol(MintEndpoint, _mint),
         SearchProtocol(DicomQrEndpoint, _dicom_qr),
-        RetrieveProtocol(WadoRsEndpoint, _wado_rs, _wado_rs_asking),
+        RetrieveProtocol(WadoRsEndpoint, _wado_rs, _wado_rs_asking, metadata=_wado_metadata),
         RetrieveProtocol(WadoUriEndpoint, _wado_uri, _wado_uri_asking),
         RetrieveProtocol(Rad69Endpoint, _rad69, _rad69_asking),
         RetrieveProtocol(CGetEndpoint, _c_get),
@@ -221,3 +234,13 @@ def build_asking_fetcher(server: Server, client: httpx.AsyncClient, transfer_syn
     if not isinstance(spec, RetrieveProtocol) or not isinstance(server.retrieve, spec.endpoint):
         raise ValueError(f"unknown retrieve protocol {server.retrieve.protocol}")
     return None if spec.ask is None else spec.ask(server, server.retrieve, client, transfer_syntax)
+
+
+def build_metadata(server: Server, client: httpx.AsyncClient) -> MetadataSource | None:
+    """``/metadata`` of ``server``'s search endpoint, else of its retrieve
+    endpoint, where one is a DICOMweb service (None otherwise)."""
+    for ep in (server.search, server.retrieve):
+        spec = PROTOCOLS.get(ep.protocol)
+        if spec is not None and spec.metadata is not None:
+            return spec.metadata(server, ep, client)
+    return None

@@ -20,8 +20,8 @@ from tests.servers.login import BasicCheck, KeycloakTokens, Routes, VitreaSessio
 from trolleyfs import config
 from trolleyfs.auth import OAuth2ClientCredentials, VitreaAuth
 from trolleyfs.errors import AccessDenied, ProtocolError, RemoteError, Unavailable
-from trolleyfs.servers import make_client
 from trolleyfs.transport.http import HttpEndpoint, iter_body
+from trolleyfs.wiring import make_client
 
 PASSWORD = "wonderland-pw-7781"
 CLIENT_SECRET = "s3cr3t-client-4410"

@@ -17,8 +17,8 @@ from trolleyfs.errors import AccessDenied, NotFound, ProtocolError, Unavailable
 from trolleyfs.model import Query, QueryLevel, Study
 from trolleyfs.protocols import endpoint as Endpoint
 from trolleyfs.search.mint import Mint
-from trolleyfs.servers import make_client
 from trolleyfs.transport.http import HttpEndpoint
+from trolleyfs.wiring import make_client
 
 
 @pytest.fixture(scope="module")

@@ -15,8 +15,8 @@ from trolleyfs.errors import IgnoredError, NotFound, ProtocolError, RemoteError,
 from trolleyfs.model import InstanceRef, SeriesRef
 from trolleyfs.protocols import endpoint as Endpoint
 from trolleyfs.retrieve.rad69 import Rad69
-from trolleyfs.servers import make_client
 from trolleyfs.transport.http import HttpEndpoint
+from trolleyfs.wiring import make_client
 
 pytestmark = pytest.mark.integration
 

@@ -20,8 +20,8 @@ from tests.servers.base import TestHTTPServer
 from tests.servers.login import Routes, VitreaSessions, quick_server, resource_routes
 from trolleyfs import config
 from trolleyfs.errors import RemoteError, Unavailable
-from trolleyfs.servers import make_client
 from trolleyfs.transport.http import HttpEndpoint
+from trolleyfs.wiring import make_client
 
 pytestmark = pytest.mark.integration  # runs the openssl CLI
 

@@ -12,8 +12,8 @@ from trolleyfs.errors import NotFound, ProtocolError, Unavailable
 from trolleyfs.model import InstanceRef, SeriesRef
 from trolleyfs.protocols import endpoint as Endpoint
 from trolleyfs.retrieve.wado_uri import WadoURI
-from trolleyfs.servers import make_client
 from trolleyfs.transport.http import HttpEndpoint
+from trolleyfs.wiring import make_client
 
 pytestmark = pytest.mark.integration
 

@@ -16,6 +16,7 @@ from trolleyfs.errors import RemoteError, Unavailable
 from trolleyfs.model import InstanceRef, SeriesRef
 from trolleyfs.read.store import Store
 from trolleyfs.stats import Stats
+from trolleyfs.wiring import disk_cache, read_settings
 
 STUDY, SERIES = "1.2.3", "1.2.3.4"
 MiB = 2**20
@@ -129,6 +130,7 @@ async def opened(
     """A Store on ``fetcher`` (server "pacs"), its background tasks cancelled on exit."""
     async with trio.open_nursery() as nursery:
         config = CacheConfig(**cache)  # type: ignore[arg-type]
-        store = Store(config, {"pacs": fetcher}, stats or Stats(), nursery, on_prefetched)
+        settings, disk = read_settings(config), disk_cache(config)
+        store = Store(settings, {"pacs": fetcher}, stats or Stats(), nursery, disk, on_prefetched)
         yield store
         nursery.cancel_scope.cancel()

@@ -39,13 +39,13 @@ class Client:
 
 
 def records(caplog: pytest.LogCaptureFixture, level: int) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.levelno == level and r.name == "trolleyfs.shared"]
+    return [r.getMessage() for r in caplog.records if r.levelno == level and r.name == "trolleyfs.cluster"]
 
 
 async def test_an_outage_costs_one_warning_and_one_call_per_back_off(mock_clock, caplog) -> None:
     client = Client()
     link = Link(CONFIG, connect=lambda config: client)
-    caplog.set_level(logging.DEBUG, logger="trolleyfs.shared")
+    caplog.set_level(logging.DEBUG, logger="trolleyfs.cluster")
 
     async def ping() -> object:
         return await link.run(lambda c: c.ping(), "no tier")

@@ -21,11 +21,12 @@ from trolleyfs.listings.codec import decode_study, encode
 from trolleyfs.listings.disk import LISTINGS_DIR, SavedListings, holds
 from trolleyfs.listings.identity import search_key as query_key
 from trolleyfs.listings.sources import OFFLINE_RETRY_S, Listings
+from trolleyfs.listings.ttls import ListingTTLs
 from trolleyfs.model import Instance, Query, Series, Study
 from trolleyfs.read.cache import DiskCache
 from trolleyfs.stats import Stats
 
-TTLS = {"studies": 60.0, "series": 300.0, "instances": 3600.0}
+TTLS = ListingTTLs(studies=60.0, series=300.0, instances=3600.0)
 
 
 def test_a_study_with_its_series_and_instances_survives_the_round_trip(tmp_path) -> None:

@@ -20,8 +20,8 @@ from trolleyfs.endpoints import (
     UrlEndpoint,
     WadoRsEndpoint,
 )
-from trolleyfs.servers import make_client, open_remotes
 from trolleyfs.transport.dimse import limiter_for
+from trolleyfs.wiring import make_client, open_remotes
 
 EXPECTED = {
     "qido-rs": "QidoRS",

@@ -15,13 +15,14 @@ import trio
 from trolleyfs.config import CacheConfig, Config, Folder
 from trolleyfs.errors import NotFound, TrolleyError, Unavailable
 from trolleyfs.model import Instance, InstanceRef, Query, Series, Study
+from trolleyfs.rootnames import BY_UID_DIR, CONTROL_DIR, STATS_FILE
 from trolleyfs.stats import Stats
 from trolleyfs.tree.base import DirNode, FileNode, Node, StaticDir
-from trolleyfs.tree.control import CONTROL_DIR, STATS_FILE
-from trolleyfs.tree.dirs import BY_UID_DIR, SeriesDir, StudyDir
+from trolleyfs.tree.dirs import SeriesDir, StudyDir
 from trolleyfs.tree.files import InstanceFile
 from trolleyfs.tree.inodes import ROOT_INO, InodeTable, UidIndex
 from trolleyfs.tree.tree import Tree
+from trolleyfs.wiring import build_tree
 
 NAMES = {
     "study": "{PatientName} {StudyDescription}",
@@ -122,7 +123,7 @@ def make_tree(
     cache = CacheConfig(folder_ttl=FOLDER_TTL, study_ttl=STUDY_TTL, series_ttl=SERIES_TTL)
     config = Config(path="test.toml", servers={}, folders=folders, names=NAMES, cache=cache)
     reader, stats, index = FakeReader(), Stats(), UidIndex()
-    return Tree(config, searchers, reader, stats, index), reader, stats, index
+    return build_tree(config, searchers, reader, stats, index), reader, stats, index
 
 
 async def child(node: Node, *names: str) -> Node:

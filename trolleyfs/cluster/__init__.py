@@ -8,6 +8,5 @@ mounts of a cluster share, between their local caches and the PACS.
 * :mod:`.tier` - objects, listings and presence on top of the link;
 * :mod:`.leases` - cluster-wide leases (``SET NX PX``, renewed, released);
 * :mod:`.once` - "fetch this once in the cluster": look, lease, fetch, publish;
-* :mod:`.listings` - searches shared through the tier;
-* :mod:`.wiring` - opening the tier for a mount, and the ``trolleyfs check`` row.
+* :mod:`.setup` - building the tier from its settings, and the ``trolleyfs check`` row.
 """

@@ -21,7 +21,7 @@ import trio
 
 from .tier import ClusterTier
 
-log = logging.getLogger("trolleyfs.shared")
+log = logging.getLogger("trolleyfs.cluster")
 
 LEASE_S = 10.0  # a lease not renewed for this long has lost its holder
 RENEW_S = 3.0

@@ -21,7 +21,7 @@ import trio
 
 from .settings import SharedConfig
 
-log = logging.getLogger("trolleyfs.shared")
+log = logging.getLogger("trolleyfs.cluster")
 
 T = TypeVar("T")
 BACKOFF_FIRST_S = 5.0

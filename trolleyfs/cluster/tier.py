@@ -27,7 +27,7 @@ from .codec import Meta, chunk_keys, decode, encode
 from .crypto import Sealer, Unreadable
 from .link import Link
 
-log = logging.getLogger("trolleyfs.shared")
+log = logging.getLogger("trolleyfs.cluster")
 
 BATCH_BYTES = 8 * 2**20  # chunks are read and written this much per call
 NEWS_TTL_S = 600.0  # a series' list of published objects lives this long after its last entry

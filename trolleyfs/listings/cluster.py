@@ -1,6 +1,6 @@
 """Searches shared through the cluster tier: a study, series or instance
 search is asked of the PACS by one node of the cluster and kept in Redis for
-the TTL of its level (``folder_ttl``, ``study_ttl``, ``series_ttl``), so N
+the TTL of its level (:class:`~.sources.ListingTTLs`), so N
 nodes listing one folder cost one search.  A result comes back with its age,
 so a node keeps it only for what is left of its TTL.
 
@@ -21,6 +21,7 @@ from ..cluster.tier import ClusterTier
 from ..model import Instance, Series, Study
 from .codec import Listed, decode_instance, decode_series, decode_study, dumps, from_items, items
 from .identity import short_name
+from .ttls import ListingTTLs
 
 FORMAT = 2
 FORMAT_HEAD = b'{"v":2,'
@@ -47,11 +48,9 @@ class ClusterListings:
     """``studies``/``series``/``instances``: ``(result, age in seconds)``, from
     the tier or from ``search`` (asked by one node of the cluster)."""
 
-    def __init__(
-        self, tier: ClusterTier, leases: Leases, folder_ttl: float, study_ttl: float, series_ttl: float
-    ) -> None:
+    def __init__(self, tier: ClusterTier, leases: Leases, ttls: ListingTTLs) -> None:
         self._tier, self._leases = tier, leases
-        self._ttl = {"studies": folder_ttl, "series": study_ttl, "instances": series_ttl}
+        self._ttls = ttls
 
     async def studies(
         self, server: str, key: str, search: Callable[[], Awaitable[list[Study]]]
@@ -72,7 +71,7 @@ class ClusterListings:
     async def _shared(
         self, level: str, name: str, search: Callable[[], Awaitable[list[T]]], make: Callable[[Any], T]
     ) -> tuple[list[T], float]:
-        ttl = self._ttl[level]
+        ttl: float = getattr(self._ttls, level)
         if ttl <= 0:
             return await search(), 0.0
         fresh: list[list[T]] = []

@@ -31,6 +31,7 @@ from .cluster import ClusterListings
 from .codec import decode_instance, decode_series, decode_study
 from .disk import SavedListings
 from .identity import search_key
+from .ttls import ListingTTLs
 
 log = logging.getLogger("trolleyfs.listings")
 
@@ -57,17 +58,16 @@ class Listings:
         searchers: Mapping[str, Searcher],
         stats: Stats,
         saved: SavedListings | None = None,
-        ttls: Mapping[str, float] | None = None,
+        ttls: ListingTTLs | None = None,
         clock: Callable[[], float] = time.time,
         shared: ClusterListings | None = None,
     ) -> None:
-        """``ttls`` by level (``studies``, ``series``, ``instances``): how long a
-        kept result is used without asking; ``clock`` is the wall clock the
+        """``ttls``: how long a kept result is used without asking; ``clock`` is the wall clock the
         ages of kept results are measured on; ``shared``: the cluster's tier."""
         self._searchers = dict(searchers)
         self._stats = stats
         self._saved = saved
-        self._ttls = dict(ttls or {})
+        self._ttls = ttls or ListingTTLs()
         self._clock = clock
         self._shared = shared
         self._offline_until: dict[str, float] = {}  # server -> trio time
@@ -138,7 +138,7 @@ class Listings:
         saved = self._saved
         if saved is not None:
             age = await trio.to_thread.run_sync(saved.age, server, key, self._clock())
-            if age is not None and (age < self._ttls.get(level, 0.0) or self._offline(server)):
+            if age is not None and (age < getattr(self._ttls, level) or self._offline(server)):
                 kept = await trio.to_thread.run_sync(saved.load, server, key, decode)
                 if kept is not None:
                     return Listed(kept, age)

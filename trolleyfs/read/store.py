@@ -1,18 +1,19 @@
 """Where reads get their bytes: :class:`Store` reads an instance from the
 memory cache, else from a fetch already in flight, else from the disk cache,
-else by starting a fetch (which, with a shared tier, looks in Redis before
-asking the server: :mod:`.shared`).  Readahead comes in at one place per source: after a
-disk-cache hit (:mod:`.diskahead`) and on a miss (:mod:`.readahead`).  The
-store builds its parts from the config and composes their ``stats()``."""
+else by starting a fetch (which, with a cluster tier, looks in Redis before
+asking the server: :mod:`.cluster`).  Readahead comes in at one place per
+source: after a disk-cache hit (:mod:`.diskahead`) and on a miss
+(:mod:`.readahead`).  The store builds its parts from its settings and the
+caches handed to it, and composes their ``stats()``."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 import trio
 
-from ..config import CacheConfig
 from ..errors import ProtocolError
 from ..model import Fetcher, InstanceRef
 from ..part10 import Expected, identity_of, identity_problem
@@ -43,30 +44,38 @@ def placement_problem(data: bytes, ref: InstanceRef) -> str | None:
     return identity_problem(ident, Expected(ref.instance_uid, ref.series_uid, ref.study_uid, ref.patient_id))
 
 
+@dataclass(frozen=True)
+class ReadSettings:
+    """How the read path behaves (the composition root fills it from ``[cache]``)."""
+
+    memory_bytes: int = 512 * 2**20  # the memory cache's bound
+    readahead_series: int = 2  # series read ahead at once; 0: no series readahead
+
+
 class Store:
     def __init__(
         self,
-        config: CacheConfig,
+        settings: ReadSettings,
         fetchers: Mapping[str, Fetcher],
         stats: Stats,
         nursery: trio.Nursery,
+        disk: DiskCache | None = None,
         on_prefetched: Callable[[str, bytes], None] = _ignore,
         shared: ClusterReads | None = None,
     ) -> None:
-        """``on_prefetched(uid, data)`` is called for readahead data as it arrives;
-        ``shared``: the shared tier, between the local caches and the servers."""
+        """``disk``: the disk cache, if any; ``on_prefetched(uid, data)`` is
+        called for readahead data as it arrives; ``shared``: the cluster tier,
+        between the local caches and the servers."""
         self._stats = stats
         self._shared = shared
-        self._readahead = config.readahead == "series"
-        memory_bytes = config.memory_mb * 2**20
-        self._budget = PrefetchBudget(budget_for(memory_bytes))
-        memory = MemoryCache(memory_bytes, on_evict=self._evicted)
-        disk = DiskCache(config.disk_dir, config.disk_mb * 2**20) if config.disk_dir else None
+        self._readahead = settings.readahead_series > 0
+        self._budget = PrefetchBudget(budget_for(settings.memory_bytes))
+        memory = MemoryCache(settings.memory_bytes, on_evict=self._evicted)
         self._caches = Caches(memory, disk, nursery)
         self._flights = Flights()
         self._single = SingleFetch(fetchers, stats, self._flights, self._caches, nursery, shared)
         self._series = SeriesReadahead(
-            config.readahead_series,
+            max(1, settings.readahead_series),
             fetchers,
             stats,
             self._flights,

@@ -2,7 +2,7 @@
 streams of Part-10 objects, passed on byte for byte (``transfer-syntax=*``
 asks the server not to transcode; a fetcher built with a transfer syntax asks
 for that one instead, and what the server sent is checked by its caller,
-:mod:`trolleyfs.views.forms`).
+:mod:`trolleyfs.read.convert.forms`).
 
 What real servers send besides that, and what is done with it:
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from ..listings.sources import Listings
+from ..listings.ttls import ListingTTLs
 from ..model import InstanceRef
 
 
@@ -33,9 +34,7 @@ class Reader(Protocol):
 @dataclass(frozen=True)
 class Context:
     names: Mapping[str, str]  # name template by level: "study", "series", "instance"
-    folder_ttl: float  # seconds a folder's study list is kept
-    study_ttl: float  # a study's series list
-    series_ttl: float  # a series' instance list
+    ttls: ListingTTLs  # seconds each level's listing is kept
     mount_time: float  # the mtime of what has no date of its own
     listings: Listings
     reader: Reader

@@ -6,11 +6,9 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 
+from ..rootnames import CONTROL_DIR, STATS_FILE
 from ..stats import Stats
 from .base import DirNode, FileNode, StaticDir
-
-CONTROL_DIR = ".trolleyfs"  # in the root; no folder may be called so
-STATS_FILE = "stats.json"
 
 
 class StatsFile(FileNode):

@@ -23,12 +23,12 @@ from ..listings.identity import search_key
 from ..listings.sources import listing_age
 from ..model import Instance, Query, Series, Study
 from ..naming import names_for
+from ..rootnames import BY_UID_DIR
 from .base import DirNode, ListedDir, Node, dicom_xattrs
 from .cachestate import CACHE_XATTR, cache_state
 from .context import Context
 from .files import InstanceFile
 
-BY_UID_DIR = "by-uid"
 UID_RE = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 MAX_UID_LEN = 64
 
@@ -95,7 +95,7 @@ class SeriesDir(ListedDir):
         patient_id: str | None,
     ) -> None:
         """``patient_id``: the Patient ID its study is listed under, if any."""
-        super().__init__(name, parent, mtime, ctx.series_ttl)
+        super().__init__(name, parent, mtime, ctx.ttls.instances)
         self._ctx = ctx
         self.server, self.series = server, series
         self.patient_id = patient_id
@@ -153,7 +153,7 @@ class StudyDir(ListedDir):
 
     def __init__(self, name: str, parent: DirNode, ctx: Context, server: str, study: Study) -> None:
         when = _epoch(study.attrs.get("StudyDate"), study.attrs.get("StudyTime"), ctx.mount_time)
-        super().__init__(name, parent, when, ctx.study_ttl)
+        super().__init__(name, parent, when, ctx.ttls.series)
         self._ctx = ctx
         self.server, self.study = server, study
         self._prefilled = study.series
@@ -189,7 +189,7 @@ class FolderDir(ListedDir):
     """A configured folder: the studies its query finds on its server."""
 
     def __init__(self, folder: Folder, parent: DirNode, ctx: Context) -> None:
-        super().__init__(folder.name, parent, ctx.mount_time, ctx.folder_ttl)
+        super().__init__(folder.name, parent, ctx.mount_time, ctx.ttls.studies)
         self._ctx = ctx
         self.folder = folder
 

@@ -31,15 +31,13 @@ from ..config import DateSpec, date_range_problem, parse_date, query_value
 from ..errors import TrolleyError
 from ..listings.identity import search_key
 from ..model import Query, Study
+from ..rootnames import BY_ACCESSION_DIR, BY_PATIENT_DIR, QUERY_DIR
 from .base import DirNode, ListedDir, Node, is_probe
 from .context import Context
 from .dirs import StudyDir, _named
 
 log = logging.getLogger("trolleyfs.tree")
 
-BY_ACCESSION_DIR = "by-accession"
-BY_PATIENT_DIR = "by-patient"
-QUERY_DIR = "query"
 RECENT = 100  # lookups each of the three directories remembers (and lists)
 BAD_NAME_QUIET_S = 30.0  # the same bad name is logged once in this time
 
@@ -128,7 +126,7 @@ class QueryDir(ListedDir):
     """The studies one path query finds, on every server."""
 
     def __init__(self, name: str, parent: DirNode, ctx: Context, spec: PathQuery) -> None:
-        super().__init__(name, parent, ctx.mount_time, ctx.folder_ttl)
+        super().__init__(name, parent, ctx.mount_time, ctx.ttls.studies)
         self._ctx = ctx
         self.spec = spec
 

@@ -1,19 +1,20 @@
 """The whole tree: a root with one directory per configured folder,
-``by-uid``, the path queries (``by-accession``, ``by-patient``, ``query``)
-and ``.trolleyfs``, over the inode table the kernel sees."""
+``by-uid``, the path queries (``by-accession``, ``by-patient``, ``query``),
+``views`` and ``.trolleyfs``, over the inode table the kernel sees.  It is
+handed its collaborators (the listings, the reader, the views' parts): it
+reads no config."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Protocol
 
-from ..config import VIEWS_DIR, Config
-from ..listings.cluster import ClusterListings
-from ..listings.disk import SavedListings
+from ..config import Folder
 from ..listings.sources import Listings
-from ..model import Searcher
+from ..listings.ttls import ListingTTLs
+from ..rootnames import VIEWS_DIR
 from ..stats import Stats
 from .base import StaticDir
 from .context import Context, Reader
@@ -21,7 +22,7 @@ from .control import control_dir
 from .dirs import ByUidDir, FolderDir
 from .inodes import InodeTable, UidIndex
 from .querydirs import query_roots
-from .views import ViewParts, views_dir
+from .viewdirs import ViewParts, views_dir
 
 
 class StoreView(Reader, Protocol):
@@ -33,39 +34,30 @@ class StoreView(Reader, Protocol):
 class Tree:
     def __init__(
         self,
-        config: Config,
-        searchers: Mapping[str, Searcher],
+        folders: Sequence[Folder],
+        names: Mapping[str, str],
+        ttls: ListingTTLs,
+        listings: Listings,
         store: StoreView,
         stats: Stats,
         index: UidIndex,
         views: ViewParts | None = None,
-        shared: ClusterListings | None = None,
     ) -> None:
-        """``index`` is filled as the kernel learns about instance files (the
+        """``folders``: the configured folders; ``names``: the name template of
+        each level; ``listings``: where searches are asked (and kept);
+        ``index`` is filled as the kernel learns about instance files (the
         page-cache pusher reads it); ``views`` make the ``views`` directory of
-        the folders that ask for views; ``shared``: searches shared by a
-        cluster of mounts."""
+        the folders that ask for views."""
         self.mount_time = time.time()
-        c = config.cache
-        saved = SavedListings(c.disk_dir) if c.disk_dir else None  # listings kept beside the objects
-        ttls = {"studies": c.folder_ttl, "series": c.study_ttl, "instances": c.series_ttl}
-        ctx = Context(
-            names=config.names,
-            folder_ttl=c.folder_ttl,
-            study_ttl=c.study_ttl,
-            series_ttl=c.series_ttl,
-            mount_time=self.mount_time,
-            listings=Listings(searchers, stats, saved, ttls, shared=shared),
-            reader=store,
-        )
+        ctx = Context(names=names, ttls=ttls, mount_time=self.mount_time, listings=listings, reader=store)
         self.root = StaticDir("", None, self.mount_time)
         self.inodes = InodeTable(self.root, index)
-        folders = [FolderDir(f, self.root, replace(ctx, form=f.transfer_syntax or "")) for f in config.folders]
-        self.root.add(folders)
+        folder_dirs = [FolderDir(f, self.root, replace(ctx, form=f.transfer_syntax or "")) for f in folders]
+        self.root.add(folder_dirs)
         self.root.add([ByUidDir(self.root, ctx)])
         self.root.add(query_roots(self.root, ctx))
-        if views is not None and any(f.views for f in config.folders):
-            self.root.add([views_dir(self.root, VIEWS_DIR, folders, views, c.study_ttl, c.series_ttl)])
+        if views is not None and any(f.views for f in folders):
+            self.root.add([views_dir(self.root, VIEWS_DIR, folder_dirs, views, ttls.series, ttls.instances)])
 
         def more_stats() -> dict[str, object]:
             return store.stats() | (views.stats() if views is not None else {})

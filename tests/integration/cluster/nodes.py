@@ -21,7 +21,7 @@ SPEC = sampledata.StudySpec(
 SERIES_UID = sampledata.uid("series", "C001", 0, 0)
 STUDY_UID = sampledata.uid("study", "C001", 0)
 SERIES_LEASE = f"trolleyfs:lease:{{s:pacs/{SERIES_UID}}}"  # the series lease, as named without a key_file
-SHARED_WARNING = "WARNING trolleyfs.shared: shared cache"  # the one warning of an outage
+SHARED_WARNING = "WARNING trolleyfs.cluster: shared cache"  # the one warning of an outage
 
 
 def node_config(pacs_url: str, shared: str, cache: str = "") -> str:

@@ -14,7 +14,7 @@ from tests.integration.test_tls import _make_ca, _make_leaf
 from tests.servers.redisserver import RedisClusterServers, RedisServer, TLSFiles
 from trolleyfs.cluster.once import fetch_once
 from trolleyfs.cluster.settings import SharedConfig
-from trolleyfs.cluster.wiring import build_shared, check_shared
+from trolleyfs.cluster.setup import build_shared, check_shared
 from trolleyfs.credentials import Secret
 
 from .nodes import SERIES_UID, STUDY_UID, copied, cp_all, node_config, nodes, series_dir, shared_stats, wait_idle

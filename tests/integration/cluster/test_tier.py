@@ -18,18 +18,20 @@ from tests.unit.read_fakes import FakeFetcher
 from tests.unit.test_tree import FakeSearcher, child, names_of
 from trolleyfs.cluster.once import fetch_once
 from trolleyfs.cluster.settings import SharedConfig
-from trolleyfs.cluster.wiring import Shared, build_shared
+from trolleyfs.cluster.setup import Shared, build_shared
 from trolleyfs.config import CacheConfig, Config, Folder
 from trolleyfs.demo import sampledata
 from trolleyfs.errors import Unavailable
 from trolleyfs.listings.cluster import FORMAT_HEAD, ClusterListings
 from trolleyfs.listings.identity import short_name
+from trolleyfs.listings.ttls import ListingTTLs
 from trolleyfs.model import InstanceRef, Study
 from trolleyfs.read.cluster import ClusterReads
 from trolleyfs.read.store import Store
 from trolleyfs.stats import Stats
 from trolleyfs.tree.inodes import UidIndex
 from trolleyfs.tree.tree import Tree
+from trolleyfs.wiring import build_tree, listing_ttls, read_settings
 
 pytestmark = pytest.mark.integration
 
@@ -103,7 +105,7 @@ async def test_a_redis_that_is_not_there_costs_one_warning_and_nothing_else(capl
         return b"from the pacs"
 
     async with node(config) as n:
-        with caplog.at_level(logging.WARNING, logger="trolleyfs.shared"):
+        with caplog.at_level(logging.WARNING, logger="trolleyfs.cluster"):
             for i in range(20):
                 key = n.tier.key("o", f"pacs/{i}")
                 assert await fetch_once(n.tier, n.leases, key, f"i:pacs/{i}", fetch, 60) == (b"from the pacs", None)
@@ -144,8 +146,8 @@ def shared_tree(n: Shared, pacs: FakeSearcher, folder_ttl: float) -> Tree:
         {"study": "{PatientName} {StudyDescription}", "series": "{SeriesNumber:03}", "instance": "{InstanceNumber:04}"},
         cache,
     )
-    listings = ClusterListings(n.tier, n.leases, cache.folder_ttl, cache.study_ttl, cache.series_ttl)
-    return Tree(config, {"pacs": pacs}, _NoReader(), Stats(), UidIndex(), shared=listings)
+    listings = ClusterListings(n.tier, n.leases, listing_ttls(cache))
+    return build_tree(config, {"pacs": pacs}, _NoReader(), Stats(), UidIndex(), cluster=listings)
 
 
 class _NoReader:
@@ -200,9 +202,8 @@ async def test_a_lease_holder_that_reads_nothing_still_streams_the_whole_series_
     first = InstanceRef(sampledata.uid("study", "S001", 0), sampledata.uid("series", "S001", 0, 0), names[0])
     fetcher = FakeFetcher(objects)
     async with node(single) as n, trio.open_nursery() as nursery:
-        store = Store(
-            CacheConfig(memory_mb=64), {"pacs": fetcher}, Stats(), nursery, shared=ClusterReads(n.tier, n.leases)
-        )
+        settings = read_settings(CacheConfig(memory_mb=64))
+        store = Store(settings, {"pacs": fetcher}, Stats(), nursery, shared=ClusterReads(n.tier, n.leases))
         assert await store.get("pacs", first, lambda: names) == objects[names[0]]
         # nobody reads on here; other nodes may be following the stream: it must not pause
         with trio.fail_after(120):  # only bounds a broken run
@@ -227,7 +228,7 @@ async def test_a_listing_stored_in_the_old_format_is_asked_again_and_replaced(re
         return [Study("1.1", {"PatientName": "DOE^JANE"})]
 
     async with node(single) as a:
-        listings = ClusterListings(a.tier, a.leases, 60, 60, 60)
+        listings = ClusterListings(a.tier, a.leases, ListingTTLs(60, 60, 60))
         name = f"pacs/studies/{short_name('the search')}"
         old = b'{"v":1,"items":[{"uid":"1.1","attrs":{"PatientName":"OLD^FORM"},"series":null}]}'
         await a.tier.put(a.tier.key("l", name), old, 60)

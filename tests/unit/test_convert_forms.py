@@ -19,8 +19,8 @@ from tests.unit.read_fakes import opened
 from trolleyfs.errors import NotFound, RemoteError, Unavailable
 from trolleyfs.model import InstanceRef, SeriesRef
 from trolleyfs.part10 import part10_sop_instance_uid, part10_transfer_syntax
-from trolleyfs.views.forms import FormFetcher, TranscodingFetcher
-from trolleyfs.views.transcode import Converter, convert_bytes
+from trolleyfs.read.convert.forms import FormFetcher, TranscodingFetcher
+from trolleyfs.read.convert.transcode import Converter, convert_bytes
 
 TARGET = ExplicitVRLittleEndian
 

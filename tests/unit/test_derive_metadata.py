@@ -18,10 +18,11 @@ import trio
 
 from trolleyfs.config import parse
 from trolleyfs.demo import sampledata
+from trolleyfs.derive.metadata import Metadata, header_json, ordered
 from trolleyfs.errors import NotFound, ProtocolError
 from trolleyfs.model import Instance, InstanceRef
+from trolleyfs.retrieve.metadata import WadoMetadata, checked
 from trolleyfs.transport.http import HttpEndpoint
-from trolleyfs.views.metadata import Metadata, WadoMetadata, checked, header_json, ordered
 
 RECORDED = Path(__file__).parent.parent / "fixtures" / "recorded"
 CFG = """

@@ -1,4 +1,4 @@
-"""The ``views`` directory: for each folder that asks for views, its studies
+"""The ``views`` directory (its nodes: ``viewdirs``): for each folder that asks for views, its studies
 again, as documents and archives rather than images.
 
 ```
@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from typing import Protocol
+from dataclasses import dataclass
 
+from ..derive.metadata import Metadata
+from ..derive.zipstream import Crcs, Member, ZipStream, archive_size
 from ..model import Instance
-from ..views.metadata import Metadata
-from ..views.zipstream import Crcs, Member, ZipStream, archive_size
 from .base import DirNode, FileNode, Node, StaticDir
 from .dirs import FolderDir, SeriesDir, StudyDir
 from .files import InstanceFile
@@ -32,16 +32,18 @@ log = logging.getLogger("trolleyfs.tree")
 VIEW_ATTR_TIMEOUT = 1.0  # a view's size follows its listing: the kernel asks again soon
 
 
-class ViewParts(Protocol):
-    """What the views need (built by :mod:`trolleyfs.views.wiring`)."""
+@dataclass
+class ViewParts:
+    """What the views directory is made with (built by :mod:`trolleyfs.wiring`):
+    the metadata documents, the zips' CRCs, and the counters of the
+    converting fetchers (shown with the views' in ``stats.json``)."""
 
-    @property
-    def metadata(self) -> Metadata: ...
+    metadata: Metadata
+    crcs: Crcs
+    converted: Callable[[], dict[str, int]] = dict
 
-    @property
-    def crcs(self) -> Crcs: ...
-
-    def stats(self) -> dict[str, object]: ...
+    def stats(self) -> dict[str, object]:
+        return {"views": self.converted() | self.metadata.stats()}
 
 
 async def _sorted_children(d: DirNode) -> list[tuple[str, Node]]:

@@ -16,19 +16,17 @@ import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
-from urllib.parse import quote
 
 import cachetools
 import trio
 from pydicom import dcmread
 
+from ..dicomjson import PIXEL_TAGS
 from ..errors import AccessDenied, NotFound, ProtocolError, RemoteError
-from ..model import Instance, InstanceRef
-from ..transport.http import HttpEndpoint
+from ..model import Instance, InstanceRef, MetadataSource
 
 log = logging.getLogger("trolleyfs.metadata")
 
-PIXEL_TAGS = frozenset({"7FE00008", "7FE00009", "7FE00010"})  # float, double float and (integer) pixel data
 SOP_INSTANCE_UID = "00080018"
 CACHE_BYTES = 64 * 2**20
 PARSE_THREADS = 2
@@ -39,20 +37,6 @@ class StoredReader(Protocol):
     """Where the objects come from when the server offers no ``/metadata`` (the Store)."""
 
     async def get(self, server: str, ref: InstanceRef, siblings: Callable[[], list[str]] | None = None) -> bytes: ...
-
-
-def checked(doc: Any, server: str, what: str) -> Items:
-    """A ``/metadata`` answer as a list of instance objects, pixel data left
-    out; ProtocolError if it is not a JSON array of objects.  Objects are
-    otherwise kept as sent (Vitrea 9.2 leaves SOPInstanceUID out)."""
-    if not isinstance(doc, list):
-        raise ProtocolError("metadata is not a JSON array", server=server, what=what)
-    out = []
-    for item in doc:
-        if not isinstance(item, dict):
-            raise ProtocolError("metadata holds something that is not a JSON object", server=server, what=what)
-        out.append({tag: elem for tag, elem in item.items() if tag.upper() not in PIXEL_TAGS})
-    return out
 
 
 def _first(item: dict[str, Any], tag: str) -> Any:
@@ -87,34 +71,6 @@ def header_json(data: bytes) -> dict[str, Any]:
     return {tag: elem for tag, elem in doc.items() if tag.upper() not in PIXEL_TAGS}
 
 
-class WadoMetadata:
-    """WADO-RS ``/metadata`` of one DICOMweb endpoint."""
-
-    def __init__(self, endpoint: HttpEndpoint) -> None:
-        self.ep = endpoint
-        self.name = endpoint.name
-
-    async def _get(self, path: str, what: str) -> Items:
-        resp = await self.ep.request(
-            "GET", f"{self.ep.url}{path}", what, headers={"Accept": "application/dicom+json, application/json"}
-        )
-        try:
-            doc = json.loads(resp.content)
-        except ValueError as exc:
-            raise ProtocolError(f"metadata is not JSON: {exc}", server=self.name, what=what) from None
-        return checked(doc, self.name, what)
-
-    async def series(self, study_uid: str, series_uid: str) -> Items:
-        q = quote
-        return await self._get(
-            f"/studies/{q(study_uid, safe='')}/series/{q(series_uid, safe='')}/metadata",
-            f"metadata of series {series_uid}",
-        )
-
-    async def study(self, study_uid: str) -> Items:
-        return await self._get(f"/studies/{quote(study_uid, safe='')}/metadata", f"metadata of study {study_uid}")
-
-
 Instances = Callable[[], Awaitable[list[list[Instance]]]]  # the instances, series by series
 
 
@@ -122,7 +78,7 @@ class Metadata:
     """Metadata documents, from each server's ``/metadata`` where it has one
     (``sources``), else from the objects (``reader``)."""
 
-    def __init__(self, sources: Mapping[str, WadoMetadata], reader: StoredReader, cache_bytes: int = CACHE_BYTES):
+    def __init__(self, sources: Mapping[str, MetadataSource], reader: StoredReader, cache_bytes: int = CACHE_BYTES):
         self._sources = dict(sources)
         self._reader = reader
         self._cache: cachetools.TLRUCache[str, tuple[bytes, float]] = cachetools.TLRUCache(

@@ -16,13 +16,13 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from contextlib import aclosing
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 
 import cachetools
 
-from ..errors import AccessDenied, NotFound, RemoteError
-from ..model import Fetcher, InstanceRef, SeriesRef
-from ..part10 import part10_transfer_syntax
+from ...errors import AccessDenied, NotFound, RemoteError
+from ...model import Fetcher, InstanceRef, SeriesRef
+from ...part10 import part10_transfer_syntax
 from .transcode import ConversionError, Converter, syntax_name
 
 log = logging.getLogger("trolleyfs.transcode")
@@ -160,3 +160,20 @@ class FormFetcher:
 
     def fetch_series(self, ref: SeriesRef, instance_uids: list[str]) -> AsyncIterator[tuple[str, bytes]]:
         return self._for(ref.form).fetch_series(ref, instance_uids)
+
+
+@dataclass
+class Conversions:
+    """Each server's Fetcher as the Store sees it, and the converting fetchers
+    among them (for their counters in ``stats.json``)."""
+
+    fetchers: dict[str, Fetcher]
+    converter: Converter = field(default_factory=Converter)
+    transcoders: list[TranscodingFetcher] = field(default_factory=list)
+
+    def stats(self) -> dict[str, int]:
+        out = self.converter.stats()
+        for t in self.transcoders:
+            for k, v in t.stats().items():
+                out[k] = out.get(k, 0) + v
+        return out

@@ -21,8 +21,8 @@ import trio
 from pydicom import dcmread
 from pydicom.uid import UID
 
-from ..errors import TrolleyError
-from ..part10 import part10_sop_instance_uid, part10_transfer_syntax
+from ...errors import TrolleyError
+from ...part10 import part10_sop_instance_uid, part10_transfer_syntax
 
 log = logging.getLogger("trolleyfs.transcode")
 

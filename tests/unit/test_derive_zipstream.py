@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from trolleyfs.derive.zipstream import Crcs, Member, MemberChanged, ZipStream, archive_size
 from trolleyfs.errors import TrolleyError
-from trolleyfs.views.zipstream import Crcs, Member, MemberChanged, ZipStream, archive_size
 
 
 class Source:

@@ -17,8 +17,8 @@ from pydicom.uid import MPEG2MPML, ExplicitVRLittleEndian, ImplicitVRLittleEndia
 
 from tests import compressed
 from trolleyfs.part10 import part10_sop_instance_uid, part10_transfer_syntax
-from trolleyfs.views.syntax import TARGETS
-from trolleyfs.views.transcode import ConversionError, Converter, convert_bytes
+from trolleyfs.read.convert.transcode import ConversionError, Converter, convert_bytes
+from trolleyfs.syntaxes import TARGETS
 
 
 @pytest.fixture(scope="module")

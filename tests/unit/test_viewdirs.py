@@ -12,28 +12,18 @@ import pytest
 
 from tests.unit.test_tree import NAMES, FakeReader, FakeSearcher, child, names_of
 from trolleyfs.config import CacheConfig, Config, Folder
+from trolleyfs.derive.metadata import Metadata
+from trolleyfs.derive.zipstream import Crcs
 from trolleyfs.errors import ProtocolError
 from trolleyfs.stats import Stats
 from trolleyfs.tree.files import InstanceFile
 from trolleyfs.tree.inodes import UidIndex
 from trolleyfs.tree.tree import Tree
-from trolleyfs.tree.views import MetadataFile, ViewsFolder, ZipFile
-from trolleyfs.views.metadata import Metadata
-from trolleyfs.views.zipstream import Crcs
+from trolleyfs.tree.viewdirs import MetadataFile, ViewParts, ViewsFolder, ZipFile
+from trolleyfs.wiring import build_tree
 
 STUDIES = {"1.1": {"1.1.1": 2, "1.1.2": 3}, "1.2": {"1.2.1": 1}}
 STUDY = "DOE JANE study 0"
-
-
-class Parts:
-    """What the tree needs for its views."""
-
-    def __init__(self, reader: FakeReader) -> None:
-        self.metadata = Metadata({}, reader)
-        self.crcs = Crcs()
-
-    def stats(self) -> dict[str, object]:
-        return {"views": self.metadata.stats()}
 
 
 def make(views: tuple[str, ...] = ("metadata", "zip")) -> tuple[Tree, FakeSearcher, FakeReader]:
@@ -41,7 +31,8 @@ def make(views: tuple[str, ...] = ("metadata", "zip")) -> tuple[Tree, FakeSearch
     folders = (Folder("all", "pacs", {}, views=views), Folder("plain", "pacs", {}))
     config = Config("t.toml", {}, folders, NAMES, CacheConfig())
     reader = FakeReader()
-    return Tree(config, {"pacs": pacs}, reader, Stats(), UidIndex(), Parts(reader)), pacs, reader
+    views = ViewParts(Metadata({}, reader), Crcs())
+    return build_tree(config, {"pacs": pacs}, reader, Stats(), UidIndex(), views), pacs, reader
 
 
 async def test_views_live_beside_the_folders_and_a_folder_still_holds_only_studies() -> None:

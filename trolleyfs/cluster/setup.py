@@ -1,11 +1,10 @@
-"""Opening the shared tier for a mount (the link, the tier and its leases,
-closed with the mount), and probing it for ``trolleyfs check``: a write, a
-read and a delete of a test key, and Redis's eviction policy."""
+"""Building the cluster tier from its settings (the link, the tier and its
+leases), and probing it for ``trolleyfs check``: a write, a read and a
+delete of a test key, and Redis's eviction policy."""
 
 from __future__ import annotations
 
 import os
-from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,16 +38,6 @@ def build_shared(config: SharedConfig, link: Link | None = None) -> Shared:
     key = bytes.fromhex(config.key.get()) if config.key is not None else None
     tier = ClusterTier(link or Link(config), Sealer(key), config.ttl, config.chunk_kb * 1024, config.prefix)
     return Shared(tier, Leases(tier))
-
-
-async def open_shared(config: SharedConfig | None, stack: AsyncExitStack) -> Shared | None:
-    """The shared tier of ``config`` (None if there is none), closed by ``stack``.
-    Nothing is asked of Redis yet: a Redis that is down does not stop a mount."""
-    if config is None:
-        return None
-    shared = build_shared(config)
-    stack.push_async_callback(shared.tier.link.aclose)
-    return shared
 
 
 def _policy(client: Any) -> str | None:

@@ -1,0 +1,194 @@
+"""The composition root: a mount's core built from its config, each part
+handed its collaborators at construction.  Both front ends start here (FUSE
+in :mod:`trolleyfs.mount`, WebDAV in :mod:`trolleyfs.webdav`); below this
+module nothing reads the config.
+
+What is built, bottom up: per server an HTTP client (with its auth), the
+searcher, the fetcher and the ``/metadata`` source the protocol registry
+makes of its endpoints, and the C-MOVE storage receivers; the cluster tier
+(``[cache.shared]``); the converting fetchers the folders ask for; the
+caches and the Store; the listings (disk-kept and cluster-shared); the views'
+parts; the tree."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+
+import httpx
+import trio
+
+from .auth import make_auth
+from .cluster.settings import SharedConfig
+from .cluster.setup import Shared, build_shared
+from .config import CacheConfig, Config
+from .derive.metadata import Metadata
+from .derive.zipstream import Crcs
+from .endpoints import Server
+from .listings.cluster import ClusterListings
+from .listings.disk import SavedListings
+from .listings.sources import Listings
+from .listings.ttls import ListingTTLs
+from .model import Fetcher, MetadataSource, Searcher
+from .protocols import build_asking_fetcher, build_fetcher, build_metadata, build_searcher
+from .read.cache import DiskCache
+from .read.cluster import ClusterReads
+from .read.convert.forms import Conversions, FormFetcher, TranscodingFetcher
+from .read.store import ReadSettings, Store
+from .retrieve.storescp import Receivers
+from .stats import Stats
+from .transport.http import build_client
+from .tree.inodes import UidIndex
+from .tree.tree import StoreView, Tree
+from .tree.viewdirs import ViewParts
+
+
+@dataclass
+class Remote:
+    """One configured server and what the registry built for it."""
+
+    server: Server
+    searcher: Searcher
+    fetcher: Fetcher
+    metadata: MetadataSource | None
+    client: httpx.AsyncClient  # the server's HTTP client: for the protocol objects built here only
+
+
+def make_client(server: Server) -> httpx.AsyncClient:
+    """The HTTP client of ``server``, authenticating as its config says."""
+    return build_client(server, make_auth(server))
+
+
+async def open_remotes(config: Config, stack: AsyncExitStack) -> dict[str, Remote]:
+    """One Remote per server; everything opened is closed by ``stack``.  The
+    storage receivers of C-MOVE servers are listening when this returns (a
+    port that cannot be had is a UserError here, before anything is mounted)."""
+    remotes = {}
+    receivers = Receivers()
+    stack.push_async_callback(receivers.aclose)
+    for name, server in config.servers.items():
+        client = make_client(server)
+        stack.push_async_callback(client.aclose)
+        searcher = build_searcher(server, client)
+        stack.push_async_callback(searcher.aclose)
+        fetcher = build_fetcher(server, client, receivers)
+        stack.push_async_callback(fetcher.aclose)
+        remotes[name] = Remote(server, searcher, fetcher, build_metadata(server, client), client)
+    await receivers.start()
+    return remotes
+
+
+async def open_cluster(settings: SharedConfig | None, stack: AsyncExitStack) -> Shared | None:
+    """The cluster tier (None without ``[cache.shared]``), closed by ``stack``.
+    Nothing is asked of Redis yet: a Redis that is down does not stop a mount."""
+    if settings is None:
+        return None
+    shared = build_shared(settings)
+    stack.push_async_callback(shared.tier.link.aclose)
+    return shared
+
+
+# ---------------------------------------------------------------- config -> settings of the parts
+
+
+def read_settings(cache: CacheConfig) -> ReadSettings:
+    return ReadSettings(
+        memory_bytes=cache.memory_mb * 2**20,
+        readahead_series=cache.readahead_series if cache.readahead == "series" else 0,
+    )
+
+
+def disk_cache(cache: CacheConfig) -> DiskCache | None:
+    return DiskCache(cache.disk_dir, cache.disk_mb * 2**20) if cache.disk_dir else None
+
+
+def listing_ttls(cache: CacheConfig) -> ListingTTLs:
+    return ListingTTLs(studies=cache.folder_ttl, series=cache.study_ttl, instances=cache.series_ttl)
+
+
+def conversions(config: Config, remotes: Mapping[str, Remote]) -> Conversions:
+    """Each server's Fetcher as the Store sees it: objects as stored, or in
+    the transfer syntaxes its folders ask for."""
+    wanted: dict[str, set[str]] = {}
+    for f in config.folders:
+        if f.transfer_syntax:
+            wanted.setdefault(f.server, set()).add(f.transfer_syntax)
+    out = Conversions({})
+    for name, r in remotes.items():
+        forms: dict[str, Fetcher] = {}
+        for ts in sorted(wanted.get(name, ())):
+            t = TranscodingFetcher(r.fetcher, build_asking_fetcher(r.server, r.client, ts), out.converter, ts)
+            out.transcoders.append(t)
+            forms[ts] = t
+        out.fetchers[name] = FormFetcher(r.fetcher, forms) if forms else r.fetcher
+    return out
+
+
+def build_tree(
+    config: Config,
+    searchers: Mapping[str, Searcher],
+    reader: StoreView,
+    stats: Stats,
+    index: UidIndex,
+    views: ViewParts | None = None,
+    cluster: ClusterListings | None = None,
+) -> Tree:
+    """The tree of ``config`` over ``searchers`` (its listings kept on disk
+    with ``disk_dir``, shared through ``cluster``) and ``reader``."""
+    cache = config.cache
+    ttls = listing_ttls(cache)
+    saved = SavedListings(cache.disk_dir) if cache.disk_dir else None  # listings kept beside the objects
+    listings = Listings(searchers, stats, saved, ttls, shared=cluster)
+    return Tree(config.folders, config.names, ttls, listings, reader, stats, index, views)
+
+
+# ---------------------------------------------------------------- the core
+
+
+@dataclass
+class Core:
+    """What a front end serves: the tree (and its inode table), over the
+    Store, with the mount's counters."""
+
+    config: Config
+    stats: Stats
+    store: Store
+    tree: Tree
+
+    def op_deadline(self) -> float:
+        """How long one filesystem operation may take, all retries included."""
+        return max((s.timeout * (s.retries + 2) for s in self.config.servers.values()), default=60.0)
+
+
+async def open_core(
+    config: Config,
+    stack: AsyncExitStack,
+    nursery: trio.Nursery,
+    index: UidIndex | None = None,
+    on_prefetched: Callable[[str, bytes], None] = lambda uid, data: None,
+) -> Core:
+    """The core of a mount of ``config``; what it opens is closed by ``stack``,
+    its background tasks run in ``nursery``.  ``index`` is filled with the
+    instance files the front end has handed out; ``on_prefetched(key, data)``
+    sees readahead data as it arrives (the FUSE front end pushes it into the
+    kernel's page cache)."""
+    stats = Stats()
+    remotes = await open_remotes(config, stack)
+    cluster = await open_cluster(config.cache.shared, stack)
+    converted = conversions(config, remotes)
+    store = Store(
+        read_settings(config.cache),
+        converted.fetchers,
+        stats,
+        nursery,
+        disk=disk_cache(config.cache),
+        on_prefetched=on_prefetched,
+        shared=ClusterReads(cluster.tier, cluster.leases) if cluster else None,
+    )
+    sources = {n: r.metadata for n, r in remotes.items() if r.metadata is not None}
+    views = ViewParts(Metadata(sources, store), Crcs(), converted.stats)
+    listings = ClusterListings(cluster.tier, cluster.leases, listing_ttls(config.cache)) if cluster else None
+    searchers = {n: r.searcher for n, r in remotes.items()}
+    tree = build_tree(config, searchers, store, stats, index or UidIndex(), views, listings)
+    return Core(config, stats, store, tree)
