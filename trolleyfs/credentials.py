@@ -3,7 +3,7 @@ config, read from the server's ``auth`` table.
 
 Secrets (passwords, tokens) are read from the file, an environment variable or
 a file at load time and kept in :class:`Secret`, whose repr never shows the
-value.  Turning these into httpx authentication is :mod:`trolleyfs.auth`'s job.
+value.  Turning these into httpx authentication is :mod:`trolleyfs.transport.auth`'s job.
 """
 
 from __future__ import annotations

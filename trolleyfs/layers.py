@@ -30,12 +30,12 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
     ("serving", frozenset({"mount", "probe"})),
     ("composition", frozenset({"wiring"})),
     ("config", frozenset({"config"})),
-    ("frontends", frozenset({"fs", "pagecache"})),
+    ("frontends", frozenset({"fuse"})),
     ("tree", frozenset({"tree"})),
     ("reading", frozenset({"read", "listings", "derive"})),
     ("services", frozenset({"cluster"})),
     ("protocols", frozenset({"protocols", "search", "retrieve"})),
-    ("transport", frozenset({"transport", "auth"})),
+    ("transport", frozenset({"transport"})),
     (
         "foundation",
         frozenset(

@@ -24,7 +24,7 @@ class QueryLevel(enum.Enum):
 
 @dataclass(frozen=True)
 class Query:
-    """A study-level search, as the seeds' ``Query``.
+    """A study-level search (the shape of dicomtrolley's ``Query``).
 
     ``filters`` maps DICOM keywords to match values (wildcards ``*`` and ``?``
     as the server supports them).  ``level`` says how deep the search should

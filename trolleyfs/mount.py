@@ -17,9 +17,9 @@ import trio
 
 from .config import Config
 from .errors import UserError
-from .fs import Operations
+from .fuse.ops import Operations
+from .fuse.pagecache import PagePusher
 from .listings.disk import holds as saved_listings_held
-from .pagecache import PagePusher
 from .stats import Stats
 from .tree.inodes import UidIndex
 from .wiring import open_core

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 import httpx
 import trio
 
-from .auth import make_auth
 from .cluster.settings import SharedConfig
 from .cluster.setup import Shared, build_shared
 from .config import CacheConfig, Config
@@ -32,12 +31,13 @@ from .listings.sources import Listings
 from .listings.ttls import ListingTTLs
 from .model import Fetcher, MetadataSource, Searcher
 from .protocols import build_asking_fetcher, build_fetcher, build_metadata, build_searcher
-from .read.cache import DiskCache
 from .read.cluster import ClusterReads
 from .read.convert.forms import Conversions, FormFetcher, TranscodingFetcher
+from .read.disk import DiskCache
 from .read.store import ReadSettings, Store
 from .retrieve.storescp import Receivers
 from .stats import Stats
+from .transport.auth import make_auth
 from .transport.http import build_client
 from .tree.inodes import UidIndex
 from .tree.tree import StoreView, Tree

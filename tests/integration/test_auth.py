@@ -18,8 +18,8 @@ import trio.testing
 from tests.servers.base import Request, Response, TestHTTPServer
 from tests.servers.login import BasicCheck, KeycloakTokens, Routes, VitreaSessions, quick_server, resource_routes
 from trolleyfs import config
-from trolleyfs.auth import OAuth2ClientCredentials, VitreaAuth
 from trolleyfs.errors import AccessDenied, ProtocolError, RemoteError, Unavailable
+from trolleyfs.transport.auth import OAuth2ClientCredentials, VitreaAuth
 from trolleyfs.transport.http import HttpEndpoint, iter_body
 from trolleyfs.wiring import make_client
 

@@ -7,7 +7,6 @@ wrapped by ``ssl`` (loopback only)."""
 from __future__ import annotations
 
 import ssl
-import subprocess
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from pathlib import Path
 import pytest
 import trio
 
+from tests.certs import make_ca, make_leaf
 from tests.servers.base import TestHTTPServer
 from tests.servers.login import Routes, VitreaSessions, quick_server, resource_routes
 from trolleyfs import config
@@ -36,87 +36,19 @@ class Certs:
     other_ca: Path  # a CA nobody used
 
 
-def _openssl(cwd: Path, *args: str) -> None:
-    done = subprocess.run(["openssl", *args], cwd=cwd, capture_output=True, text=True, timeout=30)
-    if done.returncode != 0:
-        raise RuntimeError(f"openssl {' '.join(args)} failed: {done.stderr}")
-
-
-def _make_ca(d: Path, name: str) -> None:
-    _openssl(
-        d,
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-        "-keyout",
-        f"{name}.key",
-        "-out",
-        f"{name}.pem",
-        "-days",
-        "2",
-        "-subj",
-        f"/CN=trolleyfs test {name}",
-        "-addext",
-        "basicConstraints=critical,CA:TRUE",
-        "-addext",
-        "keyUsage=critical,keyCertSign,cRLSign",
-    )
-
-
-def _make_leaf(d: Path, name: str, ca: str, extensions: str) -> None:
-    (d / f"{name}.ext").write_text(extensions)
-    _openssl(
-        d,
-        "req",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-        "-keyout",
-        f"{name}.key",
-        "-out",
-        f"{name}.csr",
-        "-subj",
-        f"/CN={name}",
-    )
-    _openssl(
-        d,
-        "x509",
-        "-req",
-        "-in",
-        f"{name}.csr",
-        "-CA",
-        f"{ca}.pem",
-        "-CAkey",
-        f"{ca}.key",
-        "-CAcreateserial",
-        "-out",
-        f"{name}.pem",
-        "-days",
-        "2",
-        "-extfile",
-        f"{name}.ext",
-    )
-
-
 @pytest.fixture(scope="module")
 def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
     d = tmp_path_factory.mktemp("tls")
-    _make_ca(d, "ca")
-    _make_ca(d, "other")
-    _make_leaf(
+    make_ca(d, "ca")
+    make_ca(d, "other")
+    make_leaf(
         d,
         "server",
         "ca",
         "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n"
         "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
     )
-    _make_leaf(
+    make_leaf(
         d,
         "client",
         "ca",

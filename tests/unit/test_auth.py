@@ -1,4 +1,4 @@
-"""Unit tests of trolleyfs.auth: the factory, secret hiding, cookie handling,
+"""Unit tests of trolleyfs.transport.auth: the factory, secret hiding, cookie handling,
 token lifetimes and the one-renewal-at-a-time machinery (no network; the HTTP
 behaviour is in tests/integration/test_auth.py)."""
 
@@ -9,7 +9,9 @@ import pytest
 import trio
 
 from trolleyfs import config
-from trolleyfs.auth import (
+from trolleyfs.credentials import Secret
+from trolleyfs.errors import AccessDenied, ProtocolError
+from trolleyfs.transport.auth import (
     BearerAuth,
     OAuth2ClientCredentials,
     VitreaAuth,
@@ -19,8 +21,6 @@ from trolleyfs.auth import (
     _set_cookies,
     make_auth,
 )
-from trolleyfs.credentials import Secret
-from trolleyfs.errors import AccessDenied, ProtocolError
 
 SECRET = "pw-do-not-show-5521"
 

@@ -3,7 +3,8 @@ atomic writes and what a crash leaves behind."""
 
 from __future__ import annotations
 
-from trolleyfs.read.cache import DiskCache, MemoryCache
+from trolleyfs.read.disk import DiskCache
+from trolleyfs.read.memory import MemoryCache
 
 
 def test_memory_cache_is_bounded_in_bytes_and_lru():

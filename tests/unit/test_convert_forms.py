@@ -15,7 +15,7 @@ from pydicom.encaps import encapsulate
 from pydicom.uid import ExplicitVRLittleEndian, JPEG2000Lossless, RLELossless
 
 from tests import compressed
-from tests.unit.read_fakes import opened
+from tests.fakes.reading import opened
 from trolleyfs.errors import NotFound, RemoteError, Unavailable
 from trolleyfs.model import InstanceRef, SeriesRef
 from trolleyfs.part10 import part10_sop_instance_uid, part10_transfer_syntax

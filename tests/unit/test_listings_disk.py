@@ -15,7 +15,7 @@ import time
 import pytest
 import trio
 
-from tests.unit.test_tree import FakeSearcher
+from tests.fakes.tree import FakeSearcher
 from trolleyfs.errors import AccessDenied, NotFound, Unavailable
 from trolleyfs.listings.codec import decode_study, encode
 from trolleyfs.listings.disk import LISTINGS_DIR, SavedListings, holds
@@ -23,7 +23,7 @@ from trolleyfs.listings.identity import search_key as query_key
 from trolleyfs.listings.sources import OFFLINE_RETRY_S, Listings
 from trolleyfs.listings.ttls import ListingTTLs
 from trolleyfs.model import Instance, Query, Series, Study
-from trolleyfs.read.cache import DiskCache
+from trolleyfs.read.disk import DiskCache
 from trolleyfs.stats import Stats
 
 TTLS = ListingTTLs(studies=60.0, series=300.0, instances=3600.0)

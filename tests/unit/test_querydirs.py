@@ -12,7 +12,7 @@ import logging
 import pytest
 import trio
 
-from tests.unit.test_tree import FOLDER_TTL, FakeSearcher, child, make_tree, names_of
+from tests.fakes.tree import FOLDER_TTL, FakeSearcher, child, make_tree, names_of
 from trolleyfs.errors import Unavailable
 from trolleyfs.model import Query, Study
 from trolleyfs.tree.base import DirNode

@@ -10,7 +10,7 @@ import logging
 import trio
 import trio.testing
 
-from tests.unit.read_fakes import FakeFetcher, MiB, objects_for, opened, part10_object, ref, siblings_of, uids
+from tests.fakes.reading import FakeFetcher, MiB, objects_for, opened, part10_object, ref, siblings_of, uids
 from trolleyfs.errors import NotFound
 from trolleyfs.read.budget import PREFETCH_PATIENCE_S
 from trolleyfs.read.readahead import PROGRESS_EVERY_S, READAHEAD_GRACE_S, RETRY_FAILED_S

@@ -10,9 +10,9 @@ import pytest
 import trio
 import trio.testing
 
-from tests.unit.read_fakes import FakeFetcher, MiB, objects_for, opened, part10_object, ref, siblings_of, uids
+from tests.fakes.reading import FakeFetcher, MiB, objects_for, opened, part10_object, ref, siblings_of, uids
 from trolleyfs.errors import ProtocolError
-from trolleyfs.read.cache import DiskCache
+from trolleyfs.read.disk import DiskCache
 from trolleyfs.read.sizes import Sizes
 from trolleyfs.stats import Stats
 

@@ -10,7 +10,7 @@ import zipfile
 
 import pytest
 
-from tests.unit.test_tree import NAMES, FakeReader, FakeSearcher, child, names_of
+from tests.fakes.tree import NAMES, FakeReader, FakeSearcher, child, names_of
 from trolleyfs.config import CacheConfig, Config, Folder
 from trolleyfs.derive.metadata import Metadata
 from trolleyfs.derive.zipstream import Crcs

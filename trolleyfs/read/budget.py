@@ -1,6 +1,6 @@
-"""The prefetch byte budget: how many prefetched bytes sit in memory not read
-yet.  While that is more than the budget, a prefetcher pauses in
-:meth:`PrefetchBudget.wait` (a paused series stream holds the server through
+"""The readahead byte budget: how many bytes read ahead sit in memory not read
+yet.  While that is more than the budget, a readahead pauses in
+:meth:`ReadaheadBudget.wait` (a paused series stream holds the server through
 TCP flow control), so a huge series cannot push the memory cache out; if
 nobody reads for :data:`PREFETCH_PATIENCE_S`, it gives up (:class:`Abandoned`)."""
 
@@ -15,7 +15,7 @@ MIN_BUDGET = 16 * 2**20
 
 
 class Abandoned(TrolleyError):
-    """A prefetch stopped because its data was not being read."""
+    """A readahead stopped because its data was not being read."""
 
 
 def budget_for(memory_bytes: int) -> int:
@@ -23,7 +23,7 @@ def budget_for(memory_bytes: int) -> int:
     return max(memory_bytes // 2, MIN_BUDGET)
 
 
-class PrefetchBudget:
+class ReadaheadBudget:
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self._unread: dict[str, int] = {}  # prefetched, in memory, not read yet

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import trio
 
-from .cache import DiskCache, MemoryCache
+from .disk import DiskCache
 from .diskwriter import DiskWriter
+from .memory import MemoryCache
 from .sizes import Sizes
 
 DISK_THREADS = 4  # worker threads reading or writing the disk cache at once

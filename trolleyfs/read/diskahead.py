@@ -9,7 +9,7 @@ from collections.abc import Callable
 import trio
 
 from ..model import InstanceRef, SeriesRef
-from .budget import Abandoned, PrefetchBudget
+from .budget import Abandoned, ReadaheadBudget
 from .caches import Caches
 from .flights import Flights
 
@@ -21,7 +21,7 @@ class DiskReadahead:
         self,
         caches: Caches,
         flights: Flights,
-        budget: PrefetchBudget,
+        budget: ReadaheadBudget,
         nursery: trio.Nursery,
         on_prefetched: Callable[[str, bytes], None],
     ) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import trio
 
-from .cache import DiskCache
+from .disk import DiskCache
 
 QUEUE_LENGTH = 64
 

@@ -39,7 +39,7 @@ import trio
 from ..errors import NotFound, TrolleyError, Unavailable
 from ..model import Fetcher, InstanceRef, SeriesRef
 from ..stats import Stats
-from .budget import PrefetchBudget
+from .budget import ReadaheadBudget
 from .caches import Caches
 from .cluster import ClusterReads
 from .flights import Flight, Flights
@@ -110,7 +110,7 @@ class SeriesReadahead:
         stats: Stats,
         flights: Flights,
         caches: Caches,
-        budget: PrefetchBudget,
+        budget: ReadaheadBudget,
         single: SingleFetch,
         nursery: trio.Nursery,
         on_prefetched: Callable[[str, bytes], None],

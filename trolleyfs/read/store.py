@@ -18,12 +18,13 @@ from ..errors import ProtocolError
 from ..model import Fetcher, InstanceRef
 from ..part10 import Expected, identity_of, identity_problem
 from ..stats import Stats
-from .budget import PrefetchBudget, budget_for
-from .cache import DiskCache, MemoryCache
+from .budget import ReadaheadBudget, budget_for
 from .caches import Caches
 from .cluster import ClusterReads
+from .disk import DiskCache
 from .diskahead import DiskReadahead
 from .flights import Flight, Flights
+from .memory import MemoryCache
 from .readahead import SeriesReadahead
 from .single import SingleFetch
 
@@ -69,7 +70,7 @@ class Store:
         self._stats = stats
         self._shared = shared
         self._readahead = settings.readahead_series > 0
-        self._budget = PrefetchBudget(budget_for(settings.memory_bytes))
+        self._budget = ReadaheadBudget(budget_for(settings.memory_bytes))
         memory = MemoryCache(settings.memory_bytes, on_evict=self._evicted)
         self._caches = Caches(memory, disk, nursery)
         self._flights = Flights()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.test_tls import _make_ca, _make_leaf
+from tests.certs import make_ca, make_leaf
 from tests.servers.redisserver import RedisClusterServers, RedisServer, TLSFiles
 from trolleyfs.cluster.once import fetch_once
 from trolleyfs.cluster.settings import SharedConfig
@@ -26,15 +26,15 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def tls(tmp_path_factory: pytest.TempPathFactory) -> TLSFiles:
     d = tmp_path_factory.mktemp("redis-tls")
-    _make_ca(d, "ca")
-    _make_leaf(
+    make_ca(d, "ca")
+    make_leaf(
         d,
         "server",
         "ca",
         "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n"
         "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
     )
-    _make_leaf(
+    make_leaf(
         d,
         "client",
         "ca",

@@ -12,10 +12,10 @@ from contextlib import asynccontextmanager
 import pytest
 import trio
 
+from tests.fakes.reading import FakeFetcher
+from tests.fakes.tree import FakeSearcher, child, names_of
 from tests.mounting import by_sop_uid
 from tests.servers.redisserver import free_port_pair
-from tests.unit.read_fakes import FakeFetcher
-from tests.unit.test_tree import FakeSearcher, child, names_of
 from trolleyfs.cluster.once import fetch_once
 from trolleyfs.cluster.settings import SharedConfig
 from trolleyfs.cluster.setup import Shared, build_shared

@@ -1,10 +1,7 @@
-"""Instance caches, keyed by SOP Instance UID (instances never change), or by
-``<uid>@<transfer syntax>`` for an instance converted to another syntax.
-
-* :class:`MemoryCache`: an LRU bounded in bytes (cachetools).
-* :class:`DiskCache`: an optional persistent cache bounded in bytes, content
-  addressed by UID, written atomically (temp file + rename) with a checksum in
-  the file name's sidecar, so a crash or a torn write is never served."""
+"""The disk cache of instances: optional, persistent, bounded in bytes,
+content addressed by the instance's cache key, written atomically (temp file
++ rename) with a checksum after the object, so a crash or a torn write is
+never served."""
 
 from __future__ import annotations
 
@@ -13,68 +10,10 @@ import logging
 import os
 import re
 import threading
-from collections.abc import Callable
 from pathlib import Path
-
-import cachetools
 
 log = logging.getLogger("trolleyfs.cache")
 _FANOUT = re.compile(r"^[0-9a-f]{2}$")  # the objects' subdirectories
-
-
-class MemoryCache:
-    def __init__(self, max_bytes: int, on_evict: Callable[[str, int], None] | None = None) -> None:
-        self.max_bytes = max_bytes
-        self._on_evict = on_evict
-        outer = self
-
-        class _LRU(cachetools.LRUCache):  # type: ignore[type-arg]
-            def popitem(self):  # type: ignore[no-untyped-def]
-                key, value = super().popitem()
-                if outer._on_evict:
-                    outer._on_evict(key, len(value))
-                return key, value
-
-        self._lru: cachetools.LRUCache[str, bytes] = _LRU(maxsize=max_bytes, getsizeof=len)
-        self.hits = self.misses = 0
-
-    def get(self, uid: str) -> bytes | None:
-        data = self._lru.get(uid)
-        if data is None:
-            self.misses += 1
-        else:
-            self.hits += 1
-        return data
-
-    def peek(self, uid: str) -> bool:
-        return uid in self._lru
-
-    def size_of(self, uid: str) -> int | None:
-        """The size of a cached object, without counting a hit or making it young."""
-        if uid not in self._lru:
-            return None
-        return len(cachetools.Cache.__getitem__(self._lru, uid))
-
-    def put(self, uid: str, data: bytes) -> None:
-        if len(data) > self.max_bytes:
-            return  # larger than the whole cache: serve it, don't keep it
-        self._lru[uid] = data
-
-    @property
-    def bytes_used(self) -> int:
-        return int(self._lru.currsize)
-
-    def __len__(self) -> int:
-        return len(self._lru)
-
-    def stats(self) -> dict[str, object]:
-        return {
-            "bytes": self.bytes_used,
-            "limit": self.max_bytes,
-            "objects": len(self),
-            "hits": self.hits,
-            "misses": self.misses,
-        }
 
 
 class DiskCache:

@@ -10,9 +10,9 @@ import errno
 import pyfuse3
 import pytest
 
-from tests.unit.test_fs import CTX, DEADLINE
+from tests.fakes.fuse import CTX, DEADLINE
 from trolleyfs.errors import Unavailable
-from trolleyfs.fs import Operations
+from trolleyfs.fuse.ops import Operations
 from trolleyfs.stats import Stats
 from trolleyfs.tree.base import DirNode, FileNode, StaticDir
 from trolleyfs.tree.inodes import InodeTable, UidIndex

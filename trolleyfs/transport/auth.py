@@ -30,10 +30,10 @@ from typing import assert_never
 import httpx
 import trio
 
-from .credentials import BasicLogin, BearerToken, NoAuth, OAuth2Client, Secret, VitreaLogin
-from .endpoints import Server
-from .errors import AccessDenied, ProtocolError, RemoteError, Unavailable
-from .transport.http_errors import describe_status
+from ..credentials import BasicLogin, BearerToken, NoAuth, OAuth2Client, Secret, VitreaLogin
+from ..endpoints import Server
+from ..errors import AccessDenied, ProtocolError, RemoteError, Unavailable
+from .http_errors import describe_status
 
 log = logging.getLogger("trolleyfs.auth")
 

@@ -1,10 +1,13 @@
 """The pyfuse3 Operations: thin handlers over the tree's inode table.
 
-Every handler goes through :func:`_op`, the one place where errors become
-errno values: our errors carry their errno, anything unexpected is logged
-with its traceback and becomes EIO.  No exception other than FUSEError ever
-reaches pyfuse3's main loop (which would end the mount).  Every handler also
-runs under a deadline so that no ``ls``, ``stat`` or ``read`` hangs forever.
+Every handler that may wait goes through :func:`_op`, the one place where
+errors become errno values: our errors carry their errno, anything
+unexpected is logged with its traceback and becomes EIO; and the one place
+that bounds an operation's time, so that no ``ls``, ``stat`` or ``open``
+hangs forever.  No exception other than FUSEError ever reaches pyfuse3's
+main loop (which would end the mount).  Three handlers never wait and so have
+no deadline: ``read`` of a file held whole (its bytes came at ``open``; a
+file read in ranges goes through ``_op``), ``forget`` and ``release``.
 """
 
 from __future__ import annotations
@@ -21,10 +24,10 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 import pyfuse3
 import trio
 
-from .errors import TrolleyError
-from .stats import Stats
-from .tree.base import DirNode, FileNode, Node, Ranges
-from .tree.inodes import InodeTable
+from ..errors import TrolleyError
+from ..stats import Stats
+from ..tree.base import DirNode, FileNode, Node, Ranges
+from ..tree.inodes import InodeTable
 
 log = logging.getLogger("trolleyfs.fs")
 T = TypeVar("T")

@@ -13,15 +13,13 @@ import pyfuse3
 import pytest
 import trio
 
+from tests.fakes.fuse import CTX, DEADLINE
 from trolleyfs.errors import NotFound, TrolleyError, Unavailable
-from trolleyfs.fs import Operations
-from trolleyfs.pagecache import PagePusher
+from trolleyfs.fuse.ops import Operations
+from trolleyfs.fuse.pagecache import PagePusher
 from trolleyfs.stats import Stats
 from trolleyfs.tree.base import DirNode, FileNode, ListedDir, Node, StaticDir
 from trolleyfs.tree.inodes import ROOT_INO, InodeTable, UidIndex
-
-CTX = pyfuse3.RequestContext()
-DEADLINE = 30.0
 
 
 class FakeFile(FileNode):
