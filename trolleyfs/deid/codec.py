@@ -18,8 +18,9 @@ from __future__ import annotations
 import io
 
 from pydicom import dcmread, dcmwrite
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import UID
+from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 
 from .errors import NotPart10
 
@@ -27,6 +28,9 @@ PREAMBLE = bytes(128)
 # 2.25 + the integer of uuid5(NAMESPACE_URL, "https://trolleyfs/deid"): trolleyfs's de-identifier
 IMPLEMENTATION_UID = "2.25.282789832584893515854450932012518316948"
 IMPLEMENTATION_NAME = "TROLLEYFS_DEID"
+UNDEFINED_LENGTH = 0xFFFFFFFF
+# a Sequence Delimitation Item, (FFFE,E0DD) with length 0, little and big endian
+_DELIMITERS = (b"\xfe\xff\xdd\xe0\x00\x00\x00\x00", b"\xff\xfe\xe0\xdd\x00\x00\x00\x00")
 
 
 def read(data: bytes) -> Dataset:
@@ -40,7 +44,27 @@ def read(data: bytes) -> Dataset:
         raise NotPart10(f"not a readable Part-10 object: {type(exc).__name__}: {exc}") from None
     if not ds.file_meta.get("TransferSyntaxUID"):
         raise NotPart10("not a Part-10 object: its file meta has no Transfer Syntax UID")
+    if ds.file_meta.TransferSyntaxUID != DeflatedExplicitVRLittleEndian:  # positions are in the inflated stream
+        _check_whole(ds, data)
     return ds
+
+
+def _check_whole(ds: Dataset, data: bytes) -> None:
+    """NotPart10 unless the data set's last element ends where ``data`` does:
+    pydicom stops quietly at a cut inside an element, and such an object
+    must not pass for a whole one."""
+    keys = list(ds.keys())
+    if not keys:
+        raise NotPart10("not a Part-10 object: no data set after the file meta")
+    last = ds.get_item(keys[-1])
+    if not isinstance(last, RawDataElement):
+        return
+    if last.length == UNDEFINED_LENGTH:
+        whole = data[-8:] in _DELIMITERS
+    else:
+        whole = last.value_tell + last.length == len(data)
+    if not whole:
+        raise NotPart10(f"not a whole Part-10 object: it is cut or followed by other bytes after {last.tag}")
 
 
 def file_meta(sop_class: str, sop_instance: str, transfer_syntax: str) -> FileMetaDataset:

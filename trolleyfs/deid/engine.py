@@ -70,8 +70,10 @@ class Deidentifier:
         return f"Deidentifier({names}; {self.form})"
 
     def uid(self, original: str) -> str:
-        """The UID that ``original`` becomes wherever the profile replaces
-        UIDs (itself with the Retain UIDs option)."""
+        """The UID that a Study, Series or SOP Instance UID (or any UID the
+        Retain UIDs option keeps) becomes: its keyed new UID, or itself with
+        that option.  (The few UIDs the table replaces even with the option,
+        such as Digital Signature UID, always get the keyed UID.)"""
         if Option.RETAIN_UIDS in self.options:
             return original
         return self._keyed.uid(original)

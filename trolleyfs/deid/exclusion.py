@@ -47,8 +47,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from pydicom._uid_dict import UID_dictionary
 from pydicom.dataset import Dataset
-from pydicom.uid import UID, UID_dictionary
+from pydicom.uid import UID
 
 # what an instance listing needs for the same decision as the object's
 LISTING_FIELDS = ("SOPClassUID", "Modality", "BurnedInAnnotation", "RecognizableVisualFeatures")

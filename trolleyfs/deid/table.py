@@ -16,7 +16,9 @@ Device Identity and Retain UIDs both say K for Device UID), except that with
 the Retain Longitudinal Temporal Information with Modified Dates option a
 date or time is always shifted (C), even where another option (Retain Device
 Identity for calibration dates) would keep it: a true date beside shifted
-ones would tell the shift.
+ones would tell the shift.  That option's C on what is not a date or time
+(Timezone Offset From UTC, Certified and Frame Origin Timestamps, which
+trolleyfs cannot shift) leaves the basic profile's action in force.
 
 The table's tag patterns are read as rules of their own: curves
 (50xx,xxxx), overlay data and comments (60xx,3000) and (60xx,4000), and private
@@ -54,7 +56,7 @@ class Act(enum.Enum):
 
     KEEP = "K"  # kept; a sequence's items are walked
     REMOVE = "X"
-    EMPTY = "Z"  # zero length (a sequence without items)
+    EMPTY = "Z"  # zero length (a sequence: as D)
     DUMMY = "D"  # a dummy value consistent with the VR (a sequence: items walked, texts and codes dummied)
     UID = "U"  # a keyed new UID
     CLEAN = "C"  # dates shifted; texts cleaned; a sequence's items walked, texts cleaned
@@ -85,10 +87,14 @@ def basic_action(cell: str) -> Act:
 def resolve(row: Row, options: frozenset[Option], vr: str | None = None) -> Act:
     """The action for ``row`` with ``options`` chosen; ``vr`` is the
     attribute's VR where known (dates and times follow the temporal option)."""
-    said = {cell for option, cell in row.options.items() if option in options}
     shifted = Option.RETAIN_MODIFIED_DATES in options and row.options.get(Option.RETAIN_MODIFIED_DATES) == "C"
     if shifted and (vr is None or vr in _DATE_VRS):
         return Act.CLEAN
+    said = {
+        cell
+        for option, cell in row.options.items()
+        if option in options and not (shifted and option is Option.RETAIN_MODIFIED_DATES)
+    }
     if "K" in said:
         return Act.KEEP
     if "C" in said:

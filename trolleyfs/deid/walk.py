@@ -15,12 +15,14 @@ Besides the table's rows (resolved by :mod:`.table`):
 - the Patient ID and Patient Name become the subject's keyed pseudonyms (the
   table's Z and Z/D allow a dummy; a keyed one lets a researcher group a
   patient's studies); in a nested item, the item's own Patient ID decides;
-- inside a sequence whose action is D (Content Sequence, Person
-  Identification Code Sequence, ...) every free text and date the table does
-  not list becomes a dummy too (Code Value and Code Meaning, Text Value), so
-  that a dummied sequence says nothing; inside a sequence whose action is C
-  such texts are cleaned (see :mod:`.values`).  Coded strings (CS), UIDs the
-  table does not list (SOP Class UIDs) and numbers keep the items valid.
+- a sequence whose action is D or Z keeps its items, as "a dummy value"
+  (Z allows one too: a sequence without items would be invalid where it is
+  Type 1 or 3, as most are); in them every free text and date the table does
+  not list becomes a dummy too (Code Value and Code Meaning, Text Value), and
+  the attributes the table lists follow their own rows, so that a dummied
+  sequence says nothing.  Inside a sequence whose action is C such texts are
+  cleaned (see :mod:`.values`).  Coded strings (CS), UIDs the table does not
+  list (SOP Class UIDs) and numbers keep the items valid.
 
 Elements that are kept are not decoded: the walk reads a value only where it
 changes it, and never touches pixel data."""
@@ -134,10 +136,7 @@ class Walker:
             del ds[key]
             return
         elem = ds[key]
-        if act is Act.EMPTY:
-            elem.value = []
-            return
-        inner = {Act.DUMMY: Mode.DUMMY, Act.CLEAN: Mode.CLEAN}.get(act, mode) if act else mode
+        inner = {Act.EMPTY: Mode.DUMMY, Act.DUMMY: Mode.DUMMY, Act.CLEAN: Mode.CLEAN}.get(act, mode) if act else mode
         for item in elem.value:
             self._dataset(item, inner, depth + 1)
 
