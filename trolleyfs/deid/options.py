@@ -112,7 +112,7 @@ def parse_option(name: str) -> Option | None:
     key = normalize(name)
     if key in _BY_NAME:
         return _BY_NAME[key]
-    if key == normalize(PROFILE_KEYWORD) or key == "basic-application-level-confidentiality-profile":
+    if key in (normalize(profile_code().meaning), "basic-application-level-confidentiality-profile"):
         return None
     if key in PIXEL_OPTIONS:
         raise UnknownOption(
