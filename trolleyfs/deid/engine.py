@@ -19,11 +19,12 @@ from collections.abc import Iterable, Mapping
 from pydicom.dataset import Dataset
 
 from ..model import QueryLevel
-from . import codec, method
+from .codec import file_meta, read, write
 from .errors import DeidError, Excluded
 from .exclusion import dataset_exclusion, exclusion_reason
 from .keyed import Keyed
 from .listing import listing_attrs, listing_subject
+from .method import record
 from .options import Option, parse_options
 from .table import profile
 from .values import Subject
@@ -81,13 +82,13 @@ class Deidentifier:
     def dataset(self, ds: Dataset) -> Dataset:
         """``ds`` de-identified in place (not its file meta), and returned."""
         Walker(self._profile, self._keyed, dataset_subject(self._keyed, ds)).walk(ds)
-        method.record(ds, self.options)
+        record(ds, self.options)
         return ds
 
     def excluded(self, data: bytes | Dataset) -> str | None:
         """Why the object (Part-10 bytes or a dataset) must be left out; None
         if it may be served (always None with ``include_burned_in``)."""
-        ds = codec.read(data) if isinstance(data, bytes | bytearray | memoryview) else data
+        ds = read(data) if isinstance(data, bytes | bytearray | memoryview) else data
         return None if self.include_burned_in else dataset_exclusion(ds)
 
     def excluded_attrs(self, attrs: Mapping[str, str]) -> str | None:
@@ -98,7 +99,7 @@ class Deidentifier:
     def part10(self, data: bytes) -> bytes:
         """The de-identified Part-10 object.  DeidError if ``data`` cannot be
         read or de-identified; Excluded if it must be left out."""
-        ds = codec.read(bytes(data))
+        ds = read(bytes(data))
         if not self.include_burned_in and (reason := dataset_exclusion(ds)) is not None:
             raise Excluded(f"left out of the de-identified mount: {reason}")
         try:
@@ -108,8 +109,8 @@ class Deidentifier:
             old_instance = str(meta.get("MediaStorageSOPInstanceUID", ""))
             self.dataset(ds)
             sop_instance = _text(ds, "SOPInstanceUID") or self.uid(old_instance)
-            ds.file_meta = codec.file_meta(sop_class, sop_instance, syntax)
-            return codec.write(ds)
+            ds.file_meta = file_meta(sop_class, sop_instance, syntax)
+            return write(ds)
         except Exception as exc:  # broken values surface only when read
             raise DeidError(f"cannot de-identify the object: {type(exc).__name__}: {exc}") from None
 
