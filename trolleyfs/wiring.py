@@ -19,8 +19,9 @@ from dataclasses import dataclass
 import httpx
 import trio
 
+from .cluster.once import Shared
 from .cluster.settings import SharedConfig
-from .cluster.setup import Shared, build_shared
+from .cluster.setup import build_shared
 from .config import CacheConfig, Config
 from .derive.metadata import Metadata
 from .derive.zipstream import Crcs
@@ -184,11 +185,11 @@ async def open_core(
         nursery,
         disk=disk_cache(config.cache),
         on_prefetched=on_prefetched,
-        shared=ClusterReads(cluster.tier, cluster.leases) if cluster else None,
+        shared=ClusterReads(cluster) if cluster else None,
     )
     sources = {n: r.metadata for n, r in remotes.items() if r.metadata is not None}
     views = ViewParts(Metadata(sources, store), Crcs(), converted.stats)
-    listings = ClusterListings(cluster.tier, cluster.leases, listing_ttls(config.cache)) if cluster else None
+    listings = ClusterListings(cluster, listing_ttls(config.cache)) if cluster else None
     searchers = {n: r.searcher for n, r in remotes.items()}
     tree = build_tree(config, searchers, store, stats, index or UidIndex(), views, listings)
     return Core(config, stats, store, tree)

@@ -15,7 +15,7 @@ from trolleyfs.prefetch import Group, _counts, _interrupted, run_prefetch
 from trolleyfs.progress import LineProgress, Tally, progress_for
 from trolleyfs.tree.base import StaticDir
 from trolleyfs.tree.cachestate import MAX_VALUE, cache_state
-from trolleyfs.tree.files import InstanceFile
+from trolleyfs.tree.files import FileSource, InstanceFile
 
 
 class Caches:
@@ -35,7 +35,7 @@ class Caches:
 def files(n: int, caches: Caches) -> list[InstanceFile]:
     parent = StaticDir("s", None, 0.0)
     return [
-        InstanceFile(f"{i:04}.dcm", parent, 0.0, caches, "pacs", Instance("1", "1.1", f"1.1.{i}"), list)
+        InstanceFile(f"{i:04}.dcm", parent, Instance("1", "1.1", f"1.1.{i}"), FileSource(caches, "pacs", list))
         for i in range(n)
     ]
 

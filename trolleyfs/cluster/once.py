@@ -10,6 +10,7 @@ unavailable (then this node fetches for itself)."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 
 import trio
 
@@ -30,9 +31,16 @@ async def wait_while_leased(tier: ClusterTier, leases: Leases, keys: Sequence[st
         await trio.sleep(POLL_S)
 
 
+@dataclass(frozen=True)
+class Shared:
+    """The cluster tier of a mount and its leases."""
+
+    tier: ClusterTier
+    leases: Leases
+
+
 async def fetch_once(
-    tier: ClusterTier,
-    leases: Leases,
+    shared: Shared,
     key: str,
     lease: str,
     fetch: Callable[[], Awaitable[bytes]],
@@ -47,6 +55,7 @@ async def fetch_once(
     for ``ttl`` seconds; ``arrived`` sees it before it is published).
     ``also_wait_for``: other leases whose holders are fetching it too (a
     series lease covers its instances)."""
+    tier, leases = shared.tier, shared.leases
     while True:
         found = await tier.get(key, accept)
         if found is not None:

@@ -5,12 +5,12 @@ delete of a test key, and Redis's eviction policy."""
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from typing import Any
 
 from .crypto import Sealer
 from .leases import Leases
 from .link import Link, describe
+from .once import Shared
 from .settings import SharedConfig
 from .tier import ClusterTier
 
@@ -24,14 +24,6 @@ EVICTING = (
     "volatile-random",
     "volatile-ttl",
 )
-
-
-@dataclass(frozen=True)
-class Shared:
-    """The shared tier of a mount and its leases."""
-
-    tier: ClusterTier
-    leases: Leases
 
 
 def build_shared(config: SharedConfig, link: Link | None = None) -> Shared:

@@ -15,9 +15,7 @@ import json
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
-from ..cluster.leases import Leases
-from ..cluster.once import fetch_once
-from ..cluster.tier import ClusterTier
+from ..cluster.once import Shared, fetch_once
 from ..model import Instance, Series, Study
 from .codec import Listed, decode_instance, decode_series, decode_study, dumps, from_items, items
 from .identity import short_name
@@ -48,8 +46,9 @@ class ClusterListings:
     """``studies``/``series``/``instances``: ``(result, age in seconds)``, from
     the tier or from ``search`` (asked by one node of the cluster)."""
 
-    def __init__(self, tier: ClusterTier, leases: Leases, ttls: ListingTTLs) -> None:
-        self._tier, self._leases = tier, leases
+    def __init__(self, shared: Shared, ttls: ListingTTLs) -> None:
+        self._cluster = shared
+        self._tier = shared.tier
         self._ttls = ttls
 
     async def studies(
@@ -81,8 +80,7 @@ class ClusterListings:
             return dump(fresh[0])
 
         raw, left = await fetch_once(
-            self._tier,
-            self._leases,
+            self._cluster,
             self._tier.key("l", name),
             f"l:{name}",
             fetch,

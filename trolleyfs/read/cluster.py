@@ -20,9 +20,7 @@ from collections.abc import Awaitable, Callable
 
 import trio
 
-from ..cluster.leases import Leases
-from ..cluster.once import POLL_S, fetch_once
-from ..cluster.tier import ClusterTier
+from ..cluster.once import POLL_S, Shared, fetch_once
 from ..model import InstanceRef, SeriesRef, form_key
 from ..part10 import Expected, identity_of, identity_problem
 
@@ -46,9 +44,10 @@ def _is_instance(uid: str, sref: SeriesRef) -> Callable[[bytes], bool]:
 
 
 class ClusterReads:
-    def __init__(self, tier: ClusterTier, leases: Leases) -> None:
-        self._tier = tier
-        self._leases = leases
+    def __init__(self, shared: Shared) -> None:
+        self._cluster = shared
+        self._tier = shared.tier
+        self._leases = shared.leases
 
     def _object(self, server: str, uid: str, form: str) -> str:
         """An object's name in the tier: an instance as stored and converted
@@ -66,8 +65,7 @@ class ClusterReads:
         under this node's lease; ``arrived`` sees it before it is published)."""
         uid = ref.instance_uid
         data, left = await fetch_once(
-            self._tier,
-            self._leases,
+            self._cluster,
             self._object(server, uid, ref.form),
             f"i:{server}/{ref.key}",
             fetch,

@@ -9,27 +9,19 @@ from collections.abc import Callable
 import trio
 
 from ..model import InstanceRef, SeriesRef
-from .budget import Abandoned, ReadaheadBudget
-from .caches import Caches
-from .flights import Flights
+from .budget import Abandoned
+from .parts import ReadParts
 
 DISK_READAHEAD_WORKERS = 3  # reading and checking a file releases the GIL, so they overlap
 
 
 class DiskReadahead:
-    def __init__(
-        self,
-        caches: Caches,
-        flights: Flights,
-        budget: ReadaheadBudget,
-        nursery: trio.Nursery,
-        on_prefetched: Callable[[str, bytes], None],
-    ) -> None:
-        self._caches = caches
-        self._flights = flights
-        self._budget = budget
-        self._nursery = nursery
-        self._on_prefetched = on_prefetched
+    def __init__(self, parts: ReadParts) -> None:
+        self._caches = parts.caches
+        self._flights = parts.flights
+        self._budget = parts.budget
+        self._nursery = parts.nursery
+        self._on_prefetched = parts.on_prefetched
         self._running: set[SeriesRef] = set()  # series being read ahead from the disk cache
 
     def after_hit(self, ref: InstanceRef, siblings: Callable[[], list[str]]) -> None:

@@ -30,19 +30,16 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from functools import partial
 
 import trio
 
 from ..errors import NotFound, TrolleyError, Unavailable
-from ..model import Fetcher, InstanceRef, SeriesRef
-from ..stats import Stats
-from .budget import ReadaheadBudget
-from .caches import Caches
-from .cluster import ClusterReads
-from .flights import Flight, Flights
+from ..model import InstanceRef, SeriesRef
+from .flights import Flight
+from .parts import ReadParts
 from .single import SingleFetch
 
 log = logging.getLogger("trolleyfs.store")
@@ -103,29 +100,18 @@ class _FailedSeries:
 
 
 class SeriesReadahead:
-    def __init__(
-        self,
-        slots: int,
-        fetchers: Mapping[str, Fetcher],
-        stats: Stats,
-        flights: Flights,
-        caches: Caches,
-        budget: ReadaheadBudget,
-        single: SingleFetch,
-        nursery: trio.Nursery,
-        on_prefetched: Callable[[str, bytes], None],
-        shared: ClusterReads | None = None,
-    ) -> None:
+    def __init__(self, slots: int, parts: ReadParts, single: SingleFetch) -> None:
+        """``slots``: series read ahead at once; ``single`` fetches a file alone."""
         self._slots = trio.Semaphore(slots)
-        self._shared = shared
-        self._fetchers = fetchers
-        self._stats = stats
-        self._flights = flights
-        self._caches = caches
-        self._budget = budget
+        self._shared = parts.cluster
+        self._fetchers = parts.fetchers
+        self._stats = parts.stats
+        self._flights = parts.flights
+        self._caches = parts.caches
+        self._budget = parts.budget
         self._single = single
-        self._nursery = nursery
-        self._on_prefetched = on_prefetched
+        self._nursery = parts.nursery
+        self._on_prefetched = parts.on_prefetched
         self._jobs: dict[SeriesRef, _SeriesJob] = {}  # series being fetched
         self._pending: dict[SeriesRef, object] = {}  # readahead about to start (in its grace)
         self._failed = _FailedSeries()

@@ -6,36 +6,25 @@ there, and fetched from the server at most once in the cluster."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 
 import trio
 
 from ..errors import RemoteError, TrolleyError
-from ..model import Fetcher, InstanceRef
-from ..stats import Stats
-from .caches import Caches
-from .cluster import ClusterReads
-from .flights import Flight, Flights
+from ..model import InstanceRef
+from .flights import Flight
+from .parts import ReadParts
 
 log = logging.getLogger("trolleyfs.store")
 
 
 class SingleFetch:
-    def __init__(
-        self,
-        fetchers: Mapping[str, Fetcher],
-        stats: Stats,
-        flights: Flights,
-        caches: Caches,
-        nursery: trio.Nursery,
-        shared: ClusterReads | None = None,
-    ) -> None:
-        self._fetchers = fetchers
-        self._shared = shared
-        self._stats = stats
-        self._flights = flights
-        self._caches = caches
-        self._nursery = nursery
+    def __init__(self, parts: ReadParts) -> None:
+        self._fetchers = parts.fetchers
+        self._shared = parts.cluster
+        self._stats = parts.stats
+        self._flights = parts.flights
+        self._caches = parts.caches
+        self._nursery = parts.nursery
 
     def start(self, server: str, ref: InstanceRef) -> Flight:
         """Start fetching ``ref`` in the background; its flight is registered at once."""

@@ -25,6 +25,7 @@ from .disk import DiskCache
 from .diskahead import DiskReadahead
 from .flights import Flight, Flights
 from .memory import MemoryCache
+from .parts import ReadParts
 from .readahead import SeriesReadahead
 from .single import SingleFetch
 
@@ -74,20 +75,10 @@ class Store:
         memory = MemoryCache(settings.memory_bytes, on_evict=self._evicted)
         self._caches = Caches(memory, disk, nursery)
         self._flights = Flights()
-        self._single = SingleFetch(fetchers, stats, self._flights, self._caches, nursery, shared)
-        self._series = SeriesReadahead(
-            max(1, settings.readahead_series),
-            fetchers,
-            stats,
-            self._flights,
-            self._caches,
-            self._budget,
-            self._single,
-            nursery,
-            on_prefetched,
-            shared,
-        )
-        self._disk_ahead = DiskReadahead(self._caches, self._flights, self._budget, nursery, on_prefetched)
+        parts = ReadParts(fetchers, stats, self._flights, self._caches, self._budget, nursery, on_prefetched, shared)
+        self._single = SingleFetch(parts)
+        self._series = SeriesReadahead(max(1, settings.readahead_series), parts, self._single)
+        self._disk_ahead = DiskReadahead(parts)
 
     async def get(self, server: str, ref: InstanceRef, siblings: Callable[[], list[str]] | None = None) -> bytes:
         """The Part-10 bytes of ``ref`` (in its form: cached under ``ref.key``).

@@ -1,8 +1,10 @@
 """What the listing protocols share: the attributes asked for at each level,
-the query string of an HTTP search, and rows made unique by their UID."""
+the query string of an HTTP search, and rows made unique by their UID
+(the first answer for an object kept; another may fill what it lacks)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from urllib.parse import quote
 
 STUDY_FIELDS = (
@@ -40,11 +42,37 @@ def encode_query(params: list[tuple[str, str]], space: str = "%20") -> str:
     return "&".join(f"{quote(k, safe='')}={quote(v, safe=_SAFE).replace('%20', space)}" for k, v in params)
 
 
-def unique_rows(rows: list[dict[str, str]], key: str) -> dict[str, dict[str, str]]:
-    """Rows by their UID ``key``, the first one kept, rows without the UID dropped."""
-    out: dict[str, dict[str, str]] = {}
-    for row in rows:
-        uid = row.get(key, "").strip()
-        if uid and uid not in out:
-            out[uid] = row
-    return out
+class UniqueRows:
+    """The rows of one search by their UID (``key``): the first row of a UID
+    is kept, rows without the UID are dropped.  A search answered in pages
+    (QIDO-RS), or one row per instance (some C-FIND SCPs), adds its rows as
+    they come."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        self.rows: dict[str, dict[str, str]] = {}
+
+    def add(self, rows: Iterable[dict[str, str]]) -> int:
+        """Add rows; the number of UIDs not seen before."""
+        new = 0
+        for row in rows:
+            uid = row.get(self.key, "").strip()
+            if uid and uid not in self.rows:
+                self.rows[uid] = row
+                new += 1
+        return new
+
+
+def unique_rows(rows: Iterable[dict[str, str]], key: str) -> dict[str, dict[str, str]]:
+    """Rows by their UID ``key`` (see :class:`UniqueRows`)."""
+    unique = UniqueRows(key)
+    unique.add(rows)
+    return unique.rows
+
+
+def fill_missing(into: dict[str, str], new: dict[str, str]) -> None:
+    """Add to ``into`` what it lacks from another answer for the same object: a
+    value fills an absent or empty one, never replaces another."""
+    for key, value in new.items():
+        if not into.get(key):
+            into[key] = value

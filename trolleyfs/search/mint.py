@@ -39,38 +39,19 @@ from ..errors import ProtocolError
 from ..model import Instance, Query, QueryLevel, Series, Study
 from ..transport.http import HttpEndpoint
 from ..transport.http_errors import describe_status
-from .fields import encode_query
+from . import fields
+from .fields import encode_query, fill_missing
 
 log = logging.getLogger("trolleyfs.mint")
 
 MINT_NS = "http://medical.nema.org/mint"
 
-# Return keys per level; all are in the Vitrea Connection manual's lists of
-# fields valid at that QueryLevel (a study-level key is valid at every level).
-STUDY_FIELDS = (
-    "StudyInstanceUID",
-    "StudyDate",
-    "StudyTime",
-    "StudyDescription",
-    "PatientName",
-    "PatientID",
-    "PatientBirthDate",
-    "PatientSex",
-    "AccessionNumber",
-    "ModalitiesInStudy",
-    "NumberOfStudyRelatedSeries",
-    "NumberOfStudyRelatedInstances",
-)
-SERIES_FIELDS = (
-    "SeriesInstanceUID",
-    "SeriesNumber",
-    "Modality",
-    "SeriesDescription",
-    "SeriesDate",
-    "SeriesTime",
-    "NumberOfSeriesRelatedInstances",
-)
-INSTANCE_FIELDS = ("SOPInstanceUID", "SOPClassUID", "InstanceNumber")
+# Return keys per level: the shared ones, and a few more the Vitrea
+# Connection manual lists as valid at that QueryLevel (a study-level key is
+# valid at every level).
+STUDY_FIELDS = (*fields.STUDY_FIELDS, "PatientBirthDate", "PatientSex")
+SERIES_FIELDS = (*fields.SERIES_FIELDS, "SeriesDate", "SeriesTime")
+INSTANCE_FIELDS = fields.INSTANCE_FIELDS
 
 # Vitrea wants both ends of a date range; an open end is sent as these.
 EARLIEST_DATE = "19000101"
@@ -291,13 +272,6 @@ def _to_series(study_uid: str, node: _Node, level: QueryLevel) -> Series | None:
     return Series(study_uid, uid, dict(node.attrs), instances)
 
 
-def _merge_attrs(into: dict[str, str], new: dict[str, str]) -> None:
-    """Add what ``into`` lacks; a value fills an empty one, never replaces another."""
-    for key, value in new.items():
-        if not into.get(key):
-            into[key] = value
-
-
 def _merge_study(studies: dict[str, Study], study: Study) -> None:
     """Vitrea can list one StudyInstanceUID as several MINT studies (different
     studyUUIDs): they are one folder, so their series and instances are joined."""
@@ -306,7 +280,7 @@ def _merge_study(studies: dict[str, Study], study: Study) -> None:
         studies[study.uid] = study
         study.series = _dedup_series(study.series) if study.series is not None else None
         return
-    _merge_attrs(have.attrs, study.attrs)
+    fill_missing(have.attrs, study.attrs)
     if study.series is None:
         return
     if have.series is None:
@@ -321,7 +295,7 @@ def _dedup_series(series: list[Series]) -> list[Series]:
         if have is None:
             out[s.uid] = Series(s.study_uid, s.uid, dict(s.attrs), _dedup_instances(s.instances))
             continue
-        _merge_attrs(have.attrs, s.attrs)
+        fill_missing(have.attrs, s.attrs)
         if s.instances is not None:
             have.instances = _dedup_instances((have.instances or []) + s.instances)
     return list(out.values())
@@ -333,7 +307,7 @@ def _dedup_instances(instances: list[Instance] | None) -> list[Instance] | None:
     out: dict[str, Instance] = {}
     for inst in instances:
         if inst.uid in out:
-            _merge_attrs(out[inst.uid].attrs, inst.attrs)
+            fill_missing(out[inst.uid].attrs, inst.attrs)
         else:
             out[inst.uid] = inst
     return list(out.values())

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import httpx
 
@@ -33,7 +33,7 @@ from ..dicomjson import attrs_from_json
 from ..errors import ProtocolError
 from ..model import Instance, Query, Series, Study
 from ..transport.http import HttpEndpoint
-from .fields import INSTANCE_FIELDS, SERIES_FIELDS, STUDY_FIELDS, encode_query
+from .fields import INSTANCE_FIELDS, SERIES_FIELDS, STUDY_FIELDS, UniqueRows, encode_query
 
 log = logging.getLogger("trolleyfs.qido")
 
@@ -47,24 +47,6 @@ class _Paging:
 
     cap: int | None = None  # the most results it returns per request, once seen
     complete_up_to: int = 0  # short pages up to this length were seen to be the whole answer
-
-
-@dataclass
-class _Listing:
-    """The results of one search so far, by UID."""
-
-    key: str
-    rows: dict[str, dict[str, str]] = field(default_factory=dict)
-
-    def add(self, page: list[dict[str, str]]) -> int:
-        """Add a page's rows; the number of UIDs not seen before."""
-        new = 0
-        for row in page:
-            uid = row.get(self.key, "").strip()
-            if uid and uid not in self.rows:
-                self.rows[uid] = row
-                new += 1
-        return new
 
 
 class QidoRS:
@@ -86,7 +68,7 @@ class QidoRS:
         """All results of a search by their UID ``key``, following paging."""
         kind = path.rsplit("/", 1)[-1]
         paging = self._paging.setdefault(kind, _Paging())
-        listing = _Listing(key)
+        listing = UniqueRows(key)
         offset = 0
         probing: int | None = None  # the length of a short page whose follower is being asked for
         for _ in range(MAX_PAGES):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol, TypeVar
 
 import trio
@@ -27,7 +27,7 @@ from ..rootnames import BY_UID_DIR
 from .base import DirNode, ListedDir, Node, dicom_xattrs
 from .cachestate import CACHE_XATTR, cache_state
 from .context import Context
-from .files import InstanceFile
+from .files import FileSource, InstanceFile
 
 UID_RE = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 MAX_UID_LEN = 64
@@ -45,13 +45,27 @@ Obj = TypeVar("Obj", bound=_Object)
 N = TypeVar("N", bound=Node)
 
 
-def _named(
-    template: str, objs: Sequence[Obj], old: Mapping[str, N], suffix: str = ""
-) -> list[tuple[str, Obj, N | None]]:
-    """``(name, object, the node already showing it or None)`` per object, with
-    names from ``template``; ``old`` maps UIDs to the nodes of the last listing."""
-    names = names_for(template, [(o.attrs, o.uid) for o in objs], suffix)
-    return [(name, o, old.get(o.uid)) for name, o in zip(names, objs, strict=True)]
+def relist(
+    template: str,
+    objs: Sequence[Obj],
+    kept: Callable[[Obj], N | None],
+    update: Callable[[N, str, Obj], None],
+    create: Callable[[str, Obj], N],
+    suffix: str = "",
+) -> dict[str, Node]:
+    """The children of a fresh listing, by name (names from ``template``): the
+    node that showed an object in the last listing (``kept``) is kept, and
+    told its name and object anew (``update``), so its inode stays; a new
+    object gets a new node (``create``)."""
+    out: dict[str, Node] = {}
+    for name, o in zip(names_for(template, [(o.attrs, o.uid) for o in objs], suffix), objs, strict=True):
+        node = kept(o)
+        if node is not None:
+            update(node, name, o)
+        else:
+            node = create(name, o)
+        out[name] = node
+    return out
 
 
 def _epoch(date: str | None, tm: str | None, default: float) -> float:
@@ -115,26 +129,15 @@ class SeriesDir(ListedDir):
             instances = await self._ctx.listings.find_instances(self.server, self.series.study_uid, self.series.uid)
             self._age = listing_age(instances)
         old = {n.instance_uid: n for n in self._current() if isinstance(n, InstanceFile)}
-        out: dict[str, Node] = {}
-        for name, inst, node in _named(
-            self._ctx.names["instance"], sorted(instances, key=_instance_order), old, ".dcm"
-        ):
-            if node is not None:
-                node.rename(name)
-            else:
-                node = InstanceFile(
-                    name,
-                    self,
-                    self.mtime,
-                    self._ctx.reader,
-                    self.server,
-                    inst,
-                    self.sibling_uids,
-                    self._ctx.form,
-                    lambda: self.patient_id,
-                )
-            out[name] = node
-        return out
+        source = FileSource(self._ctx.reader, self.server, self.sibling_uids, self._ctx.form, lambda: self.patient_id)
+        return relist(
+            self._ctx.names["instance"],
+            sorted(instances, key=_instance_order),
+            lambda i: old.get(i.uid),
+            lambda node, name, _: node.rename(name),
+            lambda name, i: InstanceFile(name, self, i, source),
+            ".dcm",
+        )
 
     def sibling_uids(self) -> list[str]:
         """The instance UIDs of the series, in listing order."""
@@ -171,15 +174,14 @@ class StudyDir(ListedDir):
             series = await self._ctx.listings.find_series(self.server, self.study.uid)
             self._age = listing_age(series)
         old = {n.series.uid: n for n in self._current() if isinstance(n, SeriesDir)}
-        out: dict[str, Node] = {}
-        for name, s, node in _named(self._ctx.names["series"], sorted(series, key=_series_order), old):
-            patient_id = self.study.attrs.get("PatientID")
-            if node is not None:
-                node.update(name, s, patient_id)
-            else:
-                node = SeriesDir(name, self, self._ctx, self.server, s, self.mtime, patient_id)
-            out[name] = node
-        return out
+        patient_id = self.study.attrs.get("PatientID")
+        return relist(
+            self._ctx.names["series"],
+            sorted(series, key=_series_order),
+            lambda s: old.get(s.uid),
+            lambda node, name, s: node.update(name, s, patient_id),
+            lambda name, s: SeriesDir(name, self, self._ctx, self.server, s, self.mtime, patient_id),
+        )
 
     def xattrs(self) -> dict[str, str]:
         return dicom_xattrs(self.study.attrs, StudyInstanceUID=self.study.uid) | {"user.trolleyfs.server": self.server}
@@ -215,14 +217,13 @@ class FolderDir(ListedDir):
         studies = await self._ctx.listings.find_studies(server, self.query(), key)
         self._age = listing_age(studies)
         old = {n.study.uid: n for n in self._current() if isinstance(n, StudyDir) and n.server == server}
-        out: dict[str, Node] = {}
-        for name, study, node in _named(self._ctx.names["study"], studies, old):
-            if node is not None:
-                node.update(name, study)
-            else:
-                node = StudyDir(name, self, self._ctx, server, study)
-            out[name] = node
-        return out
+        return relist(
+            self._ctx.names["study"],
+            studies,
+            lambda s: old.get(s.uid),
+            StudyDir.update,
+            lambda name, s: StudyDir(name, self, self._ctx, server, s),
+        )
 
     def xattrs(self) -> dict[str, str]:
         return {

@@ -1,39 +1,44 @@
 """An instance file: one DICOM object as a ``.dcm`` file, read whole through
-the :class:`~.context.Reader` (the Store), as stored or in the transfer syntax
-its folder asks for (its ``form``)."""
+the :class:`~.context.Reader` (the Store), as stored or in the form its
+folder asks for (another transfer syntax)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from ..model import Instance, InstanceRef, form_key
 from .base import DirNode, FileNode, dicom_xattrs
 from .context import Reader
 
 
+def _unknown() -> str | None:
+    return None
+
+
+@dataclass(frozen=True)
+class FileSource:
+    """Where the instance files of one series get their bytes: the reader, the
+    server, the form they are served in ("": as stored), all instance UIDs of
+    the series (for readahead) and the Patient ID its study is listed under
+    (the object read must be that patient's)."""
+
+    reader: Reader
+    server: str
+    siblings: Callable[[], list[str]]
+    form: str = ""
+    patient_id: Callable[[], str | None] = _unknown
+
+
 class InstanceFile(FileNode):
-    def __init__(
-        self,
-        name: str,
-        parent: DirNode,
-        mtime: float,
-        reader: Reader,
-        server: str,
-        instance: Instance,
-        siblings: Callable[[], list[str]],
-        form: str = "",
-        patient_id: Callable[[], str | None] = lambda: None,
-    ) -> None:
-        """``siblings`` gives the instance UIDs of the series (for readahead);
-        ``form``: the transfer syntax UID to serve the object in ("": as stored);
-        ``patient_id``: the Patient ID its study is listed under (the object
-        read must be that patient's)."""
-        super().__init__(name, parent, mtime)
-        self.server, self.instance = server, instance
-        self.form = form
-        self._reader = reader
-        self._siblings = siblings
-        self._patient_id = patient_id
+    def __init__(self, name: str, parent: DirNode, instance: Instance, source: FileSource) -> None:
+        super().__init__(name, parent, parent.mtime)
+        self.instance = instance
+        self.source = source
+
+    @property
+    def server(self) -> str:
+        return self.source.server
 
     @property
     def instance_uid(self) -> str:
@@ -41,15 +46,15 @@ class InstanceFile(FileNode):
 
     @property
     def content_key(self) -> str:
-        return form_key(self.instance.uid, self.form)
+        return form_key(self.instance.uid, self.source.form)
 
     def known_size(self) -> int | None:
-        return self._reader.size_of(self.content_key)
+        return self.source.reader.size_of(self.content_key)
 
     async def read_all(self) -> bytes:
-        i = self.instance
-        ref = InstanceRef(i.study_uid, i.series_uid, i.uid, self.form, self._patient_id())
-        return await self._reader.get(self.server, ref, self._siblings)
+        i, s = self.instance, self.source
+        ref = InstanceRef(i.study_uid, i.series_uid, i.uid, s.form, s.patient_id())
+        return await s.reader.get(s.server, ref, s.siblings)
 
     def xattrs(self) -> dict[str, str]:
         return dicom_xattrs(

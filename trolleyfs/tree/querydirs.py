@@ -34,7 +34,7 @@ from ..model import Query, Study
 from ..rootnames import BY_ACCESSION_DIR, BY_PATIENT_DIR, QUERY_DIR
 from .base import DirNode, ListedDir, Node, is_probe
 from .context import Context
-from .dirs import StudyDir, _named
+from .dirs import StudyDir, relist
 
 log = logging.getLogger("trolleyfs.tree")
 
@@ -138,16 +138,14 @@ class QueryDir(ListedDir):
             for study in await listings.find_studies(server, query, key):
                 found.setdefault(study.uid, (server, study))
         studies = [study for _, study in found.values()]
-        old = {n.study.uid: n for n in self._current() if isinstance(n, StudyDir)}
-        out: dict[str, Node] = {}
-        for name, study, node in _named(self._ctx.names["study"], studies, old):
-            server = found[study.uid][0]
-            if node is not None and node.server == server:
-                node.update(name, study)
-            else:
-                node = StudyDir(name, self, self._ctx, server, study)
-            out[name] = node
-        return out
+        old = {(n.server, n.study.uid): n for n in self._current() if isinstance(n, StudyDir)}
+        return relist(
+            self._ctx.names["study"],
+            studies,
+            lambda s: old.get((found[s.uid][0], s.uid)),  # kept only if it comes from the same server
+            StudyDir.update,
+            lambda name, s: StudyDir(name, self, self._ctx, found[s.uid][0], s),
+        )
 
     def xattrs(self) -> dict[str, str]:
         query = dict(self.spec.filters) | dict(self.spec.extra)

@@ -122,8 +122,8 @@ async def test_a_cluster_acl_user_with_the_documented_permissions_works() -> Non
             async def fetch() -> bytes:
                 return b"DICM" * 20_000
 
-            assert (await fetch_once(shared.tier, shared.leases, key, "i:pacs/1.2.3", fetch, 60))[1] is None
-            data, left = await fetch_once(shared.tier, shared.leases, key, "i:pacs/1.2.3", fetch, 60)
+            assert (await fetch_once(shared, key, "i:pacs/1.2.3", fetch, 60))[1] is None
+            data, left = await fetch_once(shared, key, "i:pacs/1.2.3", fetch, 60)
             assert data == b"DICM" * 20_000 and left is not None  # the second came out of the Cluster
             assert shared.tier.link.breaker.up and shared.tier.link.failures == 0
         finally:

@@ -16,9 +16,9 @@ from tests.fakes.reading import FakeFetcher
 from tests.fakes.tree import FakeSearcher, child, names_of
 from tests.mounting import by_sop_uid
 from tests.servers.redisserver import free_port_pair
-from trolleyfs.cluster.once import fetch_once
+from trolleyfs.cluster.once import Shared, fetch_once
 from trolleyfs.cluster.settings import SharedConfig
-from trolleyfs.cluster.setup import Shared, build_shared
+from trolleyfs.cluster.setup import build_shared
 from trolleyfs.config import CacheConfig, Config, Folder
 from trolleyfs.demo import sampledata
 from trolleyfs.errors import Unavailable
@@ -69,7 +69,7 @@ async def test_two_nodes_asking_at_once_fetch_once(single) -> None:
         key = a.tier.key("o", "pacs/1.2.3")
 
         async def ask(n: Shared) -> None:
-            results.append(await fetch_once(n.tier, n.leases, key, "i:pacs/1.2.3", slow_fetch, 60))
+            results.append(await fetch_once(n, key, "i:pacs/1.2.3", slow_fetch, 60))
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(ask, a)
@@ -89,7 +89,7 @@ async def test_a_lease_whose_holder_died_expires_and_the_next_node_fetches(singl
             return b"late"
 
         with trio.fail_after(30):
-            data, left = await fetch_once(b.tier, b.leases, key, "i:pacs/9.9", fetch, 60)
+            data, left = await fetch_once(b, key, "i:pacs/9.9", fetch, 60)
         assert (data, left) == (b"late", None)
         assert b.tier.counters.leases_waited == 1 and b.tier.counters.leases_taken == 1
 
@@ -108,7 +108,7 @@ async def test_a_redis_that_is_not_there_costs_one_warning_and_nothing_else(capl
         with caplog.at_level(logging.WARNING, logger="trolleyfs.cluster"):
             for i in range(20):
                 key = n.tier.key("o", f"pacs/{i}")
-                assert await fetch_once(n.tier, n.leases, key, f"i:pacs/{i}", fetch, 60) == (b"from the pacs", None)
+                assert await fetch_once(n, key, f"i:pacs/{i}", fetch, 60) == (b"from the pacs", None)
         assert calls == 20
         assert n.tier.link.calls == 1  # then it backed off: no call for the other 19 reads
         warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
@@ -146,7 +146,7 @@ def shared_tree(n: Shared, pacs: FakeSearcher, folder_ttl: float) -> Tree:
         {"study": "{PatientName} {StudyDescription}", "series": "{SeriesNumber:03}", "instance": "{InstanceNumber:04}"},
         cache,
     )
-    listings = ClusterListings(n.tier, n.leases, listing_ttls(cache))
+    listings = ClusterListings(n, listing_ttls(cache))
     return build_tree(config, {"pacs": pacs}, _NoReader(), Stats(), UidIndex(), cluster=listings)
 
 
@@ -203,7 +203,7 @@ async def test_a_lease_holder_that_reads_nothing_still_streams_the_whole_series_
     fetcher = FakeFetcher(objects)
     async with node(single) as n, trio.open_nursery() as nursery:
         settings = read_settings(CacheConfig(memory_mb=64))
-        store = Store(settings, {"pacs": fetcher}, Stats(), nursery, shared=ClusterReads(n.tier, n.leases))
+        store = Store(settings, {"pacs": fetcher}, Stats(), nursery, shared=ClusterReads(n))
         assert await store.get("pacs", first, lambda: names) == objects[names[0]]
         # nobody reads on here; other nodes may be following the stream: it must not pause
         with trio.fail_after(120):  # only bounds a broken run
@@ -228,7 +228,7 @@ async def test_a_listing_stored_in_the_old_format_is_asked_again_and_replaced(re
         return [Study("1.1", {"PatientName": "DOE^JANE"})]
 
     async with node(single) as a:
-        listings = ClusterListings(a.tier, a.leases, ListingTTLs(60, 60, 60))
+        listings = ClusterListings(a, ListingTTLs(60, 60, 60))
         name = f"pacs/studies/{short_name('the search')}"
         old = b'{"v":1,"items":[{"uid":"1.1","attrs":{"PatientName":"OLD^FORM"},"series":null}]}'
         await a.tier.put(a.tier.key("l", name), old, 60)
