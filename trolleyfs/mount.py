@@ -20,6 +20,7 @@ from .errors import UserError
 from .fuse.ops import Operations
 from .fuse.pagecache import PagePusher
 from .listings.disk import holds as saved_listings_held
+from .listings.identity import server_identity
 from .stats import Stats
 from .tree.inodes import UidIndex
 from .wiring import open_core
@@ -129,7 +130,7 @@ async def _probe_or_fail(config: Config, warn: Callable[[str], None]) -> None:
     for r in await probe(config, retrieve=False):
         if r.ok:
             continue
-        if not r.reachable and disk and saved_listings_held(disk, r.server):
+        if not r.reachable and disk and saved_listings_held(disk, server_identity(config.servers[r.server])):
             warn(
                 f"server {r.server!r} ({r.protocol} {r.where}) is unreachable ({r.detail}): mounting offline; "
                 "what the disk cache holds is served, the rest fails with EIO until the server answers"

@@ -28,6 +28,7 @@ from .derive.zipstream import Crcs
 from .endpoints import Server
 from .listings.cluster import ClusterListings
 from .listings.disk import SavedListings
+from .listings.identity import server_identity
 from .listings.sources import Listings
 from .listings.ttls import ListingTTLs
 from .model import Fetcher, MetadataSource, Searcher
@@ -140,7 +141,8 @@ def build_tree(
     cache = config.cache
     ttls = listing_ttls(cache)
     saved = SavedListings(cache.disk_dir) if cache.disk_dir else None  # listings kept beside the objects
-    listings = Listings(searchers, stats, saved, ttls, shared=cluster)
+    identities = {name: server_identity(server) for name, server in config.servers.items()}
+    listings = Listings(searchers, stats, saved, ttls, shared=cluster, identities=identities)
     return Tree(config.folders, config.names, ttls, listings, reader, stats, index, views)
 
 

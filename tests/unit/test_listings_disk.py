@@ -16,13 +16,16 @@ import pytest
 import trio
 
 from tests.fakes.tree import FakeSearcher
+from trolleyfs.endpoints import Server
 from trolleyfs.errors import AccessDenied, NotFound, Unavailable
 from trolleyfs.listings.codec import decode_study, encode
 from trolleyfs.listings.disk import LISTINGS_DIR, SavedListings, holds
 from trolleyfs.listings.identity import search_key as query_key
+from trolleyfs.listings.identity import server_identity
 from trolleyfs.listings.sources import OFFLINE_RETRY_S, Listings
 from trolleyfs.listings.ttls import ListingTTLs
 from trolleyfs.model import Instance, Query, Series, Study
+from trolleyfs.protocols import endpoint
 from trolleyfs.read.disk import DiskCache
 from trolleyfs.stats import Stats
 
@@ -49,7 +52,7 @@ def test_a_study_with_its_series_and_instances_survives_the_round_trip(tmp_path)
 def test_a_damaged_or_foreign_file_is_a_miss(tmp_path, caplog: pytest.LogCaptureFixture) -> None:
     saved = SavedListings(str(tmp_path))
     saved.save("pacs", "k", [Study("1")])
-    (path,) = (tmp_path / LISTINGS_DIR / "s-pacs").iterdir()
+    (path,) = (tmp_path / LISTINGS_DIR / "i-pacs").iterdir()
     path.write_text('{"format": 1, "key": "k", "items": [{"uid": 5, "attrs": {}}]}')
     assert saved.load("pacs", "k", decode_study) is None
     assert not path.exists() and "unreadable" in caplog.text  # dropped, said once
@@ -176,3 +179,33 @@ def test_a_folder_key_keeps_relative_dates_as_written() -> None:
     assert query_key(monday, "-7d", "") == query_key(tuesday, "-7d", "")  # found again on another day
     assert query_key(monday) != query_key(tuesday)
     assert query_key(Query(filters={"A": "1", "B": "2"})) == query_key(Query(filters={"B": "2", "A": "1"}))
+
+
+def test_listings_kept_under_a_server_name_by_an_earlier_version_are_dropped(tmp_path) -> None:
+    """Earlier versions kept listings by the server's name in the config: a
+    name pointed at another archive would have found them.  They go at start."""
+    old = tmp_path / LISTINGS_DIR / "s-pacs"
+    old.mkdir(parents=True)
+    (old / "0123.json").write_text('{"format": 1, "key": "k", "items": []}')
+    saved = SavedListings(str(tmp_path))
+    assert not old.exists() and not saved.holds("pacs") and not holds(str(tmp_path), "pacs")
+
+
+def test_a_server_is_known_by_what_it_is_not_by_its_name() -> None:
+    def server(name: str, url: str, protocol: str = "qido-rs", **extra: object) -> Server:
+        ep = endpoint(protocol, url=url, **extra)
+        return Server(name, ep, endpoint("wado-rs", url="http://pacs/wado"))
+
+    same = [
+        server("pacs", "http://PACS:80/dicom-web/"),
+        server("renamed", "http://pacs/dicom-web"),
+        server("pacs", "http://pacs/dicom-web", page_size=10),  # shapes requests, not the archive
+    ]
+    assert len({server_identity(s) for s in same}) == 1
+    others = [
+        server("pacs", "http://pacs:8042/dicom-web"),  # a mistyped port
+        server("pacs", "https://pacs/dicom-web"),
+        server("pacs", "http://other/dicom-web"),
+        server("pacs", "http://pacs/dicom-web", "mint"),
+    ]
+    assert len({server_identity(s) for s in [same[0], *others]}) == len(others) + 1

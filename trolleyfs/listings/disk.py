@@ -2,7 +2,8 @@
 (``<disk_dir>/listings``), so that what was listed once lists again after a
 remount without asking the server: the offline half of the disk cache.
 
-One JSON file per search result, in a directory per server, named by a hash
+One JSON file per search result, in a directory per server (named by the server's identity,
+:func:`.identity.server_identity`, not by its name in the config), named by a hash
 of the search's key; written to a temp file and renamed, so a crash never
 leaves half a listing.  The file's mtime is when it was saved; the file holds
 the key (a file that does not hold the key asked for is a miss) and the
@@ -18,6 +19,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -34,10 +36,15 @@ FORMAT = 1
 T = TypeVar("T")
 
 
-def holds(disk_dir: str, server: str) -> bool:
-    """Whether the disk cache in ``disk_dir`` keeps anything listed on ``server``."""
+def _dir_name(identity: str) -> str:
+    return f"i-{identity}"  # the prefix keeps an identity called ".." inside
+
+
+def holds(disk_dir: str, identity: str) -> bool:
+    """Whether the disk cache in ``disk_dir`` keeps anything listed on the
+    server of ``identity`` (:func:`.identity.server_identity`)."""
     try:
-        return any(p.suffix == ".json" for p in (Path(disk_dir) / LISTINGS_DIR / f"s-{server}").iterdir())
+        return any(p.suffix == ".json" for p in (Path(disk_dir) / LISTINGS_DIR / _dir_name(identity)).iterdir())
     except OSError:
         return False
 
@@ -50,13 +57,13 @@ class SavedListings:
         self._prune()
 
     def _server_dir(self, server: str) -> Path:
-        return self.dir / f"s-{server}"  # the prefix keeps a server called ".." inside
+        return self.dir / _dir_name(server)
 
     def _path(self, server: str, key: str) -> Path:
         return self._server_dir(server) / (hashlib.sha256(key.encode()).hexdigest() + ".json")
 
     def holds(self, server: str) -> bool:
-        """Whether anything listed on ``server`` is kept."""
+        """Whether anything listed on ``server`` (by its identity) is kept."""
         return holds(str(self.dir.parent), server)
 
     def age(self, server: str, key: str, now: float) -> float | None:
@@ -96,9 +103,14 @@ class SavedListings:
             tmp.unlink(missing_ok=True)
 
     def _prune(self) -> None:
-        """Drop unfinished writes, and the oldest listings beyond the limit."""
+        """Drop unfinished writes, listings kept by an earlier version under a
+        server's name (``s-NAME``: they cannot be told from another archive's),
+        and the oldest listings beyond the limit."""
         files = []
         for sub in self.dir.iterdir():
+            if sub.is_dir() and sub.name.startswith("s-"):
+                shutil.rmtree(sub, ignore_errors=True)
+                continue
             if not sub.is_dir():
                 continue
             for f in sub.iterdir():

@@ -61,9 +61,13 @@ class Listings:
         ttls: ListingTTLs | None = None,
         clock: Callable[[], float] = time.time,
         shared: ClusterListings | None = None,
+        identities: Mapping[str, str] | None = None,
     ) -> None:
-        """``ttls``: how long a kept result is used without asking; ``clock`` is the wall clock the
-        ages of kept results are measured on; ``shared``: the cluster's tier."""
+        """``ttls``: how long a kept result is used without asking; ``clock`` is
+        the wall clock the ages of kept results are measured on; ``shared``: the
+        cluster's tier; ``identities``: each server's identity
+        (:func:`.identity.server_identity`), which names what is kept of it on
+        disk and in the tier (by default its name)."""
         self._searchers = dict(searchers)
         self._stats = stats
         self._saved = saved
@@ -71,15 +75,20 @@ class Listings:
         self._clock = clock
         self._shared = shared
         self._offline_until: dict[str, float] = {}  # server -> trio time
+        self._ids = dict(identities or {})
 
     @property
     def servers(self) -> tuple[str, ...]:
         """The servers, in the order of the config."""
         return tuple(self._searchers)
 
+    def identity(self, server: str) -> str:
+        """What names what is kept of ``server``: its identity."""
+        return self._ids.get(server, server)
+
     def holds_saved(self, server: str) -> bool:
         """Whether listings of ``server`` are kept on disk."""
-        return self._saved is not None and self._saved.holds(server)
+        return self._saved is not None and self._saved.holds(self.identity(server))
 
     async def find_studies(self, server: str, query: Query, key: str | None = None) -> Listed[Study]:
         """The studies ``query`` finds on ``server``; ``key`` (see
@@ -96,7 +105,7 @@ class Listings:
         async def ask() -> Listed[Study]:
             if self._shared is None:
                 return Listed(await search())
-            return Listed(*await self._shared.studies(server, key, search))
+            return Listed(*await self._shared.studies(self.identity(server), key, search))
 
         return await self._listed(server, "studies", key, ask, decode_study)
 
@@ -109,7 +118,7 @@ class Listings:
         async def ask() -> Listed[Series]:
             if self._shared is None:
                 return Listed(await search())
-            return Listed(*await self._shared.series(server, study_uid, search))
+            return Listed(*await self._shared.series(self.identity(server), study_uid, search))
 
         return await self._listed(server, "series", study_uid, ask, decode_series)
 
@@ -122,7 +131,7 @@ class Listings:
         async def ask() -> Listed[Instance]:
             if self._shared is None:
                 return Listed(await search())
-            return Listed(*await self._shared.instances(server, series_uid, search))
+            return Listed(*await self._shared.instances(self.identity(server), series_uid, search))
 
         return await self._listed(server, "instances", f"{study_uid}/{series_uid}", ask, decode_instance)
 
@@ -135,25 +144,26 @@ class Listings:
         decode: Callable[[Any], Any],
     ) -> Listed[Any]:
         key = f"{level} {key}"
+        kept_as = self.identity(server)
         saved = self._saved
         if saved is not None:
-            age = await trio.to_thread.run_sync(saved.age, server, key, self._clock())
+            age = await trio.to_thread.run_sync(saved.age, kept_as, key, self._clock())
             if age is not None and (age < getattr(self._ttls, level) or self._offline(server)):
-                kept = await trio.to_thread.run_sync(saved.load, server, key, decode)
+                kept = await trio.to_thread.run_sync(saved.load, kept_as, key, decode)
                 if kept is not None:
                     return Listed(kept, age)
         try:
             found = await ask()
         except Unavailable as exc:
             self._went_offline(server, exc)
-            kept = None if saved is None else await trio.to_thread.run_sync(saved.load, server, key, decode)
+            kept = None if saved is None else await trio.to_thread.run_sync(saved.load, kept_as, key, decode)
             if kept is None:
                 raise
             log.debug("%s: %s from the disk cache (server unreachable)", server, key)
             return Listed(kept)  # kept by the tree for its TTL, then the server is asked again
         self._back_online(server)
         if saved is not None:
-            await trio.to_thread.run_sync(saved.save, server, key, found)
+            await trio.to_thread.run_sync(saved.save, kept_as, key, found)
         return found
 
     def _offline(self, server: str) -> bool:
