@@ -1,0 +1,79 @@
+"""What every authenticated request passes before WsgiDAV serves it: the
+method must be one a read-only class 1 server serves (every other is 405,
+with the methods that are allowed), a PROPFIND must not ask for the whole
+tree (``Depth: infinity``, or no Depth, which means the same: 403 with
+RFC 4918's ``propfind-finite-depth``), and the request gets its
+:class:`~.requester.Requester` (the user and the client's address) for the
+audit.  It also counts requests by method, for the stats and the tests."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from wsgidav.dav_error import PRECONDITION_CODE_PropfindFiniteDepth
+from wsgidav.mw.base_mw import BaseMiddleware
+
+from .auth import CONFIG_KEY
+from .requester import Requester
+from .resources import REQUESTER_KEY
+
+ALLOWED = ("OPTIONS", "GET", "HEAD", "PROPFIND")
+StartResponse = Callable[..., Any]
+
+
+class Counts:
+    """Requests served, by method (thread-safe)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._by_method: Counter[str] = Counter()
+
+    def add(self, method: str) -> None:
+        with self._lock:
+            self._by_method[method if method.isalpha() and len(method) < 20 else "other"] += 1
+
+    def as_dict(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._by_method)
+
+
+class Gate(BaseMiddleware):  # type: ignore[misc]  # WsgiDAV has no type hints
+    def __init__(self, wsgidav_app: object, next_app: Any, config: dict[str, Any]) -> None:
+        super().__init__(wsgidav_app, next_app, config)
+        self._counts: Counts = config[CONFIG_KEY]["counts"]
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        method = environ.get("REQUEST_METHOD", "")
+        self._counts.add(method)
+        if method not in ALLOWED:
+            return _answer(
+                start_response,
+                "405 Method Not Allowed",
+                b"read-only: this server answers only " + ", ".join(ALLOWED).encode() + b"\n",
+                [("Allow", ", ".join(ALLOWED))],
+            )
+        if method == "PROPFIND" and environ.get("HTTP_DEPTH", "infinity").strip().lower() == "infinity":
+            body = (
+                '<?xml version="1.0" encoding="utf-8"?>\n'
+                f'<D:error xmlns:D="DAV:"><D:{PRECONDITION_CODE_PropfindFiniteDepth[6:]}/></D:error>\n'
+            ).encode()
+            return _answer(start_response, "403 Forbidden", body, content_type="application/xml; charset=utf-8")
+        environ[REQUESTER_KEY] = Requester(
+            user=environ.get("wsgidav.auth.user_name") or None, address=environ.get("REMOTE_ADDR", "")
+        )
+        result: Iterable[bytes] = self.next_app(environ, start_response)
+        return result
+
+
+def _answer(
+    start_response: StartResponse,
+    status: str,
+    body: bytes,
+    headers: list[tuple[str, str]] | None = None,
+    content_type: str = "text/plain; charset=utf-8",
+) -> list[bytes]:
+    start_response(status, [("Content-Type", content_type), ("Content-Length", str(len(body))), *(headers or [])])
+    return [body]
