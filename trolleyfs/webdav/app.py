@@ -30,7 +30,7 @@ from wsgidav.wsgidav_app import WsgiDAVApp
 
 from ..credentials import Secret
 from .auth import CONFIG_KEY, AuthHeaderGuard, UsersDomainController
-from .gate import Counts, Gate
+from .gate import Counts, Gate, WsgiApp, in_front
 from .resources import TreeProvider
 from .settings import WebdavConfig
 
@@ -40,7 +40,7 @@ IDLE_TIMEOUT_S = 60  # a connection that sends nothing for this long is closed
 SHUTDOWN_WAIT_S = 10  # at stop, requests in progress get this long to finish
 
 
-def build_app(provider: TreeProvider, users: Mapping[str, Secret], counts: Counts) -> WsgiDAVApp:
+def build_app(provider: TreeProvider, users: Mapping[str, Secret], counts: Counts) -> WsgiApp:
     config: dict[str, Any] = {
         "provider_mapping": {"/": provider},
         "mount_path": None,
@@ -66,7 +66,7 @@ def build_app(provider: TreeProvider, users: Mapping[str, Secret], counts: Count
     level = lib.level
     lib.setLevel(logging.ERROR)  # its start-up advice (anonymous share, Basic without TLS) is ours to give
     try:
-        return WsgiDAVApp(config)
+        return in_front(WsgiDAVApp(config))
     finally:
         lib.setLevel(level)
 
@@ -77,7 +77,7 @@ class _Server(wsgi.Server):
         logging.getLogger("trolleyfs.webdav.http").log(level, "%s", msg, exc_info=traceback)
 
 
-def build_server(app: WsgiDAVApp, wd: WebdavConfig) -> wsgi.Server:
+def build_server(app: WsgiApp, wd: WebdavConfig) -> wsgi.Server:
     server = _Server(
         (wd.listen.host, wd.listen.port),
         app,

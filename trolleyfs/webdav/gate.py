@@ -4,11 +4,20 @@ with the methods that are allowed), a PROPFIND must not ask for the whole
 tree (``Depth: infinity``, or no Depth, which means the same: 403 with
 RFC 4918's ``propfind-finite-depth``), and the request gets its
 :class:`~.requester.Requester` (the user and the client's address) for the
-audit.  It also counts requests by method, for the stats and the tests."""
+audit.  It also counts requests by method, for the stats and the tests.
+
+:func:`in_front` sits in front of WsgiDAV, for two faults of the libraries:
+cheroot leaves the path of an OPTIONS request percent-encoded (every other
+method's it decodes), so ``OPTIONS /a%20b`` would name a file that does not
+exist; and WsgiDAV answers a path that climbs above the root (``/../x``)
+with a 400 whose headers promise a body it never sends, so the client
+waits for it until the connection times out."""
 
 from __future__ import annotations
 
+import re
 import threading
+import urllib.parse
 from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -22,6 +31,39 @@ from .resources import REQUESTER_KEY
 
 ALLOWED = ("OPTIONS", "GET", "HEAD", "PROPFIND")
 StartResponse = Callable[..., Any]
+WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+_QUOTED_SLASH = re.compile(rb"%2F", re.IGNORECASE)
+
+
+def in_front(app: WsgiApp) -> WsgiApp:
+    """``app`` with the path of OPTIONS requests percent-decoded as cheroot
+    decodes every other (an encoded slash stays ``%2F``: it is no separator),
+    and a path that climbs above the root answered 400 here, with its body."""
+
+    def wrapped(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if environ.get("REQUEST_METHOD") == "OPTIONS" and "%" in path:
+            raw = path.encode("latin-1")  # WSGI: the bytes as latin-1
+            atoms = [urllib.parse.unquote_to_bytes(a) for a in _QUOTED_SLASH.split(raw)]
+            path = environ["PATH_INFO"] = b"%2F".join(atoms).decode("latin-1")
+        if path != "*" and _climbs(path):
+            return _answer(start_response, "400 Bad Request", b"the path leaves the root\n")
+        return app(environ, start_response)
+
+    return wrapped
+
+
+def _climbs(path: str) -> bool:
+    """Whether ``..`` in ``path`` goes above the root."""
+    depth = 0
+    for name in path.split("/"):
+        if name == "..":
+            depth -= 1
+            if depth < 0:
+                return True
+        elif name not in ("", "."):
+            depth += 1
+    return False
 
 
 class Counts:
