@@ -38,7 +38,7 @@ class Served:
     proc: subprocess.Popen[bytes]
     log: Path
     auth: tuple[str, str] | None = None
-    verify: str | bool = True  # a CA file for TLS
+    verify: ssl.SSLContext | bool = True  # trusting the test's CA for TLS
 
     def client(self, **kw: object) -> httpx.Client:
         return httpx.Client(base_url=self.url, auth=self.auth, verify=self.verify, timeout=120, **kw)  # type: ignore[arg-type]
@@ -61,7 +61,7 @@ class Served:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
 
-def _answering(url: str, verify: str | bool) -> bool:
+def _answering(url: str, verify: ssl.SSLContext | bool) -> bool:
     try:
         httpx.options(url, verify=verify, timeout=5)
     except httpx.HTTPError:
@@ -78,15 +78,16 @@ def serving(
     env: dict[str, str] | None = None,
     auth: tuple[str, str] | None = None,
     tls_ca: str | None = None,
+    host: str = "127.0.0.1",
 ) -> Iterator[Served]:
-    """``trolleyfs webdav`` on ``config_text``, listening on a free loopback
-    port, until the block ends."""
+    """``trolleyfs webdav`` on ``config_text``, listening on a free port of
+    ``host`` (reached through loopback), until the block ends."""
     cfg = tmp_path / f"{name}.toml"
     cfg.write_text(config_text)
     cfg.chmod(0o600)
     log = tmp_path / f"{name}.log"
     port = free_port()
-    listen = [] if "--listen" in args else ["--listen", f"127.0.0.1:{port}"]
+    listen = ["--listen", f"{host}:{port}"]
     with open(log, "wb") as logf:
         proc = subprocess.Popen(
             [*TROLLEYFS, "webdav", "--log-level", "debug", *listen, *args, str(cfg)],
@@ -96,16 +97,17 @@ def serving(
             env={**os.environ, **(env or {})},
         )
     scheme = "https" if tls_ca else "http"
+    verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=tls_ca) if tls_ca else True
     url = f"{scheme}://127.0.0.1:{port}/"
     try:
 
         def ready() -> bool:
             if proc.poll() is not None:
                 raise AssertionError(f"trolleyfs webdav exited with {proc.returncode}:\n{log.read_text()}")
-            return _answering(url, tls_ca or True)
+            return _answering(url, verify)
 
         wait_for(ready, f"the WebDAV server at {url}", detail=lambda: log.read_text())
-        yield Served(url, proc, log, auth, tls_ca or True)
+        yield Served(url, proc, log, auth, verify)
     finally:
         stop(proc)
 
