@@ -37,10 +37,11 @@ CONTENT_TYPES = {".dcm": "application/dicom", ".json": "application/dicom+json",
 
 def split_path(path: str) -> list[str] | None:
     """The names of a URL path (already percent-decoded by the HTTP server and
-    normalized by WsgiDAV); None if any is not a possible name in the tree
-    (``.``, ``..``, NUL, a slash that came encoded as ``%2F``)."""
+    normalized by WsgiDAV); None if any cannot be a name in the tree (``.``,
+    ``..``, NUL).  An encoded slash stays ``%2F`` inside a name, which then
+    names nothing: tree names never hold a slash."""
     names = [n for n in path.split("/") if n]
-    if any(n in (".", "..") or "\x00" in n or "%2F" in n.upper() or "\\" in n for n in names):
+    if any(n in (".", "..") or "\x00" in n for n in names):
         return None
     return names
 
