@@ -202,13 +202,14 @@ def test_no_way_out_of_the_tree(dav):
         ("GET http://evil.example/../../etc/passwd HTTP/1.1", "evil.example"),
         ("GET //etc/passwd HTTP/1.1", "evil.example"),
         ("PROPFIND http://127.0.0.1/../ HTTP/1.1", "127.0.0.1"),
+        (f"GET {dav.url}all/ HTTP/1.1", "evil.example"),
     ]:
         with socket.create_connection((u.hostname, u.port), timeout=60) as s:
             s.sendall(f"{line}\r\nHost: {host}\r\nDepth: 0\r\nConnection: close\r\n\r\n".encode())
             answer = b""
             while chunk := s.recv(65536):
                 answer += chunk
-        assert answer.split(b" ", 2)[1] in (b"400", b"404"), (line, answer[:200])
+        assert answer.split(b" ", 2)[1] == b"400", (line, answer[:200])  # absolute forms are for proxies
         assert b"root:" not in answer
     code = status("-X", "COPY", "-H", "Destination: http://evil.example/x", dav.href(SERIES))
     assert code in (403, 405)
