@@ -127,6 +127,16 @@ def test_propfind_answers_207_with_depth_0_and_1_and_refuses_infinity(dav):
         assert b"propfind-finite-depth" in res.stdout
 
 
+def test_options_says_class_1_read_only(dav):
+    for path in ("", SERIES, f"{SERIES}/0001.dcm"):  # names with spaces: the path arrives encoded
+        res = curl("-i", "-X", "OPTIONS", dav.href(path))
+        head = res.stdout.partition(b"\r\n\r\n")[0].decode()
+        assert head.startswith("HTTP/1.1 200"), (path, head)
+        assert "\r\nDAV: 1\r\n" in head
+        allow = next(h for h in head.split("\r\n") if h.startswith("Allow: "))
+        assert set(allow[7:].split(", ")) == {"OPTIONS", "HEAD", "GET", "PROPFIND"}
+
+
 def test_range_reads_are_exact(dav, sample_files):
     listing = propfind(dav, SERIES, "1")
     name = sorted(p for p in listing if p.endswith(".dcm"))[0]
