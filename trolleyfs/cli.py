@@ -1,4 +1,4 @@
-"""Command line: ``trolleyfs mount | unmount | check | prefetch | demo``.
+"""Command line: ``trolleyfs mount | unmount | check | prefetch | webdav | demo``.
 
 User mistakes (bad config, bad mount point, unreachable server) print one line
 and exit non-zero, without a traceback."""
@@ -154,6 +154,12 @@ def cmd_prefetch(args: argparse.Namespace) -> int:
     return run_prefetch(args.paths, check=args.check, jobs=args.jobs, every=args.interval)
 
 
+def cmd_webdav(args: argparse.Namespace) -> int:
+    from .webdav.command import run_webdav
+
+    return run_webdav(args)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo.runner import run_demo
 
@@ -207,6 +213,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds between progress lines when the output is not a terminal (default 5)",
     )
     pf.set_defaults(func=cmd_prefetch)
+
+    w = sub.add_parser("webdav", help="serve the same tree over WebDAV (foreground; Ctrl-C stops)")
+    w.add_argument("config", help="the TOML config file (its [webdav] table: listen, tls_cert, tls_key, users)")
+    w.add_argument(
+        "--listen", metavar="HOST:PORT", help="address to listen on (default: [webdav] listen, or 127.0.0.1:8080)"
+    )
+    w.add_argument(
+        "--allow-insecure-remote",
+        action="store_true",
+        help="serve beyond loopback without TLS or without users (anyone who reaches the address can read)",
+    )
+    w.add_argument("--log-level", choices=LEVELS, default="info")
+    w.add_argument("--log-file", help="log to this file (default: stderr)")
+    w.add_argument("--no-check", action="store_true", help="start without probing the servers first")
+    w.set_defaults(func=cmd_webdav)
 
     d = sub.add_parser("demo", help="start a local Orthanc with sample studies and mount it")
     d.add_argument("--mountpoint", default="/tmp/trolleyfs-demo")

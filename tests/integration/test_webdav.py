@@ -1,0 +1,236 @@
+"""The WebDAV front end with clients no one here wrote (rclone, davfs2, curl),
+against a real Orthanc: the same tree as the FUSE mount, exact bytes, the
+protocol's answers, and what listings cost."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pydicom
+import pytest
+
+from tests.mounting import by_sop_uid, mounted, qido_config
+from tests.webdav import davfs_mounted, propfind, serving
+from trolleyfs.part10 import part10_sop_instance_uid
+
+pytestmark = pytest.mark.integration
+
+FOLDERS = """
+[[folders]]
+name = "all"
+query = {}
+views = ["zip"]
+"""
+STUDY = "2021-03-04 TEST ALICE CT Chest"
+SERIES = f"all/{STUDY}/001 CT Axial 5mm"
+
+
+def _need(tool: str) -> None:
+    if not shutil.which(tool):
+        pytest.fail(f"{tool} is not installed: run `make test`, which installs it")
+
+
+def rclone(*args: str) -> subprocess.CompletedProcess[str]:
+    """rclone without a config file; no retries, so that a first attempt that
+    fails (a size that differs) fails the test instead of being retried."""
+    _need("rclone")
+    return subprocess.run(
+        ["rclone", "--config", "/dev/null", "--retries", "1", "--low-level-retries", "1", *args],
+        capture_output=True,
+        text=True,
+        timeout=280,
+    )
+
+
+def remote(url: str, path: str) -> str:
+    return f":webdav,url='{url.rstrip('/')}':{path}"
+
+
+def tree_bytes(root: Path) -> dict[str, bytes]:
+    """Relative path -> content of every file below ``root``."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def archive_series(sample_files: list[bytes], any_instance: bytes) -> dict[str, bytes]:
+    """The archive's objects of the series ``any_instance`` belongs to, by SOP UID."""
+    series = pydicom.dcmread(_io(any_instance), stop_before_pixels=True).SeriesInstanceUID
+    return {
+        part10_sop_instance_uid(b): b
+        for b in sample_files
+        if pydicom.dcmread(_io(b), stop_before_pixels=True).SeriesInstanceUID == series
+    }
+
+
+def _io(data: bytes):  # type: ignore[no-untyped-def]
+    import io
+
+    return io.BytesIO(data)
+
+
+def test_rclone_copies_the_tree_the_fuse_mount_shows(orthanc, sample_files, tmp_path):
+    config = qido_config(orthanc, FOLDERS)
+    with serving(config, tmp_path) as dav, mounted(config, tmp_path) as m:
+        dest = tmp_path / "copy"
+        res = rclone("copy", remote(dav.url, "all"), str(dest))
+        assert res.returncode == 0, res.stderr
+        copied = tree_bytes(dest)
+        fuse = tree_bytes(m.path / "all")
+    assert copied.keys() == fuse.keys()  # the same relative names
+    assert copied == fuse
+    archive = by_sop_uid(sample_files)
+    assert by_sop_uid(list(copied.values())) == archive  # every object of the archive, byte for byte
+
+
+def test_davfs2_cp_of_a_series_is_byte_identical(orthanc, sample_files, tmp_path):
+    with serving(qido_config(orthanc, FOLDERS), tmp_path) as dav, davfs_mounted(dav.url, tmp_path) as mnt:
+        dest = tmp_path / "series"
+        res = subprocess.run(["cp", "-r", str(mnt / SERIES), str(dest)], capture_output=True, text=True, timeout=280)
+        assert res.returncode == 0, res.stderr
+        listed = sorted(p.name for p in (mnt / SERIES).iterdir())
+    files = [p.read_bytes() for p in sorted(dest.iterdir())]
+    assert sorted(p.name for p in dest.iterdir()) == listed
+    assert files and all(files)  # never an empty copy of a file listed without its size
+    copied = by_sop_uid(files)
+    assert copied == archive_series(sample_files, files[0])
+
+
+def curl(*args: str) -> subprocess.CompletedProcess[bytes]:
+    _need("curl")
+    return subprocess.run(["curl", "-s", "-S", "--max-time", "60", *args], capture_output=True, timeout=120)
+
+
+def status(*args: str) -> int:
+    res = curl("-o", "/dev/null", "-w", "%{http_code}", *args)
+    return int(res.stdout)
+
+
+@pytest.fixture(scope="module")
+def dav(orthanc, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("webdav")
+    with serving(qido_config(orthanc, FOLDERS), tmp) as served:
+        yield served
+
+
+def test_propfind_answers_207_with_depth_0_and_1_and_refuses_infinity(dav):
+    root = curl("-X", "PROPFIND", "-H", "Depth: 1", dav.url)
+    assert b"207" not in root.stderr and b"<ns0:multistatus" in root.stdout or b"multistatus" in root.stdout
+    assert status("-X", "PROPFIND", "-H", "Depth: 1", dav.url) == 207
+    listing = propfind(dav, "", "1")
+    assert {"all", "by-uid", "query", "views"} <= set(listing)
+    assert propfind(dav, "all", "0").keys() == {"all"}
+    assert listing["all"]["resourcetype"] == "collection"
+    for depth in (["-H", "Depth: infinity"], []):  # no Depth header means infinity (RFC 4918)
+        res = curl("-i", "-X", "PROPFIND", *depth, dav.url)
+        assert res.stdout.startswith(b"HTTP/1.1 403"), res.stdout[:200]
+        assert b"propfind-finite-depth" in res.stdout
+
+
+def test_options_says_class_1_read_only(dav):
+    for path in ("", SERIES, f"{SERIES}/0001.dcm"):  # names with spaces: the path arrives encoded
+        res = curl("-i", "-X", "OPTIONS", dav.href(path))
+        head = res.stdout.partition(b"\r\n\r\n")[0].decode()
+        assert head.startswith("HTTP/1.1 200"), (path, head)
+        assert "\r\nDAV: 1\r\n" in head
+        allow = next(h for h in head.split("\r\n") if h.startswith("Allow: "))
+        assert set(allow[7:].split(", ")) == {"OPTIONS", "HEAD", "GET", "PROPFIND"}
+
+
+def test_range_reads_are_exact(dav, sample_files):
+    listing = propfind(dav, SERIES, "1")
+    name = sorted(p for p in listing if p.endswith(".dcm"))[0]
+    url = dav.href(name)
+    whole = curl(url).stdout
+    assert whole in sample_files
+    n = len(whole)
+    for spec, expected in [
+        ("100-199", whole[100:200]),
+        ("0-0", whole[:1]),
+        (f"{n - 10}-", whole[n - 10 :]),
+        ("-50", whole[-50:]),
+        (f"{n - 5}-{n + 100}", whole[n - 5 :]),  # a range past the end is cut at the end
+    ]:
+        res = curl("-i", "-r", spec, url)
+        head, _, body = res.stdout.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 206"), head
+        assert body == expected, spec
+        assert b"Content-Range: bytes " in head
+    assert status("-r", f"{n}-{n + 10}", url) == 416
+    heads = curl("-I", url).stdout.decode()
+    assert f"Content-Length: {n}" in heads
+    assert listing[name]["getcontentlength"] == str(n)
+
+
+def test_zip_is_streamed_in_ranges(dav, sample_files):
+    """A series zip (read in ranges from the core) is whole and exact: every
+    member is an archive object; a range of it equals the same bytes of the whole."""
+    import io
+    import zipfile
+
+    url = dav.href(f"views/all/{STUDY}/001 CT Axial 5mm.zip")
+    whole = curl(url).stdout
+    with zipfile.ZipFile(io.BytesIO(whole)) as z:
+        members = [z.read(i) for i in z.infolist()]
+    assert members and all(m in sample_files for m in members)
+    assert curl("-r", "1000-300000", url).stdout == whole[1000:300001]
+
+
+@pytest.mark.parametrize("method", ["PUT", "DELETE", "MKCOL", "MOVE", "COPY", "PROPPATCH", "LOCK", "UNLOCK", "POST"])
+def test_every_write_method_is_refused(dav, method):
+    before = propfind(dav, SERIES, "1")
+    target = dav.href(sorted(p for p in before if p.endswith(".dcm"))[0])
+    for url in (target, dav.href(SERIES), dav.href(f"{SERIES}/new.dcm")):
+        code = status("-X", method, "-H", f"Destination: {dav.href('all/moved.dcm')}", "--data-binary", "x", url)
+        assert code in (403, 405), (method, url, code)
+    assert propfind(dav, SERIES, "1") == before  # nothing changed
+
+
+def test_no_way_out_of_the_tree(dav):
+    import socket
+    from urllib.parse import urlsplit
+
+    for path in [
+        "../../etc/passwd",
+        "all/../../../etc/passwd",
+        "%2e%2e/%2e%2e/etc/passwd",
+        "all/%2e%2e/%2e%2e/%2e%2e/etc/passwd",
+        "all/..%2f..%2f..%2fetc%2fpasswd",
+        "%252e%252e/%252e%252e/etc/passwd",
+        "..%5c..%5cetc%5cpasswd",
+    ]:
+        for method in ("GET", "PROPFIND"):
+            res = curl(
+                "--path-as-is", "-X", method, "-H", "Depth: 0", "-o", "-", "-w", "\n%{http_code}", dav.url + path
+            )
+            code = int(res.stdout.rsplit(b"\n", 1)[1])
+            assert code in (400, 404), (method, path, code)
+            assert b"root:" not in res.stdout
+    # an absolute URL in the request line, another host in Host, a Destination elsewhere
+    u = urlsplit(dav.url)
+    for line, host in [
+        ("GET http://evil.example/../../etc/passwd HTTP/1.1", "evil.example"),
+        ("GET //etc/passwd HTTP/1.1", "evil.example"),
+        ("PROPFIND http://127.0.0.1/../ HTTP/1.1", "127.0.0.1"),
+        (f"GET {dav.url}all/ HTTP/1.1", "evil.example"),
+    ]:
+        with socket.create_connection((u.hostname, u.port), timeout=60) as s:
+            s.sendall(f"{line}\r\nHost: {host}\r\nDepth: 0\r\nConnection: close\r\n\r\n".encode())
+            answer = b""
+            while chunk := s.recv(65536):
+                answer += chunk
+        assert answer.split(b" ", 2)[1] == b"400", (line, answer[:200])  # absolute forms are for proxies
+        assert b"root:" not in answer
+    code = status("-X", "COPY", "-H", "Destination: http://evil.example/x", dav.href(SERIES))
+    assert code in (403, 405)
+
+
+def test_twenty_parallel_gets_are_byte_identical(dav, sample_files):
+    files = sorted(p for p in propfind(dav, SERIES, "1") if p.endswith(".dcm"))
+    urls = [dav.href(files[i % len(files)]) for i in range(20)]
+    procs = [subprocess.Popen(["curl", "-s", "-S", "-f", u], stdout=subprocess.PIPE) for u in urls]
+    bodies = [p.communicate(timeout=120)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs)
+    for url, body in zip(urls, bodies, strict=True):
+        assert body in sample_files, url
+        assert body == curl(url).stdout

@@ -1,0 +1,299 @@
+"""The tree as WsgiDAV resources: a read-only DAVProvider whose collections
+are the tree's directories and whose non-collections are its files.
+
+A URL path is walked from the root one name at a time with the tree's own
+``lookup`` (so names desktops probe for are answered from what is known,
+without a request); a path whose last name is such a probe is walked through
+listings already held only, so it never costs a request at all.  Every walk,
+listing and read is one call through the :class:`~.bridge.Bridge`.
+
+Sizes in PROPFIND are the FUSE side's: a file whose size is not known yet is
+fetched to know it (``learn_size``, as FUSE's ``getattr`` does), unless the
+server is told to report known sizes only (see :class:`FileResource`).  A GET
+or HEAD reads the file first (as a FUSE ``open`` does: whole, or in ranges
+for a zip), so its Content-Length and ranges are exact.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import posixpath
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from wsgidav.dav_error import HTTP_INTERNAL_ERROR, DAVError
+from wsgidav.dav_provider import DAVCollection, DAVNonCollection, DAVProvider
+
+from ..tree.base import DirNode, FileNode, Node, Ranges, is_probe
+from .bridge import Bridge
+from .requester import Requester
+
+REQUESTER_KEY = "trolleyfs.requester"  # environ key: the Requester of this request (set by the gate)
+READ_METHODS = ("GET", "HEAD")
+RANGE_BLOCK = 1024 * 1024  # bytes asked of a ranged file (a zip) per call into the core
+CONTENT_TYPES = {".dcm": "application/dicom", ".json": "application/dicom+json", ".zip": "application/zip"}
+
+
+def split_path(path: str) -> list[str] | None:
+    """The names of a URL path (already percent-decoded by the HTTP server and
+    normalized by WsgiDAV); None if any cannot be a name in the tree (``.``,
+    ``..``, NUL).  An encoded slash stays ``%2F`` inside a name, which then
+    names nothing: tree names never hold a slash."""
+    names = [n for n in path.split("/") if n]
+    if any(n in (".", "..") or "\x00" in n for n in names):
+        return None
+    return names
+
+
+@dataclass
+class Content:
+    """A file's bytes for one GET or HEAD: whole, or an open ranged reader."""
+
+    size: int
+    data: bytes | None = None
+    ranges: Ranges | None = None
+
+
+class TreeProvider(DAVProvider):  # type: ignore[misc]  # WsgiDAV has no type hints
+    """The tree, read-only, through ``bridge``."""
+
+    def __init__(self, root: DirNode, bridge: Bridge, learn_sizes: bool = True) -> None:
+        """``learn_sizes``: a PROPFIND fetches a file whose size is not known
+        yet (False: it reports the sizes known without fetching only)."""
+        super().__init__()
+        self.root = root
+        self.bridge = bridge
+        self.learn_sizes = learn_sizes
+
+    def __repr__(self) -> str:
+        return "trolleyfs tree (read-only)"
+
+    def is_readonly(self) -> bool:
+        return True
+
+    def get_resource_inst(self, path: str, environ: dict[str, Any]) -> DAVCollection | DAVNonCollection | None:
+        names = split_path(path)
+        if names is None:
+            return None
+        prepare = environ.get("REQUEST_METHOD") in READ_METHODS
+
+        async def find() -> tuple[Node | None, Content | None]:
+            node = await walk(self.root, names)
+            if prepare and isinstance(node, FileNode):
+                return node, await read(node)
+            return node, None
+
+        node, content = self.bridge.run(requester(environ), f"{environ.get('REQUEST_METHOD')} {path}", find)
+        if node is None:
+            return None
+        return resource(posixpath.join("/", *names), node, environ, self, content)
+
+
+async def walk(root: DirNode, names: list[str]) -> Node | None:
+    """The node at ``names`` below ``root``; None if there is none.  When the
+    last name is a desktop's probe, only listings already held are used."""
+    cached_only = bool(names) and is_probe(names[-1])
+    node: Node = root
+    for name in names:
+        if not isinstance(node, DirNode):
+            return None
+        found = node.cached_child(name) if cached_only else await node.lookup(name)
+        if found is None:
+            return None
+        node = found
+    return node
+
+
+async def read(node: FileNode) -> Content:
+    """A file's content for a GET or HEAD, as FUSE's ``open`` gets it."""
+    ranges = await node.open_ranges()
+    if ranges is None:
+        data = await node.read_all()
+        return Content(len(data), data=data)
+    size = getattr(ranges, "size", None)
+    if not isinstance(size, int):
+        size = node.known_size()
+        if size is None:
+            await node.learn_size()
+            size = node.known_size()
+    if size is None:
+        raise DAVError(HTTP_INTERNAL_ERROR, "the size of this file cannot be known")
+    return Content(size, ranges=ranges)
+
+
+def requester(environ: Mapping[str, Any]) -> Requester | None:
+    r = environ.get(REQUESTER_KEY)
+    return r if isinstance(r, Requester) else None
+
+
+def resource(
+    path: str, node: Node, environ: dict[str, Any], provider: TreeProvider, content: Content | None = None
+) -> DAVCollection | DAVNonCollection:
+    if isinstance(node, DirNode):
+        return DirResource(path, node, environ, provider)
+    assert isinstance(node, FileNode)
+    return FileResource(path, node, environ, provider, content)
+
+
+class DirResource(DAVCollection):  # type: ignore[misc]
+    def __init__(self, path: str, node: DirNode, environ: dict[str, Any], provider: TreeProvider) -> None:
+        super().__init__(path, environ)
+        self.node = node
+        self.tree = provider
+
+    def _children(self) -> list[tuple[str, Node]]:
+        async def children() -> list[tuple[str, Node]]:
+            return sorted((await self.node.children()).items())
+
+        return self.tree.bridge.run(requester(self.environ), f"list {self.path}", children)
+
+    def get_member_names(self) -> list[str]:
+        return [name for name, _ in self._children()]
+
+    def get_member(self, name: str) -> DAVCollection | DAVNonCollection | None:
+        child = dict(self._children()).get(name)
+        if child is None:
+            return None
+        return resource(posixpath.join(self.path, name), child, self.environ, self.tree)
+
+    def get_member_list(self) -> list[DAVCollection | DAVNonCollection]:
+        # one call into the core for the whole listing, not one per member
+        return [
+            resource(posixpath.join(self.path, name), child, self.environ, self.tree)
+            for name, child in self._children()
+        ]
+
+    def get_display_name(self) -> str:
+        return self.node.name
+
+    def get_creation_date(self) -> float:
+        return self.node.mtime
+
+    def get_last_modified(self) -> float:
+        return self.node.mtime
+
+    def get_etag(self) -> None:
+        return None
+
+    def support_etag(self) -> bool:
+        return False
+
+
+class FileResource(DAVNonCollection):  # type: ignore[misc]
+    """A file.  The size of a DICOM object is known once it has been fetched
+    (no listing protocol reports it); a PROPFIND that shows the size of a
+    file not fetched yet fetches it, as ``ls -l`` on the mount does: with
+    readahead, the first file of a series fetches the series in one request,
+    so listing a series with sizes costs about what copying it costs, once.
+    Clients need the size: davfs2 serves a file listed without one as empty
+    (``cp`` then copies 0 bytes, silently), rclone fails such a copy with
+    "sizes differ" unless given ``--ignore-size``.  With ``learn_sizes``
+    off, a file not fetched yet has no ``getcontentlength`` and listings
+    never fetch.  GET and HEAD always know the size."""
+
+    def __init__(
+        self, path: str, node: FileNode, environ: dict[str, Any], provider: TreeProvider, content: Content | None
+    ) -> None:
+        super().__init__(path, environ)
+        self.node = node
+        self.tree = provider
+        self.content = content
+
+    def get_content_length(self) -> int | None:
+        if self.content is not None:
+            return self.content.size
+        size = self.node.known_size()
+        if size is None and self.tree.learn_sizes:
+            node = self.node
+
+            async def learn() -> int | None:
+                await node.learn_size()
+                return node.known_size()
+
+            size = self.tree.bridge.run(requester(self.environ), f"size of {self.path}", learn)
+        return size
+
+    def get_content_type(self) -> str:
+        return CONTENT_TYPES.get(posixpath.splitext(self.node.name)[1].lower(), "application/octet-stream")
+
+    def get_display_name(self) -> str:
+        return self.node.name
+
+    def get_creation_date(self) -> float:
+        return self.node.mtime
+
+    def get_last_modified(self) -> float:
+        return self.node.mtime
+
+    def get_etag(self) -> str | None:
+        key = self.node.content_key  # an instance in one transfer syntax: its bytes never change
+        return hashlib.sha256(key.encode()).hexdigest()[:40] if key else None
+
+    def support_etag(self) -> bool:
+        return self.node.content_key is not None
+
+    def support_ranges(self) -> bool:
+        return True
+
+    def get_content(self) -> WholeReader | RangedReader:
+        c = self.content
+        if c is None:  # WsgiDAV reads content only in GET, for which it was prepared
+            raise DAVError(HTTP_INTERNAL_ERROR, "content not prepared")
+        if c.data is not None:
+            return WholeReader(c.data)
+        assert c.ranges is not None
+        return RangedReader(self, c.ranges, c.size)
+
+
+class WholeReader:
+    """A file held whole, read as WsgiDAV reads a file object."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = memoryview(data)
+        self._pos = 0
+
+    def seek(self, pos: int) -> None:
+        self._pos = pos
+
+    def read(self, size: int = -1) -> bytes:
+        end = len(self._data) if size < 0 else self._pos + size
+        out = bytes(self._data[self._pos : end])
+        self._pos += len(out)
+        return out
+
+    def close(self) -> None:
+        self._data = memoryview(b"")
+
+
+class RangedReader:
+    """A file read piece by piece from the core (a zip): each read is one call
+    through the bridge, so a large archive is streamed, never held."""
+
+    def __init__(self, res: FileResource, ranges: Ranges, size: int) -> None:
+        self._res = res
+        self._ranges = ranges
+        self._size = size
+        self._pos = 0
+
+    def seek(self, pos: int) -> None:
+        self._pos = pos
+
+    def read(self, size: int = -1) -> bytes:
+        want = self._size - self._pos if size < 0 else min(size, self._size - self._pos)
+        if want <= 0:
+            return b""
+        pos, n = self._pos, min(want, RANGE_BLOCK)
+        ranges = self._ranges
+
+        async def piece() -> bytes:
+            return bytes(await ranges.read(pos, n))
+
+        out = self._res.tree.bridge.run(requester(self._res.environ), f"read {self._res.path}", piece)
+        if not out:  # the file ended before its size: never serve a short file as whole
+            raise DAVError(HTTP_INTERNAL_ERROR, "the file ended early")
+        self._pos += len(out)
+        return out
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,122 @@
+"""Running ``trolleyfs webdav``: check that the address may be served, build
+the core on trio, start the HTTP server in its threads, serve until SIGTERM
+or Ctrl-C, then stop taking requests, let those in progress finish, and
+close the core."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import ssl
+import threading
+from collections.abc import Callable
+from contextlib import AsyncExitStack
+
+import trio
+
+from ..config import Config
+from ..errors import UserError
+from ..stats import Stats
+from .app import SHUTDOWN_WAIT_S, build_app, build_server
+from .bridge import Bridge
+from .core_tmp import open_core, probe_or_fail
+from .gate import Counts
+from .resources import TreeProvider
+from .settings import WebdavConfig, check_exposure
+
+log = logging.getLogger("trolleyfs.webdav")
+
+
+def check_tls(wd: WebdavConfig) -> None:
+    """The certificate and key load (one line saying why not)."""
+    if not (wd.tls_cert and wd.tls_key):
+        return
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(wd.tls_cert, wd.tls_key)
+    except (OSError, ssl.SSLError) as exc:
+        raise UserError(f"webdav: cannot use tls_cert {wd.tls_cert} with tls_key {wd.tls_key}: {exc}") from None
+
+
+async def serve_webdav(
+    config: Config,
+    wd: WebdavConfig,
+    on_ready: Callable[[str], None] = lambda url: None,
+    debug_toggle: Callable[[], None] | None = None,
+    probe_first: bool = True,
+    insecure: bool = False,
+    warn: Callable[[str], None] = log.warning,
+) -> None:
+    """Serve ``config``'s tree over WebDAV as ``wd`` says until signalled.
+    ``insecure``: the command line's ``--allow-insecure-remote``."""
+    for w in check_exposure(wd, insecure):
+        warn(w)
+    check_tls(wd)
+    if probe_first:
+        await probe_or_fail(config, warn)
+    async with AsyncExitStack() as stack, trio.open_nursery() as nursery:
+        core = await open_core(config, stack, nursery)
+        bridge = Bridge(trio.lowlevel.current_trio_token(), core.stats, core.op_deadline)
+        counts = Counts()
+        server = build_server(
+            build_app(TreeProvider(core.tree.root, bridge, learn_sizes=wd.sizes == "fetch"), wd.users, counts), wd
+        )
+        try:
+            await trio.to_thread.run_sync(server.prepare)
+        except OSError as exc:
+            raise UserError(f"webdav: cannot listen on {wd.listen}: {exc.strerror or exc}") from None
+        accept = threading.Thread(target=server.serve, name="webdav-accept", daemon=True)
+        accept.start()
+        try:
+            log.info(
+                "serving %s over WebDAV at %s (%s, %d folders, servers: %s)",
+                config.path,
+                wd.url(),
+                f"{len(wd.users)} users" if wd.users else "anonymous",
+                len(config.folders),
+                ", ".join(config.servers),
+            )
+            on_ready(wd.url())
+            await _until_signalled(debug_toggle)
+        finally:
+            with trio.CancelScope(shield=True):
+                # stop accepting; requests in progress still reach the core, which runs until they end
+                await trio.to_thread.run_sync(server.stop)
+                await trio.to_thread.run_sync(accept.join, SHUTDOWN_WAIT_S)
+                await core.store.drain()
+            nursery.cancel_scope.cancel()
+            log.info("stopped serving %s; %s; %s", wd.url(), _summary(counts), _fetched(core.stats))
+
+
+def route_library_logs(level: str) -> None:
+    """WsgiDAV's log lines (one per request, at INFO) go where ours go, shown
+    at ``debug``; its warnings always."""
+    ours = logging.getLogger("trolleyfs")
+    lib = logging.getLogger("wsgidav")
+    lib.handlers = list(ours.handlers)
+    lib.propagate = False
+    lib.setLevel(logging.DEBUG if level == "debug" else logging.WARNING)
+
+
+async def _until_signalled(debug_toggle: Callable[[], None] | None) -> None:
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1) as sigs:
+        async for sig in sigs:
+            if sig == signal.SIGUSR1:
+                if debug_toggle:
+                    debug_toggle()
+                continue
+            log.info("%s: stopping", signal.Signals(sig).name)
+            return
+
+
+def _summary(counts: Counts) -> str:
+    by_method = counts.as_dict()
+    return f"{sum(by_method.values())} WebDAV requests" + (
+        " (" + ", ".join(f"{m} {n}" for m, n in sorted(by_method.items())) + ")" if by_method else ""
+    )
+
+
+def _fetched(stats: Stats) -> str:
+    return (
+        f"{sum(stats.requests.values())} archive requests, {sum(stats.bytes_fetched.values()) / 1e6:.1f} MB fetched, "
+        f"{sum(stats.errors.values())} errors"
+    )
