@@ -155,7 +155,7 @@ def cmd_prefetch(args: argparse.Namespace) -> int:
 
 
 def cmd_webdav(args: argparse.Namespace) -> int:
-    from .webdav.command import run_webdav
+    from .davserve import run_webdav
 
     return run_webdav(args)
 

@@ -6,7 +6,7 @@ imports this module at run time.
 
 ```
  commands      cli, prefetch, demo                       what a user runs
- serving       mount (FUSE), probe (pre-flight, check)   a front end over a core, until stopped
+ serving       mount, davserve, probe                    a front end over a core until stopped; pre-flight
  composition   wiring                                    config -> the core, each part given its collaborators
  config        config                                    TOML -> frozen dataclasses (read by the two above only)
  frontends     fuse, webdav                              thin adapters: requests -> the tree
@@ -27,10 +27,10 @@ from __future__ import annotations
 # (layer, the top-level modules and packages of trolleyfs in it), top first
 LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
     ("commands", frozenset({"__main__", "cli", "prefetch", "progress", "logs", "sdnotify", "demo"})),
-    ("serving", frozenset({"mount", "probe"})),
+    ("serving", frozenset({"mount", "davserve", "probe"})),
     ("composition", frozenset({"wiring"})),
     ("config", frozenset({"config"})),
-    ("frontends", frozenset({"fuse"})),
+    ("frontends", frozenset({"fuse", "webdav"})),
     ("tree", frozenset({"tree"})),
     ("reading", frozenset({"read", "listings", "derive"})),
     ("services", frozenset({"cluster"})),

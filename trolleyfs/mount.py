@@ -19,8 +19,7 @@ from .config import Config
 from .errors import UserError
 from .fuse.ops import Operations
 from .fuse.pagecache import PagePusher
-from .listings.disk import holds as saved_listings_held
-from .listings.identity import server_identity
+from .probe import preflight
 from .stats import Stats
 from .tree.inodes import UidIndex
 from .wiring import open_core
@@ -94,7 +93,7 @@ async def serve(
     that cannot be reached but whose listings the disk cache keeps is mounted
     offline, with one ``warn``\ ing."""
     if probe_first:
-        await _probe_or_fail(config, warn)
+        await preflight(config, warn)
     async with AsyncExitStack() as stack, trio.open_nursery() as nursery:
         index = UidIndex()  # filled by the tree's inode table, read by the page pusher
         pusher = PagePusher(index.inodes_of, nursery)
@@ -121,22 +120,6 @@ async def serve(
             # main() returns both when the kernel unmounted us and after terminate()
             pyfuse3.close(unmount=mounted_at(mountpoint))
             log.info("unmounted %s; %s", mountpoint, _summary(core.stats))
-
-
-async def _probe_or_fail(config: Config, warn: Callable[[str], None]) -> None:
-    from .probe import probe
-
-    disk = config.cache.disk_dir
-    for r in await probe(config, retrieve=False):
-        if r.ok:
-            continue
-        if not r.reachable and disk and saved_listings_held(disk, server_identity(config.servers[r.server])):
-            warn(
-                f"server {r.server!r} ({r.protocol} {r.where}) is unreachable ({r.detail}): mounting offline; "
-                "what the disk cache holds is served, the rest fails with EIO until the server answers"
-            )
-            continue
-        raise UserError(f"server {r.server!r} ({r.protocol} {r.where}) failed: {r.detail}")
 
 
 def _summary(stats: Stats) -> str:

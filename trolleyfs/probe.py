@@ -5,6 +5,7 @@ role; the search row is the same probe for both."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 
@@ -12,7 +13,9 @@ import trio
 
 from .cluster.settings import SharedConfig
 from .config import Config
-from .errors import TrolleyError, Unavailable
+from .errors import TrolleyError, Unavailable, UserError
+from .listings.disk import holds as saved_listings_held
+from .listings.identity import server_identity
 from .model import Instance, Query, Study
 from .transport.http_errors import TLSUntrusted
 from .wiring import Remote, open_remotes
@@ -75,6 +78,24 @@ async def probe(config: Config, retrieve: bool = True) -> list[Row]:
     if retrieve and config.cache.shared is not None:
         rows.append(await _probe_shared(config.cache.shared))
     return rows
+
+
+async def preflight(config: Config, warn: Callable[[str], None]) -> None:
+    r"""Before serving: each server's search must answer (a wrong URL or
+    password fails here, before anything is mounted); a server that cannot be
+    reached but whose listings the disk cache keeps is served offline, with
+    one ``warn``\ ing."""
+    disk = config.cache.disk_dir
+    for r in await probe(config, retrieve=False):
+        if r.ok:
+            continue
+        if not r.reachable and disk and saved_listings_held(disk, server_identity(config.servers[r.server])):
+            warn(
+                f"server {r.server!r} ({r.protocol} {r.where}) is unreachable ({r.detail}): mounting offline; "
+                "what the disk cache holds is served, the rest fails with EIO until the server answers"
+            )
+            continue
+        raise UserError(f"server {r.server!r} ({r.protocol} {r.where}) failed: {r.detail}")
 
 
 async def _probe_shared(shared: SharedConfig) -> Row:

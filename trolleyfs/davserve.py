@@ -1,28 +1,36 @@
-"""Running ``trolleyfs webdav``: check that the address may be served, build
-the core on trio, start the HTTP server in its threads, serve until SIGTERM
-or Ctrl-C, then stop taking requests, let those in progress finish, and
-close the core."""
+"""Running ``trolleyfs webdav``: read the config and its ``[webdav]`` table,
+check that the address may be served, build the core
+(:mod:`trolleyfs.wiring`) on trio, start the HTTP server (:mod:`trolleyfs.webdav`)
+in its threads, serve until SIGTERM or Ctrl-C (exit 0), then stop taking
+requests, let those in progress finish, and close the core."""
 
 from __future__ import annotations
 
+import argparse
 import logging
 import signal
 import ssl
+import sys
 import threading
 from collections.abc import Callable
 from contextlib import AsyncExitStack
+from dataclasses import replace
 
 import trio
 
-from ..config import Config
-from ..errors import UserError
-from ..stats import Stats
-from .app import SHUTDOWN_WAIT_S, build_app, build_server
-from .bridge import Bridge
-from .core_tmp import open_core, probe_or_fail
-from .gate import Counts
-from .resources import TreeProvider
-from .settings import WebdavConfig, check_exposure
+from .config import Config
+from .errors import UserError
+from .logs import setup_logging
+from .probe import preflight
+from .sdnotify import notify
+from .stats import Stats
+from .webdav.app import SHUTDOWN_WAIT_S, build_app, build_server
+from .webdav.bridge import Bridge
+from .webdav.core_tmp import load
+from .webdav.gate import Counts
+from .webdav.resources import TreeProvider
+from .webdav.settings import WebdavConfig, check_exposure, parse_listen
+from .wiring import open_core
 
 log = logging.getLogger("trolleyfs.webdav")
 
@@ -52,10 +60,10 @@ async def serve_webdav(
         warn(w)
     check_tls(wd)
     if probe_first:
-        await probe_or_fail(config, warn)
+        await preflight(config, warn)
     async with AsyncExitStack() as stack, trio.open_nursery() as nursery:
         core = await open_core(config, stack, nursery)
-        bridge = Bridge(trio.lowlevel.current_trio_token(), core.stats, core.op_deadline)
+        bridge = Bridge(trio.lowlevel.current_trio_token(), core.stats, core.op_deadline())
         counts = Counts()
         server = build_server(
             build_app(TreeProvider(core.tree.root, bridge, learn_sizes=wd.sizes == "fetch"), wd.users, counts), wd
@@ -120,3 +128,25 @@ def _fetched(stats: Stats) -> str:
         f"{sum(stats.requests.values())} archive requests, {sum(stats.bytes_fetched.values()) / 1e6:.1f} MB fetched, "
         f"{sum(stats.errors.values())} errors"
     )
+
+
+def run_webdav(args: argparse.Namespace) -> int:
+    cfg, wd = load(args.config)
+    for w in cfg.warnings:
+        print(f"trolleyfs: warning: {w}", file=sys.stderr)
+    if args.listen:
+        try:
+            wd = replace(wd, listen=parse_listen(args.listen))
+        except ValueError as exc:
+            raise UserError(f"--listen: {exc}") from None
+    toggle = setup_logging(args.log_level, args.log_file)
+    route_library_logs(args.log_level)
+
+    def ready(url: str) -> None:
+        notify("READY=1", f"STATUS=serving {cfg.path} at {url}")
+
+    try:
+        trio.run(serve_webdav, cfg, wd, ready, toggle, not args.no_check, args.allow_insecure_remote)
+    finally:
+        notify("STOPPING=1")
+    return 0
