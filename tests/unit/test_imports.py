@@ -1,5 +1,8 @@
-"""The package's shape: no two modules import each other, directly or round a
-longer circle, counting imports inside functions too; no module over 500 lines."""
+"""The package's shape: modules and packages in the layers declared in
+:mod:`trolleyfs.layers`, no import from a lower layer to a higher one, no
+circle between modules or between packages (counting imports inside
+functions too), the config reading no part of the core; no module over 500
+lines."""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ import ast
 from pathlib import Path
 
 import trolleyfs
+from trolleyfs.layers import LAYERS, NOT_FROM_CONFIG
 
 ROOT = Path(trolleyfs.__file__).parent
 MAX_LINES = 500
@@ -101,3 +105,65 @@ def test_no_import_circles() -> None:
 def test_no_module_over_500_lines() -> None:
     long = {name: n for name, path in _modules().items() if (n := len(path.read_text().splitlines())) > MAX_LINES}
     assert long == {}
+
+
+# --------------------------------------------------------------------------- the layers
+
+
+def _unit(module: str) -> str:
+    """The top-level module or package of trolleyfs a module belongs to."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "__init__"
+
+
+def _layer_of() -> dict[str, int]:
+    return {unit: i for i, (_, units) in enumerate(LAYERS) for unit in units}
+
+
+def _upward(graph: dict[str, set[str]], layer_of: dict[str, int]) -> list[str]:
+    """Every import of a module from a higher layer than its own."""
+    return sorted(
+        f"{a} -> {b}" for a, targets in graph.items() for b in targets if layer_of[_unit(b)] < layer_of[_unit(a)]
+    )
+
+
+def _packages(graph: dict[str, set[str]]) -> dict[str, set[str]]:
+    """The import graph between packages (a top-level module is its own package)."""
+
+    def package(m: str) -> str:
+        return m if m.count(".") < 2 and not (ROOT / m.split(".")[-1]).is_dir() else m.rpartition(".")[0]
+
+    out: dict[str, set[str]] = {}
+    for a, targets in graph.items():
+        out.setdefault(package(a), set()).update(package(b) for b in targets if package(b) != package(a))
+    for targets in list(out.values()):
+        for t in targets:
+            out.setdefault(t, set())
+    return out
+
+
+def test_every_module_has_one_layer() -> None:
+    declared = [unit for _, units in LAYERS for unit in units]
+    assert len(declared) == len(set(declared))
+    assert {_unit(m) for m in _modules()} == set(declared)
+
+
+def test_the_checker_sees_an_upward_arrow() -> None:
+    layer_of = {"cli": 0, "tree": 1, "model": 2}
+    graph = {"trolleyfs.tree.dirs": {"trolleyfs.model"}, "trolleyfs.model": {"trolleyfs.tree.base"}}
+    assert _upward(graph, layer_of) == ["trolleyfs.model -> trolleyfs.tree.base"]
+
+
+def test_no_layer_imports_a_higher_one() -> None:
+    assert _upward(_graph(), _layer_of()) == []
+
+
+def test_no_circles_between_packages() -> None:
+    assert _cycles(_packages(_graph())) == []
+
+
+def test_the_config_reads_no_part_of_the_core() -> None:
+    graph = _graph()
+    core = {m for m in graph if _unit(m) in NOT_FROM_CONFIG}
+    config = {m for m in graph if _unit(m) == "config"}
+    assert not {f"{a} -> {b}" for a in config for b in graph[a] if b in core}

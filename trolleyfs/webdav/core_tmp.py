@@ -14,10 +14,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from ..cluster.settings import shared_warnings
 from ..config import Config, _has_inline_secret, parse
 from ..config import load as load_config
 from ..errors import ConfigError
-from ..cluster.settings import shared_warnings
 from ..tomltable import Table
 from .settings import WebdavConfig, parse_webdav
 
