@@ -59,6 +59,8 @@ def test_a_record_round_trips_as_json_with_every_field(tmp_path: Path) -> None:
         nbytes=527_412,
         server="pacs",
         patient="PAT-001",
+        accession="ACC-42",
+        sop_class="1.2.840.10008.5.1.4.1.1.2",
         when=when,
     )
     path = tmp_path / "audit.jsonl"
@@ -87,6 +89,8 @@ def test_a_record_round_trips_as_json_with_every_field(tmp_path: Path) -> None:
         "bytes": 527_412,
         "server": "pacs",
         "patient": "PAT-001",
+        "accession": "ACC-42",
+        "sop_class": "1.2.840.10008.5.1.4.1.1.2",
         "result": "ok",
         "host": os.uname().nodename,
     }

@@ -103,6 +103,8 @@ class AuditRecord:
     bytes: int  # bytes read (a listing: 0)
     server: str | None = None  # the configured server the objects belong to
     patient: str | None = None  # PatientID, where known
+    accession: str | None = None  # AccessionNumber, where known
+    sop_class: str | None = None  # SOPClassUID of the instance, where known
     result: str = "ok"  # "ok", or the errno name the reader got (e.g. "EIO")
     host: str = ""  # the node
 
@@ -128,6 +130,8 @@ class AuditRecord:
         nbytes: int = 0,
         server: str | None = None,
         patient: str | None = None,
+        accession: str | None = None,
+        sop_class: str | None = None,
         result: str = "ok",
         when: _dt.datetime | None = None,
     ) -> AuditRecord:
@@ -146,6 +150,8 @@ class AuditRecord:
             bytes=nbytes,
             server=server,
             patient=patient,
+            accession=accession,
+            sop_class=sop_class,
             result=result,
             host=host_name(),
         )

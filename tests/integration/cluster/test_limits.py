@@ -139,3 +139,20 @@ async def test_redis_down_each_node_falls_back_to_its_share(
     warnings = [r.getMessage() for r in caplog.records if r.name == "trolleyfs.limits" and r.levelno == logging.WARNING]
     assert len(warnings) == 2  # once per node, however many takes
     assert all(w.startswith("limits pacs bytes: Redis unavailable (") and "1/2 of the limit" in w for w in warnings)
+
+
+async def test_by_default_the_script_decides_on_redis_clock(own_redis: RedisServer) -> None:
+    config = SharedConfig(urls=(own_redis.url,), username="trolleyfs", password=Secret("right-password"))
+    link = Link(config)
+    bucket = RedisBucket(link, "trolleyfs", "pacs", "requests", rate=0.001, capacity=3.0)  # one per 1000 s
+    try:
+        answers = [await bucket.attempt(1) for _ in range(4)]
+    finally:
+        await link.aclose()
+    with own_redis.admin() as admin:
+        seconds, micros = admin.time()
+    redis_now = seconds + micros / 1e6
+    assert [a.granted for a in answers] == [True, True, True, False]  # the burst of 3, then the rate
+    assert answers[3].wait_s == pytest.approx(1000.0, abs=1.0)
+    assert all(redis_now - 60 < a.at <= redis_now for a in answers)  # Redis's TIME, not trio's clock
+    assert bucket.fallbacks == 0
