@@ -92,7 +92,7 @@ class RateLimiter:
         who = as_urgency(urgency)
         waited = Waited()
         left = float(cost)
-        while left > 0:
+        while left > 1e-9:  # (pieces of a non-integral burst may leave a rounding error)
             piece = min(left, self.bucket.capacity)
             waited.add(await self._take_piece(piece, who))
             left -= piece

@@ -31,12 +31,13 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-from ..shared.link import Link
+from ..shared.link import Link, describe
 from .gcra import Attempt, LocalBucket
 
 log = logging.getLogger("trolleyfs.limits")
 
 NODES_WINDOW_S = 600.0  # a node counts towards the share for this long after its last take
+SCRIPT_COMMANDS = "+zadd +zremrangebyscore +zcard +time"  # what the script calls beyond get/set/pexpire
 _NAME = re.compile(r"[^A-Za-z0-9_.-]")
 
 # KEYS: the TAT, the node set.  ARGV: interval (s/unit), tolerance (s), cost,
@@ -83,6 +84,24 @@ def node_id() -> str:
 
 def _run_script(client: Any, keys: list[str], args: list[str]) -> list[Any]:
     return list(client.register_script(GCRA_LUA)(keys=keys, args=args))
+
+
+async def check_limits_script(link: Link, prefix: str) -> tuple[bool, str]:
+    """For ``trolleyfs check``: run the script once on a key of its own
+    (which expires at once) with Redis's clock; whether it worked, and what
+    Redis said (an ACL without ``+zadd`` or ``+time`` fails here, not later
+    in the middle of the reads, where it would make the whole shared tier
+    back off)."""
+    keys = list(limit_keys(prefix, f"check-{os.urandom(4).hex()}", "requests"))
+    args = ["1", "1", "0", "", node_id(), "1"]
+    try:
+        got = await link.check(partial(_run_script, keys=keys, args=args))
+    except Exception as exc:  # redis-py's errors (NOPERM, ...), OSError, TooSlowError
+        said = describe(exc)
+        if "can't run this command" in said or "NOPERM" in said or "NoPermission" in said:
+            said += f" (the limits need {SCRIPT_COMMANDS} besides the shared tier's commands)"
+        return False, said
+    return True, f"the limits' script ran on Redis's clock ({float(got[2]):.0f})"
 
 
 class RedisBucket:

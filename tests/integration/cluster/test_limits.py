@@ -25,7 +25,7 @@ from tests.servers.redisserver import RedisServer
 from trolleyfs.credentials import Secret
 from trolleyfs.limits.priority import Priority, priority
 from trolleyfs.limits.queue import RateLimiter
-from trolleyfs.limits.redis_gcra import RedisBucket
+from trolleyfs.limits.redis_gcra import RedisBucket, check_limits_script
 from trolleyfs.shared.link import Link
 from trolleyfs.shared.settings import SharedConfig, parse_shared
 from trolleyfs.tomltable import Table
@@ -156,3 +156,24 @@ async def test_by_default_the_script_decides_on_redis_clock(own_redis: RedisServ
     assert answers[3].wait_s == pytest.approx(1000.0, abs=1.0)
     assert all(redis_now - 60 < a.at <= redis_now for a in answers)  # Redis's TIME, not trio's clock
     assert bucket.fallbacks == 0
+
+
+async def test_check_runs_the_script_and_names_a_missing_permission(own_redis: RedisServer) -> None:
+    ok_link = Link(SharedConfig(urls=(own_redis.url,), username="trolleyfs", password=Secret("right-password")))
+    with own_redis.admin() as admin:
+        admin.acl_setuser(
+            "narrow",
+            enabled=True,
+            passwords=["+pw"],
+            keys=["trolleyfs:*"],
+            commands=["+eval", "+evalsha", "+get", "+set"],
+        )
+    narrow_link = Link(SharedConfig(urls=(own_redis.url,), username="narrow", password=Secret("pw")))
+    try:
+        assert (await check_limits_script(ok_link, "trolleyfs"))[0]
+        ok, said = await check_limits_script(narrow_link, "trolleyfs")
+    finally:
+        await ok_link.aclose()
+        await narrow_link.aclose()
+    assert not ok and said.startswith("ResponseError: The user executing the script can't run this command")
+    assert said.endswith("(the limits need +zadd +zremrangebyscore +zcard +time besides the shared tier's commands)")
