@@ -4,7 +4,7 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
-APT_PACKAGES := gcc fuse3 libfuse3-dev pkg-config orthanc orthanc-dicomweb dcmtk dicom3tools dcm2niix rsync procps unzip redis-server redis-tools bsdutils rclone davfs2 curl
+APT_PACKAGES := gcc fuse3 libfuse3-dev pkg-config orthanc orthanc-dicomweb dcmtk dicom3tools dcm2niix rsync procps unzip redis-server redis-tools bsdutils rclone davfs2 curl logrotate
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: all install system-deps venv test test-unit demo bench clean lint format
