@@ -33,7 +33,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
     ("frontends", frozenset({"fuse", "webdav"})),
     ("tree", frozenset({"tree"})),
     ("reading", frozenset({"read", "listings", "derive"})),
-    ("services", frozenset({"cluster"})),
+    ("services", frozenset({"cluster", "limits", "audit"})),
     ("protocols", frozenset({"protocols", "search", "retrieve"})),
     ("transport", frozenset({"transport"})),
     (
