@@ -24,6 +24,10 @@ SERIES_LEASE = f"trolleyfs:lease:{{s:pacs/{SERIES_UID}}}"  # the series lease, a
 SHARED_WARNING = "WARNING trolleyfs.cluster: shared cache"  # the one warning of an outage
 
 
+# a loaded test machine must not look like a Redis outage: the tests count requests assuming none
+REDIS_TIMEOUT = "timeout = 10"
+
+
 def node_config(pacs_url: str, shared: str, cache: str = "") -> str:
     """The config every node mounts: the PACS (through the proxy) and ``shared``
     lines of ``[cache.shared]``."""
@@ -45,6 +49,7 @@ memory_mb = 128
 {shared}
 chunk_kb = 64
 ttl = "1h"
+{"" if "timeout" in shared else REDIS_TIMEOUT}
 """
 
 
