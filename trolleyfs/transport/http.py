@@ -42,10 +42,14 @@ def ssl_context(server: Server) -> ssl.SSLContext | bool:
     return ctx
 
 
-def build_client(server: Server, auth: httpx.Auth | None) -> httpx.AsyncClient:
-    """The client of one server: its timeouts, connection limit, TLS settings and ``auth``."""
+def build_client(
+    server: Server, auth: httpx.Auth | None, transport: httpx.AsyncBaseTransport | None = None
+) -> httpx.AsyncClient:
+    """The client of one server: its timeouts, connection limit, TLS settings and
+    ``auth``; ``transport`` replaces the network (tests)."""
     return httpx.AsyncClient(
         auth=auth,
+        transport=transport,
         timeout=httpx.Timeout(server.timeout, connect=min(server.timeout, 10.0)),
         limits=httpx.Limits(max_connections=server.max_connections, max_keepalive_connections=server.max_connections),
         verify=ssl_context(server),

@@ -172,15 +172,7 @@ class FolderDir(ListedDir):
         self.folder = folder
 
     def query(self) -> Query:
-        f = self.folder
-        return Query(
-            filters=dict(f.query),
-            min_study_date=f.min_study_date.resolve() if f.min_study_date else None,
-            max_study_date=f.max_study_date.resolve() if f.max_study_date else None,
-            include_fields=f.include_fields,
-            level=f.query_level,
-            limit=f.limit,
-        )
+        return self.folder.study_query()
 
     async def _resolve(self) -> dict[str, Node]:
         server = self.folder.server
