@@ -85,7 +85,8 @@ def fuse_options(user_options: list[str], source: str = "trolleyfs") -> set[str]
 
 
 def op_deadline(config: Config) -> float:
-    """How long one filesystem operation may take, all retries included."""
+    """How long one filesystem operation may go without progress (no remote
+    answer arriving), all retries included (see :mod:`trolleyfs.fs`)."""
     return max((s.timeout * (s.retries + 2) for s in config.servers.values()), default=60.0)
 
 

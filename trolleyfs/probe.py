@@ -12,6 +12,7 @@ import trio
 
 from .config import Config
 from .errors import TrolleyError, Unavailable
+from .idle import idle_deadline, overall_bound
 from .model import Instance, Query, Study
 from .servers import Remote, open_remotes
 from .shared.settings import SharedConfig
@@ -51,7 +52,7 @@ async def probe(config: Config, retrieve: bool = True) -> list[Row]:
             t0 = time.monotonic()
             studies: list[Study] = []
             try:
-                with trio.fail_after(deadline):
+                with idle_deadline(deadline, overall_bound(deadline)):
                     studies = await remote.searcher.find_studies(Query(limit=1))
                 detail = f"answered ({len(studies)} study)" if studies else "answered (no studies)"
                 rows.append(
@@ -106,7 +107,7 @@ async def _probe_retrieve(remote: Remote, study: Study | None, deadline: float) 
     if study is None:
         return row(True, "not tried (no instance found to read)")
     try:
-        with trio.fail_after(deadline):
+        with idle_deadline(deadline, overall_bound(deadline)):
             instance = await _first_instance(remote, study)
     except (TrolleyError, trio.TooSlowError) as exc:
         return row(True, f"not tried (no instance could be listed to read: {_failure(exc, deadline)})")
@@ -114,7 +115,7 @@ async def _probe_retrieve(remote: Remote, study: Study | None, deadline: float) 
         return row(True, "not tried (no instance found to read)")
     t0 = time.monotonic()
     try:
-        with trio.fail_after(deadline):
+        with idle_deadline(deadline, overall_bound(deadline)):
             data = await remote.fetcher.fetch_instance(instance.ref)
     except (TrolleyError, trio.TooSlowError) as exc:
         return row(False, _failure(exc, deadline))

@@ -8,6 +8,10 @@ C-FIND per study for its series (and one per series for its instances), each
 with its own deadline, so ``Study.series`` / ``Series.instances`` come back
 filled and the tree needs no further round trips.
 
+A deadline bounds silence, not the answer: a C-FIND goes on while its rows
+keep arriving, however many there are, and fails once the peer says nothing
+for ``timeout`` (see :class:`~trolleyfs.transport.dimse.Association`).
+
 Every failure is an error, never an empty listing: a final status other than
 success, a rejected or aborted association, no answer in time."""
 
