@@ -1,9 +1,43 @@
-"""Test certificates made with openssl: a CA, and leaf certificates it signs."""
+"""Test certificates: a throw-away self-signed certificate and its key
+(cryptography, in process), for configs that name TLS files (the loader reads
+them as a TLS connection would); and a CA with leaf certificates it signs,
+made with openssl, for TLS servers."""
 
 from __future__ import annotations
 
+import datetime as dt
 import subprocess
 from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+
+def self_signed(directory: Path, name: str = "trolleyfs-test") -> tuple[Path, Path]:
+    """``(cert.pem, key.pem)`` in ``directory``: a CA certificate that can
+    also serve as a client certificate, and its unencrypted key."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=2))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return cert_path, key_path
 
 
 def openssl(cwd: Path, *args: str) -> None:

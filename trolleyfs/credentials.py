@@ -9,11 +9,11 @@ value.  Turning these into httpx authentication is :mod:`trolleyfs.transport.aut
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import ClassVar
 
-from .tomltable import Table
+from .tomltable import Table, control_problem
 
 
 class Secret:
@@ -95,25 +95,64 @@ AuthConfig = NoAuth | BasicLogin | BearerToken | VitreaLogin | OAuth2Client
 AUTH_KINDS: tuple[type[AuthConfig], ...] = (NoAuth, BasicLogin, BearerToken, VitreaLogin, OAuth2Client)
 
 
+_ENV_NAME = re.compile(r"[^=\s]+")
+
+
 def read_secret(t: Table, base: str) -> Secret:
-    """``base``, ``base_env`` or ``base_file`` from a table: exactly one of them."""
+    """``base``, ``base_env`` or ``base_file`` from a table: exactly one of
+    them.  The secret is one line (it goes into a header or a login form): a
+    control character in it (a newline left in an environment variable) is a
+    config error, never a request that fails later."""
     given = [k for k in (base, f"{base}_env", f"{base}_file") if k in t.data]
     if len(given) > 1:
         raise t.error(given[1], f"give only one of {', '.join(given)}")
     if not given:
         raise t.error(base, f"is missing (give {base}, {base}_env or {base}_file)")
     key = given[0]
-    value = t.require(key, str)
-    if key.endswith("_env"):
-        if value not in os.environ:
-            raise t.error(key, f"environment variable {value} is not set")
-        return Secret(os.environ[value])
     if key.endswith("_file"):
+        path = t.local_path(key)
+        assert path is not None
         try:
-            return Secret(Path(value).expanduser().read_text().strip())
-        except OSError as exc:
-            raise t.error(key, f"cannot read {value}: {exc.strerror or exc}") from None
+            value = t.read_small(key, path).decode("utf-8").strip()
+        except UnicodeDecodeError:
+            raise t.error(key, f"{path} is not UTF-8 text") from None
+        where = f"the content of {path}"
+    elif key.endswith("_env"):
+        name = t.require(key, str)
+        if not _ENV_NAME.fullmatch(name):
+            raise t.error(key, f"{name!r} is not an environment variable name")
+        if name not in os.environ:
+            raise t.error(key, f"environment variable {name} is not set")
+        value, where = os.environ[name], f"environment variable {name}"
+    else:
+        value, where = t.require(key, str), ""
+    problem = control_problem(value)
+    if problem:
+        raise t.error(key, f"{where}: {problem}" if where else problem)
     return Secret(value)
+
+
+def check_tls_files(t: Table, ca: str | None, cert: str | None, key: str | None) -> None:
+    """``ca_bundle`` holds CA certificates and ``client_cert`` (with
+    ``client_key``) a certificate and an unencrypted key that match, loaded
+    the way a TLS connection will load them: a file that is not either is a
+    config error now, not a failure at the first connection."""
+    import ssl  # here: the config of most mounts has no TLS files
+
+    if ca:
+        try:
+            ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cafile=ca)
+        except (ssl.SSLError, OSError, ValueError) as exc:
+            raise t.error("ca_bundle", f"{ca} holds no usable CA certificate: {exc}") from None
+    if cert:
+
+        def no_prompt() -> str:  # never let OpenSSL ask on the terminal
+            raise t.error("client_key", "is encrypted: give an unencrypted key")
+
+        try:
+            ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_cert_chain(cert, key, password=no_prompt)
+        except (ssl.SSLError, OSError, ValueError) as exc:
+            raise t.error("client_cert", f"cannot use the certificate/key: {exc}") from None
 
 
 def parse_auth(t: Table) -> AuthConfig:
@@ -129,7 +168,10 @@ def parse_auth(t: Table) -> AuthConfig:
             allowed |= {f"{k}_env", f"{k}_file"}
     t.check_keys(allowed)
     if kind == BasicLogin.type:
-        return BasicLogin(username=t.require("username", str), password=read_secret(t, "password"))
+        username = t.require("username", str)
+        if ":" in username:
+            raise t.error("username", "must not contain ':' (HTTP basic authentication cannot send it)")
+        return BasicLogin(username=username, password=read_secret(t, "password"))
     if kind == BearerToken.type:
         return BearerToken(token=read_secret(t, "token"))
     if kind == VitreaLogin.type:

@@ -18,7 +18,7 @@ from dataclasses import replace
 
 import trio
 
-from .config import Config
+from .config import Config, load
 from .errors import UserError
 from .logs import setup_logging
 from .probe import preflight
@@ -26,7 +26,6 @@ from .sdnotify import notify
 from .stats import Stats
 from .webdav.app import SHUTDOWN_WAIT_S, build_app, build_server
 from .webdav.bridge import Bridge
-from .webdav.core_tmp import load
 from .webdav.gate import Counts
 from .webdav.resources import TreeProvider
 from .webdav.settings import WebdavConfig, check_exposure, parse_listen
@@ -131,7 +130,8 @@ def _fetched(stats: Stats) -> str:
 
 
 def run_webdav(args: argparse.Namespace) -> int:
-    cfg, wd = load(args.config)
+    cfg = load(args.config)
+    wd = cfg.webdav or WebdavConfig()
     for w in cfg.warnings:
         print(f"trolleyfs: warning: {w}", file=sys.stderr)
     if args.listen:

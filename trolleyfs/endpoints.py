@@ -7,6 +7,7 @@ registry's business (:mod:`trolleyfs.protocols`)."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Self
 
@@ -72,9 +73,7 @@ class QidoEndpoint(UrlEndpoint):
     @classmethod
     def from_table(cls, t: Table) -> Self:
         t.check_keys({"protocol", "url", "page_size", "space_as"})
-        page_size = t.get("page_size", int, 1000)
-        if page_size < 1:
-            raise t.error("page_size", "must be at least 1")
+        page_size = t.integer("page_size", 1000, 1, 100_000)
         return cls(url=t.url("url"), page_size=page_size, space_as=_space_as(t))
 
 
@@ -108,16 +107,28 @@ class Rad69Endpoint(UrlEndpoint):
     def from_table(cls, t: Table) -> Self:
         t.check_keys({"protocol", "url", "ignore_errors"})
         ignore = t.get("ignore_errors", list, [])
-        if not all(isinstance(x, str) for x in ignore):
-            raise t.error("ignore_errors", "must be an array of strings")
+        if not all(isinstance(x, str) and x.isprintable() for x in ignore):
+            raise t.error("ignore_errors", "must be an array of strings (error codes)")
         return cls(url=t.url("url"), ignore_errors=tuple(ignore))
 
 
 def _aet(t: Table, key: str, default: str) -> str:
     aet = t.get(key, str, default)
-    if not 0 < len(aet) <= 16 or "\\" in aet or not aet.isprintable():
-        raise t.error(key, f"{aet!r} is not a valid AE title (1-16 printable characters)")
+    if not 0 < len(aet) <= 16 or "\\" in aet or not (aet.isascii() and aet.isprintable()) or not aet.strip():
+        raise t.error(key, f"{aet!r} is not a valid AE title (1-16 printable ASCII characters, not all spaces)")
     return aet
+
+
+# a host name or an IPv4/IPv6 address (IPv6 without brackets, as sockets take it)
+_HOST = re.compile(r"[A-Za-z0-9_.:%-]{1,253}")
+
+
+def _host(t: Table, key: str, default: str | None = None) -> str:
+    host = t.get(key, str, default) if default is not None else t.require(key, str)
+    assert host is not None
+    if not _HOST.fullmatch(host) or host.startswith(("-", ".")):
+        raise t.error(key, f"{host!r} is not a host name or IP address")
+    return host
 
 
 @dataclass(frozen=True)
@@ -147,7 +158,7 @@ def _port(t: Table, key: str) -> int:
 
 def _ae_fields(t: Table) -> dict[str, Any]:
     called, calling = _aet(t, "called_aet", "ANY-SCP"), _aet(t, "calling_aet", "TROLLEYFS")
-    return {"host": t.require("host", str), "port": _port(t, "port"), "called_aet": called, "calling_aet": calling}
+    return {"host": _host(t, "host"), "port": _port(t, "port"), "called_aet": called, "calling_aet": calling}
 
 
 @dataclass(frozen=True)
@@ -179,6 +190,7 @@ class CMoveEndpoint(AeEndpoint):
         store_host = t.get("store_host", str, "0.0.0.0")
         if not store_host.strip():
             raise t.error("store_host", "must be an address to listen on (e.g. 0.0.0.0)")
+        store_host = _host(t, "store_host", "0.0.0.0")
         return cls(
             **fields,
             store_port=_port(t, "store_port"),

@@ -20,13 +20,23 @@ class UserError(TrolleyError):
     """A mistake in what the user gave us: printed as one line, exit code 2."""
 
 
+def one_line(text: str) -> str:
+    """``text`` with every character that is not printable (a newline, NUL, a
+    control or separator character a config value may carry) escaped, so that
+    a message quoting it stays one line."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
+
+
 class ConfigError(UserError):
-    """A problem in the config file; the message names file, key and problem."""
+    """A problem in the config file; the message names file, key and problem,
+    in one line whatever the key and the values quoted hold."""
 
     def __init__(self, path: str, key: str | None, problem: str) -> None:
         self.path, self.key, self.problem = str(path), key, problem
         where = f"{self.path}: {key}: " if key else f"{self.path}: "
-        super().__init__(where + problem)
+        super().__init__(one_line(where + problem))
 
 
 class RemoteError(TrolleyError):

@@ -55,6 +55,8 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
                 "syntaxes",
                 "rootnames",
                 "deid",
+                "folders",
+                "idle",
                 "logs",
                 "sdnotify",
             }

@@ -48,19 +48,30 @@ class _Formatter(string.Formatter):
 _FMT = _Formatter()
 
 
+# A format spec a name may use: fill and alignment, sign, zero padding, a width
+# and precision of at most three digits, a grouping and a number type.  Nothing
+# that can fail on a value a server sends (``!x``, ``:c``) or render a name of
+# megabytes (``:99999999``).
+_SPEC = re.compile(r"(.?[<>=^])?[-+ ]?z?#?0?\d{0,3}[,_]?(\.\d{1,3})?[bdeEfFgGnoxX%]?")
+
+
 def check_template(template: str) -> None:
     """Raise ValueError if ``template`` is not usable."""
     from pydicom.datadict import tag_for_keyword
 
     try:
-        fields = [f for _, f, _, _ in _FMT.parse(template) if f is not None]
+        parts = [(f, spec, conv) for _, f, spec, conv in _FMT.parse(template) if f is not None]
     except ValueError as exc:
         raise ValueError(f"bad template {template!r}: {exc}") from None
-    if not fields:
+    if not parts:
         raise ValueError(f"template {template!r} names no DICOM keyword")
-    for f in fields:
+    for f, spec, conv in parts:
         if not f or tag_for_keyword(f) is None:
             raise ValueError(f"template {template!r}: {f!r} is not a DICOM keyword")
+        if conv is not None:
+            raise ValueError(f"template {template!r}: {{{f}!{conv}}}: conversions are not allowed")
+        if spec and not _SPEC.fullmatch(spec):
+            raise ValueError(f"template {template!r}: {{{f}:{spec}}} is not a format for a name (e.g. :03)")
 
 
 def display_value(keyword: str, value: str) -> str:

@@ -14,6 +14,7 @@ import trio
 from .cluster.settings import SharedConfig
 from .config import Config
 from .errors import TrolleyError, Unavailable, UserError
+from .idle import idle_deadline, overall_bound
 from .listings.disk import holds as saved_listings_held
 from .listings.identity import server_identity
 from .model import Instance, Query, Study
@@ -54,7 +55,7 @@ async def probe(config: Config, retrieve: bool = True) -> list[Row]:
             t0 = time.monotonic()
             studies: list[Study] = []
             try:
-                with trio.fail_after(deadline):
+                with idle_deadline(deadline, overall_bound(deadline)):
                     studies = await remote.searcher.find_studies(Query(limit=1))
                 detail = f"answered ({len(studies)} study)" if studies else "answered (no studies)"
                 rows.append(
@@ -127,7 +128,7 @@ async def _probe_retrieve(remote: Remote, study: Study | None, deadline: float) 
     if study is None:
         return row(True, "not tried (no instance found to read)")
     try:
-        with trio.fail_after(deadline):
+        with idle_deadline(deadline, overall_bound(deadline)):
             instance = await _first_instance(remote, study)
     except (TrolleyError, trio.TooSlowError) as exc:
         return row(True, f"not tried (no instance could be listed to read: {_failure(exc, deadline)})")
@@ -135,7 +136,7 @@ async def _probe_retrieve(remote: Remote, study: Study | None, deadline: float) 
         return row(True, "not tried (no instance found to read)")
     t0 = time.monotonic()
     try:
-        with trio.fail_after(deadline):
+        with idle_deadline(deadline, overall_bound(deadline)):
             data = await remote.fetcher.fetch_instance(instance.ref)
     except (TrolleyError, trio.TooSlowError) as exc:
         return row(False, _failure(exc, deadline))

@@ -51,3 +51,36 @@ def test_mount_options():
         fuse_options(["rw"])
     with pytest.raises(cli.UserError, match="unknown mount option 'max_readahead=1'"):
         fuse_options(["max_readahead=1"])
+
+
+# A config whose only fault is the value under test: without that value
+# ``check`` would go on to probe the server (nothing listens at port 9: exit 1).
+ISSUE_17_CONFIG = """
+[servers.pacs]
+search   = {{ protocol = "qido-rs", url = "http://127.0.0.1:9/dicom-web" }}
+retrieve = {{ protocol = "wado-rs", url = "http://127.0.0.1:9/dicom-web" }}
+{server}
+
+[[folders]]
+name = "recent"
+{folder}
+"""
+
+
+@pytest.mark.parametrize(
+    "server, folder, key",
+    [
+        ("", 'min_study_date = "-99999999y"', "folders[0].min_study_date"),
+        ("timeout = inf", "", "servers.pacs.timeout"),
+        ("timeout = nan", "", "servers.pacs.timeout"),
+        ("timeout = 1e308", "", "servers.pacs.timeout"),
+    ],
+)
+def test_a_bad_value_is_one_line_and_exit_2_before_anything_is_asked(tmp_path, capsys, server, folder, key):
+    cfg = tmp_path / "p.toml"
+    cfg.write_text(ISSUE_17_CONFIG.format(server=server, folder=folder))
+    assert cli.main(["check", str(cfg)]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""  # no "config ok", no probe
+    assert err.count("\n") == 1 and err.startswith(f"trolleyfs: {cfg}: {key}: "), err
+    assert "Traceback" not in err

@@ -9,6 +9,7 @@ import os
 
 import pytest
 
+from tests.certs import self_signed
 from trolleyfs.cluster.settings import DEFAULT_TTL_S, parse_duration
 from trolleyfs.config import ConfigError, load, parse
 
@@ -80,14 +81,25 @@ def test_each_mistake_is_one_line_naming_the_key(lines, key, problem):
 
 
 def test_a_tls_table_names_files_that_exist(tmp_path):
-    ca = tmp_path / "ca.pem"
-    ca.write_text("x")
-    s = shared(f'url = "rediss://h:6380"\nca_bundle = "{ca}"\nclient_cert = "{ca}"\nclient_key = "{ca}"')
+    ca, key = self_signed(tmp_path)
+    s = shared(f'url = "rediss://h:6380"\nca_bundle = "{ca}"\nclient_cert = "{ca}"\nclient_key = "{key}"')
     assert s.tls and s.ca_bundle == str(ca) and s.client_cert == str(ca) and s.verify
     with pytest.raises(ConfigError, match="client_key: needs client_cert"):
         shared(f'url = "rediss://h"\nclient_key = "{ca}"')
     with pytest.raises(ConfigError, match="ca_bundle: cannot be used with verify = false"):
         shared(f'url = "rediss://h"\nca_bundle = "{ca}"\nverify = false')
+
+
+def test_tls_files_are_loaded_as_tls_loads_them(tmp_path):
+    ca, key = self_signed(tmp_path)
+    junk = tmp_path / "junk.pem"
+    junk.write_text("x")
+    with pytest.raises(ConfigError, match=r"cache\.shared\.ca_bundle: .*junk.pem holds no usable CA certificate"):
+        shared(f'url = "rediss://h"\nca_bundle = "{junk}"')
+    with pytest.raises(ConfigError, match=r"cache\.shared\.client_cert: cannot use the certificate/key"):
+        shared(f'url = "rediss://h"\nclient_cert = "{ca}"\nclient_key = "{junk}"')
+    with pytest.raises(ConfigError, match=r"cache\.shared\.ca_bundle: .* is not a regular file"):
+        shared('url = "rediss://h"\nca_bundle = "/dev/zero"')
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,7 @@ ConfigError naming the file, the key and the problem."""
 from __future__ import annotations
 
 import datetime as dt
+import os
 
 import pytest
 
@@ -89,7 +90,7 @@ def _broken(old: str, new: str) -> str:
         (
             _broken('password = "s3cr3t-pw"', 'password_file = "/no/such/file"'),
             "servers.pacs.auth.password_file",
-            "cannot read",
+            "no such file",
         ),
         (_broken('type = "basic"', 'type = "kerberos"'), "servers.pacs.auth.type", "unknown auth type"),
         (
@@ -102,7 +103,7 @@ def _broken(old: str, new: str) -> str:
         (_broken('name  = "recent-ct"', "name  = 12"), "folders[0].name", "must be a string"),
         (_broken('name  = "recent-ct"', 'name  = "a/b"'), "folders[0].name", "not usable"),
         (_broken('name  = "recent-ct"', 'name  = "by-uid"'), "folders[0].name", "reserved"),
-        (GOOD + "\n[cache]\nmemory_mb = 1\n", "cache.memory_mb", "at least"),
+        (GOOD + "\n[cache]\nmemory_mb = 1\n", "cache.memory_mb", "between 16 and"),
         (GOOD + '\n[names]\nstudy = "{NoSuchKeyword}"\n', "names.study", "not a DICOM keyword"),
         (GOOD + "\n[extra]\nx = 1\n", "extra", "unknown key"),
         (_broken('max_study_date = "-7d"', 'max_study_date = "2019-01-01"'), "folders[0].min_study_date", "after"),
@@ -229,3 +230,79 @@ def test_space_as_per_search_endpoint():
     )
     assert parse(text, "pacs.toml").servers["pacs"].search.space_as == "?"
     assert parse(GOOD, "pacs.toml").servers["pacs"].search.space_as == "%20"
+
+
+# Values that passed validation before and then failed the first `ls` (or
+# hung, or crashed the loader): each is one ConfigError naming its key now.
+_DIMSE = GOOD.replace(
+    'search   = { protocol = "qido-rs", url = "http://127.0.0.1:8042/dicom-web" }',
+    'search   = { protocol = "dicom-qr", host = "127.0.0.1", port = 4242, called_aet = "ORTHANC" }',
+)
+
+
+@pytest.mark.parametrize(
+    "text, key, words",
+    [
+        (_broken('"2020-01-01"', '"-99999999y"'), "folders[0].min_study_date", "more than 200 years"),
+        (_broken('"2020-01-01"', '"-73001d"'), "folders[0].min_study_date", "more than 200 years"),
+        (_broken('"2020-01-01"', '"00010101"'), "folders[0].min_study_date", "is not between 1800-01-01"),
+        (_broken('"2020-01-01"', "2020-01-01T10:00:00"), "folders[0].min_study_date", "date-time"),
+        (_broken("[[folders]]", "timeout = inf\n[[folders]]"), "servers.pacs.timeout", "finite"),
+        (_broken("[[folders]]", "timeout = nan\n[[folders]]"), "servers.pacs.timeout", "finite"),
+        (_broken("[[folders]]", "timeout = 1e308\n[[folders]]"), "servers.pacs.timeout", "at most 3600"),
+        (_broken("[[folders]]", "timeout = 1" + "0" * 400 + "\n[[folders]]"), "servers.pacs.timeout", "too large"),
+        (GOOD + "\n[cache]\nfolder_ttl = inf\n", "cache.folder_ttl", "finite"),
+        (GOOD + "\n[cache]\nseries_ttl = 1e12\n", "cache.series_ttl", "at most"),
+        (GOOD + "\n[cache]\nmemory_mb = 9223372036854775807\n", "cache.memory_mb", "between 16 and"),
+        (GOOD + '\n[cache]\ndisk_dir = "~no-such-user-trolleyfs/c"\n', "cache.disk_dir", "cannot expand"),
+        (GOOD + '\n[cache]\ndisk_dir = "/dev/null"\n', "cache.disk_dir", "not a directory"),
+        (_broken('PatientName = "TEST*"', 'PatientName = "TEST\\u0000*"'), "folders[0].query.PatientName", "control"),
+        (_broken('PatientName = "TEST*"', f'PatientName = "{"A" * 65}"'), "folders[0].query.PatientName", "longer"),
+        (_broken('name  = "recent-ct"', 'name = "a\\nb"'), "folders[0].name", "control"),
+        (_broken('password = "s3cr3t-pw"', 'password = "pw\\r\\nX-Evil: 1"'), "servers.pacs.auth.password", "control"),
+        (
+            _broken('password = "s3cr3t-pw"', 'password_file = "/dev/zero"'),
+            "servers.pacs.auth.password_file",
+            "regular",
+        ),
+        (_broken('username = "alice"', 'username = "al:ice"'), "servers.pacs.auth.username", "':'"),
+        (
+            _broken('url = "http://127.0.0.1:8042/dicom-web" }\nretrieve', 'url = "http://[::1" }\nretrieve'),
+            "servers.pacs.search.url",
+            "usable URL",
+        ),
+        (_broken("[[folders]]", 'ca_bundle = "/dev/zero"\n[[folders]]'), "servers.pacs.ca_bundle", "regular"),
+        (_DIMSE.replace('called_aet = "ORTHANC"', 'called_aet = "ÄRZTE"'), "servers.pacs.search.called_aet", "ASCII"),
+        (_DIMSE.replace('called_aet = "ORTHANC"', 'called_aet = "    "'), "servers.pacs.search.called_aet", "AE title"),
+        (_DIMSE.replace('host = "127.0.0.1"', 'host = "a b"'), "servers.pacs.search.host", "not a host name"),
+        (GOOD + '\n[names]\nseries = "{SeriesNumber:99999999}"\n', "names.series", "not a format"),
+        (GOOD + '\n[names]\nseries = "{SeriesNumber:c}"\n', "names.series", "not a format"),
+        (GOOD + '\n[names]\nstudy = "{PatientName!x}"\n', "names.study", "conversions"),
+        (GOOD + '\n[cache.shared]\nurl = "redis://[h"\n', "cache.shared.url", "not a URL"),
+        (GOOD + '\n[cache.shared]\nurl = "redis://h"\nttl = nan\n', "cache.shared.ttl", "at least 1 second"),
+        (GOOD + f'\n[cache.shared]\nurl = "redis://h"\nttl = "{"9" * 400}"\n', "cache.shared.ttl", "at most"),
+        ('"a\\nb" = 1', '"a\nb"', "unknown key"),  # the key as it is; the message escapes it
+        ("a = " + "[" * 5000 + "]" * 5000, None, "nested too deeply"),
+        ("a = " + "9" * 5000, None, "not valid TOML"),
+    ],
+)
+def test_values_that_used_to_pass_are_one_config_error(text, key, words):
+    with pytest.raises(ConfigError) as exc:
+        parse(text, "pacs.toml")
+    msg = str(exc.value)
+    assert exc.value.key == key and words in msg and "\n" not in msg, msg
+
+
+def test_a_fifo_is_not_read_as_a_config(tmp_path):
+    fifo = tmp_path / "p.toml"
+    os.mkfifo(fifo)
+    with pytest.raises(ConfigError, match="is not a regular file"):
+        load(fifo)  # reading it would block for ever
+
+
+def test_dates_resolve_for_centuries_to_come():
+    far = dt.date(2999, 1, 1)
+    for text in ("-200y", "-73000d", "-10428w", "-2433m", "today", "1800-01-01", "99991231"):
+        spec = parse_date(text)
+        assert len(spec.resolve(far).strftime("%Y%m%d")) == 8
+        assert len(spec.resolve().strftime("%Y%m%d")) == 8

@@ -15,6 +15,7 @@ import trio
 from pydicom.dataset import Dataset
 from pynetdicom.dsutils import decode, encode
 
+from tests.servers.slowfind import SlowFind
 from trolleyfs.endpoints import Server
 from trolleyfs.errors import ProtocolError, Unavailable
 from trolleyfs.model import InstanceRef, Query, SeriesRef
@@ -320,3 +321,29 @@ def test_a_dataset_cut_short_is_refused_by_the_cget_receiver(sample_files: list[
     assert receiver.on_store(_StoreEvent(whole)) == 0x0000
     assert receiver.on_store(_StoreEvent(cut)) == 0xC000  # "cannot understand": never delivered
     assert len(got) == 1 and "is damaged or incomplete" in str(receiver.errors[0])
+
+
+# --------------------------------------------------------------------------- deadlines bound silence, not progress
+
+
+def _slow_server(scp: SlowFind, timeout: float) -> Server:
+    ep = Endpoint("dicom-qr", host=scp.host, port=scp.port, called_aet=scp.aet)
+    return Server("slow", ep, Endpoint("c-get", host=scp.host, port=scp.port), timeout=timeout, retries=0)
+
+
+async def test_an_answer_longer_than_the_timeout_is_read_whole_while_it_keeps_coming() -> None:
+    timeout = 1.5
+    with SlowFind(rows=1500, every=100, pause=0.4) as scp:  # pauses alone: 4x the timeout
+        assert scp.total_pause() >= 4 * timeout and scp.longest_pause() < timeout / 3
+        server = _slow_server(scp, timeout)
+        studies = await DicomQR(server, server.search).find_studies(Query())
+        assert len({s.uid for s in studies}) == 1500 and scp.answers == 1
+
+
+async def test_silence_in_the_middle_of_an_answer_ends_it_and_says_so() -> None:
+    timeout = 1.5
+    with SlowFind(rows=300, every=100, pause=0.01, gap=3 * timeout, gap_after=150) as scp:
+        server = _slow_server(scp, timeout)
+        with pytest.raises(Unavailable, match=r"no answer from SLOWFIND@.* for 1\.5 s \(it had begun to answer\)"):
+            await DicomQR(server, server.search).find_studies(Query())
+        assert scp.answers == 0

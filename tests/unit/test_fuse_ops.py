@@ -17,6 +17,7 @@ from tests.fakes.fuse import CTX, DEADLINE
 from trolleyfs.errors import NotFound, TrolleyError, Unavailable
 from trolleyfs.fuse.ops import Operations
 from trolleyfs.fuse.pagecache import PagePusher
+from trolleyfs.idle import overall_bound, progress
 from trolleyfs.stats import Stats
 from trolleyfs.tree.base import DirNode, FileNode, ListedDir, Node, StaticDir
 from trolleyfs.tree.inodes import ROOT_INO, InodeTable, UidIndex
@@ -175,6 +176,67 @@ async def test_an_operation_past_its_deadline_is_eio(world: World, autojump_cloc
     ino = (await world.lookup("slow.dcm")).st_ino
     assert await fuse_errno(world.ops.open(ino, os.O_RDONLY, CTX)) == errno.EIO
     assert world.stats.errors == {"ETIMEDOUT": 1}
+
+
+class TricklingDir(ListedDir):
+    """A listing whose answer arrives in ``gaps`` (each gap ends with a row:
+    progress, as a C-FIND row or a body chunk reports it), then ends, or
+    falls silent for ever with ``then_silent``."""
+
+    def __init__(self, name: str, parent: StaticDir, gaps: list[float], then_silent: bool = False) -> None:
+        super().__init__(name, parent, 0.0, ttl=300.0)
+        self.gaps, self.then_silent = gaps, then_silent
+
+    async def _resolve(self) -> dict[str, Node]:
+        for gap in self.gaps:
+            await trio.sleep(gap)
+            progress()
+        if self.then_silent:
+            await trio.sleep_forever()
+        return {f"f{i}.dcm": FakeFile(f"f{i}.dcm", self, b"x") for i in range(len(self.gaps))}
+
+
+async def test_a_listing_that_keeps_arriving_is_not_cut_by_the_operation_deadline(
+    world: World, autojump_clock: trio.abc.Clock
+) -> None:
+    slow = TricklingDir("slow", world.root, [DEADLINE * 0.9] * 10)  # nine deadlines long, never one silent
+    world.root.add([slow])
+    ino = (await world.lookup("slow")).st_ino
+    looked_up: list[int] = []
+
+    async def lookup_meanwhile() -> None:  # waits for the same listing: its deadline sees that progress too
+        looked_up.append((await world.lookup("f3.dcm", parent=ino)).st_ino)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(world.ops.opendir, ino, CTX)
+        await trio.sleep(DEADLINE * 0.5)
+        nursery.start_soon(lookup_meanwhile)
+    assert len(looked_up) == 1 and world.stats.errors == {}
+    assert trio.current_time() == pytest.approx(9 * DEADLINE)
+
+
+async def test_a_listing_that_falls_silent_is_eio_one_deadline_after_its_last_progress(
+    world: World, autojump_clock: trio.abc.Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    world.root.add([TricklingDir("stalls", world.root, [DEADLINE * 0.9] * 3, then_silent=True)])
+    ino = (await world.lookup("stalls")).st_ino
+    start = trio.current_time()
+    assert await fuse_errno(world.ops.opendir(ino, CTX)) == errno.EIO
+    assert trio.current_time() - start == pytest.approx(3 * DEADLINE * 0.9 + DEADLINE)
+    assert world.stats.errors == {"ETIMEDOUT": 1}
+    assert f"opendir: no answer within {DEADLINE:.0f} s" in caplog.text
+
+
+async def test_a_listing_that_never_ends_is_eio_at_the_overall_bound(
+    world: World, autojump_clock: trio.abc.Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    bound = overall_bound(DEADLINE)
+    world.root.add([TricklingDir("endless", world.root, [DEADLINE * 0.5] * int(bound / DEADLINE * 3))])
+    ino = (await world.lookup("endless")).st_ino
+    start = trio.current_time()
+    assert await fuse_errno(world.ops.opendir(ino, CTX)) == errno.EIO
+    assert trio.current_time() - start == pytest.approx(bound)
+    assert f"opendir: not done after {bound:.0f} s" in caplog.text
 
 
 async def test_every_write_is_erofs(world: World) -> None:

@@ -1,18 +1,17 @@
 """The ``[webdav]`` table: the documented shape parses, every mistake is one
-ConfigError naming the key, the loopback rule, and the config with the table
-read beside the rest (the temporary loader in webdav/core_tmp.py)."""
+ConfigError naming the key, the loopback rule, and the config read with the
+table as without it."""
 
 from __future__ import annotations
 
-import datetime as dt
+from dataclasses import replace
 
 import pytest
 
-from trolleyfs.config import ConfigError, parse
+from trolleyfs.config import ConfigError, load, parse
 from trolleyfs.errors import UserError
 from trolleyfs.tomltable import Table
-from trolleyfs.webdav.core_tmp import _toml, load
-from trolleyfs.webdav.settings import Listen, check_exposure, is_loopback, parse_listen, parse_webdav
+from trolleyfs.webdav.settings import Listen, WebdavConfig, check_exposure, is_loopback, parse_listen, parse_webdav
 
 BASE = """
 [servers.pacs]
@@ -80,7 +79,7 @@ def test_the_documented_table_parses(tmp_path, monkeypatch):
         ({"tls_cert": "/no/c.pem", "tls_key": "/no/k.pem"}, "webdav.tls_cert", "no such file"),
         ({"users": {"alice": {"password_env": "TFS_UNIT_UNSET_VAR"}}}, "webdav.users.alice.password_env", "not set"),
         ({"users": {"alice": {}}}, "webdav.users.alice.password", "is missing"),
-        ({"users": {"a:b": {"password": "x"}}}, "webdav.users.a:b", "user name"),
+        ({"users": {"a:b": {"password": "x"}}}, 'webdav.users."a:b"', "user name"),
         ({"users": {"alice": {"password": ""}}}, "webdav.users.alice", "empty"),
         ({"users": {"alice": {"password": "x", "role": "admin"}}}, "webdav.users.alice.role", "unknown key"),
         ({"threads": 0}, "webdav.threads", "between"),
@@ -128,35 +127,20 @@ def test_the_config_with_the_table_is_the_config_without_it(tmp_path, monkeypatc
         BASE + '\n[webdav]\nlisten = "127.0.0.1:9090"\nusers = { alice = { password_env = "TFS_UNIT_ALICE" } }\n'
     )
     path.chmod(0o600)
-    cfg, wd = load(str(path))
-    assert cfg == parse(BASE, str(path))  # the rest read exactly as config.load reads it
-    assert wd.listen.port == 9090 and wd.users["alice"].get() == "pw-alice"
+    cfg = load(str(path))
+    wd = cfg.webdav
+    assert replace(cfg, webdav=None) == parse(BASE, str(path))  # the rest read as without the table
+    assert wd is not None and wd.listen.port == 9090 and wd.users["alice"].get() == "pw-alice"
     assert cfg.warnings == ()
     without = tmp_path / "plain.toml"
     without.write_text(BASE)
-    cfg2, wd2 = load(str(without))
-    assert cfg2.folders == cfg.folders and wd2.listen.port == 8080
-    # a readable file with an inline password is warned about, as config.load does
+    assert load(str(without)).webdav is None  # `trolleyfs webdav` then listens on its default, 8080
+    assert WebdavConfig().listen.port == 8080
+    # a readable file with an inline password is warned about, as for the servers' passwords
     path.write_text(BASE + '\n[webdav]\nusers = { alice = { password = "inline" } }\n')
     path.chmod(0o644)
-    assert any("can be read by others" in w for w in load(str(path))[0].warnings)
+    assert any("can be read by others" in w for w in load(str(path)).warnings)
     # a mistake in the table is one line naming it
     path.write_text(BASE + '\n[webdav]\nlisten = "nowhere"\n')
     with pytest.raises(ConfigError, match=r"pacs.toml: webdav.listen: 'nowhere' is not HOST:PORT"):
         load(str(path))
-
-
-def test_toml_rewriting_keeps_every_kind_of_value():
-    import tomllib
-
-    data = {
-        "s": 'quote " backslash \\ newline \n tab \t del \x7f ü',
-        "i": -3,
-        "f": 2.5,
-        "b": False,
-        "d": dt.date(2020, 1, 2),
-        "t": dt.datetime(2020, 1, 2, 3, 4, 5, tzinfo=dt.UTC),
-        "l": [1, "two", {"three": 3}],
-        "nested": {"a b": {"c.d": [True]}},
-    }
-    assert tomllib.loads(_toml(data)) == data

@@ -10,20 +10,23 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 import re
 import stat
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from ..credentials import Secret, read_secret
-from ..tomltable import Table
+from ..credentials import Secret, check_tls_files, read_secret
+from ..tomltable import Table, control_problem
 
 DEFAULT_TTL_S = 30 * 86400.0
 KEY_BYTES = 32  # AES-256
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw]?)$")
 _UNIT_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-_PREFIX = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_PREFIX = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+MAX_TTL_S = 3650 * 86400.0  # ten years
+MAX_TLS_FILE_BYTES = 16 << 20
 
 
 @dataclass(frozen=True)
@@ -62,19 +65,28 @@ def parse_duration(value: object) -> float:
     if isinstance(value, bool):
         raise ValueError("must be a duration, not a boolean")
     if isinstance(value, (int, float)):
-        seconds = float(value)
+        try:
+            seconds = float(value)
+        except OverflowError:
+            seconds = math.inf
     elif isinstance(value, str) and (m := _DURATION.match(value.strip().lower())):
         seconds = float(m.group(1)) * _UNIT_S[m.group(2)]
     else:
         raise ValueError(f"{value!r} is not a duration (use seconds, or a number with s, m, h, d or w: '30d')")
-    if seconds < 1:
-        raise ValueError("must be at least 1 second")
+    if not 1 <= seconds <= MAX_TTL_S:  # also nan and inf
+        raise ValueError(f"must be at least 1 second and at most {MAX_TTL_S / 86400:g} days")
     return seconds
 
 
 def _check_url(t: Table, key: str, url: str, cluster: bool) -> str:
-    parts = urlsplit(url)
-    if parts.scheme not in ("redis", "rediss") or not parts.hostname:
+    problem = control_problem(url)
+    if problem:
+        raise t.error(key, problem)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # a broken [IPv6] host
+        raise t.error(key, f"{url!r} is not a URL: {exc}") from None
+    if parts.scheme not in ("redis", "rediss") or not parts.hostname or url != url.strip():
         raise t.error(key, f"{url!r} is not a redis:// or rediss:// URL")
     if parts.username or parts.password:
         raise t.error(key, "must not hold credentials: use username and password, password_env or password_file")
@@ -85,7 +97,7 @@ def _check_url(t: Table, key: str, url: str, cluster: bool) -> str:
     except ValueError:
         raise t.error(key, f"{url!r} has an invalid port") from None
     db = parts.path.strip("/")
-    if db and not db.isdigit():
+    if db and not (db.isascii() and db.isdigit() and len(db) <= 5):
         raise t.error(key, f"{url!r}: the path must be a database number, like /0")
     if cluster and db not in ("", "0"):
         raise t.error(key, "Redis Cluster has only database 0")
@@ -109,21 +121,12 @@ def _urls(t: Table) -> tuple[tuple[str, ...], bool]:
 
 
 def _file(t: Table, key: str) -> str | None:
-    value = t.get(key, str)
-    if value is None:
-        return None
-    path = Path(value).expanduser()
-    if not path.is_file():
-        raise t.error(key, f"no such file: {value}")
-    return str(path)
+    return t.file(key, MAX_TLS_FILE_BYTES)
 
 
 def read_key(t: Table, path: str) -> Secret:
     """The key file's 32 bytes (raw, hex or base64), kept as hex."""
-    try:
-        raw = Path(path).read_bytes()
-    except OSError as exc:
-        raise t.error("key_file", f"cannot read {path}: {exc.strerror or exc}") from None
+    raw = t.read_small("key_file", path)
     if len(raw) == KEY_BYTES:
         return Secret(raw.hex())
     try:
@@ -181,22 +184,17 @@ def parse_shared(t: Table) -> SharedConfig:
         raise t.error("ca_bundle", "cannot be used with verify = false")
     if key and not cert:
         raise t.error("client_key", "needs client_cert too")
+    check_tls_files(t, ca, cert, key)
     try:
         ttl = parse_duration(t.data.get("ttl", DEFAULT_TTL_S))
     except ValueError as exc:
         raise t.error("ttl", str(exc)) from None
-    timeout = t.get("timeout", float, 2.0)
-    if not 0 < timeout <= 60:
-        raise t.error("timeout", "must be more than 0 and at most 60 seconds")
-    conns = t.get("max_connections", int, 16)
-    if not 1 <= conns <= 256:
-        raise t.error("max_connections", "must be between 1 and 256")
+    timeout = t.number("timeout", 2.0, 0, 60, above=True)
+    conns = t.integer("max_connections", 16, 1, 256)
     prefix = t.get("prefix", str, "trolleyfs")
-    if not _PREFIX.match(prefix):
+    if not _PREFIX.fullmatch(prefix):
         raise t.error("prefix", "may use 1 to 64 letters, digits, '_', '.' and '-'")
-    chunk_kb = t.get("chunk_kb", int, 1024)
-    if not 16 <= chunk_kb <= 64 * 1024:
-        raise t.error("chunk_kb", "must be between 16 and 65536")
+    chunk_kb = t.integer("chunk_kb", 1024, 16, 64 * 1024)
     key_file = _file(t, "key_file")
     return SharedConfig(
         urls=urls,

@@ -4,10 +4,13 @@ Every handler that may wait goes through :func:`_op`, the one place where
 errors become errno values: our errors carry their errno, anything
 unexpected is logged with its traceback and becomes EIO; and the one place
 that bounds an operation's time, so that no ``ls``, ``stat`` or ``open``
-hangs forever.  No exception other than FUSEError ever reaches pyfuse3's
-main loop (which would end the mount).  Three handlers never wait and so have
-no deadline: ``read`` of a file held whole (its bytes came at ``open``; a
-file read in ranges goes through ``_op``), ``forget`` and ``release``.
+hangs forever: an idle deadline (:mod:`trolleyfs.idle`), which the remote
+answers the operation waits for move on while they arrive (a folder listing
+that is a 20,000-row C-FIND is not cut off while rows come in), within an
+overall bound.  No exception other than FUSEError ever reaches pyfuse3's
+main loop (which would end the mount).  Three handlers never wait and so
+have no deadline: ``read`` of a file held whole (its bytes came at ``open``;
+a file read in ranges goes through ``_op``), ``forget`` and ``release``.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import pyfuse3
 import trio
 
 from ..errors import TrolleyError
+from ..idle import IdleDeadline, idle_deadline, overall_bound
 from ..stats import Stats
 from ..tree.base import DirNode, FileNode, Node, Ranges
 from ..tree.inodes import InodeTable
@@ -49,8 +53,10 @@ def _op(
     @functools.wraps(fn)
     async def handler(self: Operations, /, *args: P.args, **kwargs: P.kwargs) -> T:
         self._stats.fuse_ops[name] += 1
+        idle = self._op_deadline
+        deadline: IdleDeadline | None = None
         try:
-            with trio.fail_after(self._op_deadline):
+            with idle_deadline(idle, overall_bound(idle)) as deadline:
                 return await fn(self, *args, **kwargs)
         except pyfuse3.FUSEError:
             raise
@@ -59,7 +65,10 @@ def _op(
             self._stats.errors[errno.errorcode.get(exc.errno, str(exc.errno))] += 1
             raise pyfuse3.FUSEError(exc.errno) from None
         except trio.TooSlowError:
-            log.warning("%s: no answer within %.0f s", name, self._op_deadline)
+            if deadline is not None and deadline.overran:
+                log.warning("%s: not done after %.0f s (answers were still arriving)", name, deadline.overall)
+            else:
+                log.warning("%s: no answer within %.0f s", name, idle)
             self._stats.errors["ETIMEDOUT"] += 1
             raise pyfuse3.FUSEError(errno.EIO) from None
         except Exception:
@@ -87,7 +96,8 @@ class Operations(pyfuse3.Operations):
     enable_acl = False
 
     def __init__(self, inodes: InodeTable, stats: Stats, op_deadline: float) -> None:
-        """``op_deadline``: seconds one operation may take, all retries included."""
+        """``op_deadline``: seconds one operation may go without progress, all
+        retries included (and at most :func:`~trolleyfs.idle.overall_bound` of it in all)."""
         super().__init__()
         self._inodes = inodes
         self._stats = stats

@@ -4,7 +4,7 @@ cluster draws on one bucket per server and limit.
 
 The script reads Redis's own clock (``TIME``), so the nodes' clocks do not
 matter; tests pass a clock of their own (``now``).  It is called through the
-shared tier's :class:`~trolleyfs.shared.link.Link` (redis-py in worker
+shared tier's :class:`~trolleyfs.cluster.link.Link` (redis-py in worker
 threads, its deadline, back-off, ACL user and TLS): one connection pool and
 one notion of "Redis is down" per mount.
 
@@ -31,7 +31,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-from ..shared.link import Link, describe
+from ..cluster.link import Link, describe
 from .gcra import Attempt, LocalBucket
 
 log = logging.getLogger("trolleyfs.limits")

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import trio
 
-from ..shared.link import Link
+from ..cluster.link import Link
 from .gcra import Bucket, LocalBucket, capacity_for
 from .hours import Hours
 from .priority import Priority, Urgency, as_urgency

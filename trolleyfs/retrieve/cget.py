@@ -31,6 +31,7 @@ from pynetdicom import evt
 
 from ..endpoints import CGetEndpoint, Server
 from ..errors import NotFound, ProtocolError, RemoteError, Unavailable
+from ..idle import idle_deadline, overall_bound
 from ..model import InstanceRef, SeriesRef
 from ..part10 import Expected, check_part10
 from ..transport import storage
@@ -215,7 +216,9 @@ class CGet:
             async with recv:
                 while True:
                     try:
-                        with trio.fail_after(self.server.timeout):
+                        # silence bounded, not the object: a large one whose PDUs keep coming is waited for
+                        with idle_deadline(self.server.timeout, overall_bound(self.server.timeout)):
+                            a.report_progress_here()
                             item = await recv.receive()
                     except trio.EndOfChannel:
                         break

@@ -26,6 +26,7 @@ from pydicom.uid import UID
 
 from ..endpoints import CMoveEndpoint, Server
 from ..errors import NotFound, ProtocolError, RemoteError, Unavailable
+from ..idle import idle_deadline, overall_bound, progress
 from ..model import InstanceRef, SeriesRef
 from ..part10 import Expected, check_part10
 from ..transport.dimse import Association, with_dimse_retries
@@ -124,10 +125,14 @@ class CMove:
         async with Association(self.server, self.ep, what, self._contexts) as a:
             a.start(_move_blocking, identifier, self.ep.store_aet, deliver=finished)
             while result is None or received < result.count("NumberOfCompletedSuboperations"):
-                with trio.move_on_after(timeout) as waited:
-                    item = await inbox.receive.receive()
-                if waited.cancelled_caught:
-                    raise self._silence(result, received, what)
+                try:
+                    # each pending C-MOVE response (a PDU on this association) is progress too
+                    with idle_deadline(timeout, overall_bound(timeout)):
+                        a.report_progress_here()
+                        item = await inbox.receive.receive()
+                except trio.TooSlowError:
+                    raise self._silence(result, received, what) from None
+                progress()  # an object or the final answer arrived: the wait for it goes on
                 if isinstance(item, _Done):
                     result = self._final(item.result, what)
                 elif not isinstance(item, Marker):

@@ -8,6 +8,10 @@ C-FIND per study for its series (and one per series for its instances), each
 with its own deadline, so ``Study.series`` / ``Series.instances`` come back
 filled and the tree needs no further round trips.
 
+A deadline bounds silence, not the answer: a C-FIND goes on while its rows
+keep arriving, however many there are, and fails once the peer says nothing
+for ``timeout`` (see :class:`~trolleyfs.transport.dimse.Association`).
+
 Every failure is an error, never an empty listing: a final status other than
 success, a rejected or aborted association, no answer in time."""
 
@@ -99,13 +103,19 @@ class DicomQR:
 
     # -- the three levels, on an open association
 
-    async def _studies(self, a: Association, query: Query) -> list[Study]:
+    @staticmethod
+    def study_identifier(query: Query) -> Dataset:
+        """The C-FIND identifier of a study search."""
         keys = dict(query.filters)
         date_range = query.study_date_range()
         if date_range:
             keys["StudyDate"] = date_range
-        fields = ("StudyInstanceUID", *STUDY_FIELDS, *query.include_fields)
-        rows = await self._find(a, "STUDY", keys, fields, "study search", query.limit)
+        return query_dataset("STUDY", keys, ("StudyInstanceUID", *STUDY_FIELDS, *query.include_fields))
+
+    async def _studies(self, a: Association, query: Query) -> list[Study]:
+        what = "study search"
+        identifier = self.study_identifier(query)
+        rows = await a.call(_find_blocking, identifier, query.limit, _LEVEL_KEYS["STUDY"], self.name, what)
         studies = [Study(uid, row) for uid, row in unique_rows(rows, "StudyInstanceUID").items()]
         return studies if query.limit is None else studies[: query.limit]
 

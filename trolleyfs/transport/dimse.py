@@ -1,13 +1,19 @@
 """One DICOM association, opened, used and closed from trio.
 
 pynetdicom blocks, so every step of an association (open, C-FIND, C-GET,
-release) runs in a worker thread, each step under its own deadline
-(``server.timeout``).  pynetdicom's own ACSE/DIMSE/network timeouts are set to
-the same value, so a worker thread ends by itself even when nobody waits for
-it any more.  When a deadline passes or the caller is cancelled, the trio side
-returns at once and the association is aborted: the worker thread is woken
-(it would otherwise sleep until pynetdicom's timeout) and aborts when its step
-ends; see :class:`Association`.
+release) runs in a worker thread, each step under its own deadline.  The
+deadline bounds silence, not the step (:mod:`trolleyfs.idle`): it is
+``server.timeout`` from the last PDU received, so a C-FIND whose 20,000 rows
+keep arriving runs to its end, and a peer that goes quiet for ``timeout`` is
+given up on; the whole step is bounded by :func:`~trolleyfs.idle.overall_bound`.
+Every PDU received is also progress for the deadlines around the caller (the
+FUSE operation's).  pynetdicom's own ACSE/DIMSE/network timeouts are set to
+``timeout`` too (each bounds one wait of its own, not a whole answer), so a
+worker thread ends by itself even when nobody waits for it any more.  When a
+deadline passes or the caller is cancelled, the trio side returns at once and
+the association is aborted: the worker thread is woken (it would otherwise
+sleep until pynetdicom's timeout) and aborts when its step ends; see
+:class:`Association`.
 
 Associations of one server are bounded by the server's
 ``association_limiter`` (``max_connections``), shared by its searcher and
@@ -33,6 +39,7 @@ from pynetdicom.transport import AssociationSocket
 
 from ..endpoints import AeEndpoint, Server
 from ..errors import ProtocolError, RemoteError, Unavailable
+from ..idle import IdleDeadline, ThreadReporter, idle_deadline, overall_bound
 from .dimse_errors import not_established_error
 from .retry import with_retries
 
@@ -161,12 +168,16 @@ def _abort_assoc(assoc: Any) -> None:
             log.debug("closing the socket: %s", exc)
 
 
+def _nobody() -> None:
+    pass
+
+
 class Association:
     """One DICOM association, opened, used and closed from trio.
 
     ``async with Association(...) as a:`` opens it (holding a slot of the
     server's limiter until it is closed); ``await a.call(fn, *args)`` runs
-    ``fn(pynetdicom_association, *args)`` in a worker thread under the
+    ``fn(pynetdicom_association, *args)`` in a worker thread under the idle
     deadline; leaving the block releases the association, or aborts it when
     the block ends with an exception (cancellation included).
 
@@ -195,33 +206,45 @@ class Association:
         self._busy = False  # a worker step is running
         self._aborted_assoc: Any = None  # the association an abort was started on
         self._limiter = limiter_for(server)
+        self._report: Callable[[], None] = _nobody  # called (in pynetdicom's thread) on every PDU received
 
     # -- running blocking steps
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
-        """``fn(assoc, *args)`` in a thread, under ``server.timeout``."""
+        """``fn(assoc, *args)`` in a thread, until ``server.timeout`` passes
+        without a PDU from the peer."""
         return await self._run(functools.partial(fn, self.assoc, *args))
 
     def start(self, fn: Callable[..., T], *args: Any, deliver: Callable[[outcome.Outcome[T]], None]) -> None:
         """``fn(assoc, *args)`` in a thread of its own, not awaited: ``deliver``
         gets its ``outcome.Outcome`` in that thread.  For a step that streams
-        results to trio while the caller keeps going (C-GET of a series)."""
+        results to trio while the caller keeps going (C-GET of a series); the
+        caller bounds its waits itself (see :meth:`report_progress_here`)."""
+        self.report_progress_here()
         step = functools.partial(self._step, functools.partial(fn, self.assoc, *args))
         trio.lowlevel.start_thread_soon(step, deliver, name=f"trolleyfs-dimse {self.what}")
 
+    def report_progress_here(self) -> None:
+        """From now on every PDU received is progress for the idle deadlines
+        around the calling task (:mod:`trolleyfs.idle`)."""
+        self._report = ThreadReporter()
+
+    def _on_data(self, event: Any) -> None:  # pynetdicom's thread, on every PDU received
+        self._report()
+
     async def _run(self, fn: Callable[[], T]) -> T:
         timeout = self.server.timeout
+        deadline: IdleDeadline | None = None
         try:
-            with trio.fail_after(timeout):
+            with idle_deadline(timeout, overall_bound(timeout)) as deadline:
+                self.report_progress_here()
                 try:
                     return await trio.to_thread.run_sync(self._step, fn, abandon_on_cancel=True)
                 except trio.Cancelled:
                     self.abort()
                     raise
         except trio.TooSlowError:
-            raise Unavailable(
-                f"no answer from {self.ep.where()} within {timeout:g} s", server=self.name, what=self.what
-            ) from None
+            raise Unavailable(self._silence(deadline), server=self.name, what=self.what) from None
         except RemoteError:
             raise
         except Exception as exc:  # pynetdicom's ValueError/RuntimeError on a broken association
@@ -229,6 +252,14 @@ class Association:
             raise ProtocolError(
                 f"DICOM association failed: {type(exc).__name__}: {exc}", server=self.name, what=self.what
             ) from None
+
+    def _silence(self, deadline: IdleDeadline | None) -> str:
+        timeout = self.server.timeout
+        if deadline is not None and deadline.overran:
+            return f"the answer from {self.ep.where()} was still not complete after {deadline.overall:g} s"
+        if deadline is not None and deadline.reports:
+            return f"no answer from {self.ep.where()} for {timeout:g} s (it had begun to answer)"
+        return f"no answer from {self.ep.where()} within {timeout:g} s"
 
     def _step(self, fn: Callable[[], T]) -> T:
         """A worker thread's step; aborts at its end when asked to meanwhile."""
@@ -286,7 +317,12 @@ class Association:
             if aborted:
                 _wake(event.assoc)
 
-        handlers: list[EventHandlerType] = [*self.handlers, (evt.EVT_CONN_OPEN, on_connect), (evt.EVT_PDU_RECV, on_pdu)]
+        handlers: list[EventHandlerType] = [
+            *self.handlers,
+            (evt.EVT_CONN_OPEN, on_connect),
+            (evt.EVT_PDU_RECV, on_pdu),
+            (evt.EVT_DATA_RECV, self._on_data),
+        ]
         assoc = ae.associate(
             self.ep.host,
             self.ep.port,

@@ -1,7 +1,13 @@
 """HTTP as every HTTP protocol module uses it: one httpx client per server
 (its authentication passed in), and :class:`HttpEndpoint`, one per configured
 URL, sending requests with deadlines and bounded retries, errors mapped by
-:mod:`trolleyfs.transport.http_errors`."""
+:mod:`trolleyfs.transport.http_errors`.
+
+Deadlines bound silence, not progress (:mod:`trolleyfs.idle`): httpx's own
+timeouts bound each wait for the network, and the trio deadline of a request
+moves on with every chunk of its body that arrives (the client reports each
+one), so a large QIDO-RS page, MINT answer or WADO-URI object from a slow
+server is read to its end while it keeps coming."""
 
 from __future__ import annotations
 
@@ -15,6 +21,7 @@ import trio
 
 from ..endpoints import Server
 from ..errors import ConfigError
+from ..idle import idle_deadline, overall_bound, progress
 from .http_errors import HTTP_FAILURES, raise_for_status, retryable, translate
 from .retry import with_retries
 
@@ -42,16 +49,49 @@ def ssl_context(server: Server) -> ssl.SSLContext | bool:
     return ctx
 
 
-def build_client(server: Server, auth: httpx.Auth | None) -> httpx.AsyncClient:
-    """The client of one server: its timeouts, connection limit, TLS settings and ``auth``."""
+def build_client(
+    server: Server, auth: httpx.Auth | None, transport: httpx.AsyncBaseTransport | None = None
+) -> httpx.AsyncClient:
+    """The client of one server: its timeouts, connection limit, TLS settings and
+    ``auth``; ``transport`` replaces the network (tests)."""
     return httpx.AsyncClient(
         auth=auth,
+        transport=transport,
+        event_hooks={"response": [_report_body_progress]},
         timeout=httpx.Timeout(server.timeout, connect=min(server.timeout, 10.0)),
         limits=httpx.Limits(max_connections=server.max_connections, max_keepalive_connections=server.max_connections),
         verify=ssl_context(server),
         follow_redirects=True,
         headers={"User-Agent": "trolleyfs"},
     )
+
+
+async def _report_body_progress(response: httpx.Response) -> None:
+    """A response hook (before the body is read): each chunk of the body, as
+    it arrives, is progress for the idle deadlines around the reader."""
+    if isinstance(response.stream, httpx.AsyncByteStream):
+        response.stream = _ReportingStream(response.stream)
+
+
+class _ReportingStream(httpx.AsyncByteStream):
+    def __init__(self, inner: httpx.AsyncByteStream) -> None:
+        self._inner = inner
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return _Reporting(self._inner.__aiter__())
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+class _Reporting(AsyncIterator[bytes]):
+    def __init__(self, chunks: AsyncIterator[bytes]) -> None:
+        self._chunks = chunks
+
+    async def __anext__(self) -> bytes:
+        chunk = await self._chunks.__anext__()
+        progress()
+        return chunk
 
 
 class HttpEndpoint:
@@ -63,6 +103,8 @@ class HttpEndpoint:
         self.name = server.name
         self.url = url.rstrip("/")
         self.client = client
+        # a request may wait for a connection, then its answer: twice the timeout without progress
+        self._idle = server.timeout * 2
 
     async def _with_retries(
         self, what: str, retries: int, attempt: Callable[[], Awaitable[httpx.Response]]
@@ -82,10 +124,12 @@ class HttpEndpoint:
     async def request(
         self, method: str, url: str, what: str, *, idempotent: bool = True, **kwargs: Any
     ) -> httpx.Response:
-        """A whole-body request with deadline and retries; returns a 2xx response."""
+        """A whole-body request with retries, each attempt under an idle
+        deadline (the body may take long while it keeps arriving); returns a
+        2xx response."""
 
         async def once() -> httpx.Response:
-            with trio.fail_after(self.server.timeout * 2):
+            with idle_deadline(self._idle, overall_bound(self._idle)):
                 resp = await self.client.request(method, url, **kwargs)
             raise_for_status(resp, self.name, what)
             return resp
@@ -108,7 +152,7 @@ class HttpEndpoint:
         too, for protocols whose error bodies say more than the status."""
 
         async def once() -> httpx.Response:
-            with trio.fail_after(self.server.timeout * 2):
+            with idle_deadline(self._idle, overall_bound(self._idle)):
                 resp = await self.client.send(self.client.build_request(method, url, **kwargs), stream=True)
             if not 200 <= resp.status_code < 300:
                 try:

@@ -11,6 +11,7 @@ from typing import Protocol
 import trio
 
 from ..errors import NotFound, ProtocolError, TrolleyError
+from ..idle import Beacon
 
 log = logging.getLogger("trolleyfs.tree")
 
@@ -166,6 +167,7 @@ class ListedDir(DirNode):
         self._listed_at = 0.0
         self._age = 0.0  # how old the listing being resolved was when it arrived (shared by another node)
         self._lock = trio.Lock()
+        self._listing = Beacon()  # the progress of a listing in flight, for those who wait for it
 
     async def _resolve(self) -> dict[str, Node]:
         """Build the children (may ask the server)."""
@@ -178,26 +180,35 @@ class ListedDir(DirNode):
         if self._fresh():
             assert self._children is not None
             return self._children
-        async with self._lock:
-            if self._fresh():
-                assert self._children is not None
-                return self._children
-            self._age = 0.0
-            try:
+        with self._listing.listening():  # a listing in flight makes progress for this wait too
+            await self._lock.acquire()
+        try:
+            return await self._refresh()
+        finally:
+            self._lock.release()
+
+    async def _refresh(self) -> Mapping[str, Node]:
+        """List (with the lock held) unless another task just did."""
+        if self._fresh():
+            assert self._children is not None
+            return self._children
+        self._age = 0.0
+        try:
+            with self._listing.reporting():
                 fresh = await self._resolve()
-            except TrolleyError as exc:
-                if self._children is None:
-                    raise _listed_yet_missing(exc, self.path) from None
-                log.warning(
-                    "%s: refresh failed, keeping the listing from %.0f s ago: %s",
-                    self.path,
-                    trio.current_time() - self._listed_at,
-                    exc,
-                )
-                self._listed_at = trio.current_time() - self.ttl + min(self.ttl, RETRY_FAILED_REFRESH_S)
-                return self._children
-            self._children, self._listed_at = fresh, trio.current_time() - min(self._age, self.ttl)
-            return fresh
+        except TrolleyError as exc:
+            if self._children is None:
+                raise _listed_yet_missing(exc, self.path) from None
+            log.warning(
+                "%s: refresh failed, keeping the listing from %.0f s ago: %s",
+                self.path,
+                trio.current_time() - self._listed_at,
+                exc,
+            )
+            self._listed_at = trio.current_time() - self.ttl + min(self.ttl, RETRY_FAILED_REFRESH_S)
+            return self._children
+        self._children, self._listed_at = fresh, trio.current_time() - min(self._age, self.ttl)
+        return fresh
 
     def cached_child(self, name: str) -> Node | None:
         return None if self._children is None else self._children.get(name)

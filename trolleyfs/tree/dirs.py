@@ -17,8 +17,8 @@ from typing import Protocol, TypeVar
 
 import trio
 
-from ..config import Folder
 from ..errors import TrolleyError
+from ..folders import Folder, dates_as_written
 from ..listings.identity import search_key
 from ..listings.sources import listing_age
 from ..model import Instance, Query, Series, Study
@@ -196,24 +196,12 @@ class FolderDir(ListedDir):
         self.folder = folder
 
     def query(self) -> Query:
-        f = self.folder
-        return Query(
-            filters=dict(f.query),
-            min_study_date=f.min_study_date.resolve() if f.min_study_date else None,
-            max_study_date=f.max_study_date.resolve() if f.max_study_date else None,
-            include_fields=f.include_fields,
-            level=f.query_level,
-            limit=f.limit,
-        )
+        return self.folder.study_query()
 
     async def _resolve(self) -> dict[str, Node]:
         server = self.folder.server
         f = self.folder
-        key = search_key(
-            self.query(),
-            f.min_study_date.text if f.min_study_date else "",
-            f.max_study_date.text if f.max_study_date else "",
-        )
+        key = search_key(self.query(), *dates_as_written(f.min_study_date, f.max_study_date))
         studies = await self._ctx.listings.find_studies(server, self.query(), key)
         self._age = listing_age(studies)
         old = {n.study.uid: n for n in self._current() if isinstance(n, StudyDir) and n.server == server}

@@ -27,8 +27,8 @@ from urllib.parse import unquote
 
 import trio
 
-from ..config import DateSpec, date_range_problem, parse_date, query_value
 from ..errors import TrolleyError
+from ..folders import DateSpec, date_range_problem, dates_as_written, parse_date, query_value, to_query
 from ..listings.identity import search_key
 from ..model import Query, Study
 from ..rootnames import BY_ACCESSION_DIR, BY_PATIENT_DIR, QUERY_DIR
@@ -54,17 +54,11 @@ class PathQuery:
 
     def query(self) -> Query:
         """The search, its relative dates resolved now."""
-        return Query(
-            filters=dict(self.filters),
-            min_study_date=self.min_study_date.resolve() if self.min_study_date else None,
-            max_study_date=self.max_study_date.resolve() if self.max_study_date else None,
-            limit=self.limit,
-        )
+        return to_query(self.filters, self.min_study_date, self.max_study_date, limit=self.limit)
 
     def key(self) -> str:
         """What names the search for keeping its result (dates as written)."""
-        lo, hi = self.min_study_date, self.max_study_date
-        return search_key(self.query(), lo.text if lo else "", hi.text if hi else "")
+        return search_key(self.query(), *dates_as_written(self.min_study_date, self.max_study_date))
 
 
 def _value(text: str) -> str:

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Protocol
 
-from ..config import Folder
+from ..folders import Folder
 from ..listings.sources import Listings
 from ..listings.ttls import ListingTTLs
 from ..rootnames import VIEWS_DIR

@@ -22,12 +22,12 @@ from trio.testing import MockClock
 
 from tests.limits_check import Recording, assert_under_cap
 from tests.servers.redisserver import RedisServer
+from trolleyfs.cluster.link import Link
+from trolleyfs.cluster.settings import SharedConfig, parse_shared
 from trolleyfs.credentials import Secret
 from trolleyfs.limits.priority import Priority, priority
 from trolleyfs.limits.queue import RateLimiter
 from trolleyfs.limits.redis_gcra import RedisBucket, check_limits_script
-from trolleyfs.shared.link import Link
-from trolleyfs.shared.settings import SharedConfig, parse_shared
 from trolleyfs.tomltable import Table
 
 from .conftest import Backend, need
