@@ -6,6 +6,7 @@ and exit non-zero, without a traceback."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import shutil
@@ -89,10 +90,8 @@ def _daemonize(cfg: Config, mountpoint: str, options: set[str], args: argparse.N
 
         def warn(msg: str) -> None:
             log.warning("%s", msg)
-            try:
+            with contextlib.suppress(OSError):  # said after start-up: the parent is gone, the log has it
                 os.write(wfd, f"{WARNING}{msg}\n".encode())
-            except OSError:
-                pass  # said after start-up: the parent is gone, the log has it
 
         trio.run(serve, cfg, mountpoint, options, ready, toggle, not args.no_check, warn)
     except BaseException as exc:  # report anything to the parent; never a traceback on its terminal

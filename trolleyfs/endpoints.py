@@ -211,7 +211,7 @@ class Server:
     name: str
     search: EndpointConfig
     retrieve: EndpointConfig
-    auth: AuthConfig = NoAuth()
+    auth: AuthConfig = field(default_factory=NoAuth)
     timeout: float = 30.0
     retries: int = 2
     max_connections: int = 8

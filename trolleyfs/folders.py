@@ -222,44 +222,75 @@ def _date(t: Table, key: str) -> DateSpec | None:
         raise t.error(key, str(exc)) from None
 
 
-def parse_folder(t: Table, servers: Mapping[str, object], reserved: Collection[str]) -> Folder:
-    """One ``[[folders]]`` table; ``servers`` are the configured ones by name."""
-    t.check_keys(FOLDER_KEYS)
+def _folder_name(t: Table, reserved: Collection[str]) -> str:
     name = t.require("name", str)
     if not name or sanitize(name) != name:
         raise t.error("name", f"{name!r} is not usable as a directory name")
     if name in reserved:
         raise t.error("name", f"{name!r} is reserved")
+    return name
+
+
+def _folder_server(t: Table, servers: Mapping[str, object]) -> str:
     server = t.get("server", str)
     if server is None:
         if len(servers) != 1:
             raise t.error("server", f"is missing (there are {len(servers)} servers: say which)")
-        server = next(iter(servers))
-    elif server not in servers:
+        return next(iter(servers))
+    if server not in servers:
         raise t.error("server", f"names unknown server {server!r} (known: {', '.join(servers) or 'none'})")
+    return server
+
+
+def _folder_query(t: Table) -> dict[str, str]:
     q = t.table("query")
+    if q is None:
+        return {}
     query: dict[str, str] = {}
-    if q is not None:
-        for k, v in q.data.items():
-            try:
-                query[k] = query_value(k, v)
-            except ValueError as exc:
-                raise q.error(k, str(exc)) from None
-    lo, hi = _date(t, "min_study_date"), _date(t, "max_study_date")
-    problem = date_range_problem(lo, hi, query)
-    if problem:
-        raise t.error(*problem)
+    for k, v in q.data.items():
+        try:
+            query[k] = query_value(k, v)
+        except ValueError as exc:
+            raise q.error(k, str(exc)) from None
+    return query
+
+
+def _include_fields(t: Table) -> tuple[str, ...]:
     inc = t.get("include_fields", list, [])
     if len(inc) > MAX_INCLUDE_FIELDS:
         raise t.error("include_fields", f"has more than {MAX_INCLUDE_FIELDS} keywords")
     for f in inc:
         if not isinstance(f, str) or not _keyword_ok(f):
             raise t.error("include_fields", f"{f!r} is not a DICOM keyword")
+    return tuple(inc)
+
+
+def _query_level(t: Table) -> QueryLevel:
     level_text = t.get("query_level", str, "study")
     try:
-        level = QueryLevel(level_text.lower())
+        return QueryLevel(level_text.lower())
     except ValueError:
         raise t.error("query_level", f"{level_text!r} is not one of: study, series, instance") from None
+
+
+def _views(t: Table) -> tuple[str, ...]:
+    views = t.get("views", list, [])
+    for v in views:
+        if v not in VIEWS:
+            raise t.error("views", f"{v!r} is not a view (expected some of: {', '.join(VIEWS)})")
+    return tuple(dict.fromkeys(views))
+
+
+def parse_folder(t: Table, servers: Mapping[str, object], reserved: Collection[str]) -> Folder:
+    """One ``[[folders]]`` table; ``servers`` are the configured ones by name."""
+    t.check_keys(FOLDER_KEYS)
+    name = _folder_name(t, reserved)
+    server = _folder_server(t, servers)
+    query = _folder_query(t)
+    lo, hi = _date(t, "min_study_date"), _date(t, "max_study_date")
+    problem = date_range_problem(lo, hi, query)
+    if problem:
+        raise t.error(*problem)
     limit = t.get("limit", int)
     if limit is not None and not 1 <= limit <= MAX_LIMIT:
         raise t.error("limit", f"must be between 1 and {MAX_LIMIT}")
@@ -267,19 +298,15 @@ def parse_folder(t: Table, servers: Mapping[str, object], reserved: Collection[s
         transfer_syntax = parse_transfer_syntax(t.get("transfer_syntax", str, ""))
     except ValueError as exc:
         raise t.error("transfer_syntax", str(exc)) from None
-    views = t.get("views", list, [])
-    for v in views:
-        if v not in VIEWS:
-            raise t.error("views", f"{v!r} is not a view (expected some of: {', '.join(VIEWS)})")
     return Folder(
         name=name,
         server=server,
         query=query,
         min_study_date=lo,
         max_study_date=hi,
-        include_fields=tuple(inc),
-        query_level=level,
+        include_fields=_include_fields(t),
+        query_level=_query_level(t),
         limit=limit,
         transfer_syntax=transfer_syntax,
-        views=tuple(dict.fromkeys(views)),
+        views=_views(t),
     )

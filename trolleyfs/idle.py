@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from contextvars import ContextVar
 from typing import Protocol
 
@@ -121,10 +121,8 @@ class ThreadReporter:
         if self._pending or not self._sinks:
             return
         self._pending = True
-        try:
+        with suppress(trio.RunFinishedError):
             self._token.run_sync_soon(self._report)
-        except trio.RunFinishedError:
-            pass
 
     def _report(self) -> None:  # on the trio loop
         self._pending = False  # first: a call from now on schedules another hop

@@ -11,6 +11,7 @@ import re
 import signal
 from collections.abc import Callable
 from contextlib import AsyncExitStack
+from pathlib import Path
 
 import pyfuse3
 import trio
@@ -147,7 +148,7 @@ def mounted_at(path: str) -> bool:
     Unlike os.path.ismount this never touches the path itself, which would ask
     this very process for its root's attributes when it no longer serves them."""
     try:
-        table = open("/proc/self/mounts", encoding="utf-8", errors="surrogateescape").read()
+        table = Path("/proc/self/mounts").read_text(encoding="utf-8", errors="surrogateescape")
     except OSError:
         return os.path.ismount(path)
     return any(_unescape(line.split(" ")[1]) == path for line in table.splitlines() if line.count(" ") >= 2)

@@ -94,7 +94,7 @@ class MultipartParser:
         with memoryview(self.buf) as mv, mv[:n] as head:
             return bytes(head)
 
-    def feed(self, data: bytes) -> list[Part]:
+    def feed(self, data: bytes) -> list[Part]:  # noqa: C901 - one state machine, read in one place
         if self.state == _DONE:
             return []  # epilogue: ignored
         self.buf += data
@@ -135,10 +135,8 @@ class MultipartParser:
                 del self.buf[: pad.end()]
                 self.state, self.scan = _HEADERS, 0
             elif self.state == _HEADERS:
-                if self.buf[:2] == b"\r\n":
-                    end = -2  # a part with no headers at all: its body starts right after
-                else:
-                    end = self.buf.find(b"\r\n\r\n")
+                # a part with no headers at all: its body starts right after
+                end = -2 if self.buf[:2] == b"\r\n" else self.buf.find(b"\r\n\r\n")
                 if end == -1:
                     if len(self.buf) > self.max_header_bytes:
                         raise MultipartError("multipart part headers too long")

@@ -36,7 +36,7 @@ MAX_DEFLATE_TRAILER = 8  # a deflated dataset larger than this is refused rather
 class _Layout:
     """How element headers are packed in one encoding."""
 
-    __slots__ = ("tag", "short", "u32")
+    __slots__ = ("short", "tag", "u32")
 
     def __init__(self, order: str) -> None:
         self.tag = struct.Struct(order + "HH")
@@ -138,7 +138,7 @@ def _where(group: int, elem: int) -> str:
     return f"element ({group:04X},{elem:04X})"
 
 
-def walk_elements(
+def walk_elements(  # noqa: C901 - the hot loop of every read: one function, no calls per element
     buf: bytes | memoryview,
     pos: int,
     end: int,

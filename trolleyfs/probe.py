@@ -170,5 +170,5 @@ def format_rows(rows: list[Row]) -> str:
     lines = []
     for row in table:
         cells = [c.ljust(w) for c, w in zip(row[:4], widths, strict=False)]
-        lines.append("  ".join(cells + [row[5].rjust(6), row[4]]))
+        lines.append("  ".join([*cells, row[5].rjust(6), row[4]]))
     return "\n".join(lines)

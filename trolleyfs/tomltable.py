@@ -47,7 +47,7 @@ MAX_SMALL_FILE = 1 << 20  # secrets, keys: a file larger than this is not one
 def control_problem(text: str) -> str | None:
     """What is wrong with a string that must hold no control character, or None."""
     m = _CONTROL.search(text)
-    return None if m is None else f"must not contain control characters ({ascii(m.group())} found)"
+    return None if m is None else f"must not contain control characters ({m.group()!a} found)"
 
 
 def key_text(name: str) -> str:

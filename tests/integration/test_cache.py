@@ -3,6 +3,7 @@ what is fetched, how often, and in how many requests.  No timings."""
 
 from __future__ import annotations
 
+import errno
 import os
 import threading
 from pathlib import Path
@@ -155,5 +156,6 @@ def test_stats_file_is_json_and_readonly(proxy, tmp_path):
         stats_path: Path = m.path / ".trolleyfs" / "stats.json"
         doc = json.loads(stats_path.read_text())
         assert {"requests", "bytes_fetched", "errors", "memory_cache", "prefetch"} <= set(doc)
-        with pytest.raises(OSError):
+        with pytest.raises(OSError) as refused:
             stats_path.write_text("{}")
+        assert refused.value.errno in (errno.EROFS, errno.EACCES)

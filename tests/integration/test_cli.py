@@ -60,7 +60,7 @@ def assert_one_line_failure(res: subprocess.CompletedProcess[str], *words: str) 
 
 
 @pytest.mark.parametrize(
-    "text, words",
+    ("text", "words"),
     [
         ("[servers.pacs\n", ("not valid TOML",)),
         ('[servers.pacs]\nsearch = { protocol = "qido-rs", url = "http://x" }\n', ("servers.pacs.retrieve", "missing")),

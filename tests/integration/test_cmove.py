@@ -91,19 +91,21 @@ def biggest_series(root) -> list:
 
 def test_series_read_is_one_move_and_dataset_identical(peer, move_port, sample_files, tmp_path):
     by_uid = by_sop_uid(sample_files)
-    with forwarding(peer.host, peer.port) as fwd:  # the C-MOVEs go through here, the searches do not
-        with mounted(cmove_config(peer, move_port, retrieve_port=fwd.port), tmp_path) as m:
-            before = fwd.connections  # the mount's pre-flight read one instance by C-MOVE
-            files = biggest_series(m.path / "all")
-            assert len(files) >= 4
-            for f in files:
-                data = f.read_bytes()
-                want = by_uid[os.getxattr(f, "user.dicom.SOPInstanceUID").decode()]
-                assert dataset_bytes(data) == dataset_bytes(want), f
-                assert os.stat(f).st_size == len(data)
-            # the first file alone (its first byte waits for no series), then one C-MOVE for the series
-            assert fwd.connections - before == 2
-            assert m.stats()["series_prefetches"] == 1
+    with (
+        forwarding(peer.host, peer.port) as fwd,  # the C-MOVEs go through here, the searches do not
+        mounted(cmove_config(peer, move_port, retrieve_port=fwd.port), tmp_path) as m,
+    ):
+        before = fwd.connections  # the mount's pre-flight read one instance by C-MOVE
+        files = biggest_series(m.path / "all")
+        assert len(files) >= 4
+        for f in files:
+            data = f.read_bytes()
+            want = by_uid[os.getxattr(f, "user.dicom.SOPInstanceUID").decode()]
+            assert dataset_bytes(data) == dataset_bytes(want), f
+            assert os.stat(f).st_size == len(data)
+        # the first file alone (its first byte waits for no series), then one C-MOVE for the series
+        assert fwd.connections - before == 2
+        assert m.stats()["series_prefetches"] == 1
 
 
 def test_the_orthanc_copy_is_what_is_served(orthanc, move_port, tmp_path):

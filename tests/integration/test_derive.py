@@ -6,6 +6,7 @@ kills and cleans up."""
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
 import json
@@ -85,7 +86,7 @@ def assert_same_as_reference(ours: dict[str, Path], ref: dict[str, Path]) -> Non
             assert mine.header.binaryblock == theirs.header.binaryblock
         elif suffix.endswith(".json"):
             mine_json, theirs_json = json.loads(path.read_bytes()), json.loads(ref[suffix].read_bytes())
-            assert VERSION_KEYS <= set(mine_json)
+            assert set(mine_json) >= VERSION_KEYS
             for key in VERSION_KEYS:
                 del mine_json[key], theirs_json[key]
             assert mine_json == theirs_json
@@ -104,7 +105,9 @@ async def convert_and_compare(objects: list[bytes], tmp_path: Path, name: str) -
 
 
 @pytest.mark.parametrize(
-    "kind", [dict(oblique=True, signed=False), dict(oblique=False, signed=True, slope=0.5)], ids=["oblique", "axial"]
+    "kind",
+    [{"oblique": True, "signed": False}, {"oblique": False, "signed": True, "slope": 0.5}],
+    ids=["oblique", "axial"],
 )
 async def test_a_ct_series_is_what_dcm2niix_makes_of_a_local_copy(tmp_path: Path, kind: dict[str, object]) -> None:
     objects = series.ct(key=f"ct-{sorted(kind.items())}", **kind)  # type: ignore[arg-type]
@@ -227,10 +230,8 @@ async def test_temporary_directories_are_private_and_conversions_bounded(tmp_pat
         entries = [tmp_path / e for e in os.listdir(tmp_path)]
         seen.append(len(entries))
         for e in entries:
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 modes.add(stat.S_IMODE(e.stat().st_mode))
-            except FileNotFoundError:
-                pass
 
     async def watch() -> None:
         while not done.is_set():
@@ -271,7 +272,7 @@ def test_the_wheel_s_binary_is_preferred() -> None:
 async def test_a_bad_name_or_no_objects() -> None:
     engine = Dcm2niix(_binary())
     for bad in ("", "a/b", "..", "a\0b"):
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="not a usable output name"):
             await engine.convert(series.ct(slices=2, key="b"), bad)
     result = await engine.convert([], "empty")
     assert result.files == () and result.message == "dcm2niix: the series has no objects"

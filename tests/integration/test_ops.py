@@ -136,7 +136,7 @@ def test_sigusr1_raises_the_log_level_at_runtime(orthanc, tmp_path):
         assert "study search" not in log.read_text()
         proc.send_signal(signal.SIGUSR1)
         wait_for(lambda: "log level is now DEBUG" in log.read_text(), "the log level to change", detail=log.read_text)
-        list((mnt / "all").iterdir())[0].joinpath("x").exists()  # a lookup that asks the server
+        next(iter((mnt / "all").iterdir())).joinpath("x").exists()  # a lookup that asks the server
         wait_for(lambda: "series of study" in log.read_text(), "a debug line of the lookup", detail=log.read_text)
     finally:
         force_unmount(mnt)

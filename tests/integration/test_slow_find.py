@@ -47,6 +47,7 @@ def ls(path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["ls", "-1", str(path)], capture_output=True, text=True, timeout=PROCESS_WAIT_S * 2)
 
 
+@pytest.mark.timeout(1200)  # 20,000 rows cost pynetdicom ~1 ms each on both ends: minutes on a slow machine
 def test_a_slow_20000_row_answer_lists_completely(tmp_path) -> None:
     with SlowFind(rows=ROWS, every=200, pause=0.1) as scp:
         # what makes this answer slow, by construction (not measured): pauses
@@ -66,16 +67,18 @@ def test_a_slow_20000_row_answer_lists_completely(tmp_path) -> None:
 
 
 def test_a_silence_longer_than_the_timeout_is_eio_with_a_log_line(tmp_path) -> None:
-    with SlowFind(rows=500, every=100, pause=0.01, gap=3 * TIMEOUT, gap_after=250) as scp:
-        with mounted(config(scp), tmp_path) as m:
-            out = ls(m.path / "all")
-            assert out.returncode != 0
-            assert "Input/output error" in out.stderr
-            log = m.log_text()
-            where = f"{scp.aet}@{scp.host}:{scp.port}"
-            line = next((x for x in log.splitlines() if where in x and f"{TIMEOUT:g} s" in x), None)
-            assert line is not None, log[-3000:]
-            # it names the folder's search, the server and the silence (not a cut-off answer)
-            assert "opendir failed: slow: study search: no answer from" in line and "had begun to answer" in line, line
-            assert "Traceback" not in log
-            assert scp.answers == 0  # the answer was cut off, never finished
+    with (
+        SlowFind(rows=500, every=100, pause=0.01, gap=3 * TIMEOUT, gap_after=250) as scp,
+        mounted(config(scp), tmp_path) as m,
+    ):
+        out = ls(m.path / "all")
+        assert out.returncode != 0
+        assert "Input/output error" in out.stderr
+        log = m.log_text()
+        where = f"{scp.aet}@{scp.host}:{scp.port}"
+        line = next((x for x in log.splitlines() if where in x and f"{TIMEOUT:g} s" in x), None)
+        assert line is not None, log[-3000:]
+        # it names the folder's search, the server and the silence (not a cut-off answer)
+        assert "opendir failed: slow: study search: no answer from" in line and "had begun to answer" in line, line
+        assert "Traceback" not in log
+        assert scp.answers == 0  # the answer was cut off, never finished

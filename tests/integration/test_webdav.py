@@ -115,7 +115,7 @@ def dav(orthanc, tmp_path_factory):
 
 def test_propfind_answers_207_with_depth_0_and_1_and_refuses_infinity(dav):
     root = curl("-X", "PROPFIND", "-H", "Depth: 1", dav.url)
-    assert b"207" not in root.stderr and b"<ns0:multistatus" in root.stdout or b"multistatus" in root.stdout
+    assert (b"207" not in root.stderr and b"<ns0:multistatus" in root.stdout) or b"multistatus" in root.stdout
     assert status("-X", "PROPFIND", "-H", "Depth: 1", dav.url) == 207
     listing = propfind(dav, "", "1")
     assert {"all", "by-uid", "query", "views"} <= set(listing)

@@ -110,9 +110,9 @@ class TestHTTPServer:
     def dispatch(self, req: Request) -> Response:
         best = None
         for (method, prefix), handler in self.routes.items():
-            if method == req.method and req.path.startswith(prefix):
-                if best is None or len(prefix) > len(best[0]):
-                    best = (prefix, handler)
+            longer = best is None or len(prefix) > len(best[0])
+            if method == req.method and req.path.startswith(prefix) and longer:
+                best = (prefix, handler)
         if best is None:
             return Response(404, b"no route", content_type="text/plain")
         return best[1](req)

@@ -14,6 +14,7 @@ Use as a context manager::
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -162,17 +163,16 @@ class Dcmqrscp:
         cfg = self.dir / "dcmqrscp.cfg"
         cfg.write_text(self._config(storage))
         env = dict(os.environ, LD_PRELOAD=str(_compile_shim(self.dir)), **_NODELAY)
-        log = open(self.dir / "dcmqrscp.log", "wb")
         # own session: teardown signals the whole group, including the children forked per association
-        self.proc = subprocess.Popen(
-            [DCMQRSCP, "-c", str(cfg), "-ll", "warn"],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-            cwd=self.dir,
-            start_new_session=True,
-        )
-        log.close()
+        with open(self.dir / "dcmqrscp.log", "wb") as log:
+            self.proc = subprocess.Popen(
+                [DCMQRSCP, "-c", str(cfg), "-ll", "warn"],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=self.dir,
+                start_new_session=True,
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -219,20 +219,16 @@ class Dcmqrscp:
         if proc is None:
             return
         if proc.poll() is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGTERM)  # the group we created with start_new_session
-            except ProcessLookupError:
-                pass
             try:
                 proc.wait(5)
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
         # forked per-association children share the group; make sure none is left
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
     def cleanup(self) -> None:
         try:

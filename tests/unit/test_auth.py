@@ -74,9 +74,11 @@ def test_vitrea_settings() -> None:
 
 @pytest.mark.parametrize("kind", ["vitrea", "oauth2"])
 def test_renewing_auths_need_the_async_client(kind: str) -> None:
-    with httpx.Client(auth=make_auth(server_with(AUTHS[kind]))) as client:
-        with pytest.raises(RuntimeError, match="AsyncClient"):
-            client.get("http://127.0.0.1:9/")
+    with (
+        httpx.Client(auth=make_auth(server_with(AUTHS[kind]))) as client,
+        pytest.raises(RuntimeError, match="AsyncClient"),
+    ):
+        client.get("http://127.0.0.1:9/")
 
 
 def test_set_cookies_reads_every_header_and_deletions() -> None:

@@ -11,7 +11,7 @@ from trolleyfs.mount import fuse_options
 
 
 def run_with(monkeypatch, exc: BaseException) -> int:
-    def boom(args):  # noqa: ARG001
+    def boom(args):
         raise exc
 
     monkeypatch.setattr(cli, "cmd_check", boom)
@@ -19,7 +19,7 @@ def run_with(monkeypatch, exc: BaseException) -> int:
 
 
 @pytest.mark.parametrize(
-    "exc, code, text",
+    ("exc", "code", "text"),
     [
         (ConfigError("p.toml", "servers.a.url", "is missing"), 2, "trolleyfs: p.toml: servers.a.url: is missing"),
         (ExceptionGroup("nursery", [ConfigError("p.toml", "k", "bad")]), 2, "trolleyfs: p.toml: k: bad"),
@@ -68,7 +68,7 @@ name = "recent"
 
 
 @pytest.mark.parametrize(
-    "server, folder, key",
+    ("server", "folder", "key"),
     [
         ("", 'min_study_date = "-99999999y"', "folders[0].min_study_date"),
         ("timeout = inf", "", "servers.pacs.timeout"),

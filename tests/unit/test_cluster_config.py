@@ -48,7 +48,7 @@ def test_several_urls_or_cluster_true_mean_a_redis_cluster():
 
 
 @pytest.mark.parametrize(
-    "lines, key, problem",
+    ("lines", "key", "problem"),
     [
         ("", "cache.shared.url", "is missing"),
         ('url = "http://h:6379"', "cache.shared.url", "is not a redis:// or rediss:// URL"),
@@ -91,7 +91,7 @@ def test_a_tls_table_names_files_that_exist(tmp_path):
 
 
 def test_tls_files_are_loaded_as_tls_loads_them(tmp_path):
-    ca, key = self_signed(tmp_path)
+    ca, _key = self_signed(tmp_path)
     junk = tmp_path / "junk.pem"
     junk.write_text("x")
     with pytest.raises(ConfigError, match=r"cache\.shared\.ca_bundle: .*junk.pem holds no usable CA certificate"):
@@ -103,7 +103,7 @@ def test_tls_files_are_loaded_as_tls_loads_them(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "value, seconds",
+    ("value", "seconds"),
     [
         (45, 45),
         (2.5, 2.5),

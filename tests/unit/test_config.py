@@ -44,7 +44,7 @@ def test_the_documented_example_parses():
 
 
 @pytest.mark.parametrize(
-    "text, expected",
+    ("text", "expected"),
     [
         ("2021-02-03", dt.date(2021, 2, 3)),
         ("20210203", dt.date(2021, 2, 3)),
@@ -63,7 +63,7 @@ def _broken(old: str, new: str) -> str:
 
 
 @pytest.mark.parametrize(
-    "text, key, words",
+    ("text", "key", "words"),
     [
         (_broken('PatientName = "TEST*"', 'PatientNme = "TEST*"'), "folders[0].query.PatientNme", "unknown query key"),
         (_broken('"2020-01-01"', '"2020-13-45"'), "folders[0].min_study_date", "is not a date"),
@@ -203,7 +203,7 @@ def test_c_move_destination_defaults_to_the_calling_aet():
 
 
 @pytest.mark.parametrize(
-    "new, key, words",
+    ("new", "key", "words"),
     [
         ("", "servers.pacs.retrieve.store_port", "is missing"),
         ("store_port = 70000", "servers.pacs.retrieve.store_port", "is not a TCP port"),
@@ -241,7 +241,7 @@ _DIMSE = GOOD.replace(
 
 
 @pytest.mark.parametrize(
-    "text, key, words",
+    ("text", "key", "words"),
     [
         (_broken('"2020-01-01"', '"-99999999y"'), "folders[0].min_study_date", "more than 200 years"),
         (_broken('"2020-01-01"', '"-73001d"'), "folders[0].min_study_date", "more than 200 years"),

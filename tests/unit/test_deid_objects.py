@@ -94,7 +94,7 @@ def test_no_identifying_value_survives_in_any_byte(charset: str, syntax: str) ->
 
 
 def test_private_overlay_and_curve_groups_are_gone_at_every_depth() -> None:
-    study, data = source("ISO_IR 192", ExplicitVRLittleEndian)
+    _study, data = source("ISO_IR 192", ExplicitVRLittleEndian)
     before, after = read(data), read(Deidentifier(KEY).part10(data))
     assert any(e.tag.is_private for e in before.iterall())
     assert any(e.tag.group >> 8 in (0x50, 0x60) for e in before)
@@ -132,7 +132,7 @@ def test_uids_agree_across_a_series_and_its_references() -> None:
 
 
 def test_the_same_key_gives_the_same_bytes_also_in_a_fresh_process(tmp_path: Path) -> None:
-    study, data = source("ISO_IR 192", ExplicitVRLittleEndian)
+    _study, data = source("ISO_IR 192", ExplicitVRLittleEndian)
     first = Deidentifier(KEY).part10(data)
     assert Deidentifier(KEY).part10(data) == first
     path = tmp_path / "in.dcm"
@@ -174,7 +174,7 @@ def test_patient_pseudonyms_are_keyed_by_the_patient_not_the_study() -> None:
 
 
 def test_what_was_done_is_recorded() -> None:
-    study, data = source("ISO_IR 192", ExplicitVRLittleEndian)
+    _study, data = source("ISO_IR 192", ExplicitVRLittleEndian)
     out = read(Deidentifier(KEY, ["clean-descriptors", "retain-uids", "retain-safe-private"]).part10(data))
     assert out.PatientIdentityRemoved == "YES"
     codes = [(c.CodeValue, c.CodingSchemeDesignator) for c in out.DeidentificationMethodCodeSequence]

@@ -63,7 +63,7 @@ def test_the_inputs_are_written_in_uid_order_whatever_the_order_given(tmp_path: 
     a.mkdir()
     b.mkdir()
     write_inputs(a, objects)
-    write_inputs(b, list(reversed(objects)) + [b"not DICOM"])
+    write_inputs(b, [*list(reversed(objects)), b"not DICOM"])
     names = sorted(p.name for p in (a / "in").iterdir())
     assert names == [f"{i:06}.dcm" for i in range(5)]
     assert all((a / "in" / n).read_bytes() == (b / "in" / n).read_bytes() for n in names)

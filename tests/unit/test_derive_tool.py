@@ -5,6 +5,7 @@ run through trio's process API that a deadline kills (real processes:
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from pathlib import Path
@@ -67,8 +68,9 @@ async def test_run_tool_runs_in_the_directory_with_the_environment_given(tmp_pat
 
 
 async def test_a_program_that_cannot_start_raises_oserror(tmp_path: Path) -> None:
-    with pytest.raises(OSError):
+    with pytest.raises(OSError) as raised:
         await run_tool([str(tmp_path / "no-such-program")], tmp_path)
+    assert raised.value.errno == errno.ENOENT
 
 
 async def test_a_hanging_program_is_killed_at_the_deadline_and_its_dir_removed(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ cancellation and the connection limit against a TCP server that never answers.""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import socket
 import struct
@@ -192,10 +193,8 @@ class SilentServer:
         return alive
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(OSError):
             self.sock.shutdown(socket.SHUT_RDWR)  # wakes the accept() of the thread (close() alone does not)
-        except OSError:
-            pass
         self.sock.close()
         self.thread.join(5)
         with self.lock:
@@ -243,7 +242,7 @@ async def test_deadline_when_the_peer_never_answers(silent: SilentServer) -> Non
     server = _server(silent.port, timeout=0.5)
     # the messages name the deadline: each call ended because it fired (the
     # peer never answers, so nothing else could have ended them)
-    with pytest.raises(Unavailable, match="no answer .* within 0.5 s"):
+    with pytest.raises(Unavailable, match=r"no answer .* within 0.5 s"):
         await DicomQR(server, server.search).find_studies(Query())
     with pytest.raises(Unavailable, match="no answer"):
         await CGet(server, server.retrieve).fetch_instance(InstanceRef("1.2", "1.2.3", "1.2.3.4"))

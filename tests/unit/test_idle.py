@@ -34,28 +34,25 @@ async def test_a_silence_longer_than_the_deadline_ends_it_at_last_progress_plus_
     autojump_clock: trio.abc.Clock,
 ) -> None:
     start = trio.current_time()
-    with pytest.raises(trio.TooSlowError):
-        with idle_deadline(IDLE) as d:
-            await _trickle([IDLE * 0.5] * 3)  # progress at 5, 10, 15
-            await trio.sleep(IDLE * 1.01)  # then silence
+    with pytest.raises(trio.TooSlowError), idle_deadline(IDLE) as d:
+        await _trickle([IDLE * 0.5] * 3)  # progress at 5, 10, 15
+        await trio.sleep(IDLE * 1.01)  # then silence
     assert trio.current_time() - start == pytest.approx(15 + IDLE)
     assert not d.overran
 
 
 async def test_without_progress_it_is_fail_after(autojump_clock: trio.abc.Clock) -> None:
     start = trio.current_time()
-    with pytest.raises(trio.TooSlowError):
-        with idle_deadline(IDLE):
-            await trio.sleep_forever()
+    with pytest.raises(trio.TooSlowError), idle_deadline(IDLE):
+        await trio.sleep_forever()
     assert trio.current_time() - start == pytest.approx(IDLE)
 
 
 async def test_the_overall_bound_ends_a_stream_that_never_ends(autojump_clock: trio.abc.Clock) -> None:
     start = trio.current_time()
-    with pytest.raises(trio.TooSlowError):
-        with idle_deadline(IDLE, overall=100.0) as d:
-            while True:
-                await _trickle([1.0])
+    with pytest.raises(trio.TooSlowError), idle_deadline(IDLE, overall=100.0) as d:
+        while True:
+            await _trickle([1.0])
     assert trio.current_time() - start == pytest.approx(100.0)
     assert d.overran
     assert overall_bound(30.0) == 3600.0 and overall_bound(600.0) == 6000.0  # an hour, or ten deadlines
@@ -64,10 +61,9 @@ async def test_the_overall_bound_ends_a_stream_that_never_ends(autojump_clock: t
 async def test_nested_deadlines_all_move_and_an_inner_one_fires_first(autojump_clock: trio.abc.Clock) -> None:
     with idle_deadline(IDLE * 3) as outer:
         for _ in range(5):
-            with pytest.raises(trio.TooSlowError):
-                with idle_deadline(IDLE) as inner:
-                    await _trickle([IDLE * 0.9] * 3)
-                    await trio.sleep_forever()
+            with pytest.raises(trio.TooSlowError), idle_deadline(IDLE) as inner:
+                await _trickle([IDLE * 0.9] * 3)
+                await trio.sleep_forever()
             assert inner.reports == 3
         # five inner waits of 37 s each: the outer one lived on their progress
     assert outer.reports == 15 and not outer.scope.cancelled_caught
@@ -142,6 +138,5 @@ async def test_without_the_beacon_the_waiter_would_have_timed_out(autojump_clock
     async with trio.open_nursery() as nursery:
         nursery.start_soon(worker)
         await trio.testing.wait_all_tasks_blocked()
-        with pytest.raises(trio.TooSlowError):
-            with idle_deadline(IDLE):
-                await lock.acquire()
+        with pytest.raises(trio.TooSlowError), idle_deadline(IDLE):
+            await lock.acquire()

@@ -31,7 +31,7 @@ def test_nested_results_come_back_equal() -> None:
 
 def test_a_stored_value_that_is_not_a_result_is_refused() -> None:
     for raw in (b"", b"[]", b'{"v":1}', b'{"v":1,"items":[{"uid":"1"}]}', b'{"v":1,"items":[1]}'):
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="not a stored search result"):
             load(raw, decode_study)
 
 

@@ -427,7 +427,7 @@ def test_bytewise_feeding_is_linear_work():
 
 
 @pytest.mark.parametrize(
-    "headers, body, problem",
+    ("headers", "body", "problem"),
     [
         ({}, b"abcd", None),  # no Content-Length (dcm4chee): nothing to check
         ({"content-length": "4"}, b"abcd", None),

@@ -19,7 +19,7 @@ def test_readable_defaults():
 
 
 @pytest.mark.parametrize(
-    "raw, safe",
+    ("raw", "safe"),
     [
         ("a/b", "a_b"),
         ("..", "unnamed"),
@@ -72,5 +72,5 @@ def test_missing_values_fall_back_to_uid():
 
 @pytest.mark.parametrize("bad", ["{}", "{0}", "{Nope}", "{PatientName", "plain text"])
 def test_bad_templates(bad):
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="template"):
         check_template(bad)

@@ -77,14 +77,14 @@ async def test_date_range_and_limit():
     assert len(got) <= 2
 
 
-@pytest.mark.parametrize("status, body", [(204, b""), (200, b""), (200, b"[]")])
+@pytest.mark.parametrize(("status", "body"), [(204, b""), (200, b""), (200, b"[]")])
 async def test_no_results(status, body):
     q, _ = qido(lambda req: httpx.Response(status, content=body, headers={"content-type": "application/dicom+json"}))
     assert await q.find_studies(Query()) == []
 
 
 @pytest.mark.parametrize(
-    "status, ctype, body, error",
+    ("status", "ctype", "body", "error"),
     [
         (200, "text/html", b"<html><title>Login</title></html>", ProtocolError),
         (200, "application/json", b"{not json", ProtocolError),

@@ -33,7 +33,7 @@ def test_every_class_has_a_context_any_peer_accepts() -> None:
 
 
 @pytest.mark.parametrize(
-    "cls, syntax",
+    ("cls", "syntax"),
     [
         (u.CTImageStorage, u.ExplicitVRLittleEndian),
         (u.CTImageStorage, u.JPEG2000Lossless),
@@ -61,7 +61,7 @@ def test_a_tighter_limit_keeps_the_most_common_singles() -> None:
     assert len(contexts) == n + 2
     assert (u.CTImageStorage, (u.ExplicitVRLittleEndian,)) in contexts
     assert (u.MRImageStorage, (u.ExplicitVRLittleEndian,)) in contexts
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="storage classes need at least as many contexts"):
         storage.get_contexts(n - 1)
 
 

@@ -241,7 +241,7 @@ def test_the_root_is_never_forgotten_and_forgetting_many_at_once_works() -> None
     table.forget(ROOT_INO, 10)
     assert table.node(ROOT_INO) is root
     leaf = Leaf("a", root)
-    ino = [table.remember(leaf) for _ in range(5)][0]
+    ino = next(table.remember(leaf) for _ in range(5))
     table.forget(ino, 5)
     assert table.ino_of(leaf) is None
     with pytest.raises(NotFound):

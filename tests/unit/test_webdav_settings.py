@@ -101,7 +101,7 @@ def test_listen_forms():
     assert parse_listen(":8080") == Listen("0.0.0.0", 8080)
     assert parse_listen("localhost:1") == Listen("localhost", 1)
     for bad in ("[zz]:80", "host", "a:b:80", "1.2.3.4:0"):
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match=r"is not HOST:PORT|out of range"):
             parse_listen(bad)
 
 

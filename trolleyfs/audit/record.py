@@ -117,7 +117,7 @@ class AuditRecord:
             raise ValueError("bytes cannot be negative")
 
     @classmethod
-    def make(
+    def make(  # noqa: PLR0913 - keyword-only: the fields of one record, each named at the call
         cls,
         who: Who,
         action: str,

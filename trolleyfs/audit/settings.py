@@ -76,13 +76,8 @@ def _file(t: Table) -> str | None:
     return str(path)
 
 
-def parse_audit(t: Table) -> AuditConfig:
-    """The ``[audit]`` table."""
-    t.check_keys(KEYS)
-    file = _file(t)
-    syslog = t.get("syslog", bool, False)
-    if file is None and not syslog:
-        raise t.error(None, 'needs file = "/path/audit.jsonl" or syslog = true (or both)')
+def _syslog(t: Table, syslog: bool) -> tuple[str, str]:
+    """The syslog socket and facility."""
     socket_path = t.get("syslog_socket", str, "/dev/log")
     facility = t.get("facility", str, "authpriv")
     for key in ("syslog_socket", "facility"):
@@ -92,12 +87,11 @@ def parse_audit(t: Table) -> AuditConfig:
         raise t.error("syslog_socket", f"must be the absolute path of a unix socket, not {socket_path!r}")
     if facility not in FACILITIES:
         raise t.error("facility", f"must be one of {', '.join(FACILITIES)}, not {facility!r}")
-    on_failure = t.get("on_failure", str, "continue")
-    if on_failure not in ON_FAILURE:
-        raise t.error("on_failure", f'must be "continue" or "block", not {on_failure!r}')
-    queue = t.get("queue", int, DEFAULT_QUEUE)
-    if not 10 <= queue <= 1_000_000:
-        raise t.error("queue", f"must be between 10 and 1000000 lines, not {queue}")
+    return socket_path, facility
+
+
+def _rotation(t: Table, file: str | None) -> tuple[float | None, int]:
+    """Rotation by size: ``max_mb`` (None: by logrotate) and ``keep``."""
     max_mb = t.get("max_mb", float)
     if max_mb is not None:
         if file is None:
@@ -109,6 +103,24 @@ def parse_audit(t: Table) -> AuditConfig:
         raise t.error("keep", "needs max_mb (without it, rotate with logrotate: see the README)")
     if not 1 <= keep <= 1000:
         raise t.error("keep", f"must be between 1 and 1000, not {keep}")
+    return max_mb, keep
+
+
+def parse_audit(t: Table) -> AuditConfig:
+    """The ``[audit]`` table."""
+    t.check_keys(KEYS)
+    file = _file(t)
+    syslog = t.get("syslog", bool, False)
+    if file is None and not syslog:
+        raise t.error(None, 'needs file = "/path/audit.jsonl" or syslog = true (or both)')
+    socket_path, facility = _syslog(t, syslog)
+    on_failure = t.get("on_failure", str, "continue")
+    if on_failure not in ON_FAILURE:
+        raise t.error("on_failure", f'must be "continue" or "block", not {on_failure!r}')
+    queue = t.get("queue", int, DEFAULT_QUEUE)
+    if not 10 <= queue <= 1_000_000:
+        raise t.error("queue", f"must be between 10 and 1000000 lines, not {queue}")
+    max_mb, keep = _rotation(t, file)
     return AuditConfig(
         file=file,
         syslog=syslog,

@@ -113,7 +113,7 @@ class FileSink:
             while done < len(data):
                 done += os.write(self._fd, data[done:])
         except OSError:
-            self._torn = self._torn or 0 < done
+            self._torn = self._torn or done > 0
             raise
         finally:
             self._size += done

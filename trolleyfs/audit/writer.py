@@ -11,6 +11,7 @@ the thread; after :data:`STALLED_S` the writer counts as unhealthy."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import threading
@@ -138,10 +139,8 @@ class Writer:
                 if self._stopping:
                     break
                 self._cond.wait(self._retry_s)
-        try:
+        with contextlib.suppress(OSError):
             self.sink.close()
-        except OSError:
-            pass
 
     def _done(self, done: int) -> None:
         dropped = 0

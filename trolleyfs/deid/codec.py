@@ -59,10 +59,7 @@ def _check_whole(ds: Dataset, data: bytes) -> None:
     last = ds.get_item(keys[-1])
     if not isinstance(last, RawDataElement):
         return
-    if last.length == UNDEFINED_LENGTH:
-        whole = data[-8:] in _DELIMITERS
-    else:
-        whole = last.value_tell + last.length == len(data)
+    whole = data[-8:] in _DELIMITERS if last.length == UNDEFINED_LENGTH else last.value_tell + last.length == len(data)
     if not whole:
         raise NotPart10(f"not a whole Part-10 object: it is cut or followed by other bytes after {last.tag}")
 

@@ -127,6 +127,6 @@ def parse_options(names: Iterable[str]) -> frozenset[Option]:
     """The options of ``names``; UnknownOption for an unknown name or for
     both temporal options at once."""
     chosen = frozenset(o for o in map(parse_option, names) if o is not None)
-    if EXCLUSIVE <= chosen:
+    if chosen >= EXCLUSIVE:
         raise UnknownOption(f"{' and '.join(sorted(o.value for o in EXCLUSIVE))} exclude each other: choose one")
     return chosen

@@ -124,18 +124,17 @@ class Orthanc:
         self.dir.mkdir(parents=True, exist_ok=True)
         cfg = self.dir / "orthanc.json"
         cfg.write_text(json.dumps(self.config(), indent=1))
-        log = open(self.dir / "orthanc.log", "wb")
         # dcmtk-based DIMSE (Orthanc's DICOM port) leaves Nagle on unless told: ~50 ms per C-FIND
         env = dict(os.environ, TCP_NODELAY="1")
-        self.proc = subprocess.Popen(
-            [ORTHANC, str(cfg)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=self.dir,
-            env=env,
-            preexec_fn=_die_with_parent,
-        )
-        log.close()
+        with open(self.dir / "orthanc.log", "wb") as log:
+            self.proc = subprocess.Popen(
+                [ORTHANC, str(cfg)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.dir,
+                env=env,
+                preexec_fn=_die_with_parent,
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -8,6 +8,7 @@ runs in a worker thread (one at a time), never on the loop that answers."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 
 import pyfuse3
@@ -38,7 +39,5 @@ class PagePusher:
 
     def _store_pages(self, inodes: list[int], data: bytes) -> None:
         for ino in inodes:
-            try:
+            with contextlib.suppress(OSError):  # the kernel dropped the inode, or cannot: it asks when read
                 self._notify_store(ino, 0, data)
-            except OSError:
-                pass  # the kernel dropped the inode, or cannot: it will ask when read

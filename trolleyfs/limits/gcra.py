@@ -63,7 +63,7 @@ class Bucket(Protocol):
 class Gcra:
     """GCRA's state and arithmetic: ``rate`` units per second, a burst of ``capacity`` units."""
 
-    __slots__ = ("rate", "capacity", "interval", "tolerance", "tat")
+    __slots__ = ("capacity", "interval", "rate", "tat", "tolerance")
 
     def __init__(self, rate: float, capacity: float) -> None:
         if not (rate > 0 and capacity > 0 and math.isfinite(rate) and math.isfinite(capacity)):

@@ -49,7 +49,7 @@ class Urgency:
     whoever listens (a limiter holding it in its queue, a wait for the
     background hours) is told at once."""
 
-    __slots__ = ("value", "_listeners")
+    __slots__ = ("_listeners", "value")
 
     def __init__(self, value: Priority = Priority.USER) -> None:
         self.value = Priority(value)

@@ -49,7 +49,7 @@ class Waited:
 
 
 class _Waiter:
-    __slots__ = ("urgency", "seq", "wake")
+    __slots__ = ("seq", "urgency", "wake")
 
     def __init__(self, urgency: Urgency, seq: int) -> None:
         self.urgency = urgency

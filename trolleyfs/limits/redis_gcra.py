@@ -110,7 +110,7 @@ class RedisBucket:
     ``now``: a clock to pass to the script instead of Redis's (tests);
     ``local_clock``: the fallback bucket's clock."""
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - the bucket, then keyword-only knobs for tests and the fallback
         self,
         link: Link,
         prefix: str,

@@ -114,7 +114,7 @@ class ClusterReads:
             self._tier.counters.leases_waited += 1
             remaining = await self._follow(server, sref, name, remaining, deliver)
 
-    async def _follow(self, server: str, sref: SeriesRef, lease: str, uids: list[str], deliver: Deliver) -> list[str]:  # noqa: E501
+    async def _follow(self, server: str, sref: SeriesRef, lease: str, uids: list[str], deliver: Deliver) -> list[str]:
         """Another node streams the series: hand on each object it announces,
         until all are here, the lease is gone, or Redis is unavailable."""
         form = sref.form

@@ -5,6 +5,8 @@ in time."""
 
 from __future__ import annotations
 
+import contextlib
+
 import trio
 
 from .disk import DiskCache
@@ -23,10 +25,8 @@ class DiskWriter:
     async def put(self, uid: str, data: bytes) -> None:
         """Queue an object; waits only while the queue is full.  After
         :meth:`drain` started, objects are dropped."""
-        try:
+        with contextlib.suppress(trio.ClosedResourceError):  # unmounting
             await self._send.send((uid, data))
-        except trio.ClosedResourceError:
-            pass  # unmounting
 
     async def drain(self, patience: float = 30.0) -> None:
         """Take no more objects; wait (at most ``patience`` seconds) until the

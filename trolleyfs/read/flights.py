@@ -14,7 +14,7 @@ class Flight:
     """One fetch of one instance in progress.  ``by_series``: its bytes are to
     come from a series readahead rather than a fetch of the instance alone."""
 
-    __slots__ = ("done", "data", "error", "by_series", "rescued")
+    __slots__ = ("by_series", "data", "done", "error", "rescued")
 
     def __init__(self, by_series: bool) -> None:
         self.done = trio.Event()

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncGenerator, Callable
-from contextlib import aclosing
+from contextlib import aclosing, suppress
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -206,10 +206,8 @@ class CGet:
 
         def finished(result: outcome.Outcome[RetrieveResult]) -> None:  # worker thread, after the C-GET
             done.append(result)
-            try:
+            with suppress(trio.RunFinishedError):
                 token.run_sync_soon(send.close)
-            except trio.RunFinishedError:
-                pass
 
         async with self._association(what, receiver) as a:
             a.start(_get_blocking, identifier, deliver=finished)

@@ -14,6 +14,7 @@ already here when it comes; the wait covers PACS that answer early."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
@@ -115,10 +116,9 @@ class CMove:
         timeout = self.server.timeout
 
         def finished(result: outcome.Outcome[RetrieveResult]) -> None:  # worker thread, after the C-MOVE
-            try:
+            gone = (trio.BrokenResourceError, trio.ClosedResourceError, trio.RunFinishedError, trio.Cancelled)
+            with contextlib.suppress(*gone):  # the retrieval is over already
                 trio.from_thread.run(inbox.send.send, _Done(result), trio_token=token)
-            except (trio.BrokenResourceError, trio.ClosedResourceError, trio.RunFinishedError, trio.Cancelled):
-                pass  # the retrieval is over already
 
         received = 0
         result: RetrieveResult | None = None
@@ -183,7 +183,7 @@ class CMove:
                 server=self.name,
                 what=what,
             )
-        if failed or code == 0xB000 or 0xA700 <= code <= 0xA7FF and received:
+        if failed or code == 0xB000 or (0xA700 <= code <= 0xA7FF and received):
             return ProtocolError(
                 f"the PACS could not deliver {failed or len(result.failed_uids()) or 'some'} object(s) to "
                 f"{self.ep.store_aet} ({status_text(result.status)}){result.failed_text()}; can the PACS reach port "

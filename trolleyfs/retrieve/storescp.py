@@ -79,7 +79,7 @@ class ReceiverAddress:
 class _Expectation:
     """One retrieval's objects: the send side of its channel."""
 
-    __slots__ = ("send", "received")
+    __slots__ = ("received", "send")
 
     def __init__(self, send: trio.MemorySendChannel[Message]) -> None:
         self.send = send

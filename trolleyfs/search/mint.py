@@ -30,6 +30,7 @@ import re
 import xml.parsers.expat
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import ClassVar
 
 import httpx
 import trio
@@ -129,7 +130,7 @@ class _Reader:
     ``<attr>`` elements nested deeper (sequence items) are skipped: a sequence
     is kept as an empty value, since attrs are flat strings."""
 
-    _PARENT = {"study": "studySearchResults", "series": "study", "instance": "series"}
+    _PARENT: ClassVar[dict[str, str]] = {"study": "studySearchResults", "series": "study", "instance": "series"}
 
     def __init__(self) -> None:
         self.root: str | None = None
@@ -411,9 +412,9 @@ class Mint:
                 return by_series
         finally:
             # the last one out drops the lock (a waiter already owns it when released to one)
-            if not lock.locked() and not lock.statistics().tasks_waiting:
-                if self._instance_locks.get(study_uid) is lock:
-                    del self._instance_locks[study_uid]
+            idle = not lock.locked() and not lock.statistics().tasks_waiting
+            if idle and self._instance_locks.get(study_uid) is lock:
+                del self._instance_locks[study_uid]
 
     def _remember(self, study_uid: str, by_series: dict[str, list[Instance]]) -> None:
         now = trio.current_time()

@@ -62,6 +62,16 @@ class QidoRS:
     async def aclose(self) -> None:
         pass
 
+    def _learn(self, paging: _Paging, kind: str, short: int, answered: bool, new: bool) -> None:
+        """What the page after a short page of ``short`` results shows: new
+        results reveal a cap (then the page size), nothing proves the listing
+        complete (pages up to that length are then trusted)."""
+        if answered and new:
+            paging.cap = short
+            log.info("%s: the server returns at most %d results per %s search; paging by that", self.name, short, kind)
+        elif not answered:
+            paging.complete_up_to = max(paging.complete_up_to, short)
+
     async def _search(
         self, path: str, params: list[tuple[str, str]], what: str, key: str, limit: int | None = None
     ) -> dict[str, dict[str, str]]:
@@ -74,20 +84,11 @@ class QidoRS:
         for _ in range(MAX_PAGES):
             size = min(self.page_size, paging.cap or self.page_size)
             want = size if limit is None else min(size, limit - len(listing.rows))
-            page, more_said = await self._page(path, params + [("limit", str(want)), ("offset", str(offset))], what)
+            page, more_said = await self._page(path, [*params, ("limit", str(want)), ("offset", str(offset))], what)
             new = listing.add(page)
             short_before = probing or 0  # a short page came before: was it a cap?
             if probing is not None:
-                if page and new:
-                    paging.cap = probing
-                    log.info(
-                        "%s: the server returns at most %d results per %s search; paging by that",
-                        self.name,
-                        probing,
-                        kind,
-                    )
-                elif not page:
-                    paging.complete_up_to = max(paging.complete_up_to, probing)
+                self._learn(paging, kind, probing, bool(page), bool(new))
                 probing = None
             if limit is not None and len(listing.rows) >= limit:
                 break

@@ -113,14 +113,16 @@ def test_a_wrong_redis_password_leaves_reads_exact_with_one_warning(proxy, expec
 
 
 def test_a_full_redis_that_refuses_writes_leaves_reads_exact_with_one_warning(proxy, expected, tmp_path):
-    with RedisServer(extra=("maxmemory 2mb", "maxmemory-policy noeviction")) as redis_server:
-        with nodes(1, node_config(proxy.url, f'url = "{redis_server.url}"'), tmp_path) as (m,):
-            (out,) = cp_all([series_dir(m)], tmp_path / "copy")
-            assert copied(out) == expected
-            wait_idle(m)
-            log = m.log_text()
-            assert log.count(SHARED_WARNING) == 1 and "OutOfMemoryError" in log, log[-3000:]
-            assert m.stats()["errors"] == {}
+    with (
+        RedisServer(extra=("maxmemory 2mb", "maxmemory-policy noeviction")) as redis_server,
+        nodes(1, node_config(proxy.url, f'url = "{redis_server.url}"'), tmp_path) as (m,),
+    ):
+        (out,) = cp_all([series_dir(m)], tmp_path / "copy")
+        assert copied(out) == expected
+        wait_idle(m)
+        log = m.log_text()
+        assert log.count(SHARED_WARNING) == 1 and "OutOfMemoryError" in log, log[-3000:]
+        assert m.stats()["errors"] == {}
 
 
 @pytest.mark.parametrize("encrypted", [False, True], ids=["plain", "key_file"])

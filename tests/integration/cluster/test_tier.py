@@ -126,7 +126,7 @@ async def test_a_cluster_keeps_all_keys_of_an_object_on_one_slot(redis_cluster) 
     try:
         slots_used = set()
         for k in keys:
-            own = [c for c in admin.scan_iter(match=k + "*", count=1000)]
+            own = list(admin.scan_iter(match=k + "*", count=1000))
             assert len(own) == 6  # the meta record and five chunks
             slots = {admin.keyslot(c) for c in own}
             assert len(slots) == 1
