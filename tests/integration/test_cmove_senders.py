@@ -277,3 +277,25 @@ def test_a_foreign_object_while_nothing_waits_is_refused(pacs, store_port, sampl
         assert "refused association from EVILMODALITY@127.0.0.1" in log
         assert "no retrieval waits for it" in log
         assert m.stats()["instances_fetched"] == 0
+
+
+def test_refused_associations_say_why(pacs, store_port, tmp_path):
+    """An association addressed to another AE title is rejected, and one whose
+    presentation contexts the receiver cannot accept is useless: both are
+    logged with the sender and the reason (the old receiver said nothing)."""
+    with mounted(config(pacs, store_port), tmp_path) as m:
+        ae = AE(ae_title=pacs.aet)
+        ae.add_requested_context(pydicom.uid.CTImageStorage)
+        assoc = ae.associate("127.0.0.1", store_port, ae_title="SOMEONE-ELSE")
+        assert assoc.is_rejected
+        ae = AE(ae_title=pacs.aet)
+        ae.add_requested_context("1.2.826.0.1.3680043.10.1087.999.1")  # a storage class nobody knows
+        assoc = ae.associate("127.0.0.1", store_port, ae_title=MOVE_AET)
+        assert not assoc.is_established  # accepted without a context: pynetdicom's requestor aborts it
+        log = m.log_text()
+        assert (
+            f"refused association from {pacs.aet}@127.0.0.1: it is addressed to 'SOMEONE-ELSE', "
+            f"this receiver is '{MOVE_AET}'" in log
+        ), log
+        no_context = f"association from {pacs.aet}@127.0.0.1 has no presentation context this receiver accepts"
+        wait_for(lambda: no_context in m.log_text(), "the log line")  # written after the A-ASSOCIATE-AC went out
