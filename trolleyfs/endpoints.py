@@ -8,6 +8,7 @@ registry's business (:mod:`trolleyfs.protocols`)."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Self
 
@@ -174,29 +175,75 @@ class CGetEndpoint(AeEndpoint):
 @dataclass(frozen=True)
 class CMoveEndpoint(AeEndpoint):
     """C-MOVE: the PACS sends the objects to our storage SCP, which listens on
-    ``store_host:store_port`` as ``store_aet`` (the move destination, by default
-    our calling AE title)."""
+    ``store_port`` as ``store_aet`` (the move destination, by default our
+    calling AE title), on ``store_host`` (empty: the address of this machine
+    that routes to the PACS's ``host``), and takes objects only from the
+    PACS: associations calling as one of ``sender_aets`` (empty: ``called_aet``)
+    from one of ``sender_hosts`` (names, addresses or networks; empty: ``host``)."""
 
     protocol: ClassVar[str] = "c-move"
     reads_need_callback: ClassVar[bool] = True
     store_port: int = 11112
     store_aet: str = "TROLLEYFS"
-    store_host: str = "0.0.0.0"
+    store_host: str = ""
+    sender_aets: tuple[str, ...] = ()
+    sender_hosts: tuple[str, ...] = ()
 
     @classmethod
     def from_table(cls, t: Table) -> Self:
-        t.check_keys({"protocol", "host", "port", "called_aet", "calling_aet", "store_port", "store_aet", "store_host"})
+        t.check_keys(
+            {
+                "protocol",
+                "host",
+                "port",
+                "called_aet",
+                "calling_aet",
+                "store_port",
+                "store_aet",
+                "store_host",
+                "sender_aets",
+                "sender_hosts",
+            }
+        )
         fields = _ae_fields(t)
-        store_host = t.get("store_host", str, "0.0.0.0")
-        if not store_host.strip():
-            raise t.error("store_host", "must be an address to listen on (e.g. 0.0.0.0)")
-        store_host = _host(t, "store_host", "0.0.0.0")
+        store_host = t.get("store_host", str, "")  # "": the address that routes to the PACS
+        if "store_host" in t.data and not (_HOST.fullmatch(store_host) and not store_host.startswith(("-", "."))):
+            raise t.error("store_host", f"{store_host!r}: expected an address to listen on (e.g. 0.0.0.0 for all)")
         return cls(
             **fields,
             store_port=_port(t, "store_port"),
             store_aet=_aet(t, "store_aet", fields["calling_aet"]),
             store_host=store_host,
+            sender_aets=_strings(t, "sender_aets", _valid_aet, "AE title", "1-16 printable characters"),
+            sender_hosts=_strings(
+                t, "sender_hosts", _host_like, "host name, address or network", "e.g. pacs, 10.1.2.3, 10.1.2.0/24"
+            ),
         )
+
+
+def _valid_aet(value: str) -> bool:
+    return 0 < len(value.strip()) <= 16 and "\\" not in value and value.isprintable()
+
+
+def _host_like(value: str) -> bool:
+    """A host name, an address or a network as text (looked up only when used)."""
+    return bool(value.strip()) and value == value.strip() and value.isprintable() and " " not in value
+
+
+def _strings(t: Table, key: str, valid: Callable[[str], bool], noun: str, example: str) -> tuple[str, ...]:
+    """A non-empty array of strings each ``valid`` (absent: empty)."""
+    values = t.get(key, list, [])
+    if key in t.data and not values:
+        raise t.error(key, f"must list at least one {noun} (leave it out for the default)")
+    for value in values:
+        if not isinstance(value, str) or not valid(value):
+            raise t.error(
+                key,
+                f"{value!r}: expected an {noun} ({example})"
+                if noun[0] in "AEIOU"
+                else f"{value!r}: expected a {noun} ({example})",
+            )
+    return tuple(values)
 
 
 @dataclass(frozen=True)

@@ -166,10 +166,13 @@ def _c_get(server: Server, ep: CGetEndpoint, client: httpx.AsyncClient, receiver
 
 def _c_move(server: Server, ep: CMoveEndpoint, client: httpx.AsyncClient, receivers: Receivers) -> Fetcher:
     from .retrieve.cmove import CMove
+    from .retrieve.senders import Senders
     from .retrieve.storescp import ReceiverAddress
 
-    receiver = receivers.get(ReceiverAddress(ep.store_host, ep.store_port, ep.store_aet), server.timeout)
-    return CMove(server, ep, receiver)
+    senders = Senders(server.name, ep.sender_aets or (ep.called_aet,), ep.sender_hosts or (ep.host,))
+    address = ReceiverAddress(ep.store_host, ep.store_port, ep.store_aet)
+    receiver = receivers.get(address, server.timeout, senders, pacs_host=ep.host)
+    return CMove(server, ep, receiver, senders)
 
 
 # ---------------------------------------------------------------- the registry

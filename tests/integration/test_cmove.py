@@ -229,19 +229,27 @@ def test_pacs_killed_mid_series_and_restarted(move_port, tmp_path):
 
 def test_foreign_objects_are_refused_and_never_served(orthanc, move_port, sample_files, tmp_path):
     """While a mount's receiver listens, a sender nobody asked for (storescu)
-    is refused: the object reaches no reader and no cache."""
+    is refused at the association; Orthanc's own AE title from its address
+    sending what nobody waits for gets 0x0124: neither object reaches a
+    reader or a cache.  (Mid-retrieval: tests/integration/test_cmove_senders.py.)"""
     peer = Peer("orthanc", "127.0.0.1", orthanc.dicom_port, orthanc.aet)
     foreign = tmp_path / "foreign.dcm"
     foreign.write_bytes(sample_files[0])
-    with mounted(cmove_config(peer, move_port), tmp_path) as m:
-        res = subprocess.run(
-            ["/usr/bin/storescu", "-v", "-aec", MOVE_AET, "127.0.0.1", str(move_port), str(foreign)],
+
+    def storescu(*aet: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["/usr/bin/storescu", "-v", *aet, "-aec", MOVE_AET, "127.0.0.1", str(move_port), str(foreign)],
             capture_output=True,
             text=True,
             timeout=120,
         )
-        assert res.returncode != 0 and "Store Response (Unknown Status: 0x124)" in res.stderr, (
-            res
-        )  # Refused: Not Authorized
-        assert "no retrieval waits for it" in m.log_text()
+
+    with mounted(cmove_config(peer, move_port), tmp_path) as m:
+        res = storescu()
+        assert res.returncode != 0 and "Association Rejected" in res.stderr, res
+        res = storescu("-aet", orthanc.aet)
+        assert res.returncode != 0 and "Store Response (Unknown Status: 0x124)" in res.stderr, res
+        log = m.log_text()
+        assert "refused association from STORESCU@127.0.0.1: calling AE title 'STORESCU' is not pacs's" in log, log
+        assert "no retrieval waits for it" in log
         assert m.stats()["instances_fetched"] == 0

@@ -22,7 +22,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 
@@ -118,14 +118,18 @@ class Dcmqrscp:
         aet: str = "STORE",
         port: int | None = None,
         move_destinations: dict[str, tuple[str, str, int]] | None = None,
+        options: Sequence[str] = (),
     ) -> None:
         """``move_destinations``: name -> (AE title, host, port) of the C-MOVE
-        destinations it knows (its HostTable)."""
+        destinations it knows (its HostTable); ``options``: more command-line
+        options (e.g. ``-xy``: propose JPEG Baseline beside the uncompressed
+        syntaxes when it sends)."""
         self.files = list(files)
         self.aet = aet
         self.host = "127.0.0.1"
         self.port = port or free_port()
         self.move_destinations = dict(move_destinations or {})
+        self.options = list(options)
         self.dir: Path | None = None
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -166,7 +170,7 @@ class Dcmqrscp:
         # own session: teardown signals the whole group, including the children forked per association
         with open(self.dir / "dcmqrscp.log", "wb") as log:
             self.proc = subprocess.Popen(
-                [DCMQRSCP, "-c", str(cfg), "-ll", "warn"],
+                [DCMQRSCP, "-c", str(cfg), "-ll", "warn", *self.options],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=env,

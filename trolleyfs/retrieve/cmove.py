@@ -1,7 +1,9 @@
 """DICOM C-MOVE (PS3.4 C.4.2) with the Study Root model, for PACS that offer
 no C-GET: we ask the PACS to send the objects to our own storage SCP (the
 move destination, :mod:`.storescp`), which it must know by AE title, host and
-port.
+port.  The receiver hands this retrieval only objects that come from this
+server's senders (:class:`~.senders.Senders`: its AE title and host unless
+the config names others).
 
 A file read moves one instance (IMAGE level); series readahead moves the whole
 series (SERIES level) and hands each object on as soon as its C-STORE has
@@ -35,6 +37,7 @@ from ..transport.dimse_data import retrieve_identifier
 from ..transport.dimse_errors import status_error, status_text
 from ..transport.dimse_result import RetrieveResult, final_response
 from ..transport.retry import retry_stream
+from .senders import Senders
 from .storescp import Inbox, Item, Marker, StoreReceiver
 
 log = logging.getLogger("trolleyfs.cmove")
@@ -55,8 +58,8 @@ class _Done(Marker):
 class CMove:
     """A :class:`~trolleyfs.model.Fetcher` over C-MOVE into ``receiver``."""
 
-    def __init__(self, server: Server, endpoint: CMoveEndpoint, receiver: StoreReceiver) -> None:
-        self.server, self.ep, self.receiver = server, endpoint, receiver
+    def __init__(self, server: Server, endpoint: CMoveEndpoint, receiver: StoreReceiver, senders: Senders) -> None:
+        self.server, self.ep, self.receiver, self.senders = server, endpoint, receiver, senders
         self.name = server.name
         self._contexts = [(MOVE_MODEL, ())]
 
@@ -70,7 +73,7 @@ class CMove:
         identifier = retrieve_identifier("IMAGE", ref.study_uid, ref.series_uid, ref.instance_uid)
 
         async def attempt() -> bytes:
-            with self.receiver.expect(instance=ref.instance_uid) as inbox:
+            with self.receiver.expect(self.senders, instance=ref.instance_uid) as inbox:
                 got = {uid: data async for uid, data in self._move(identifier, inbox, what)}
             data = got.get(ref.instance_uid)
             if data is None:
@@ -91,7 +94,7 @@ class CMove:
         expected = Expected(series=ref.series_uid, study=ref.study_uid)
 
         async def stream() -> AsyncGenerator[Item, None]:
-            with self.receiver.expect(series=ref.series_uid) as inbox:
+            with self.receiver.expect(self.senders, series=ref.series_uid) as inbox:
                 async with aclosing(self._move(identifier, inbox, what)) as items:
                     async for uid, data in items:
                         try:  # the receiver routed it by its series: is it of this study, whole, itself?

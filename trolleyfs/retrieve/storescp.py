@@ -1,13 +1,25 @@
-"""The storage SCP a C-MOVE sends to: one listening socket per mount (per
-bind address, port and AE title), started before the mount and stopped at
-unmount.
+"""The storage SCP a C-MOVE sends to: one listening port per mount (per port
+and AE title), started before the mount and stopped at unmount.
 
 A C-MOVE asks the PACS to open its own association to us and C-STORE the
 objects.  Each retrieval registers what it waits for (an instance, or every
-instance of a series) with :meth:`StoreReceiver.expect` and reads the objects
-from a trio channel as they arrive; an object that nobody waits for (a late
-answer to a retrieval that gave up, a foreign sender) is refused and never
-served.  Only associations addressed to our AE title are accepted.
+instance of a series) and who may send it (its server's :class:`~.senders.Senders`)
+with :meth:`StoreReceiver.expect`, and reads the objects from a trio channel as
+they arrive.  Who gets in:
+
+* an association is accepted only if it is addressed to our AE title and comes
+  from a sender of one of the servers using this receiver (calling AE title and
+  peer address); every other one is rejected, with a log line naming the
+  sender and why (:mod:`.admission`);
+* an object is handed only to a retrieval whose own server sent it; one that
+  nobody (or only another server's retrieval) waits for is refused (status
+  0x0124) and never served: it cannot satisfy or disturb a waiting read.
+
+The receiver binds ``store_host`` if the config names one, else the address of
+this machine that routes to the PACS (:func:`~.senders.listen_address`), so it
+is not reachable on interfaces the PACS does not use.  It accepts the transfer
+syntaxes of :func:`~trolleyfs.transport.storage.scp_contexts` (a lossy one only
+when a context offers nothing else).
 
 pynetdicom serves each association in a thread of its own; the C-STORE handler
 hands an object to trio and waits until the retrieval has room for it, which
@@ -20,6 +32,7 @@ negotiated transfer syntax (``Event.encoded_dataset()`` does not decode)."""
 from __future__ import annotations
 
 import errno
+import ipaddress
 import logging
 import math
 import threading
@@ -34,12 +47,14 @@ from pynetdicom import AE, evt
 from ..errors import UserError
 from ..part10 import check_whole, part10_sop_instance_uid
 from ..transport.storage import scp_contexts
+from .admission import Admission, requestor
+from .senders import Senders, listen_address
 
 log = logging.getLogger("trolleyfs.storescp")
 
 # C-STORE statuses (PS3.4 B.2.3) we answer with
 SUCCESS = 0x0000
-NOT_AUTHORIZED = 0x0124  # nobody here asked for this object
+NOT_AUTHORIZED = 0x0124  # nobody here asked for this object, or not from this sender
 CANNOT_UNDERSTAND = 0xC000
 OUT_OF_RESOURCES = 0xA700  # the retrieval that asked for it is gone
 MAX_PDU = 1024 * 1024
@@ -66,28 +81,30 @@ class Inbox:
 
 @dataclass(frozen=True)
 class ReceiverAddress:
-    """Where a receiver listens and the AE title it answers to."""
+    """Where a receiver listens and the AE title it answers to; ``host`` is
+    empty for "the address that routes to the PACS"."""
 
     host: str
     port: int
     aet: str
 
     def where(self) -> str:
-        return f"{self.aet}@{self.host}:{self.port}"
+        return f"{self.aet}@{self.host or '*'}:{self.port}"
 
 
 class _Expectation:
-    """One retrieval's objects: the send side of its channel."""
+    """One retrieval's objects: the send side of its channel, and who may send them."""
 
-    __slots__ = ("received", "send")
+    __slots__ = ("received", "send", "senders")
 
-    def __init__(self, send: trio.MemorySendChannel[Message]) -> None:
+    def __init__(self, send: trio.MemorySendChannel[Message], senders: Senders) -> None:
         self.send = send
+        self.senders = senders
         self.received = 0
 
 
 class StoreReceiver:
-    """A storage SCP for the C-MOVEs of one mount."""
+    """A storage SCP for the C-MOVEs of one mount, on one port."""
 
     def __init__(self, address: ReceiverAddress, timeout: float) -> None:
         self.address = address
@@ -95,55 +112,94 @@ class StoreReceiver:
         self._lock = threading.Lock()
         self._by_instance: dict[str, _Expectation] = {}
         self._by_series: dict[str, _Expectation] = {}
-        self._server: Any = None
+        self._senders: list[Senders] = []
+        self._binds: list[tuple[str, str]] = []  # (store_host, PACS host) of each server
+        self._servers: list[Any] = []
         self._token: trio.lowlevel.TrioToken | None = None
-        self.refused = 0  # objects nobody asked for
+        self._admission = Admission(address.aet, self._senders)
+        self.listening: list[str] = []  # the addresses bound, once started
+        self.refused = 0  # objects nobody (of the senders allowed) asked for
         self.accepted = 0
+
+    def add_server(self, senders: Senders, store_host: str, pacs_host: str) -> None:
+        """A server whose retrievals use this receiver: its senders get in, and
+        the receiver listens on ``store_host`` (or the address routing to ``pacs_host``)."""
+        self._senders.append(senders)
+        self._binds.append((store_host, pacs_host))
 
     # ------------------------------------------------------------------ life
     async def start(self) -> None:
         """Listen (idempotent).  A port that is taken or not ours to bind is a
         UserError naming it, before anything is mounted."""
-        if self._server is not None:
+        if self._servers:
             return
         self._token = trio.lowlevel.current_trio_token()
-        self._server = await trio.to_thread.run_sync(self._listen)
-        log.info("C-MOVE receiver listening as %s", self.address.where())
+        self._servers = await trio.to_thread.run_sync(self._listen)
+        where = ", ".join(f"{a}:{self.address.port}" for a in self.listening)
+        log.info(
+            "C-MOVE receiver listening as %s on %s, for %s",
+            self.address.aet,
+            where,
+            "; ".join(f"{s.server}: {s.describe()}" for s in self._senders) or "nobody",
+        )
 
-    def _listen(self) -> Any:
+    def _addresses(self) -> list[str]:
+        found = dict.fromkeys(listen_address(host, pacs) for host, pacs in self._binds or [("", "127.0.0.1")])
+
+        def unspecified(a: str) -> bool:
+            try:
+                return ipaddress.ip_address(a).is_unspecified
+            except ValueError:
+                return False
+
+        if "::" in found:
+            return ["::"]  # dual-stack: IPv4 too
+        if any(unspecified(a) for a in found):
+            return [a for a in found if unspecified(a) or ":" in a]
+        return list(found)
+
+    def _listen(self) -> list[Any]:
+        for senders in self._senders:
+            senders.resolve()
+        self.listening = self._addresses()
         ae = AE(ae_title=self.address.aet)
-        ae.require_called_aet = True  # only associations addressed to us
+        ae.require_called_aet = True  # also checked (and logged) by the admission
         ae.maximum_pdu_size = MAX_PDU
         ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = self._timeout
         for uid, syntaxes in scp_contexts():  # the sender picks the stored syntax where we take it
             ae.add_supported_context(uid, list(syntaxes))
+        handlers = [*self._admission.handlers(), (evt.EVT_C_STORE, self._on_store)]
+        servers: list[Any] = []
         try:
-            return ae.start_server(
-                (self.address.host, self.address.port), block=False, evt_handlers=[(evt.EVT_C_STORE, self._on_store)]
-            )
+            for host in self.listening:
+                servers.append(ae.start_server((host, self.address.port), block=False, evt_handlers=handlers))
         except OSError as exc:
+            for server in servers:
+                server.shutdown()
             hint = (
                 " (another program listens there: choose another store_port)" if exc.errno == errno.EADDRINUSE else ""
             )
             raise UserError(
-                f"C-MOVE receiver: cannot listen on {self.address.host}:{self.address.port}: "
-                f"{exc.strerror or exc}{hint}"
+                f"C-MOVE receiver: cannot listen on {host}:{self.address.port}: {exc.strerror or exc}{hint}"
             ) from None
+        return servers
 
     async def aclose(self) -> None:
-        server, self._server = self._server, None
-        if server is not None:
+        servers, self._servers = self._servers, []
+        for server in servers:
             with trio.CancelScope(shield=True):
                 await trio.to_thread.run_sync(server.shutdown)
+        if servers:
             log.debug("C-MOVE receiver %s stopped", self.address.where())
 
     # ------------------------------------------------------------------ retrievals
     @contextmanager
-    def expect(self, *, instance: str | None = None, series: str | None = None) -> Iterator[Inbox]:
+    def expect(self, senders: Senders, *, instance: str | None = None, series: str | None = None) -> Iterator[Inbox]:
         """Register a retrieval waiting for ``instance`` or the instances of
-        ``series``; objects arrive in the inbox handed out until the block ends.
-        The channel is unbounded for one instance (a C-MOVE of one object must
-        never wait for its reader) and small for a series (flow control)."""
+        ``series`` from ``senders``; objects arrive in the inbox handed out
+        until the block ends.  The channel is unbounded for one instance (a
+        C-MOVE of one object must never wait for its reader) and small for a
+        series (flow control)."""
         if (instance is None) == (series is None):
             raise ValueError("expect() takes an instance or a series")
         send, recv = trio.open_memory_channel[Message](math.inf if instance is not None else 4)
@@ -152,7 +208,7 @@ class StoreReceiver:
         with self._lock:
             if key in table:
                 raise RuntimeError(f"a retrieval already waits for {key}")
-            table[key] = _Expectation(send)
+            table[key] = _Expectation(send, senders)
         try:
             yield Inbox(send, recv)
         finally:
@@ -176,17 +232,32 @@ class StoreReceiver:
 
     def _on_store(self, event: Any) -> int:
         """pynetdicom's C-STORE handler (an association thread)."""
+        aet, address = requestor(event.assoc)
         try:
             data = event.encoded_dataset()
             uid = part10_sop_instance_uid(data)
             check_whole(data)  # a cut or damaged dataset is refused, never handed on
         except Exception as exc:
-            log.warning("C-MOVE receiver: unreadable object from %s: %s", _sender(event), exc)
+            log.warning("C-MOVE receiver: unreadable object from %s@%s: %s", aet, address, exc)
             return CANNOT_UNDERSTAND
-        targets = self._targets(uid, event)
+        waiting = self._targets(uid, event)
+        targets = [t for t in waiting if t.senders.why_not(aet, address) is None]
         if not targets:
             self.refused += 1
-            log.warning("C-MOVE receiver: refused instance %s from %s: no retrieval waits for it", uid, _sender(event))
+            if waiting:  # another server's sender: it must not satisfy that retrieval
+                why = "; ".join(filter(None, (t.senders.why_not(aet, address) for t in waiting)))
+                self._admission.once.warn(
+                    ("object", aet, address),
+                    "C-MOVE receiver: refused instance %s from %s@%s: %s",
+                    uid,
+                    aet,
+                    address,
+                    why,
+                )
+            else:
+                log.warning(
+                    "C-MOVE receiver: refused instance %s from %s@%s: no retrieval waits for it", uid, aet, address
+                )
             return NOT_AUTHORIZED
         delivered = False
         for target in targets:
@@ -211,31 +282,26 @@ def _series_uid(event: Any) -> str | None:
     return str(value).strip("\x00 ") if value else None
 
 
-def _sender(event: Any) -> str:
-    try:
-        req = event.assoc.requestor
-        return f"{req.ae_title}@{req.address}"
-    except AttributeError:
-        return "a peer"
-
-
 class Receivers:
-    """The receivers of one mount, one per address; servers that name the same
-    address share it.  Started before the mount, closed after it."""
+    """The receivers of one mount, one per port; servers that name the same
+    port share it (and must give it the same AE title).  Started before the
+    mount, closed after it."""
 
     def __init__(self) -> None:
-        self._all: dict[tuple[str, int], StoreReceiver] = {}
+        self._all: dict[int, StoreReceiver] = {}
 
-    def get(self, address: ReceiverAddress, timeout: float) -> StoreReceiver:
-        key = (address.host, address.port)
-        found = self._all.get(key)
+    def get(self, address: ReceiverAddress, timeout: float, senders: Senders, pacs_host: str) -> StoreReceiver:
+        """The receiver on ``address.port``, which now also takes ``senders``
+        and listens on ``address.host`` (or the address routing to ``pacs_host``)."""
+        found = self._all.get(address.port)
         if found is None:
-            found = self._all[key] = StoreReceiver(address, timeout)
+            found = self._all[address.port] = StoreReceiver(address, timeout)
         elif found.address.aet != address.aet:
             raise UserError(
                 f"C-MOVE receivers: port {address.port} is configured with two AE titles "
                 f"({found.address.aet}, {address.aet}); one port answers to one AE title"
             )
+        found.add_server(senders, address.host, pacs_host)
         return found
 
     async def start(self) -> None:
