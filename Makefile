@@ -4,10 +4,14 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
+LOCK   := constraints.txt
+PIP    := $(PY) -m pip install -q -c $(LOCK)
+# a second Python for `make test-unit-py313` (CI's second leg): pyenv's on these machines, or one on PATH
+PY313  ?= $(firstword $(wildcard /root/.pyenv/versions/3.13*/bin/python3.13) $(shell command -v python3.13))
 APT_PACKAGES := gcc fuse3 libfuse3-dev pkg-config orthanc orthanc-dicomweb dcmtk dicom3tools dcm2niix rsync procps unzip redis-server redis-tools bsdutils rclone davfs2 curl logrotate
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all install system-deps venv test test-unit demo bench clean lint format
+.PHONY: all install system-deps venv test test-unit test-unit-py313 demo bench clean lint format lock
 
 all: venv
 
@@ -20,10 +24,10 @@ system-deps:
 	  $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $$missing; \
 	fi
 
-$(VENV)/.stamp: pyproject.toml | system-deps
+$(VENV)/.stamp: pyproject.toml $(LOCK) | system-deps
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PIP) -e '.[test]'
 	touch $@
 
 venv: $(VENV)/.stamp
@@ -37,23 +41,36 @@ test: system-deps venv
 test-unit: venv
 	$(PY) -m pytest -q tests/unit
 
+test-unit-py313:
+	@[ -n "$(PY313)" ] || { echo "make test-unit-py313: no Python 3.13 found (pyenv's, or python3.13 on PATH)"; exit 1; }
+	$(MAKE) test-unit PYTHON=$(PY313) VENV=.venv-py313
+
 demo: system-deps venv
 	$(VENV)/bin/trolleyfs demo
 
 bench: system-deps venv
-	$(PY) -m pip install -q -e '.[test,bench]'
+	$(PIP) -e '.[test,bench]'
 	$(PY) -m tests.bench
 
 lint: venv
-	$(PY) -m pip install -q -e '.[test,lint]'
+	$(PIP) -e '.[test,lint]'
 	$(VENV)/bin/ruff check trolleyfs tests
 	$(VENV)/bin/ruff format --check trolleyfs tests
 	$(VENV)/bin/mypy
 
 format: venv
-	$(PY) -m pip install -q -e '.[test,lint]'
+	$(PIP) -e '.[test,lint]'
 	$(VENV)/bin/ruff format trolleyfs tests
 	$(VENV)/bin/ruff check --fix trolleyfs tests
 
+# resolve every dependency afresh (all extras) into $(LOCK)
+lock:
+	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock && .venv-lock/bin/pip install -q --upgrade pip
+	.venv-lock/bin/pip install -q -e '.[test,lint,bench]'
+	{ echo "# The versions CI and \`make\` install (pip constraints): regenerate with \`make lock\` after changing"; \
+	  echo "# pyproject.toml's dependencies; pyproject.toml keeps the ranges users' installs may take."; \
+	  .venv-lock/bin/pip freeze --exclude-editable | grep -vi '^trolleyfs'; } > $(LOCK)
+	rm -rf .venv-lock
+
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) .venv-py313 build *.egg-info .pytest_cache
