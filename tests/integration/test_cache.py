@@ -123,7 +123,9 @@ def test_disk_cache_survives_a_remount_and_rejects_corruption(proxy, tmp_path):
         want = {f.name: f.read_bytes() for f in files}
         wait_idle(m)
     assert wado(proxy) == 2  # the first file alone, then its series
-    cached = [p for p in cache_dir.rglob("*") if p.is_file() and LISTINGS_DIR not in p.parts]  # objects only
+    cached = [
+        p for p in cache_dir.glob("??/*") if p.is_file()
+    ]  # objects only (not the listings, not the layout marker)
     assert len(cached) == 12
     # break one cached object: it must be detected, dropped and fetched again
     victim = cached[0]

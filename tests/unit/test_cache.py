@@ -26,7 +26,7 @@ def test_disk_cache_round_trip_survives_reopen_and_trims(tmp_path):
         d.put(f"1.2.{i}", bytes([i]) * 1000)
     assert d.get("1.2.0") == b"\0" * 1000  # now the young one
     again = DiskCache(str(tmp_path), max_bytes=d.max_bytes)  # a remount
-    assert again.size_of("1.2.1") == 1000 and again.bytes_used == 3 * 1032
+    assert again.size_of("1.2.1") == 1000 and again.bytes_used == 3 * (1000 + DiskCache.SUFFIX_LEN)
     again.put("1.2.3", b"3" * 1000)  # over the bound: the oldest file goes
     assert again.bytes_used <= again.max_bytes
     assert sum(again.size_of(f"1.2.{i}") is not None for i in range(4)) == 3
@@ -35,7 +35,7 @@ def test_disk_cache_round_trip_survives_reopen_and_trims(tmp_path):
 def test_disk_cache_drops_corrupt_and_unfinished_files(tmp_path):
     d = DiskCache(str(tmp_path), max_bytes=10**6)
     d.put("9.9", b"payload" * 100)
-    (path,) = [p for p in tmp_path.rglob("*") if p.is_file()]
+    (path,) = list(tmp_path.glob("??/*"))  # the one object (beside the layout's marker)
     raw = bytearray(path.read_bytes())
     raw[3] ^= 1
     path.write_bytes(bytes(raw))
@@ -43,8 +43,24 @@ def test_disk_cache_drops_corrupt_and_unfinished_files(tmp_path):
     # a write cut short by a crash leaves a temp file: ignored and removed at start
     tmp = path.with_name(path.name + ".tmp123.456")
     tmp.write_bytes(b"half")
-    path.write_bytes(b"short")  # a file shorter than its own checksum
+    path.write_bytes(b"sho"[: DiskCache.SUFFIX_LEN - 1])  # a file shorter than its own checksum
     d2 = DiskCache(str(tmp_path), max_bytes=10**6)
     assert not tmp.exists()
     assert d2.size_of("9.9") is None and not path.exists()
     assert d2.get("9.9") is None
+
+
+def test_a_disk_cache_written_by_an_earlier_version_is_emptied_once(tmp_path):
+    """Version 1 trailed each object with its SHA-256: such files would all fail
+    the CRC-32; they go at start, once, and what is written now stays."""
+    old = tmp_path / "ab" / ("ab" + "0" * 62)
+    old.parent.mkdir()
+    old.write_bytes(b"an object" + bytes(32))
+    listings = tmp_path / "listings"
+    listings.mkdir()
+    (listings / "kept.json").write_text("{}")  # not an object: left alone
+    d = DiskCache(str(tmp_path), max_bytes=10**6)
+    assert not old.exists() and d.bytes_used == 0 and (listings / "kept.json").exists()
+    d.put("1.2.3", b"now")
+    again = DiskCache(str(tmp_path), max_bytes=10**6)
+    assert again.get("1.2.3") == b"now"

@@ -4,7 +4,8 @@ request at all.
 
 The kernel locks the pages it stores into; a reader of the same file may hold
 one while it waits for this very process to answer its read.  So the store
-runs in a worker thread (one at a time), never on the loop that answers."""
+runs in a worker thread (one at a time), never on the loop that answers;
+what arrives while it runs is stored by its next hand-off, in one go."""
 
 from __future__ import annotations
 
@@ -26,18 +27,29 @@ class PagePusher:
         self._inodes_of = inodes_of
         self._nursery = nursery
         self._notify_store = notify_store
-        self._limiter = trio.CapacityLimiter(1)
+        self._pending: list[tuple[list[int], bytes]] = []  # what the next hand-off stores
+        self._running = False
 
     def push(self, uid: str, data: bytes) -> None:
         """Readahead data for ``uid`` arrived (the Store's ``on_prefetched``)."""
         inodes = self._inodes_of(uid)
-        if inodes:
-            self._nursery.start_soon(self._push, inodes, data)
+        if not inodes:
+            return
+        self._pending.append((inodes, data))
+        if not self._running:
+            self._running = True
+            self._nursery.start_soon(self._push)
 
-    async def _push(self, inodes: list[int], data: bytes) -> None:
-        await trio.to_thread.run_sync(self._store_pages, inodes, data, limiter=self._limiter)
+    async def _push(self) -> None:
+        try:
+            while self._pending:
+                batch, self._pending = self._pending, []
+                await trio.to_thread.run_sync(self._store_pages, batch)
+        finally:
+            self._running = False
 
-    def _store_pages(self, inodes: list[int], data: bytes) -> None:
-        for ino in inodes:
-            with contextlib.suppress(OSError):  # the kernel dropped the inode, or cannot: it asks when read
-                self._notify_store(ino, 0, data)
+    def _store_pages(self, batch: list[tuple[list[int], bytes]]) -> None:
+        for inodes, data in batch:
+            for ino in inodes:
+                with contextlib.suppress(OSError):  # the kernel dropped the inode, or cannot: it asks when read
+                    self._notify_store(ino, 0, data)

@@ -1,7 +1,13 @@
 """The disk cache of instances: optional, persistent, bounded in bytes,
 content addressed by the instance's cache key, written atomically (temp file
 + rename) with a checksum after the object, so a crash or a torn write is
-never served."""
+never served.
+
+The checksum is a CRC-32 (zlib): it guards against torn writes and bits gone
+bad on the local disk, which is all a checksum here can do (whoever can
+write the cache directory could write any checksum too), at several GB/s.
+Version 1 of this layout trailed each object with its SHA-256; a directory
+written by it is emptied once, at start (:data:`FORMAT`)."""
 
 from __future__ import annotations
 
@@ -9,19 +15,27 @@ import hashlib
 import logging
 import os
 import re
+import shutil
 import threading
+import zlib
 from pathlib import Path
 
 log = logging.getLogger("trolleyfs.cache")
 _FANOUT = re.compile(r"^[0-9a-f]{2}$")  # the objects' subdirectories
+FORMAT_FILE = "objects.format"  # what layout the objects are in
+FORMAT = "2 crc32\n"
+
+
+def _checksum(data: bytes | memoryview) -> bytes:
+    return zlib.crc32(data).to_bytes(4, "little")
 
 
 class DiskCache:
-    """Files ``<dir>/<aa>/<sha256(uid)>`` holding the object followed by a 32-byte
-    SHA-256 of it.  Reads check the digest; a bad file is deleted and missed.
+    """Files ``<dir>/<aa>/<sha256(uid)>`` holding the object followed by its
+    4-byte CRC-32.  Reads check it; a bad file is deleted and missed.
     Blocking file I/O: call from a worker thread."""
 
-    SUFFIX_LEN = 32
+    SUFFIX_LEN = 4
 
     def __init__(self, directory: str, max_bytes: int) -> None:
         self.dir = Path(directory)
@@ -31,7 +45,24 @@ class DiskCache:
         self.hits = self.misses = self.corrupt = 0
         self._size = 0
         self._entries: dict[Path, int] = {}
+        self._upgrade()
         self._scan()
+
+    def _upgrade(self) -> None:
+        """Objects written in another layout (an earlier version's) are dropped
+        once: they would all fail their checksum."""
+        marker = self.dir / FORMAT_FILE
+        try:
+            if marker.read_text() == FORMAT:
+                return
+        except OSError:
+            pass
+        old = [sub for sub in self.dir.iterdir() if sub.is_dir() and _FANOUT.match(sub.name)]
+        if old:
+            log.info("disk cache %s: written by an earlier version; emptied once", self.dir)
+        for sub in old:
+            shutil.rmtree(sub, ignore_errors=True)
+        marker.write_text(FORMAT)
 
     def _path(self, uid: str) -> Path:
         h = hashlib.sha256(uid.encode()).hexdigest()
@@ -69,12 +100,14 @@ class DiskCache:
     def get(self, uid: str) -> bytes | None:
         p = self._path(uid)
         try:
-            raw = p.read_bytes()
+            with open(p, "rb") as f:  # the object, then its checksum: read apart, no copy of the object
+                length = os.fstat(f.fileno()).st_size - self.SUFFIX_LEN
+                data = f.read(max(0, length))
+                digest = f.read()
         except OSError:
             self.misses += 1
             return None
-        data, digest = raw[: -self.SUFFIX_LEN], raw[-self.SUFFIX_LEN :]
-        if len(raw) < self.SUFFIX_LEN or hashlib.sha256(data).digest() != digest:
+        if length < 0 or len(data) != length or _checksum(data) != digest:
             with self._lock:  # two readers may find the same bad file: count and log it once
                 size = self._entries.pop(p, None)
                 if size is not None:
@@ -100,7 +133,7 @@ class DiskCache:
         try:
             with open(tmp, "wb") as f:
                 f.write(data)
-                f.write(hashlib.sha256(data).digest())
+                f.write(_checksum(data))
             os.replace(tmp, p)
         except OSError as exc:
             log.warning("disk cache: cannot write %s: %s", p, exc)

@@ -1,7 +1,9 @@
 """The disk-cache writer: objects are queued on a bounded channel and written
 by one background task, so a fetch never waits for the disk (unless the queue
-is full).  At unmount, :meth:`DiskWriter.drain` lets the queue empty, bounded
-in time."""
+is full).  What has queued up while a write ran is written by the next one
+in one worker thread (a series arriving costs a handful of thread hand-offs,
+not one per object).  At unmount, :meth:`DiskWriter.drain` lets the queue
+empty, bounded in time."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import trio
 from .disk import DiskCache
 
 QUEUE_LENGTH = 64
+BATCH_BYTES = 64 << 20  # written by one thread hand-off at most
 
 
 class DiskWriter:
@@ -37,8 +40,21 @@ class DiskWriter:
 
     async def _run(self, queue: trio.MemoryReceiveChannel[tuple[str, bytes]]) -> None:
         try:
-            async for uid, data in queue:
-                if self._disk.size_of(uid) is None:
-                    await trio.to_thread.run_sync(self._disk.put, uid, data, limiter=self._limiter)
+            async for first in queue:
+                batch, size = [first], len(first[1])
+                while size < BATCH_BYTES:
+                    try:
+                        item = queue.receive_nowait()
+                    except (trio.WouldBlock, trio.EndOfChannel):
+                        break
+                    batch.append(item)
+                    size += len(item[1])
+                todo = [(uid, data) for uid, data in batch if self._disk.size_of(uid) is None]
+                if todo:
+                    await trio.to_thread.run_sync(self._write, todo, limiter=self._limiter)
         finally:
             self._done.set()
+
+    def _write(self, batch: list[tuple[str, bytes]]) -> None:
+        for uid, data in batch:
+            self._disk.put(uid, data)
