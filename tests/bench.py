@@ -121,7 +121,8 @@ class PeakRSS:
     """Polls a process's resident set size; VmHWM gives the kernel's own peak."""
 
     def __init__(self, pid: int) -> None:
-        self.pid, self.samples, self._stop = pid, [], threading.Event()
+        self.pid, self._stop = pid, threading.Event()
+        self.samples: list[int] = []
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def _field(self, name: str) -> int:
@@ -278,10 +279,10 @@ def main() -> int:
                             path = path / study_name
                         if warm_first:
                             subprocess.run([*cmd, str(path)], check=True, capture_output=True)
-                        res = [None]
+                        res: list[subprocess.CompletedProcess[bytes]] = []
 
                         def go() -> None:
-                            res[0] = subprocess.run([*cmd, str(path)], check=True, capture_output=True)
+                            res.append(subprocess.run([*cmd, str(path)], check=True, capture_output=True))
 
                         t = timed(go)
                         n = len(res[0].stdout.splitlines())
@@ -419,7 +420,7 @@ def print_table(results: list[tuple[str, float, float | None, str]], args: argpa
     print(head)
     print("|" + "|".join("-" * (len(c)) for c in head.split("|")[1:-1]) + "|")
     for label, value, mb, target in results:
-        if label.startswith("(8"):  # three nodes: the MB/s of all three copies; what the PACS sent
+        if label.startswith("(10") and mb is not None:  # three nodes: the MB/s of all three copies; what the PACS sent
             print(f"| {label:<72} | {value:>8.3f} s | {mb / value:7.0f} | {value / base:6.2f}x | {target} |")
             continue
         if label.startswith("(7)"):

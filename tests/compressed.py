@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import os
 import tempfile
+from typing import Any
 
 import numpy as np
 from pydicom import dcmread
@@ -34,7 +35,7 @@ def _gdcm(data: bytes, ts: str) -> bytes:
     """Encode with GDCM (pydicom has no JPEG encoder)."""
     import gdcm
 
-    kinds = {
+    kinds: dict[str, Any] = {
         JPEGLosslessSV1: gdcm.TransferSyntax.JPEGLosslessProcess14_1,
         JPEGBaseline8Bit: gdcm.TransferSyntax.JPEGBaselineProcess1,
     }

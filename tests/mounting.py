@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from trolleyfs.part10 import part10_sop_instance_uid
 
@@ -25,12 +26,13 @@ TROLLEYFS_BIN = str(Path(sys.executable).parent / "trolleyfs")
 @dataclass
 class Mount:
     path: Path
-    proc: subprocess.Popen[bytes] | None
+    proc: subprocess.Popen[bytes]
     log: Path
     config: Path
 
-    def stats(self) -> dict:
-        return json.loads((self.path / ".trolleyfs" / "stats.json").read_text())
+    def stats(self) -> dict[str, Any]:
+        stats: dict[str, Any] = json.loads((self.path / ".trolleyfs" / "stats.json").read_text())
+        return stats
 
     def requests(self) -> int:
         return sum(self.stats()["requests"].values())
@@ -65,7 +67,8 @@ def wait_for(
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
-            raise AssertionError(f"waited {timeout:.0f} s for {what}" + (f":\n{detail()}" if detail else ""))
+            extra = detail()
+            raise AssertionError(f"waited {timeout:.0f} s for {what}" + (f":\n{extra}" if extra else ""))
         time.sleep(0.05)
 
 

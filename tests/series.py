@@ -23,7 +23,7 @@ import math
 
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.pixels import convert_color_space
+from pydicom.pixels.processing import convert_color_space
 from pydicom.sequence import Sequence
 from pydicom.uid import (
     PYDICOM_IMPLEMENTATION_UID,
@@ -48,7 +48,7 @@ def _base(sop_class: str, series_key: str, n: int, modality: str, description: s
     """The attributes every generated object has: UIDs, patient, study, series."""
     i_uid = UID(uid("derive", series_key, n))
     meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = sop_class
+    meta.MediaStorageSOPClassUID = UID(sop_class)
     meta.MediaStorageSOPInstanceUID = i_uid
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
 import httpx
@@ -47,11 +48,12 @@ class Served:
         """The URL of a tree path (``a/b c/d.dcm``), percent-encoded."""
         return self.url + quote(path.strip("/"))
 
-    def stats(self) -> dict:
+    def stats(self) -> dict[str, Any]:
         with self.client() as c:
             r = c.get(".trolleyfs/stats.json")
             r.raise_for_status()
-            return r.json()
+            stats: dict[str, Any] = r.json()
+            return stats
 
     def requests(self) -> int:
         """Requests made to the archive so far."""

@@ -26,7 +26,7 @@ def web(index) -> Iterator[DicomWebServer]:
 
 
 @pytest.fixture(scope="module")
-def uid_of(index) -> Callable[[Path], str]:
+def uid_of(index: SampleIndex) -> Callable[[Path], str]:
     """A file's SOP Instance UID from its series directory and its name (the
     file's own xattrs would ask for its size, so fetch it)."""
     by_number = {(ds.SeriesInstanceUID, int(ds.InstanceNumber)): uid for uid, ds in index.datasets.items()}

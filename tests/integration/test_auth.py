@@ -18,6 +18,7 @@ import trio.testing
 from tests.servers.base import Request, Response, TestHTTPServer
 from tests.servers.login import BasicCheck, KeycloakTokens, Routes, VitreaSessions, quick_server, resource_routes
 from trolleyfs import config
+from trolleyfs.endpoints import Server
 from trolleyfs.errors import AccessDenied, ProtocolError, RemoteError, Unavailable
 from trolleyfs.transport.auth import OAuth2ClientCredentials, VitreaAuth
 from trolleyfs.transport.http import HttpEndpoint, iter_body
@@ -46,7 +47,7 @@ def serving(routes: Routes) -> Iterator[TestHTTPServer]:
         server.stop()
 
 
-def server_config(url: str, auth: str, retries: int = 0) -> config.Server:
+def server_config(url: str, auth: str, retries: int = 0) -> Server:
     text = f"""
 [servers.pacs]
 search = {{ protocol = "qido-rs", url = "{url}/api" }}

@@ -48,7 +48,7 @@ def wado(proxy: FaultProxy) -> int:
 
 def wait_idle(m) -> None:
     def idle() -> bool:
-        p = m.stats()["prefetch"]
+        p: dict[str, object] = m.stats()["prefetch"]
         return p["series_running"] == 0 and p["in_flight"] == 0 and p["series_pending"] == 0
 
     wait_for(idle, "the prefetch to finish", detail=lambda: str(m.stats()["prefetch"]))

@@ -16,6 +16,7 @@ import socket
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 from pynetdicom import AE, evt
@@ -81,7 +82,7 @@ def mount_fails(tmp_path, config: str) -> str:
         force_unmount(mnt)
 
 
-def biggest_series(root) -> list:
+def biggest_series(root: Path) -> list[Path]:
     series = [d for d in root.glob("*/*") if d.is_dir()]
     return sorted(max(series, key=lambda d: len(os.listdir(d))).iterdir())
 
@@ -167,6 +168,7 @@ def elsewhere(aet: str) -> Iterator[int]:
         ae.add_supported_context(uid)
     port = free_port()
     server = ae.start_server(("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_STORE, lambda e: 0x0000)])
+    assert server is not None  # block=False: the running server
     try:
         yield port
     finally:
@@ -213,6 +215,7 @@ def test_pacs_killed_mid_series_and_restarted(move_port, tmp_path):
                 )
 
             assert same(paths[0])  # starts the series move
+            assert server.proc is not None
             server.proc.send_signal(signal.SIGKILL)  # gone, mid-series if still sending
             server.proc.wait()
             for p in paths[1:]:

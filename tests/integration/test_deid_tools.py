@@ -122,7 +122,9 @@ def nifti(folder: Path, out: Path) -> nib.Nifti1Image:
     assert run.returncode == 0, run.stdout + run.stderr
     files = sorted(out.glob("*.nii"))  # the original's overlay also becomes series_ROI1.nii
     assert out / "series.nii" in files, (files, run.stdout)
-    return nib.load(out / "series.nii")
+    image = nib.load(out / "series.nii")
+    assert isinstance(image, nib.Nifti1Image), image
+    return image
 
 
 def test_dcm2niix_makes_the_same_voxels_of_a_deidentified_series(tmp_path: Path) -> None:

@@ -36,7 +36,9 @@ def start_demo(tmp_path):
     except AssertionError:
         stop(proc)
         raise
-    return proc, mnt, out, re.search(r"data in ([^ )]+)\) \.\.\.", out.read_text()).group(1)
+    found = re.search(r"data in ([^ )]+)\) \.\.\.", out.read_text())
+    assert found is not None, out.read_text()
+    return proc, mnt, out, found.group(1)
 
 
 def test_demo_stops_orthanc_when_terminated_after_an_external_unmount(tmp_path):

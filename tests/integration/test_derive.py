@@ -71,6 +71,13 @@ def unpack(result: NiftiResult, name: str, where: Path) -> dict[str, Path]:
     return found
 
 
+def load_nifti(path: Path) -> nib.Nifti1Image:
+    """A volume dcm2niix made, as nibabel reads it (NIfTI-1)."""
+    image = nib.load(path)
+    assert isinstance(image, nib.Nifti1Image), image
+    return image
+
+
 def assert_same_as_reference(ours: dict[str, Path], ref: dict[str, Path]) -> None:
     """Every file of ours is one of dcm2niix's: NIfTI voxels, affine and
     header equal (nibabel), sidecars equal apart from the version fields."""
@@ -78,7 +85,7 @@ def assert_same_as_reference(ours: dict[str, Path], ref: dict[str, Path]) -> Non
     assert any(s.endswith(".nii.gz") for s in ours)
     for suffix, path in ours.items():
         if suffix.endswith(".nii.gz"):
-            mine, theirs = nib.load(path), nib.load(ref[suffix])
+            mine, theirs = load_nifti(path), load_nifti(ref[suffix])
             assert mine.shape == theirs.shape
             assert mine.get_data_dtype() == theirs.get_data_dtype()
             assert np.array_equal(np.asanyarray(mine.dataobj), np.asanyarray(theirs.dataobj))
@@ -113,7 +120,7 @@ async def test_a_ct_series_is_what_dcm2niix_makes_of_a_local_copy(tmp_path: Path
     objects = series.ct(key=f"ct-{sorted(kind.items())}", **kind)  # type: ignore[arg-type]
     ours = await convert_and_compare(objects, tmp_path, "2 Phantom")
     assert sorted(ours) == [".json", ".nii.gz"]
-    image = nib.load(ours[".nii.gz"])
+    image = load_nifti(ours[".nii.gz"])
     assert image.shape == (128, 128, 24)
     assert np.allclose(image.header.get_zooms(), (0.75, 0.75, 2.5), atol=1e-4)
     # the slices step along the generated normal (DICOM LPS -> NIfTI RAS flips x and y)
@@ -132,9 +139,9 @@ async def test_a_multi_echo_series_gives_one_volume_per_echo(tmp_path: Path) -> 
     assert sorted(ours) == ["_e1.json", "_e1.nii.gz", "_e2.json", "_e2.nii.gz", "_e3.json", "_e3.nii.gz"]
     echo_times = [json.loads(ours[f"_e{e}.json"].read_bytes())["EchoTime"] for e in (1, 2, 3)]
     assert echo_times == [0.01, 0.03, 0.06]
-    means = [nib.load(ours[f"_e{e}.nii.gz"]).get_fdata().mean() for e in (1, 2, 3)]
+    means = [load_nifti(ours[f"_e{e}.nii.gz"]).get_fdata().mean() for e in (1, 2, 3)]
     assert means[0] > means[1] > means[2]  # T2 decay
-    assert all(nib.load(ours[f"_e{e}.nii.gz"]).shape == (64, 64, 12) for e in (1, 2, 3))
+    assert all(load_nifti(ours[f"_e{e}.nii.gz"]).shape == (64, 64, 12) for e in (1, 2, 3))
 
 
 @pytest.mark.parametrize(
@@ -144,7 +151,7 @@ async def test_a_compressed_series_gives_the_volume_of_its_uncompressed_twin(tmp
     plain = series.ct(slices=8, key="twin")
     ours = await convert_and_compare(series.compressed(plain, ts), tmp_path / "c", "s")
     twin = unpack(await Dcm2niix(_binary()).convert(plain, "s"), "s", tmp_path / "plain")
-    a, b = nib.load(ours[".nii.gz"]), nib.load(twin[".nii.gz"])
+    a, b = load_nifti(ours[".nii.gz"]), load_nifti(twin[".nii.gz"])
     assert np.array_equal(np.asanyarray(a.dataobj), np.asanyarray(b.dataobj))
     assert np.array_equal(a.affine, b.affine)
 
@@ -183,7 +190,7 @@ async def test_a_single_localizer_is_a_2d_volume_by_default_and_nothing_with_ski
     """dcm2niix's default makes a one-slice volume of a scout (as a user's run
     does); ``skip_2d`` (``-i y``) makes nothing of it, nor of a screenshot."""
     ours = await convert_and_compare(series.localizer(), tmp_path, "scout")
-    assert nib.load(ours[".nii.gz"]).shape[:3] == (128, 128, 1)
+    assert load_nifti(ours[".nii.gz"]).shape[:3] == (128, 128, 1)
     skipping = Dcm2niix(_binary(), skip_2d=True)
     for objects in (series.localizer(), series.rgb_capture()):
         result = await skipping.convert(objects, "x")
@@ -203,7 +210,7 @@ async def test_debian_s_dcm2niix_gives_the_same_voxels_and_affine(tmp_path: Path
         volumes = sorted(s for s in ours if s.endswith(".nii.gz"))
         assert volumes == sorted(s for s in ref if s.endswith(".nii.gz"))
         for suffix in volumes:
-            mine, theirs = nib.load(ours[suffix]), nib.load(ref[suffix])
+            mine, theirs = load_nifti(ours[suffix]), load_nifti(ref[suffix])
             assert np.array_equal(np.asanyarray(mine.dataobj), np.asanyarray(theirs.dataobj))
             assert np.allclose(mine.affine, theirs.affine, atol=1e-5)
 

@@ -15,6 +15,7 @@ from tests.mounting import dataset_bytes
 from tests.peers import Peer
 from tests.servers.dcmqrscp import Dcmqrscp, free_port
 from tests.servers.tcpcount import CountingForwarder
+from trolleyfs.endpoints import CGetEndpoint, DicomQrEndpoint
 from trolleyfs.errors import AccessDenied, NotFound, ProtocolError, Unavailable
 from trolleyfs.model import InstanceRef, Query, QueryLevel, SeriesRef
 from trolleyfs.retrieve.cget import CGet
@@ -52,6 +53,7 @@ def catalog(sample_files) -> Catalog:
 
 async def test_study_listing(peer: Peer, catalog: Catalog) -> None:
     server = peer.server()
+    assert isinstance(server.search, DicomQrEndpoint)
     studies = await DicomQR(server, server.search).find_studies(Query())
     assert {s.uid for s in studies} == set(catalog.studies)
     for s in studies:
@@ -72,6 +74,7 @@ async def test_study_listing(peer: Peer, catalog: Catalog) -> None:
 
 async def test_series_and_instance_listing(peer: Peer, catalog: Catalog) -> None:
     server = peer.server()
+    assert isinstance(server.search, DicomQrEndpoint)
     qr = DicomQR(server, server.search)
     for study_uid, expected_series in catalog.series.items():
         series = await qr.find_series(study_uid)
@@ -93,6 +96,7 @@ async def test_series_and_instance_listing(peer: Peer, catalog: Catalog) -> None
 
 async def test_wildcard_patient_name(peer: Peer, catalog: Catalog) -> None:
     server = peer.server()
+    assert isinstance(server.search, DicomQrEndpoint)
     qr = DicomQR(server, server.search)
     found = await qr.find_studies(Query(filters={"PatientName": "TEST*"}))
     expected = {uid for uid, ds in catalog.studies.items() if str(ds.PatientName).startswith("TEST")}
@@ -105,6 +109,7 @@ async def test_wildcard_patient_name(peer: Peer, catalog: Catalog) -> None:
 
 async def test_study_date_range(peer: Peer, catalog: Catalog) -> None:
     server = peer.server()
+    assert isinstance(server.search, DicomQrEndpoint)
     qr = DicomQR(server, server.search)
 
     def expect(lo: str, hi: str) -> set[str]:
@@ -122,6 +127,7 @@ async def test_study_date_range(peer: Peer, catalog: Catalog) -> None:
 
 async def test_limit_and_include_fields(peer: Peer) -> None:
     server = peer.server()
+    assert isinstance(server.search, DicomQrEndpoint)
     qr = DicomQR(server, server.search)
     found = await qr.find_studies(Query(limit=2, include_fields=("PatientBirthDate", "StudyID")))
     assert len(found) == 2
@@ -134,6 +140,7 @@ async def test_limit_and_include_fields(peer: Peer) -> None:
 
 async def test_deep_query_fills_series_and_instances(peer: Peer, catalog: Catalog) -> None:
     server = peer.server()
+    assert isinstance(server.search, DicomQrEndpoint)
     studies = await DicomQR(server, server.search).find_studies(
         Query(filters={"PatientID": "P002"}, level=QueryLevel.INSTANCE)
     )
@@ -168,6 +175,7 @@ def _assert_same_object(data: bytes, expected: bytes) -> None:
 
 async def test_cget_instance(peer: Peer, catalog: Catalog, request) -> None:
     server = peer.server()
+    assert isinstance(server.retrieve, CGetEndpoint)
     ref = _first_series(catalog)
     uid = sorted(catalog.instances[ref.series_uid])[3]
     data = await CGet(server, server.retrieve).fetch_instance(InstanceRef(ref.study_uid, ref.series_uid, uid))
@@ -180,6 +188,7 @@ async def test_cget_instance(peer: Peer, catalog: Catalog, request) -> None:
 
 async def test_cget_series(peer: Peer, catalog: Catalog) -> None:
     server = peer.server()
+    assert isinstance(server.retrieve, CGetEndpoint)
     ref = _first_series(catalog)
     got: dict[str, bytes] = {}
     async for uid, data in CGet(server, server.retrieve).fetch_series(ref, list(catalog.instances[ref.series_uid])):
@@ -194,6 +203,7 @@ async def test_cget_series(peer: Peer, catalog: Catalog) -> None:
 async def test_cget_series_consumer_stops_early(peer: Peer, catalog: Catalog) -> None:
     """Leaving the iteration early aborts the C-GET; the next one works."""
     server = peer.server()
+    assert isinstance(server.retrieve, CGetEndpoint)
     cget = CGet(server, server.retrieve)
     ref = _first_series(catalog)
     agen = cget.fetch_series(ref, [])
@@ -210,6 +220,7 @@ async def test_cget_series_consumer_stops_early(peer: Peer, catalog: Catalog) ->
 
 async def test_cget_unknown(peer: Peer, catalog: Catalog) -> None:
     server = peer.server()
+    assert isinstance(server.retrieve, CGetEndpoint)
     cget = CGet(server, server.retrieve)
     ref = _first_series(catalog)
     with pytest.raises(NotFound):
@@ -223,6 +234,7 @@ async def test_cget_unknown(peer: Peer, catalog: Catalog) -> None:
 async def test_cfind_failure_status_is_an_error(peer: Peer) -> None:
     """A failure status from the peer raises; it is never an empty listing."""
     server = peer.server()
+    assert isinstance(server.search, DicomQrEndpoint)
     bogus = query_dataset("NOSUCHLEVEL", {}, ("StudyInstanceUID",))
     async with Association(server, server.search, "bogus search", FIND_CONTEXTS) as a:
         with pytest.raises(ProtocolError, match=r"C-FIND failed: status 0xC"):
@@ -236,6 +248,7 @@ async def test_dcmqrscp_strict_hierarchy_failure(dcmqrscp: Dcmqrscp) -> None:
     """dcmqrscp refuses a SERIES query without the study's UID (0xC000): an error, not nothing."""
     peer = Peer("dcmqrscp", dcmqrscp.host, dcmqrscp.port, dcmqrscp.aet)
     server = peer.server()
+    assert isinstance(server.search, DicomQrEndpoint)
     async with Association(server, server.search, "series search", FIND_CONTEXTS) as a:
         with pytest.raises(ProtocolError, match="0xC000"):
             await a.call(
@@ -253,6 +266,7 @@ async def test_unknown_called_aet_is_access_denied(dcmqrscp: Dcmqrscp, catalog: 
         fwd = await nursery.start(CountingForwarder(dcmqrscp.host, dcmqrscp.port).run)
         peer = Peer("dcmqrscp", "127.0.0.1", fwd.port, dcmqrscp.aet)
         server = peer.server(called_aet="NOT-THERE", retries=2)
+        assert isinstance(server.search, DicomQrEndpoint) and isinstance(server.retrieve, CGetEndpoint)
         with pytest.raises(AccessDenied, match="Called AE title not recognised") as info:
             await DicomQR(server, server.search).find_studies(Query())
         assert info.value.server == server.name and info.value.what == "study search"
@@ -266,6 +280,7 @@ async def test_unknown_called_aet_is_access_denied(dcmqrscp: Dcmqrscp, catalog: 
 async def test_connection_refused_is_unavailable(catalog: Catalog) -> None:
     peer = Peer("nobody", "127.0.0.1", free_port(), "ANY-SCP")  # nothing listens there
     server = peer.server(retries=1)
+    assert isinstance(server.search, DicomQrEndpoint) and isinstance(server.retrieve, CGetEndpoint)
     with pytest.raises(Unavailable, match="cannot connect"):
         await DicomQR(server, server.search).find_studies(Query())
     with pytest.raises(Unavailable, match="cannot connect"):
@@ -279,6 +294,7 @@ async def test_connection_refused_is_unavailable(catalog: Catalog) -> None:
 async def test_concurrent_reads_share_the_limit(peer: Peer, catalog: Catalog) -> None:
     """More reads than max_connections at once: all succeed, queued on the limiter."""
     server = peer.server()
+    assert isinstance(server.retrieve, CGetEndpoint)
     cget = CGet(server, server.retrieve)
     ref = _first_series(catalog)
     uids = sorted(catalog.instances[ref.series_uid])

@@ -12,6 +12,8 @@ import signal
 import subprocess
 import threading
 import time
+from pathlib import Path
+from typing import cast
 
 import httpx
 import pytest
@@ -54,7 +56,7 @@ def expect_errno(code: int, fn, *args) -> None:
     assert exc.value.errno == code, exc.value
 
 
-def exact(path, orthanc) -> bool:
+def exact(path: Path, orthanc: Orthanc) -> bool:
     return path.read_bytes() == orthanc.instance_file(os.getxattr(path, "user.dicom.SOPInstanceUID").decode())
 
 
@@ -146,7 +148,7 @@ def test_concurrent_readers_during_faults(proxy, orthanc, tmp_path):
                         outcomes.append("exact" if ok else "WRONG")
                 except OSError as exc:
                     with lock:
-                        outcomes.append(errno.errorcode[exc.errno])
+                        outcomes.append(errno.errorcode[cast(int, exc.errno)])
 
         proxy.cut_after = 20000  # every answer longer than this is cut
         threads = [threading.Thread(target=reader, args=(files[i::4],)) for i in range(4)]
@@ -177,6 +179,7 @@ def test_server_killed_mid_series_and_restarted(sample_files, tmp_path):
             paths = sorted(series_dir.iterdir())
             assert len(paths) == 40
             assert exact(paths[0], server)  # starts the series prefetch
+            assert server.proc is not None
             server.proc.send_signal(signal.SIGKILL)  # gone, mid-series if still streaming
             server.proc.wait()
             failed = 0

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import AsyncIterator, Iterator
+from typing import TypeVar
 
 import httpx
 import pytest
@@ -231,7 +232,10 @@ async def test_filter_and_level_combined(mint, index):
 # ------------------------------------------------------------ errors
 
 
-async def _expect(url: str, error: type[Exception], retries: int = 0) -> Exception:
+E = TypeVar("E", bound=Exception)
+
+
+async def _expect(url: str, error: type[E], retries: int = 0) -> E:
     m, client = _open(url, retries)
     try:
         with pytest.raises(error) as info:

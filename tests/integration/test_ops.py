@@ -63,7 +63,7 @@ def test_notify_ready_only_once_the_mount_answers(orthanc, tmp_path):
 
 def test_the_unit_file_runs_a_command_the_cli_accepts():
     unit = configparser.ConfigParser(strict=False, interpolation=None)
-    unit.optionxform = str  # keys are case-sensitive
+    unit.optionxform = str  # type: ignore[assignment,method-assign]  # keys are case-sensitive (configparser's documented way)
     unit.read(ROOT / "systemd" / "trolleyfs@.service")
     svc = unit["Service"]
     assert svc["Type"] == "notify" and svc["Restart"] == "on-failure"

@@ -38,7 +38,7 @@ def all_series(index) -> list[tuple[SeriesRef, list[str]]]:
 
 
 @pytest.fixture(scope="module")
-def big_series(all_series) -> tuple[SeriesRef, list[str]]:
+def big_series(all_series: list[tuple[SeriesRef, list[str]]]) -> tuple[SeriesRef, list[str]]:
     return max(all_series, key=lambda s: len(s[1]))
 
 

@@ -19,6 +19,7 @@ from tests.certs import make_ca, make_leaf
 from tests.servers.base import TestHTTPServer
 from tests.servers.login import Routes, VitreaSessions, quick_server, resource_routes
 from trolleyfs import config
+from trolleyfs.endpoints import Server
 from trolleyfs.errors import RemoteError, Unavailable
 from trolleyfs.transport.http import HttpEndpoint
 from trolleyfs.wiring import make_client
@@ -74,7 +75,7 @@ def https_server(certs: Certs, routes: Routes | None = None, require_client_cert
         server.stop()
 
 
-def server_config(url: str, extra: str = "") -> config.Server:
+def server_config(url: str, extra: str = "") -> Server:
     text = f"""
 [servers.pacs]
 search = {{ protocol = "qido-rs", url = "{url}/api" }}

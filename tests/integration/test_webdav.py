@@ -63,7 +63,7 @@ def archive_series(sample_files: list[bytes], any_instance: bytes) -> dict[str, 
     }
 
 
-def _io(data: bytes):  # type: ignore[no-untyped-def]
+def _io(data: bytes):
     import io
 
     return io.BytesIO(data)

@@ -9,9 +9,11 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Self
 from urllib.parse import parse_qsl, urlsplit
 
 import pydicom
+from pydicom.uid import UID
 
 
 @dataclass
@@ -120,9 +122,10 @@ class TestHTTPServer:
     @property
     def url(self) -> str:
         host, port = self.httpd.server_address[:2]
+        assert isinstance(host, str)  # bound to "127.0.0.1"
         return f"http://{host}:{port}"
 
-    def start(self) -> TestHTTPServer:
+    def start(self) -> Self:
         self.thread.start()
         return self
 
@@ -131,7 +134,7 @@ class TestHTTPServer:
         self.httpd.server_close()
         self.thread.join(5)
 
-    def __enter__(self) -> TestHTTPServer:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -191,7 +194,7 @@ class SampleIndex:
             if other is ds:
                 raise ValueError(f"series of {uid} has one instance: no other to send")
             changed = pydicom.dcmread(io.BytesIO(self.files[other.SOPInstanceUID]))
-            changed.file_meta.MediaStorageSOPInstanceUID = uid
+            changed.file_meta.MediaStorageSOPInstanceUID = UID(uid)
         elif how == "foreign-content":
             changed = pydicom.dcmread(io.BytesIO(self.files[uid]))
             changed.StudyInstanceUID = changed.StudyInstanceUID + ".9"

@@ -75,7 +75,8 @@ _NODELAY = {"TCP_NODELAY": "1"}
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        port: int = s.getsockname()[1]
+        return port
 
 
 def _compile_shim(workdir: Path) -> Path:

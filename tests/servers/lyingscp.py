@@ -21,7 +21,8 @@ from typing import Any
 import pydicom
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, ImplicitVRLittleEndian, MRImageStorage
 from pynetdicom import AE, evt
-from pynetdicom.sop_class import (
+from pynetdicom.events import EventHandlerType
+from pynetdicom.sop_class import (  # type: ignore[attr-defined]  # pynetdicom makes its SOP classes at import time
     StudyRootQueryRetrieveInformationModelGet,
     StudyRootQueryRetrieveInformationModelMove,
 )
@@ -53,7 +54,7 @@ class LyingScp:
         for cls in STORAGE:  # C-GET: the requestor takes the SCP role for these
             ae.add_supported_context(cls, SYNTAXES, scu_role=True, scp_role=True)
             ae.add_requested_context(cls, SYNTAXES)  # C-MOVE: what we propose to the destination
-        handlers = [(evt.EVT_C_GET, self._get), (evt.EVT_C_MOVE, self._move)]
+        handlers: list[EventHandlerType] = [(evt.EVT_C_GET, self._get), (evt.EVT_C_MOVE, self._move)]
         self._server = ae.start_server((self.host, self.port), block=False, evt_handlers=handlers)
         return self
 

@@ -239,6 +239,7 @@ class MintServer(TestHTTPServer):
     @property
     def root_url(self) -> str:
         host, port = self.httpd.server_address[:2]
+        assert isinstance(host, str)  # bound to "127.0.0.1"
         return f"http://{host}:{port}"
 
     # ------------------------------------------------------------ handler

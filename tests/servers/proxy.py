@@ -144,7 +144,7 @@ def _aborted() -> Iterator[bytes]:
     yield b""  # pragma: no cover
 
 
-def _body(resp: httpx.Response, cut: int | None, garbage: bool, stalling, done, count) -> Iterator[bytes]:  # type: ignore[no-untyped-def]
+def _body(resp: httpx.Response, cut: int | None, garbage: bool, stalling, done, count) -> Iterator[bytes]:
     stall, stall_after, wake = stalling
     sent = 0
     stalled = False

@@ -30,6 +30,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import pydicom
+from pydicom.uid import UID
 from pynetdicom import AE
 
 from tests.servers.dcmqrscp import free_port
@@ -86,7 +87,7 @@ class QrScp:
 
     def _store(self, files: list[bytes]) -> None:
         datasets = [pydicom.dcmread(io.BytesIO(f)) for f in files]
-        ae = AE(b"LOADER")
+        ae = AE("LOADER")
         for syntax in {ds.file_meta.TransferSyntaxUID for ds in datasets}:
             for cls in {ds.SOPClassUID for ds in datasets}:
                 ae.add_requested_context(cls, syntax)
@@ -127,7 +128,7 @@ def in_syntax(data: bytes, syntax: str) -> bytes:
     (pydicom's encoders: RLE, JPEG 2000 and JPEG-LS lossless)."""
     ds = pydicom.dcmread(io.BytesIO(data))
     if syntax == pydicom.uid.ImplicitVRLittleEndian:
-        ds.file_meta.TransferSyntaxUID = syntax
+        ds.file_meta.TransferSyntaxUID = UID(syntax)
     else:
         ds.compress(syntax, generate_instance_uid=False)
     buf = io.BytesIO()

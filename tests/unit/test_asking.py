@@ -6,6 +6,7 @@ is answered from the stored form instead), and that C-GET cannot ask."""
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 
 import httpx
 import pytest
@@ -20,7 +21,7 @@ J2K = "1.2.840.10008.1.2.4.90"
 REF = InstanceRef("1.2", "1.2.3", "1.2.3.4")
 
 
-def fetcher(retrieve: str, handler):  # type: ignore[no-untyped-def]
+def fetcher(retrieve: str, handler: Callable[[httpx.Request], httpx.Response]):
     cfg = parse(f"""
 [servers.pacs]
 search   = {{ protocol = "qido-rs", url = "http://pacs/dicom-web" }}

@@ -136,7 +136,7 @@ def test_a_stalled_fifo_never_blocks_the_caller(
         drainer.join(60)
         os.close(reader)
     got = [json.loads(line) for line in b"".join(drained).splitlines() if line]
-    assert len(got) == 2000 - stats["dropped"] and all(g["action"] == "read" for g in got)  # type: ignore[operator]
+    assert len(got) == 2000 - stats["dropped"] and all(g["action"] == "read" for g in got)
 
 
 def test_a_stalled_write_counts_as_unhealthy_before_the_queue_is_full(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ import trio
 
 from trolleyfs import config
 from trolleyfs.credentials import Secret
+from trolleyfs.endpoints import Server
 from trolleyfs.errors import AccessDenied, ProtocolError
 from trolleyfs.transport.auth import (
     BearerAuth,
@@ -25,7 +26,7 @@ from trolleyfs.transport.auth import (
 SECRET = "pw-do-not-show-5521"
 
 
-def server_with(auth: str) -> config.Server:
+def server_with(auth: str) -> Server:
     text = f"""
 [servers.pacs]
 search = {{ protocol = "qido-rs", url = "http://127.0.0.1:9/api" }}

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from trolleyfs import cli
-from trolleyfs.errors import ConfigError, Unavailable
+from trolleyfs.errors import ConfigError, Unavailable, UserError
 from trolleyfs.mount import fuse_options
 
 
@@ -47,9 +47,9 @@ def test_mount_options():
     assert {"ro", "default_permissions", "allow_other", "fsname=trolleyfs:/etc/p.toml"} <= opts
     assert "_netdev" not in opts and "nofail" not in opts
     assert "allow_other" not in fuse_options([], "p.toml")
-    with pytest.raises(cli.UserError, match="read-only"):
+    with pytest.raises(UserError, match="read-only"):
         fuse_options(["rw"])
-    with pytest.raises(cli.UserError, match="unknown mount option 'max_readahead=1'"):
+    with pytest.raises(UserError, match="unknown mount option 'max_readahead=1'"):
         fuse_options(["max_readahead=1"])
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Sequence
 
 import pytest
 
@@ -16,7 +17,7 @@ BASE = "trolleyfs:o:{pacs/1.2.3}"
 PLAIN, SEALED = Sealer(None), Sealer(os.urandom(32))
 
 
-def stored_bytes(chunks) -> list[bytes | None]:  # type: ignore[no-untyped-def]
+def stored_bytes(chunks) -> list[bytes]:
     return [bytes(c) for c in chunks]
 
 
@@ -44,7 +45,7 @@ def test_a_missing_changed_or_cut_chunk_is_unreadable(sealer):
     data = os.urandom(3500)
     meta, chunks = encode(data, 1000, sealer, BASE)
     good = stored_bytes(chunks)
-    gone = list(good)
+    gone: list[bytes | None] = list(good)
     gone[1] = None
     with pytest.raises(Unreadable, match="1 of 4 chunks are gone"):
         decode(meta, gone, sealer, BASE)
@@ -86,7 +87,7 @@ def test_sealed_chunks_cannot_be_swapped_moved_or_opened_with_another_key():
     meta, chunks = encode(data, 1000, SEALED, BASE)
     good = stored_bytes(chunks)
 
-    def with_digest(parts: list[bytes | None]) -> Meta:
+    def with_digest(parts: Sequence[bytes | None]) -> Meta:
         """What an attacker who can write Redis can do: fix the checksum."""
         h = hashlib.sha256(b"".join(p for p in parts if p is not None)).hexdigest()
         return Meta(meta.size, meta.chunks, h, meta.write)

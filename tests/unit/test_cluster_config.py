@@ -22,7 +22,7 @@ retrieve = { protocol = "wado-rs", url = "http://127.0.0.1:8042/dicom-web" }
 """
 
 
-def shared(lines: str, path: str = "pacs.toml"):  # type: ignore[no-untyped-def]
+def shared(lines: str, path: str = "pacs.toml"):
     return parse(BASE + lines, path).cache.shared
 
 

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+from typing import cast
 
 import pytest
 
 from trolleyfs.config import ConfigError, load, parse, parse_date
+from trolleyfs.credentials import BasicLogin
+from trolleyfs.endpoints import AeEndpoint, CMoveEndpoint, QidoEndpoint, UrlEndpoint
 from trolleyfs.model import QueryLevel
 
 GOOD = """
@@ -30,12 +33,14 @@ query_level = "series"
 def test_the_documented_example_parses():
     cfg = parse(GOOD, "pacs.toml")
     srv = cfg.servers["pacs"]
+    assert isinstance(srv.retrieve, UrlEndpoint) and isinstance(srv.auth, BasicLogin)
     assert srv.search.protocol == "qido-rs" and srv.retrieve.url == "http://127.0.0.1:8042/dicom-web"
     assert srv.auth.type == "basic" and srv.auth.password.get() == "s3cr3t-pw"
     assert "s3cr3t-pw" not in repr(srv) and "s3cr3t-pw" not in str(
         cfg
     )  # secrets never show in reprs (and so not in logs)
     (f,) = cfg.folders
+    assert f.min_study_date is not None and f.max_study_date is not None
     assert f.server == "pacs"  # the only server is the default
     assert dict(f.query) == {"ModalitiesInStudy": "CT", "PatientName": "TEST*"}
     assert f.min_study_date.resolve() == dt.date(2020, 1, 1)
@@ -142,10 +147,12 @@ def test_folder_needs_server_when_several(tmp_path):
 def test_secret_from_env_and_file(tmp_path, monkeypatch):
     monkeypatch.setenv("TFS_PW", "from-env")
     cfg = parse(_broken('password = "s3cr3t-pw"', 'password_env = "TFS_PW"'), "p.toml")
+    assert isinstance(cfg.servers["pacs"].auth, BasicLogin)
     assert cfg.servers["pacs"].auth.password.get() == "from-env"
     pw = tmp_path / "pw"
     pw.write_text("from-file\n")
     cfg = parse(_broken('password = "s3cr3t-pw"', f'password_file = "{pw}"'), "p.toml")
+    assert isinstance(cfg.servers["pacs"].auth, BasicLogin)
     assert cfg.servers["pacs"].auth.password.get() == "from-file"
 
 
@@ -158,6 +165,7 @@ def test_dimse_endpoints():
         "p.toml",
     )
     ep = cfg.servers["pacs"].search
+    assert isinstance(ep, AeEndpoint)
     assert (ep.host, ep.port, ep.called_aet, ep.calling_aet) == ("127.0.0.1", 4242, "ORTHANC", "TROLLEYFS")
     with pytest.raises(ConfigError, match="port: 70000 is not a TCP port"):
         parse(
@@ -189,6 +197,7 @@ retrieve = { protocol = "c-move", host = "pacs", port = 104, called_aet = "PACS"
 
 def test_c_move_destination_defaults_to_the_calling_aet():
     ep = parse(CMOVE, "p.toml").servers["pacs"].retrieve
+    assert isinstance(ep, CMoveEndpoint)
     # store_host "": the address that routes to the PACS (trolleyfs/retrieve/senders.py)
     assert (ep.protocol, ep.store_port, ep.store_aet, ep.store_host) == ("c-move", 11112, "ME", "")
     assert ep.reads_need_callback  # the mount's pre-flight reads one instance
@@ -200,6 +209,7 @@ def test_c_move_destination_defaults_to_the_calling_aet():
         .servers["pacs"]
         .retrieve
     )
+    assert isinstance(ep, CMoveEndpoint)
     assert (ep.store_port, ep.store_aet, ep.store_host) == (4006, "DEST", "127.0.0.1")
 
 
@@ -229,8 +239,8 @@ def test_space_as_per_search_endpoint():
         'url = "http://127.0.0.1:8042/dicom-web" }\nretrieve',
         'url = "http://127.0.0.1:8042/dicom-web", space_as = "?" }\nretrieve',
     )
-    assert parse(text, "pacs.toml").servers["pacs"].search.space_as == "?"
-    assert parse(GOOD, "pacs.toml").servers["pacs"].search.space_as == "%20"
+    assert cast(QidoEndpoint, parse(text, "pacs.toml").servers["pacs"].search).space_as == "?"
+    assert cast(QidoEndpoint, parse(GOOD, "pacs.toml").servers["pacs"].search).space_as == "%20"
 
 
 # Values that passed validation before and then failed the first `ls` (or

@@ -40,7 +40,7 @@ from tests.certs import self_signed
 from trolleyfs import config as config_module
 from trolleyfs.cluster import settings as shared_settings
 from trolleyfs.config import Config, ConfigError, DateSpec, load, parse
-from trolleyfs.endpoints import AeEndpoint
+from trolleyfs.endpoints import AeEndpoint, DicomQrEndpoint
 from trolleyfs.folders import FOLDER_KEYS
 from trolleyfs.listings.identity import search_key as query_key
 from trolleyfs.naming import names_for
@@ -273,7 +273,7 @@ def test_the_seeds_are_valid_and_use_every_key(files: dict[str, str]) -> None:
     docs = seeds(files)
     for doc in docs:
         assert isinstance(parse(dumps(doc), "seed.toml"), Config)
-    used = set()
+    used: set[str] = set()
 
     def walk(v: Any) -> None:
         if isinstance(v, dict):
@@ -457,6 +457,7 @@ async def _first_ls(cfg: Config) -> None:
 
             make_ae(server, server.search)
             set_ae(server.search.called_aet, "called_aet", False, False)
+            assert isinstance(server.search, DicomQrEndpoint)  # the one search protocol over an AE
             qr = DicomQR(server, server.search)
             for f in folders:
                 identifier = qr.study_identifier(f.study_query())

@@ -10,6 +10,7 @@ import io
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pydicom
@@ -39,7 +40,7 @@ def sample() -> list[bytes]:
     return list(sampledata.generate([spec]))
 
 
-def uid_of(item: dict) -> str:
+def uid_of(item: dict[str, Any]) -> str:
     return str(item["00080018"]["Value"][0])
 
 
@@ -59,7 +60,7 @@ def test_what_is_not_an_array_of_instances_is_refused(doc: object) -> None:
 
 
 def test_instances_are_ordered_by_series_and_instance_number() -> None:
-    def item(series: str, number: str | None, uid: str) -> dict:
+    def item(series: str, number: str | None, uid: str) -> dict[str, Any]:
         out = {"00080018": {"vr": "UI", "Value": [uid]}, "00200011": {"vr": "IS", "Value": [series]}}
         if number is not None:
             out["00200013"] = {"vr": "IS", "Value": [number]}
@@ -97,7 +98,9 @@ def listing(files: list[bytes]) -> list[Instance]:
     return out
 
 
-def service(handler: Callable[[httpx.Request], httpx.Response] | None, objects: Objects) -> tuple[Metadata, list]:
+def service(
+    handler: Callable[[httpx.Request], httpx.Response] | None, objects: Objects
+) -> tuple[Metadata, list[httpx.Request]]:
     seen: list[httpx.Request] = []
     sources = {}
     if handler is not None:

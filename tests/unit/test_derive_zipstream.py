@@ -31,7 +31,7 @@ class Source:
             for path, data in self.blobs.items()
         ]
 
-    def _reader(self, path: str):  # type: ignore[no-untyped-def]
+    def _reader(self, path: str):
         async def read() -> bytes:
             self.reads += 1
             return self.blobs[path]

@@ -10,6 +10,7 @@ import socket
 import struct
 import threading
 from collections.abc import Iterator
+from typing import cast
 
 import pytest
 import trio
@@ -17,7 +18,7 @@ from pydicom.dataset import Dataset
 from pynetdicom.dsutils import decode, encode
 
 from tests.servers.slowfind import SlowFind
-from trolleyfs.endpoints import Server
+from trolleyfs.endpoints import CGetEndpoint, DicomQrEndpoint, Server
 from trolleyfs.errors import ProtocolError, Unavailable
 from trolleyfs.model import InstanceRef, Query, SeriesRef
 from trolleyfs.protocols import endpoint as Endpoint
@@ -108,7 +109,7 @@ def test_query_dataset_encodes() -> None:
         ("StudyInstanceUID", "PatientName", "NumberOfStudyRelatedSeries", "ReferencedStudySequence", "NoSuchKeyword"),
     )
     assert "SpecificCharacterSet" not in ds
-    back = decode(io.BytesIO(encode(ds, False, True)), False, True)
+    back = decode(io.BytesIO(cast(bytes, encode(ds, False, True))), False, True)
     assert back.QueryRetrieveLevel == "STUDY"
     assert back.PatientName == "TEST*"
     assert back.StudyDate == "20210101-20221231"
@@ -121,7 +122,7 @@ def test_query_dataset_encodes() -> None:
 def test_query_dataset_non_ascii_sets_utf8() -> None:
     ds = query_dataset("STUDY", {"PatientName": "MÜLLER*"}, ("StudyInstanceUID",))
     assert ds.SpecificCharacterSet == "ISO_IR 192"
-    assert "MÜLLER*".encode() in encode(ds, False, True)
+    assert "MÜLLER*".encode() in cast(bytes, encode(ds, False, True))
 
 
 # --------------------------------------------------------------------------- statuses, contexts
@@ -240,6 +241,7 @@ async def _no_threads_left_beyond(before: set[str]) -> None:
 async def test_deadline_when_the_peer_never_answers(silent: SilentServer) -> None:
     before = _busy_threads()
     server = _server(silent.port, timeout=0.5)
+    assert isinstance(server.search, DicomQrEndpoint) and isinstance(server.retrieve, CGetEndpoint)
     # the messages name the deadline: each call ended because it fired (the
     # peer never answers, so nothing else could have ended them)
     with pytest.raises(Unavailable, match=r"no answer .* within 0.5 s"):
@@ -255,6 +257,7 @@ async def test_deadline_when_the_peer_never_answers(silent: SilentServer) -> Non
 async def test_cancelling_does_not_wait_for_the_deadline(silent: SilentServer) -> None:
     before = _busy_threads()
     server = _server(silent.port, timeout=60)  # only cancellation can end these in time
+    assert isinstance(server.search, DicomQrEndpoint) and isinstance(server.retrieve, CGetEndpoint)
     with trio.move_on_after(0.3) as scope:
         await DicomQR(server, server.search).find_studies(Query())
     assert scope.cancelled_caught
@@ -271,6 +274,7 @@ async def test_cancelling_does_not_wait_for_the_deadline(silent: SilentServer) -
 async def test_associations_are_limited_per_server(silent: SilentServer) -> None:
     """max_connections bounds the associations of the searcher and the fetcher together."""
     server = _server(silent.port, timeout=1.0, max_connections=2)
+    assert isinstance(server.search, DicomQrEndpoint) and isinstance(server.retrieve, CGetEndpoint)
     assert limiter_for(server) is limiter_for(server)
     assert limiter_for(server).total_tokens == 2
     qr, cget = DicomQR(server, server.search), CGet(server, server.retrieve)
@@ -335,6 +339,7 @@ async def test_an_answer_longer_than_the_timeout_is_read_whole_while_it_keeps_co
     with SlowFind(rows=1500, every=100, pause=0.4) as scp:  # pauses alone: 4x the timeout
         assert scp.total_pause() >= 4 * timeout and scp.longest_pause() < timeout / 3
         server = _slow_server(scp, timeout)
+        assert isinstance(server.search, DicomQrEndpoint)
         studies = await DicomQR(server, server.search).find_studies(Query())
         assert len({s.uid for s in studies}) == 1500 and scp.answers == 1
 
@@ -343,6 +348,7 @@ async def test_silence_in_the_middle_of_an_answer_ends_it_and_says_so() -> None:
     timeout = 1.5
     with SlowFind(rows=300, every=100, pause=0.01, gap=3 * timeout, gap_after=150) as scp:
         server = _slow_server(scp, timeout)
+        assert isinstance(server.search, DicomQrEndpoint)
         with pytest.raises(Unavailable, match=r"no answer from SLOWFIND@.* for 1\.5 s \(it had begun to answer\)"):
             await DicomQR(server, server.search).find_studies(Query())
         assert scp.answers == 0

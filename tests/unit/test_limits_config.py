@@ -97,7 +97,7 @@ async def test_one_server_counts_what_it_took_and_what_it_waited_and_why(autojum
         await pacs.request()  # waits for 19:00 (an hour): the request bucket has long refilled
     chunks = []
 
-    async def body():  # type: ignore[no-untyped-def]
+    async def body():
         for _ in range(3):
             yield b"x" * 500
 

@@ -24,7 +24,7 @@ def at(text: str) -> dt.datetime:
     return dt.datetime.fromisoformat(text)
 
 
-def virtual_wall(start: dt.datetime):  # type: ignore[no-untyped-def]
+def virtual_wall(start: dt.datetime):
     """A wall clock that starts at ``start`` and moves with trio's clock."""
     return lambda: start + dt.timedelta(seconds=trio.current_time())
 

@@ -11,7 +11,7 @@ import httpx
 import pytest
 import trio
 
-from trolleyfs.endpoints import Server
+from trolleyfs.endpoints import Server, UrlEndpoint
 from trolleyfs.errors import AccessDenied, ProtocolError, Unavailable
 from trolleyfs.model import Query, QueryLevel
 from trolleyfs.protocols import endpoint as Endpoint
@@ -45,6 +45,7 @@ def test_instance_level_recording_counts():
     assert len(instances) == 154
     assert len({i.uid for i in instances}) == 154
     assert all(s.attrs["SeriesInstanceUID"] == s.uid and s.study_uid == study.uid for s in study.series)
+    assert study.series[0].instances is not None
     first = study.series[0].instances[0]
     assert first.uid == "1.2.40.0.13.1.298894418449568752050683650986986208309"
     assert first.attrs["TransferSyntaxUID"] == "1.2.840.10008.1.2.1"
@@ -207,6 +208,7 @@ def _mint(handler) -> tuple[Mint, httpx.AsyncClient]:
         retries=0,
     )
     client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    assert isinstance(server.search, UrlEndpoint)
     return Mint(HttpEndpoint(server, server.search.url or "", client)), client
 
 

@@ -7,7 +7,7 @@ out whole, once the delimiter after it has arrived."""
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import pytest
 
@@ -25,7 +25,7 @@ Chunker = Callable[[bytes], Iterator[bytes]]
 
 
 def build(
-    parts: list[tuple[dict[str, str] | None, bytes]],
+    parts: Sequence[tuple[Mapping[str, str] | None, bytes]],
     boundary: bytes = B,
     preamble: bytes = b"",
     epilogue: bytes = b"\r\n",
@@ -371,7 +371,7 @@ class CountingBuffer(bytearray):
     scanned = 0
     searches = 0
 
-    def find(self, sub, start=None, end=None):  # type: ignore[override]
+    def find(self, sub, start=None, end=None):
         idx = super().find(sub, start, end)
         begin = 0 if start is None else start
         stop = len(self) if idx < 0 else idx + len(sub)
@@ -382,7 +382,7 @@ class CountingBuffer(bytearray):
 
 def _big_body(total: int, part_size: int, seed: int = 0) -> tuple[bytes, list[bytes]]:
     rng = random.Random(seed)
-    bodies_ = []
+    bodies_: list[bytes] = []
     # random bytes plus runs of near-delimiters, the worst realistic content
     tricky = (b"\r\n--" + B[:-3]) * 50
     while sum(map(len, bodies_)) < total:

@@ -16,9 +16,11 @@ from pathlib import Path
 
 import pydicom
 import pytest
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 from pydicom.uid import (
+    UID,
     DeflatedExplicitVRLittleEndian,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
@@ -58,7 +60,7 @@ def encoded(syntax: str, data: bytes | None = None, nested: bool = False) -> byt
     if syntax in (JPEG2000Lossless, RLELossless):
         ds.compress(syntax)
     else:
-        ds.file_meta.TransferSyntaxUID = syntax
+        ds.file_meta.TransferSyntaxUID = UID(syntax)
     buf = io.BytesIO()
     ds.save_as(buf, enforce_file_format=True)
     return buf.getvalue()
@@ -73,8 +75,10 @@ def element_ends(data: bytes) -> set[int]:
     pydicom.filereader._read_file_meta_info(f)
     start = f.tell()
     ends.add(start)
-    implicit = ds.original_encoding[0]
-    for elem in pydicom.filereader.data_element_generator(io.BytesIO(data[start:]), implicit, ds.original_encoding[1]):
+    implicit, little = ds.original_encoding
+    assert implicit is not None and little is not None  # read from bytes: known
+    for elem in pydicom.filereader.data_element_generator(io.BytesIO(data[start:]), implicit, little):
+        assert isinstance(elem, RawDataElement)  # an undefined-length sequence comes parsed, without a length
         ends.add(start + elem.value_tell + (elem.length if elem.length != 0xFFFFFFFF else 0))
     return ends
 
@@ -221,7 +225,7 @@ def test_identity_of_big_endian():
 def _rewritten(meta_uid: str | None = None, **changes: str) -> bytes:
     ds = pydicom.dcmread(io.BytesIO(sample()))
     if meta_uid is not None:
-        ds.file_meta.MediaStorageSOPInstanceUID = meta_uid
+        ds.file_meta.MediaStorageSOPInstanceUID = UID(meta_uid)
     for keyword, value in changes.items():
         setattr(ds, keyword, value)
     buf = io.BytesIO()

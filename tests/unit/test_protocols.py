@@ -20,6 +20,10 @@ from trolleyfs.endpoints import (
     UrlEndpoint,
     WadoRsEndpoint,
 )
+from trolleyfs.retrieve.cget import CGet
+from trolleyfs.retrieve.rad69 import Rad69
+from trolleyfs.search.dimse import DicomQR
+from trolleyfs.search.qido import QidoRS
 from trolleyfs.transport.dimse import limiter_for
 from trolleyfs.wiring import make_client, open_remotes
 
@@ -87,6 +91,7 @@ async def test_settings_are_passed_on() -> None:
     server = Server("pacs", QidoEndpoint(url, page_size=7), Rad69Endpoint(url, ignore_errors=("XDSX",)))
     async with make_client(server) as client:
         searcher, fetcher = protocols.build_searcher(server, client), protocols.build_fetcher(server, client)
+        assert isinstance(searcher, QidoRS) and isinstance(fetcher, Rad69)
         assert searcher.page_size == 7
         assert fetcher.ignore_errors == frozenset({"XDSX"})
 
@@ -95,6 +100,7 @@ async def test_dimse_searcher_and_fetcher_share_one_association_limit() -> None:
     config = parse(_config("dicom-qr", "c-get"))
     async with AsyncExitStack() as stack:
         remote = (await open_remotes(config, stack))["pacs"]
+        assert isinstance(remote.searcher, DicomQR) and isinstance(remote.fetcher, CGet)
         searcher_server, fetcher_server = remote.searcher.server, remote.fetcher.server
         assert limiter_for(searcher_server) is limiter_for(fetcher_server)
         assert limiter_for(searcher_server).total_tokens == 3

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from trolleyfs.config import parse
+from trolleyfs.endpoints import UrlEndpoint
 from trolleyfs.errors import AccessDenied, NotFound, ProtocolError, Unavailable
 from trolleyfs.model import Query
 from trolleyfs.search.qido import QidoRS
@@ -26,7 +29,7 @@ timeout = 5
 """
 
 
-def study(uid: str, name: str = "DOE^J") -> dict:
+def study(uid: str, name: str = "DOE^J") -> dict[str, Any]:
     return {
         "0020000D": {"vr": "UI", "Value": [uid]},
         "00100010": {"vr": "PN", "Value": [{"Alphabetic": name}]},
@@ -34,7 +37,7 @@ def study(uid: str, name: str = "DOE^J") -> dict:
     }
 
 
-def qido(handler) -> tuple[QidoRS, list[httpx.Request]]:
+def qido(handler: Callable[[httpx.Request], httpx.Response]) -> tuple[QidoRS, list[httpx.Request]]:
     seen: list[httpx.Request] = []
 
     def record(request: httpx.Request) -> httpx.Response:
@@ -43,6 +46,7 @@ def qido(handler) -> tuple[QidoRS, list[httpx.Request]]:
 
     server = parse(CFG, "t.toml").servers["pacs"]
     client = httpx.AsyncClient(transport=httpx.MockTransport(record))
+    assert isinstance(server.search, UrlEndpoint)
     return QidoRS(HttpEndpoint(server, server.search.url, client), page_size=2), seen
 
 
@@ -134,7 +138,7 @@ async def test_series_and_instances_paths():
 # --------------------------------------------------------------------------- what real servers get wrong
 
 
-def answer(rows: list[dict] | bytes, headers: dict[str, str] | None = None) -> httpx.Response:
+def answer(rows: list[dict[str, Any]] | bytes, headers: dict[str, str] | None = None) -> httpx.Response:
     body = rows if isinstance(rows, bytes) else json.dumps(rows).encode()
     return httpx.Response(200, content=body, headers={"content-type": "application/dicom+json", **(headers or {})})
 
@@ -185,7 +189,7 @@ async def test_limit_counts_distinct_studies():
 
 
 def paged(
-    rows: list[dict],
+    rows: list[dict[str, Any]],
     cap: int | None = None,
     warning: bool = False,
     ignore_offset: bool = False,

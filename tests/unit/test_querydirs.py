@@ -15,12 +15,10 @@ import trio
 from tests.fakes.tree import FOLDER_TTL, FakeSearcher, child, make_tree, names_of
 from trolleyfs.errors import Unavailable
 from trolleyfs.model import Query, Study
+from trolleyfs.rootnames import BY_ACCESSION_DIR, BY_PATIENT_DIR, QUERY_DIR
 from trolleyfs.tree.base import DirNode
 from trolleyfs.tree.dirs import StudyDir
 from trolleyfs.tree.querydirs import (
-    BY_ACCESSION_DIR,
-    BY_PATIENT_DIR,
-    QUERY_DIR,
     RECENT,
     QueryDir,
     parse_query,

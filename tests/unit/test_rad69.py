@@ -7,6 +7,7 @@ import base64
 import io
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import cast
 
 import httpx
 import pydicom
@@ -84,11 +85,13 @@ def test_request_is_a_soap12_retrieve_imaging_document_set():
     action = root.find("s:Header/a:Action", NS)
     assert action is not None and action.text == ACTION and action.get(f"{{{NS['s']}}}mustUnderstand") == "1"
     assert root.findtext("s:Header/a:To", namespaces=NS) == "https://pacs/rad69"
-    assert root.findtext("s:Header/a:MessageID", namespaces=NS).startswith("urn:uuid:")
+    assert cast(str, root.findtext("s:Header/a:MessageID", namespaces=NS)).startswith("urn:uuid:")
     req = root.find("s:Body/iherad:RetrieveImagingDocumentSetRequest", NS)
     assert req is not None
     study = req.find("iherad:StudyRequest", NS)
+    assert study is not None
     series = study.find("iherad:SeriesRequest", NS)
+    assert series is not None
     assert study.get("studyInstanceUID") == "1.2.3" and series.get("seriesInstanceUID") == "1.2.3.4"
     docs = series.findall("ihe:DocumentRequest", NS)
     assert [d.findtext("ihe:DocumentUniqueId", namespaces=NS) for d in docs] == ["1.2.3.4.5", "1.2.3.4.6"]
@@ -100,7 +103,7 @@ def test_request_is_a_soap12_retrieve_imaging_document_set():
 def test_request_escapes_what_it_quotes():
     odd = 'a"b<c>&d'
     root = ET.fromstring(build_request(odd, odd, [odd], "http://x/?a=1&b=2"))
-    assert root.find(".//iherad:StudyRequest", NS).get("studyInstanceUID") == odd
+    assert cast(ET.Element, root.find(".//iherad:StudyRequest", NS)).get("studyInstanceUID") == odd
     assert root.findtext(".//ihe:DocumentUniqueId", namespaces=NS) == odd
     assert root.findtext(".//a:To", namespaces=NS) == "http://x/?a=1&b=2"
 
@@ -320,12 +323,12 @@ def series_of_two(sample_files) -> tuple[SeriesRef, list[tuple[str, bytes]]]:
 
 
 @pytest.fixture(scope="module")
-def two_objects(series_of_two) -> list[tuple[str, bytes]]:
+def two_objects(series_of_two: tuple[SeriesRef, list[tuple[str, bytes]]]) -> list[tuple[str, bytes]]:
     return series_of_two[1]
 
 
 @pytest.fixture(scope="module")
-def sref(series_of_two) -> SeriesRef:
+def sref(series_of_two: tuple[SeriesRef, list[tuple[str, bytes]]]) -> SeriesRef:
     return series_of_two[0]
 
 

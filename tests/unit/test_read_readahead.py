@@ -6,6 +6,7 @@ single fetches when a series answer fails or lacks an object, and its logs."""
 from __future__ import annotations
 
 import logging
+from typing import Any, cast
 
 import trio
 import trio.testing
@@ -14,11 +15,12 @@ from tests.fakes.reading import FakeFetcher, MiB, objects_for, opened, part10_ob
 from trolleyfs.errors import NotFound
 from trolleyfs.read.budget import PREFETCH_PATIENCE_S
 from trolleyfs.read.readahead import PROGRESS_EVERY_S, READAHEAD_GRACE_S, RETRY_FAILED_S
+from trolleyfs.read.store import Store
 from trolleyfs.stats import Stats
 
 
-def prefetch(store) -> dict:  # type: ignore[no-untyped-def,type-arg]
-    return store.stats()["prefetch"]
+def prefetch(store: Store) -> dict[str, Any]:
+    return cast("dict[str, Any]", store.stats()["prefetch"])
 
 
 async def test_the_first_miss_fetches_alone_and_the_series_follows_after_the_grace(autojump_clock):
@@ -131,7 +133,7 @@ async def test_an_unread_prefetch_gives_up_after_its_patience(autojump_clock):
         assert fetcher.single_calls == [names[0], names[15]] and len(fetcher.series_calls) == 1
 
 
-async def read_all_at_once(store, names: list[str]) -> dict[str, bytes]:  # type: ignore[no-untyped-def]
+async def read_all_at_once(store, names: list[str]) -> dict[str, bytes]:
     got: dict[str, bytes] = {}
 
     async def read(u: str) -> None:
@@ -221,7 +223,7 @@ async def test_a_reader_out_of_order_is_not_held_by_a_paused_stream(autojump_clo
 # --------------------------------------------------------------------------- failed series are remembered
 
 
-async def _read_all(store, names: list[str]) -> None:  # type: ignore[no-untyped-def]
+async def _read_all(store, names: list[str]) -> None:
     for u in names:
         await store.get("pacs", ref(u), siblings_of(names))
         await trio.sleep(READAHEAD_GRACE_S * 2)

@@ -60,7 +60,7 @@ retrieve = { protocol = "c-move", host = "pacs", port = 104, called_aet = "PACS"
 """
 
 
-def _retrieve(extra: str):  # type: ignore[no-untyped-def]
+def _retrieve(extra: str):
     return parse(CMOVE.replace(" EXTRA", extra), "p.toml").servers["pacs"].retrieve
 
 

@@ -31,8 +31,8 @@ def make(views: tuple[str, ...] = ("metadata", "zip")) -> tuple[Tree, FakeSearch
     folders = (Folder("all", "pacs", {}, views=views), Folder("plain", "pacs", {}))
     config = Config("t.toml", {}, folders, NAMES, CacheConfig())
     reader = FakeReader()
-    views = ViewParts(Metadata({}, reader), Crcs())
-    return build_tree(config, {"pacs": pacs}, reader, Stats(), UidIndex(), views), pacs, reader
+    parts = ViewParts(Metadata({}, reader), Crcs())
+    return build_tree(config, {"pacs": pacs}, reader, Stats(), UidIndex(), parts), pacs, reader
 
 
 async def test_views_live_beside_the_folders_and_a_folder_still_holds_only_studies() -> None:

@@ -51,7 +51,7 @@ async def test_a_slow_call_holds_only_its_own_thread():
     async def fast() -> str:
         return "fast"
 
-    async def call(fn) -> None:  # type: ignore[no-untyped-def]
+    async def call(fn) -> None:
         done.append(await trio.to_thread.run_sync(b.run, None, "call", fn))
 
     async with trio.open_nursery() as nursery:

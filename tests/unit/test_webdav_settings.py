@@ -5,6 +5,7 @@ table as without it."""
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import pytest
 
@@ -36,7 +37,7 @@ memory_mb = 64
 """
 
 
-def table(data: dict) -> Table:
+def table(data: dict[str, Any]) -> Table:
     return Table("pacs.toml", "webdav", data)
 
 

@@ -72,12 +72,13 @@ def copied(d: Path) -> dict[str, bytes]:
 
 
 def shared_stats(m: Mount) -> dict[str, Any]:
-    return m.stats()["shared_cache"]
+    stats: dict[str, Any] = m.stats()["shared_cache"]
+    return stats
 
 
 def wait_idle(m: Mount) -> None:
     def idle() -> bool:
-        p = m.stats()["prefetch"]
+        p: dict[str, object] = m.stats()["prefetch"]
         return p["series_running"] == 0 and p["in_flight"] == 0 and p["series_pending"] == 0
 
     wait_for(idle, f"{m.path.name}'s fetches to finish", detail=lambda: str(m.stats()["prefetch"]))

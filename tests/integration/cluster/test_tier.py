@@ -157,6 +157,9 @@ class _NoReader:
     def size_of(self, uid: str) -> int | None:
         return None
 
+    def cached_in(self, uid: str) -> tuple[bool, bool]:
+        return False, False
+
     def stats(self) -> dict[str, object]:
         return {}
 
