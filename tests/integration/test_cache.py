@@ -12,7 +12,6 @@ import pytest
 
 from tests.mounting import mounted, wait_for
 from tests.servers.proxy import FaultProxy
-from trolleyfs.listings.disk import LISTINGS_DIR
 
 pytestmark = pytest.mark.integration
 
