@@ -60,12 +60,16 @@ class SearchProtocol(Generic[E]):
 
 @dataclass(frozen=True)
 class RetrieveProtocol(Generic[E]):
-    """A read protocol: ``build(server, endpoint, client)`` gives its Fetcher;
-    ``ask(server, endpoint, client, transfer_syntax)``, for protocols that can
-    ask the server to transcode, a Fetcher asking for that transfer syntax."""
+    """A read protocol.  Its Fetcher is built by ``build(server, endpoint,
+    client)`` for protocols that ask and are answered, or by
+    ``receive(server, endpoint, receivers)`` for those whose objects the PACS
+    sends to a receiver of the mount (C-MOVE); ``ask(server, endpoint, client,
+    transfer_syntax)``, for protocols that can ask the server to transcode,
+    a Fetcher asking for that transfer syntax."""
 
     endpoint: type[E]
-    build: Callable[[Server, E, httpx.AsyncClient, Receivers], Fetcher]
+    build: Callable[[Server, E, httpx.AsyncClient], Fetcher] | None = None
+    receive: Callable[[Server, E, Receivers], Fetcher] | None = None
     ask: Callable[[Server, E, httpx.AsyncClient, str], Fetcher] | None = None
     metadata: Metadata | None = None
 
@@ -96,7 +100,7 @@ def _mint(server: Server, ep: MintEndpoint, client: httpx.AsyncClient) -> Search
 
 
 def _dicom_qr(server: Server, ep: DicomQrEndpoint, client: httpx.AsyncClient) -> Searcher:
-    from .search.dimse import DicomQR
+    from .search.cfind import DicomQR
 
     return DicomQR(server, ep)
 
@@ -108,7 +112,7 @@ def _wado_metadata(server: Server, ep: QidoEndpoint | WadoRsEndpoint, client: ht
     return WadoMetadata(HttpEndpoint(server, ep.url, client))
 
 
-def _wado_rs(server: Server, ep: WadoRsEndpoint, client: httpx.AsyncClient, receivers: Receivers) -> Fetcher:
+def _wado_rs(server: Server, ep: WadoRsEndpoint, client: httpx.AsyncClient) -> Fetcher:
     from .retrieve.wado_rs import WadoRS
     from .transport.http import HttpEndpoint
 
@@ -128,7 +132,7 @@ def _wado_rs_asking(server: Server, ep: WadoRsEndpoint, client: httpx.AsyncClien
     return WadoRS(HttpEndpoint(_once(server), ep.url, client), transfer_syntax=ts)
 
 
-def _wado_uri(server: Server, ep: WadoUriEndpoint, client: httpx.AsyncClient, receivers: Receivers) -> Fetcher:
+def _wado_uri(server: Server, ep: WadoUriEndpoint, client: httpx.AsyncClient) -> Fetcher:
     from .retrieve.wado_uri import WadoURI
     from .transport.http import HttpEndpoint
 
@@ -142,7 +146,7 @@ def _wado_uri_asking(server: Server, ep: WadoUriEndpoint, client: httpx.AsyncCli
     return WadoURI(HttpEndpoint(_once(server), ep.url, client), transfer_syntax=ts)
 
 
-def _rad69(server: Server, ep: Rad69Endpoint, client: httpx.AsyncClient, receivers: Receivers) -> Fetcher:
+def _rad69(server: Server, ep: Rad69Endpoint, client: httpx.AsyncClient) -> Fetcher:
     from .retrieve.rad69 import Rad69
     from .transport.http import HttpEndpoint
 
@@ -158,13 +162,13 @@ def _rad69_asking(server: Server, ep: Rad69Endpoint, client: httpx.AsyncClient, 
     return Rad69(endpoint, ignore_errors=ep.ignore_errors, transfer_syntaxes=syntaxes_preferring(ts))
 
 
-def _c_get(server: Server, ep: CGetEndpoint, client: httpx.AsyncClient, receivers: Receivers) -> Fetcher:
+def _c_get(server: Server, ep: CGetEndpoint, client: httpx.AsyncClient) -> Fetcher:
     from .retrieve.cget import CGet
 
     return CGet(server, ep)
 
 
-def _c_move(server: Server, ep: CMoveEndpoint, client: httpx.AsyncClient, receivers: Receivers) -> Fetcher:
+def _c_move(server: Server, ep: CMoveEndpoint, receivers: Receivers) -> Fetcher:
     from .retrieve.cmove import CMove
     from .retrieve.senders import Senders
     from .retrieve.storescp import ReceiverAddress
@@ -185,11 +189,11 @@ PROTOCOLS: dict[str, AnyProtocol] = {
         SearchProtocol(QidoEndpoint, _qido, metadata=_wado_metadata),
         SearchProtocol(MintEndpoint, _mint),
         SearchProtocol(DicomQrEndpoint, _dicom_qr),
-        RetrieveProtocol(WadoRsEndpoint, _wado_rs, _wado_rs_asking, metadata=_wado_metadata),
-        RetrieveProtocol(WadoUriEndpoint, _wado_uri, _wado_uri_asking),
-        RetrieveProtocol(Rad69Endpoint, _rad69, _rad69_asking),
+        RetrieveProtocol(WadoRsEndpoint, _wado_rs, ask=_wado_rs_asking, metadata=_wado_metadata),
+        RetrieveProtocol(WadoUriEndpoint, _wado_uri, ask=_wado_uri_asking),
+        RetrieveProtocol(Rad69Endpoint, _rad69, ask=_rad69_asking),
         RetrieveProtocol(CGetEndpoint, _c_get),
-        RetrieveProtocol(CMoveEndpoint, _c_move),
+        RetrieveProtocol(CMoveEndpoint, receive=_c_move),
     )
 }
 
@@ -223,11 +227,14 @@ def build_fetcher(server: Server, client: httpx.AsyncClient, receivers: Receiver
     spec = PROTOCOLS.get(server.retrieve.protocol)
     if not isinstance(spec, RetrieveProtocol) or not isinstance(server.retrieve, spec.endpoint):
         raise ValueError(f"unknown retrieve protocol {server.retrieve.protocol}")
+    if spec.build is not None:
+        return spec.build(server, server.retrieve, client)
+    assert spec.receive is not None
     if receivers is None:
         from .retrieve.storescp import Receivers
 
         receivers = Receivers()
-    return spec.build(server, server.retrieve, client, receivers)
+    return spec.receive(server, server.retrieve, receivers)
 
 
 def build_asking_fetcher(server: Server, client: httpx.AsyncClient, transfer_syntax: str) -> Fetcher | None:

@@ -36,3 +36,12 @@ def uid_of(index: SampleIndex) -> Callable[[Path], str]:
         return by_number[(series, int(path.stem))]
 
     return uid
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test under tests/integration is an integration test (needs real
+    servers or a real mount): marked here, in one place, whatever its file says."""
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(str(item.path)).parents:
+            item.add_marker(pytest.mark.integration)

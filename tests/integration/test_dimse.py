@@ -19,7 +19,7 @@ from trolleyfs.endpoints import CGetEndpoint, DicomQrEndpoint
 from trolleyfs.errors import AccessDenied, NotFound, ProtocolError, Unavailable
 from trolleyfs.model import InstanceRef, Query, QueryLevel, SeriesRef
 from trolleyfs.retrieve.cget import CGet
-from trolleyfs.search.dimse import FIND_CONTEXTS, DicomQR, _find_blocking
+from trolleyfs.search.cfind import FIND_CONTEXTS, DicomQR, _find_blocking
 from trolleyfs.transport.dimse import Association
 from trolleyfs.transport.dimse_data import query_dataset
 

@@ -446,7 +446,7 @@ def _template_rows(template: str) -> list[dict[str, str]]:
 
 
 async def _first_ls(cfg: Config) -> None:
-    from trolleyfs.search.dimse import DicomQR
+    from trolleyfs.search.cfind import DicomQR
     from trolleyfs.transport.dimse import make_ae
 
     for server in cfg.servers.values():

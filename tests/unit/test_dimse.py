@@ -23,7 +23,7 @@ from trolleyfs.errors import ProtocolError, Unavailable
 from trolleyfs.model import InstanceRef, Query, SeriesRef
 from trolleyfs.protocols import endpoint as Endpoint
 from trolleyfs.retrieve.cget import CGet
-from trolleyfs.search.dimse import DicomQR
+from trolleyfs.search.cfind import DicomQR
 from trolleyfs.transport.dimse import limiter_for
 from trolleyfs.transport.dimse_data import attrs_from_dataset, query_dataset
 from trolleyfs.transport.dimse_errors import status_error

@@ -22,7 +22,7 @@ from trolleyfs.endpoints import (
 )
 from trolleyfs.retrieve.cget import CGet
 from trolleyfs.retrieve.rad69 import Rad69
-from trolleyfs.search.dimse import DicomQR
+from trolleyfs.search.cfind import DicomQR
 from trolleyfs.search.qido import QidoRS
 from trolleyfs.transport.dimse import limiter_for
 from trolleyfs.wiring import make_client, open_remotes

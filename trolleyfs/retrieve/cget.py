@@ -38,7 +38,7 @@ from ..transport import storage
 from ..transport.dimse import Association, with_dimse_retries
 from ..transport.dimse_data import retrieve_identifier
 from ..transport.dimse_errors import status_error, status_text
-from ..transport.dimse_result import RetrieveResult, final_response
+from ..transport.dimse_result import Outcome, RetrieveResult, final_response
 from ..transport.retry import retry_stream
 
 log = logging.getLogger("trolleyfs.cget")
@@ -124,13 +124,11 @@ class CGet:
         """The error a finished C-GET stands for, or None when all went well."""
         if receiver.errors:
             return receiver.errors[0]
-        code = result.code
-        if code is None:
-            return status_error(result.status, self.name, what, "C-GET")
-        failed = result.count("NumberOfFailedSuboperations")
-        if code == 0x0000 or (code == 0xB000 and not failed):
+        outcome = result.outcome(len(receiver.received))
+        if outcome is Outcome.DONE:
             return None
-        if failed or code == 0xB000:
+        failed = result.count("NumberOfFailedSuboperations")
+        if outcome is Outcome.SOME_FAILED:
             return ProtocolError(
                 f"server could not send {failed or len(result.failed_uids()) or 'some'} object(s) "
                 f"({status_text(result.status)}){result.failed_text()}"
@@ -138,7 +136,7 @@ class CGet:
                 server=self.name,
                 what=what,
             )
-        if 0xC000 <= code <= 0xCFFF and not receiver.received and not result.count("NumberOfCompletedSuboperations"):
+        if outcome is Outcome.NOTHING_SENT:
             # Orthanc answers a C-GET that matches nothing with 0xC000 and no sub-operations
             return NotFound(f"server has nothing to send ({status_text(result.status)})", server=self.name, what=what)
         return status_error(result.status, self.name, what, "C-GET")

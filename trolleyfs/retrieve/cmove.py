@@ -35,7 +35,7 @@ from ..part10 import Expected, check_part10
 from ..transport.dimse import Association, with_dimse_retries
 from ..transport.dimse_data import retrieve_identifier
 from ..transport.dimse_errors import status_error, status_text
-from ..transport.dimse_result import RetrieveResult, final_response
+from ..transport.dimse_result import Outcome, RetrieveResult, final_response
 from ..transport.retry import retry_stream
 from .senders import Senders
 from .storescp import Inbox, Item, Marker, StoreReceiver
@@ -43,7 +43,6 @@ from .storescp import Inbox, Item, Marker, StoreReceiver
 log = logging.getLogger("trolleyfs.cmove")
 
 MOVE_MODEL = UID("1.2.840.10008.5.1.4.1.2.2.2")  # Study Root Query/Retrieve Information Model - MOVE
-UNKNOWN_DESTINATION = 0xA801
 
 
 class _Done(Marker):
@@ -173,20 +172,18 @@ class CMove:
     def _failure(self, result: RetrieveResult | None, received: int, what: str) -> RemoteError | None:
         """The error a finished C-MOVE stands for, or None when all went well."""
         assert result is not None
-        code = result.code
-        if code is None:
-            return status_error(result.status, self.name, what, "C-MOVE")
-        failed = result.count("NumberOfFailedSuboperations")
-        if code == 0x0000 or (code == 0xB000 and not failed):
+        outcome = result.outcome(received, out_of_resources_is_partial=True)
+        if outcome is Outcome.DONE:
             return None
-        if code == UNKNOWN_DESTINATION:
+        failed = result.count("NumberOfFailedSuboperations")
+        if outcome is Outcome.UNKNOWN_DESTINATION:
             return ProtocolError(
                 f"the PACS does not know the move destination {self.ep.store_aet!r} ({status_text(result.status)}):"
                 f" register AE {self.ep.store_aet} at this machine's address, port {self.ep.store_port}, on the PACS",
                 server=self.name,
                 what=what,
             )
-        if failed or code == 0xB000 or (0xA700 <= code <= 0xA7FF and received):
+        if outcome is Outcome.SOME_FAILED:
             return ProtocolError(
                 f"the PACS could not deliver {failed or len(result.failed_uids()) or 'some'} object(s) to "
                 f"{self.ep.store_aet} ({status_text(result.status)}){result.failed_text()}; can the PACS reach port "
@@ -194,7 +191,7 @@ class CMove:
                 server=self.name,
                 what=what,
             )
-        if 0xC000 <= code <= 0xCFFF and not received and not result.count("NumberOfCompletedSuboperations"):
+        if outcome is Outcome.NOTHING_SENT:
             # Orthanc answers so for a destination it does not know, for one it
             # cannot reach, and for a UID it does not hold alike
             return ProtocolError(

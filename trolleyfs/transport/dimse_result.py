@@ -1,13 +1,30 @@
 """The final response of a C-GET or C-MOVE: its status, the sub-operation
-counts and the failed instances a server may list."""
+counts and the failed instances a server may list, and what it says
+happened (:class:`Outcome`: the one reading of a final status both
+operations share; each words its errors itself)."""
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 
 from pydicom.dataset import Dataset
 
 from .dimse_errors import PENDING
+
+
+class Outcome(enum.Enum):
+    """What a retrieval's final response says happened."""
+
+    DONE = "done"  # success, or warnings with no failed sub-operation
+    NO_STATUS = "no status"  # the response carries no status code
+    UNKNOWN_DESTINATION = "unknown destination"  # C-MOVE: 0xA801
+    SOME_FAILED = "some failed"  # failed sub-operations, or a warning saying so
+    NOTHING_SENT = "nothing sent"  # a failure (0xCxxx) with no object sent and none arrived
+    FAILED = "failed"  # any other failure status
+
+
+UNKNOWN_DESTINATION = 0xA801
 
 
 @dataclass
@@ -26,6 +43,24 @@ class RetrieveResult:
         """A sub-operation count (``NumberOfCompletedSuboperations`` etc.), 0 if absent."""
         value = self.status.get(keyword)
         return value if isinstance(value, int) else 0
+
+    def outcome(self, received: int, out_of_resources_is_partial: bool = False) -> Outcome:
+        """What happened, ``received`` objects having arrived here.  With
+        ``out_of_resources_is_partial`` (C-MOVE) a 0xA7xx after some objects
+        arrived means some failed (the PACS ran out of resources on the way)."""
+        code = self.code
+        if code is None:
+            return Outcome.NO_STATUS
+        failed = self.count("NumberOfFailedSuboperations")
+        if code == 0x0000 or (code == 0xB000 and not failed):
+            return Outcome.DONE
+        if code == UNKNOWN_DESTINATION:
+            return Outcome.UNKNOWN_DESTINATION
+        if failed or code == 0xB000 or (out_of_resources_is_partial and 0xA700 <= code <= 0xA7FF and received):
+            return Outcome.SOME_FAILED
+        if 0xC000 <= code <= 0xCFFF and not received and not self.count("NumberOfCompletedSuboperations"):
+            return Outcome.NOTHING_SENT
+        return Outcome.FAILED
 
     def failed_uids(self) -> list[str]:
         if self.identifier is None:
