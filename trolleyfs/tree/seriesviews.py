@@ -35,7 +35,7 @@ import trio
 
 from ..derive.nifti import Dcm2niix
 from ..derive.preview import Previewer, preview_instances
-from ..errors import NotFound, ProtocolError
+from ..errors import NotFound, ProtocolError, TrolleyError
 from ..model import InstanceRef
 from ..read.derived import Bundle, Busy, DerivedCache
 from .base import DirNode, FileNode, Node
@@ -142,7 +142,10 @@ class NiftiDir(DirNode):
     async def bundle(self) -> Bundle:
         """What dcm2niix makes of the series as now listed (cached, or converted now)."""
         files = await _files(self._series)
-        form = await self._nifti.form()
+        try:
+            form = await self._nifti.form()
+        except OSError as exc:  # dcm2niix cannot be run here at all
+            raise TrolleyError(f"{self.path}: {exc}") from None
         key = DerivedCache.key("nifti", form, self._series.series.uid, _form(files), _digest(files))
         return await self._parts.derived.get(key, lambda busy: self._convert(files, busy))
 
