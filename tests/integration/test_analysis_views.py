@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import threading
 from pathlib import Path
+from typing import Any
 
 import nibabel as nib
 import numpy as np
@@ -87,6 +88,12 @@ views = ["nifti"]
 {cache}"""
 
 
+def load(path: Path) -> nib.Nifti1Image:
+    image = nib.load(path)
+    assert isinstance(image, nib.Nifti1Image), path
+    return image
+
+
 def dcm2niix() -> str:
     found = find_dcm2niix()
     assert found is not None, "dcm2niix is a dependency: run `make venv`"
@@ -123,7 +130,7 @@ def assert_same_as_dcm2niix(nifti_dir: Path, series_name: str, ref: dict[str, Pa
     assert sorted(ours) == sorted(ref) and any(s.endswith(".nii.gz") for s in ours), (sorted(ours), sorted(ref))
     for suffix, path in ours.items():
         if suffix.endswith(".nii.gz"):
-            mine, theirs = nib.load(path), nib.load(ref[suffix])
+            mine, theirs = load(path), load(ref[suffix])
             assert mine.shape == theirs.shape and mine.get_data_dtype() == theirs.get_data_dtype()
             assert np.array_equal(np.asanyarray(mine.dataobj), np.asanyarray(theirs.dataobj)), path
             assert np.array_equal(mine.affine, theirs.affine), path
@@ -138,7 +145,7 @@ def assert_same_as_dcm2niix(nifti_dir: Path, series_name: str, ref: dict[str, Pa
             assert path.read_bytes() == ref[suffix].read_bytes(), path
 
 
-def views_of(stats: dict) -> tuple[dict, dict]:
+def views_of(stats: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     return stats["views"]["nifti"], stats["views"]["preview"]
 
 
@@ -194,7 +201,7 @@ def test_nifti_and_previews_through_a_mount(pacs, tmp_path):
         assert sorted(os.listdir(views / f"{MR}.nifti")) == [
             f"{MR}_e{e}{x}" for e in (1, 2, 3) for x in (".json", ".nii.gz")
         ]
-        assert nib.load(views / f"{SCOUT}.nifti" / f"{SCOUT}.nii.gz").shape[:3] == (128, 128, 1)  # dcm2niix's -i n
+        assert load(views / f"{SCOUT}.nifti" / f"{SCOUT}.nii.gz").shape[:3] == (128, 128, 1)  # dcm2niix's -i n
 
         # a second read costs nothing
         fetched, before = m.stats()["instances_fetched"], views_of(m.stats())
@@ -219,7 +226,7 @@ def test_the_folder_s_transfer_syntax_is_what_dcm2niix_reads(pacs, tmp_path):
             assert_same_as_dcm2niix(j2k, name, reference(files, tmp_path / "ref" / name))
             stored = m.path / "views" / "research" / STUDY / f"{name}.nifti"
             for f in j2k.glob("*.nii.gz"):
-                a, b = nib.load(f), nib.load(stored / f.name)
+                a, b = load(f), load(stored / f.name)
                 assert np.array_equal(np.asanyarray(a.dataobj), np.asanyarray(b.dataobj))
                 assert np.array_equal(a.affine, b.affine)
         assert views_of(m.stats())[0]["conversions"] == 4  # two series in two forms
