@@ -28,6 +28,7 @@ is kept nowhere either."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import Awaitable, Callable, Iterator
@@ -94,6 +95,13 @@ def decode(blob: bytes) -> Bundle:
         raise ValueError(f"a derived-object blob of {len(blob)} bytes whose header says {pos}")
     message = head.get("message")
     return Bundle(tuple(files), message if isinstance(message, str) else None)
+
+
+def label(key: str) -> str:
+    """A key in messages: its view and a digest (its parts may name a series
+    a de-identified mount must not show)."""
+    view = key[len(KEY_PREFIX) :].split("\t", 1)[0]
+    return f"the {view} view {hashlib.sha256(key.encode()).hexdigest()[:12]}"
 
 
 class DiskSide(Protocol):
@@ -185,7 +193,7 @@ class DerivedCache:
         try:
             return decode(blob)
         except (ValueError, TypeError, KeyError) as exc:  # passed its checksum, yet not ours: made anew
-            log.warning("disk cache: %s is not a derived object (%s): made anew", key, exc)
+            log.warning("disk cache: %s is not a derived object (%s): made anew", label(key), exc)
             return None
 
     @contextmanager
@@ -227,9 +235,8 @@ class DerivedCache:
         except TrolleyError as exc:  # reading the series failed: those reads fail, nothing kept
             flight.finish(error=exc)
         except Exception as exc:  # a bug: fail the reads, keep the mount
-            log.exception("making %s", key)
-            what = key[len(KEY_PREFIX) :].split("\t", 1)[0]
-            flight.finish(error=ProtocolError(f"cannot make the {what} view: {type(exc).__name__}: {exc}"))
+            log.exception("making %s", label(key))
+            flight.finish(error=ProtocolError(f"cannot make {label(key)}: {type(exc).__name__}: {exc}"))
         finally:
             flight.finish(error=ProtocolError("the mount is stopping"))
             if self._flights.get(key) is flight:
