@@ -23,7 +23,7 @@ from pathlib import Path
 
 import httpx
 
-from tests import bench_views
+from tests import bench_nifti, bench_views
 from tests.bench_cluster import three_nodes
 from tests.mounting import TROLLEYFS, mounted
 from trolleyfs.demo import sampledata
@@ -376,6 +376,8 @@ def main() -> int:
 
             # (8) a compressed series as stored and through the uncompressed view
             results += bench_views.rows(orthanc, mount_tmp, dest, args.repeat)
+            # (13) a series' NIfTI view, cold and warm, against dcm2niix on a local copy
+            results += bench_nifti.rows(orthanc, mount_tmp, dest, args.repeat)
             # (10) three nodes copying the series at the same moment, without and with the shared tier
             results.extend(three_nodes(orthanc, study_name, series_mb, args.instances, args.repeat, mount_tmp, dest))
         # (12) what checking each object costs on the hot path, in-process: the

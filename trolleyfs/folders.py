@@ -81,7 +81,7 @@ class Folder:
     query_level: QueryLevel = QueryLevel.STUDY
     limit: int | None = None
     transfer_syntax: str | None = None  # serve files in this transfer syntax UID (None: as stored)
-    views: tuple[str, ...] = ()  # "metadata", "zip": offered under views/<folder>/
+    views: tuple[str, ...] = ()  # "metadata", "zip", "nifti", "preview": offered under views/<folder>/
 
     def study_query(self, today: _dt.date | None = None) -> Query:
         """The study search a listing of this folder sends (dates resolved for ``today``)."""

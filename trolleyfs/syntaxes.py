@@ -18,7 +18,7 @@ TARGETS = {
     "1.2.840.10008.1.2.4.90": "JPEG 2000 Lossless",
 }
 
-VIEWS = ("metadata", "zip")
+VIEWS = ("metadata", "zip", "nifti", "preview")
 
 
 def parse_transfer_syntax(text: str) -> str | None:

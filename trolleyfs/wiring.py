@@ -24,8 +24,11 @@ from .cluster.settings import SharedConfig
 from .cluster.setup import build_shared
 from .config import CacheConfig, Config
 from .derive.metadata import Metadata
+from .derive.nifti import Dcm2niix, find_dcm2niix
+from .derive.preview import Previewer
 from .derive.zipstream import Crcs
 from .endpoints import Server
+from .errors import UserError
 from .listings.cluster import ClusterListings
 from .listings.disk import SavedListings
 from .listings.identity import server_identity
@@ -35,6 +38,7 @@ from .model import Fetcher, MetadataSource, Searcher
 from .protocols import build_asking_fetcher, build_fetcher, build_metadata, build_searcher
 from .read.cluster import ClusterReads
 from .read.convert.forms import Conversions, FormFetcher, TranscodingFetcher
+from .read.derived import DerivedCache
 from .read.disk import DiskCache
 from .read.store import ReadSettings, Store
 from .retrieve.storescp import Receivers
@@ -42,6 +46,7 @@ from .stats import Stats
 from .transport.auth import make_auth
 from .transport.http import build_client
 from .tree.inodes import UidIndex
+from .tree.seriesviews import AnalysisParts
 from .tree.tree import StoreView, Tree
 from .tree.viewdirs import ViewParts
 
@@ -146,6 +151,28 @@ def build_tree(
     return Tree(config.folders, config.names, ttls, listings, reader, stats, index, views)
 
 
+ANALYSIS_VIEWS = frozenset({"nifti", "preview"})
+NIFTI_AT_ONCE = 1  # conversions at once, reading their series included (each holds its series in memory)
+PREVIEWS_AT_ONCE = 2  # previews rendered at once (one image each)
+
+
+def analysis_parts(config: Config, store: Store, nursery: trio.Nursery) -> AnalysisParts | None:
+    """What the NIfTI and preview views are made with (None when no folder
+    asks for them): the engines, and a derived-objects cache of half the
+    memory cache's size beside it, on disk in the disk cache itself."""
+    kinds = {v for f in config.folders for v in f.views}
+    if not kinds & ANALYSIS_VIEWS:
+        return None
+    nifti = None
+    if "nifti" in kinds:
+        binary = find_dcm2niix()
+        if binary is None:
+            raise UserError("a folder asks for the nifti view, but dcm2niix is not installed (pip install dcm2niix)")
+        nifti = Dcm2niix(binary, concurrency=NIFTI_AT_ONCE)
+    derived = DerivedCache(read_settings(config.cache).memory_bytes // 2, store.caches, nursery)
+    return AnalysisParts(derived, nifti, Previewer(PREVIEWS_AT_ONCE), trio.CapacityLimiter(NIFTI_AT_ONCE))
+
+
 # ---------------------------------------------------------------- the core
 
 
@@ -190,7 +217,7 @@ async def open_core(
         shared=ClusterReads(cluster) if cluster else None,
     )
     sources = {n: r.metadata for n, r in remotes.items() if r.metadata is not None}
-    views = ViewParts(Metadata(sources, store), Crcs(), converted.stats)
+    views = ViewParts(Metadata(sources, store), Crcs(), converted.stats, analysis_parts(config, store, nursery))
     listings = ClusterListings(cluster, listing_ttls(config.cache)) if cluster else None
     searchers = {n: r.searcher for n, r in remotes.items()}
     tree = build_tree(config, searchers, store, stats, index or UidIndex(), views, listings)

@@ -64,3 +64,11 @@ def test_views_is_reserved_only_when_a_folder_has_views() -> None:
     assert parse(SERVER + folder("", name="views")).folders[0].name == "views"
     with pytest.raises(ConfigError, match=r"folders\[1\]\.name: 'views' is reserved when a folder has views"):
         parse(SERVER + folder('views = ["zip"]') + folder("", name="views"), "pacs.toml")
+
+
+def test_the_analysis_views_of_issue_22() -> None:
+    f = parse(SERVER + folder('views = ["nifti", "preview", "metadata", "nifti"]')).folders[0]
+    assert f.views == ("nifti", "preview", "metadata")
+    with pytest.raises(ConfigError) as err:
+        parse(SERVER + folder('views = ["nii"]'), "pacs.toml")
+    assert "'nii' is not a view (expected some of: metadata, zip, nifti, preview)" in str(err.value)

@@ -22,22 +22,29 @@ show the anatomy.  For a multi-frame object the middle frame.
   the long side, 8-bit grey or RGB, PNG with no text or time chunks: the same
   objects give the same bytes on every run (for one Pillow build).
 - :func:`render_preview` is pure and blocking (run it in a worker thread);
-  :class:`Previewer` does that for async callers, bounded, and counts.
+  :class:`Previewer` does that for async callers, bounded, and counts;
+  :meth:`Previewer.render_first` fetches the candidates one at a time and
+  stops at the first that gives an image (so a preview costs one instance
+  unless the middle one holds none).
 """
 
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+import zlib
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
 import numpy as np
+import PIL
 import trio
 from PIL import Image
 
 from .counters import DeriveCounters
 from .frames import Frame, NoImage, middle_frame
 
+FORM_VERSION = 1  # raise when a change here changes the bytes made
 MAX_SIDE = 256
 PERCENTILES = (0.5, 99.5)
 PNG_LEVEL = 9
@@ -160,3 +167,35 @@ class Previewer:
             made = len(result.png) if result.png is not None else None
             self.counters.record(made, trio.current_time() - started)
         return result
+
+    def form(self) -> str:
+        """A name for what this previewer makes, for the key under which the
+        caller caches it: it changes with anything that changes the bytes
+        (this module's rendering, the size, Pillow's and zlib's versions)."""
+        return f"preview:v{FORM_VERSION}:s{self.max_side}:pil-{PIL.__version__}:zlib-{zlib.ZLIB_RUNTIME_VERSION}"
+
+    async def render_first(
+        self,
+        candidates: Sequence[Callable[[], Awaitable[bytes]]],
+        busy: Callable[[], AbstractContextManager[object]] = nullcontext,
+    ) -> Preview:
+        """The preview of the first of ``candidates`` (fetches of objects,
+        best first: see :func:`preview_instances`) that gives an image; each
+        is fetched only when the ones before it gave none.  Counted once.
+        Whatever a fetch raises is raised.  ``busy()`` is entered around
+        the waits for a renderer and the renders (the caller's readers hear
+        that work goes on)."""
+        message, seconds = "no objects", 0.0
+        for fetch in candidates:
+            data = await fetch()
+            with busy():
+                async with self._limiter:
+                    started = trio.current_time()
+                    result = await trio.to_thread.run_sync(render_preview, [data], self.max_side)
+                    seconds += trio.current_time() - started
+            if result.png is not None:
+                self.counters.record(len(result.png), seconds)
+                return result
+            message = result.message or message
+        self.counters.record(None, seconds)
+        return Preview(None, message)

@@ -153,6 +153,11 @@ class Store:
             return self._single.start(server, ref)
         return self._series.flight_for(server, ref, siblings)  # readahead hook: miss
 
+    @property
+    def caches(self) -> Caches:
+        """The cache layer (the derived-objects cache keeps its bundles in its disk cache)."""
+        return self._caches
+
     def size_of(self, key: str) -> int | None:
         """The size of an instance (by its cache key, ``InstanceRef.key``) if
         known without fetching it; always the length of what :meth:`get`

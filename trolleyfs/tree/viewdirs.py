@@ -6,6 +6,8 @@ views/<folder>/<study>.json            the study's headers (DICOM JSON)
 views/<folder>/<study>.zip             the study: <study>/<series>/<instance>.dcm
 views/<folder>/<study>/<series>.json   the series' headers
 views/<folder>/<study>/<series>.zip    the series: <series>/<instance>.dcm
+views/<folder>/<study>/<series>.nifti/ what dcm2niix makes of the series (:mod:`.seriesviews`)
+views/<folder>/<study>/<series>.png    a preview of the series (:mod:`.seriesviews`)
 ```
 
 They live outside the folder so that a viewer importing a study (or the
@@ -26,6 +28,7 @@ from ..model import Instance
 from .base import DirNode, FileNode, Node, StaticDir
 from .dirs import FolderDir, SeriesDir, StudyDir
 from .files import InstanceFile
+from .seriesviews import AnalysisParts, series_views
 
 log = logging.getLogger("trolleyfs.tree")
 
@@ -35,15 +38,18 @@ VIEW_ATTR_TIMEOUT = 1.0  # a view's size follows its listing: the kernel asks ag
 @dataclass
 class ViewParts:
     """What the views directory is made with (built by :mod:`trolleyfs.wiring`):
-    the metadata documents, the zips' CRCs, and the counters of the
-    converting fetchers (shown with the views' in ``stats.json``)."""
+    the metadata documents, the zips' CRCs, the counters of the
+    converting fetchers (shown with the views' in ``stats.json``) and, when a
+    folder asks for NIfTI or previews, what makes those."""
 
     metadata: Metadata
     crcs: Crcs
     converted: Callable[[], dict[str, int]] = dict
+    analysis: AnalysisParts | None = None
 
     def stats(self) -> dict[str, object]:
-        return {"views": self.converted() | self.metadata.stats()}
+        analysis = self.analysis.stats() if self.analysis is not None else {}
+        return {"views": self.converted() | self.metadata.stats() | analysis}
 
 
 async def _sorted_children(d: DirNode) -> list[tuple[str, Node]]:
@@ -180,20 +186,15 @@ class _Mirror(DirNode):
 
 
 class ViewsStudy(_Mirror):
-    """``views/<folder>/<study>/``: per series, ``.json`` and/or ``.zip``."""
+    """``views/<folder>/<study>/``: per series, ``.json``, ``.zip``, ``.nifti/``
+    and ``.png``, as the folder asks."""
 
     def __init__(
-        self,
-        name: str,
-        parent: DirNode,
-        study: StudyDir,
-        kinds: tuple[str, ...],
-        metadata: Metadata,
-        crcs: Crcs,
-        series_ttl: float,
+        self, name: str, parent: DirNode, study: StudyDir, kinds: tuple[str, ...], parts: ViewParts, series_ttl: float
     ) -> None:
         super().__init__(name, parent, study)
-        self._kinds, self._metadata, self._crcs, self._ttl = kinds, metadata, crcs, series_ttl
+        self._kinds, self._metadata, self._crcs, self._ttl = kinds, parts.metadata, parts.crcs, series_ttl
+        self._analysis = parts.analysis
 
     def _entries(self, name: str, child: Node) -> Sequence[tuple[str, str, Callable[[str], Node]]]:
         if not isinstance(child, SeriesDir):
@@ -203,6 +204,7 @@ class ViewsStudy(_Mirror):
             out.append(("json", f"{name}.json", lambda n: MetadataFile(n, self, child, self._metadata, self._ttl)))
         if "zip" in self._kinds:
             out.append(("zip", f"{name}.zip", lambda n: ZipFile(n, self, child, self._crcs)))
+        out += series_views(name, self, child, self._kinds, self._analysis)
         return out
 
     def xattrs(self) -> dict[str, str]:
@@ -214,11 +216,11 @@ class ViewsFolder(_Mirror):
     the study's own ``.json`` and/or ``.zip``."""
 
     def __init__(
-        self, parent: DirNode, folder: FolderDir, metadata: Metadata, crcs: Crcs, study_ttl: float, series_ttl: float
+        self, parent: DirNode, folder: FolderDir, parts: ViewParts, study_ttl: float, series_ttl: float
     ) -> None:
         super().__init__(folder.name, parent, folder)
         self._kinds = folder.folder.views
-        self._metadata, self._crcs = metadata, crcs
+        self._parts, self._metadata, self._crcs = parts, parts.metadata, parts.crcs
         self._study_ttl, self._series_ttl = study_ttl, series_ttl
 
     def _entries(self, name: str, child: Node) -> Sequence[tuple[str, str, Callable[[str], Node]]]:
@@ -228,7 +230,7 @@ class ViewsFolder(_Mirror):
             (
                 "dir",
                 name,
-                lambda n: ViewsStudy(n, self, child, self._kinds, self._metadata, self._crcs, self._series_ttl),
+                lambda n: ViewsStudy(n, self, child, self._kinds, self._parts, self._series_ttl),
             ),
         ]
         if "metadata" in self._kinds:
@@ -248,7 +250,5 @@ def views_dir(
 ) -> StaticDir:
     """The ``views`` directory, with one directory per folder that has views."""
     views = StaticDir(name, root, root.mtime)
-    views.add(
-        [ViewsFolder(views, f, parts.metadata, parts.crcs, study_ttl, series_ttl) for f in folders if f.folder.views]
-    )
+    views.add([ViewsFolder(views, f, parts, study_ttl, series_ttl) for f in folders if f.folder.views])
     return views
