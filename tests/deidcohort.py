@@ -10,17 +10,27 @@ leave out.  Everything put in is recorded in each study's ``secrets``."""
 from __future__ import annotations
 
 import io
+import re
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from pydicom import dcmread
 from pydicom.uid import SecondaryCaptureImageStorage
 
-from tests.identifying import Secrets, Study, leaks, make_series
+from tests.identifying import ROOT, Secrets, Study, leaks, make_series, plain_bytes
 
 KEY = bytes(range(100, 132))
 OTHER_KEY = bytes(range(1, 33))
 MODIFIED = "retain-longitudinal-temporal-information-modified-dates"
 NIFTI_SERIES = ("B", 1)  # the series dcm2niix converts (enough slices for a volume)
+
+
+# Every text put in holds "MK" (upper case; lower case in URLs); every UID starts with the data's root;
+# dates are 8 digits of 1987 not inside a number or a UID; times are 6 digits, a dot and 6 digits.
+_TEXT_HINTS = tuple(h.encode(e) for h in ("MK", "mk") for e in ("ascii", "utf-16-le", "utf-16-be"))
+_ROOTS = tuple(ROOT.encode(e) for e in ("ascii", "utf-16-le", "utf-16-be"))
+_DATES = re.compile(rb"(?<![0-9.])(1987[0-9]{4})")
+_TIMES = re.compile(rb"(?<![0-9])([0-9]{6}\.[0-9]{6})")
 
 
 def _changed(data: bytes, **changes: str) -> bytes:
@@ -51,6 +61,10 @@ class Cohort:
     def study(self, letter: str) -> Study:
         return next(s for s in self.studies if s.letter == letter)
 
+    @cached_property
+    def all_secrets(self) -> Secrets:
+        return self.secrets()
+
     def secrets(self) -> Secrets:
         """Every identifying value of every study."""
         out = Secrets()
@@ -62,8 +76,21 @@ class Cohort:
             out.blobs |= s.secrets.blobs
         return out
 
-    def leaks(self, data: bytes) -> list[str]:
-        return leaks(data, self.secrets())
+    def found_in(self, data: bytes, *, times: bool = True) -> list[str]:
+        """Every identifying value found in ``data`` (texts in every encoding
+        that spells them, also in lower case; UIDs; dates; times unless the
+        option that keeps them is chosen).  Fast where nothing is there: the
+        texts are looked for one by one only where "MK" occurs."""
+        data = plain_bytes(data) if data[128:132] == b"DICM" else data
+        secrets = self.all_secrets
+        found = [f"a UID under {ROOT}" for r in _ROOTS if r in data]
+        if any(h in data for h in _TEXT_HINTS):
+            found += leaks(data, secrets, dates=False, times=False)
+            found += [f"{t.lower()!r} (lower case)" for t in secrets.texts if t.lower().encode() in data]
+        found += [f"date {m.decode()}" for m in _DATES.findall(data) if m.decode() in secrets.dates]
+        if times:
+            found += [f"time {m.decode()}" for m in _TIMES.findall(data) if m.decode() in secrets.times]
+        return found
 
 
 def make_cohort() -> Cohort:

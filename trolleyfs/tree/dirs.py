@@ -126,6 +126,7 @@ class SeriesDir(ListedDir):
         self.study = study
         self._prefilled = series.instances
         self._generation = ctx.presenter.generation  # of the instances left out, when last filtered
+        self.all_left_out = False  # it listed instances, and none of them is served
 
     @property
     def patient_id(self) -> str | None:
@@ -148,6 +149,7 @@ class SeriesDir(ListedDir):
         present = self._ctx.presenter
         self._generation = present.generation
         served = [i for i in instances if present.serves(i, self.series)]
+        self.all_left_out = bool(instances) and not served
         old = {n.instance_uid: n for n in self._current() if isinstance(n, InstanceFile)}
         source = FileSource(
             self._ctx.reader,
@@ -170,18 +172,25 @@ class SeriesDir(ListedDir):
     async def children(self) -> Mapping[str, Node]:
         """The files; an instance found not to be served since the listing
         (a read found it must be left out) is gone from it at once."""
-        children = await super().children()
+        await super().children()
+        self.drop_left_out()
+        assert self._children is not None
+        return self._children
+
+    def drop_left_out(self) -> None:
+        """Leave out of the current listing the files found not to be served since."""
         present = self._ctx.presenter
-        if present.generation != self._generation and self._children is not None:
-            self._generation = present.generation
-            served = {
-                n: c
-                for n, c in self._children.items()
-                if not isinstance(c, InstanceFile) or present.serves(c.instance, self.series)
-            }
-            if len(served) != len(self._children):
-                self._children = children = served
-        return children
+        if present.generation == self._generation or self._children is None:
+            return
+        self._generation = present.generation
+        served = {
+            n: c
+            for n, c in self._children.items()
+            if not isinstance(c, InstanceFile) or present.serves(c.instance, self.series)
+        }
+        if len(served) != len(self._children):
+            self.all_left_out = not any(isinstance(c, InstanceFile) for c in served.values())
+            self._children = served
 
     def _instance_xattrs(self, instance: Instance) -> dict[str, str]:
         present = self._ctx.presenter
@@ -210,7 +219,7 @@ class SeriesDir(ListedDir):
 
 
 class StudyDir(ListedDir):
-    """A study: its series."""
+    """A study: its series (those with a file the presenter serves)."""
 
     def __init__(self, name: str, parent: DirNode, ctx: Context, server: str, study: Study) -> None:
         shown = ctx.presenter.study(study).attrs
@@ -219,6 +228,22 @@ class StudyDir(ListedDir):
         self._ctx = ctx
         self.server, self.study = server, study
         self._prefilled = study.series
+        self._generation = ctx.presenter.generation
+
+    async def children(self) -> Mapping[str, Node]:
+        """The series; one whose every file was found not to be served since
+        the listing (reads found them out) is gone from it at once."""
+        children = await super().children()
+        present = self._ctx.presenter
+        if present.generation != self._generation and self._children is not None:
+            self._generation = present.generation
+            for c in self._children.values():
+                if isinstance(c, SeriesDir):
+                    c.drop_left_out()
+            shown = {n: c for n, c in self._children.items() if not (isinstance(c, SeriesDir) and c.all_left_out)}
+            if len(shown) != len(self._children):
+                self._children = children = shown
+        return children
 
     def update(self, name: str, study: Study) -> None:
         """The parent's listing was refreshed and still shows this study."""
@@ -232,6 +257,7 @@ class StudyDir(ListedDir):
         if series is None:
             series = await self._ctx.listings.find_series(self.server, self.study.uid)
             self._age = listing_age(series)
+        self._generation = self._ctx.presenter.generation
         if self._ctx.presenter.filters_series:
             series = await self._served_series(series)
         old = {n.series.uid: n for n in self._current() if isinstance(n, SeriesDir)}
