@@ -33,7 +33,7 @@ _DATES = re.compile(rb"(?<![0-9.])(1987[0-9]{4})")
 _TIMES = re.compile(rb"(?<![0-9])([0-9]{6}\.[0-9]{6})")
 
 
-def _changed(data: bytes, **changes: str) -> bytes:
+def changed(data: bytes, **changes: str) -> bytes:
     """``data`` with some top-level attributes set (SOPClassUID in the file meta too)."""
     ds = dcmread(io.BytesIO(data))
     for keyword, value in changes.items():
@@ -100,8 +100,8 @@ def make_cohort() -> Cohort:
     cohort.series[("A", 1)] = make_series(a, "CT", 1, 3)
     cohort.series[("A", 2)] = make_series(a, "MR", 2, 3)
     cohort.series[("B", 1)] = make_series(b, "CT", 1, 10, size=96)
-    cohort.series[("B", 3)] = [_changed(f, BurnedInAnnotation="YES") for f in make_series(b, "CT", 3, 2)]
+    cohort.series[("B", 3)] = [changed(f, BurnedInAnnotation="YES") for f in make_series(b, "CT", 3, 2)]
     screens = make_series(b, "CT", 4, 2)
-    cohort.series[("B", 4)] = [_changed(f, SOPClassUID=SecondaryCaptureImageStorage, Modality="OT") for f in screens]
+    cohort.series[("B", 4)] = [changed(f, SOPClassUID=SecondaryCaptureImageStorage, Modality="OT") for f in screens]
     cohort.left_out = {("B", 3), ("B", 4)}
     return cohort
