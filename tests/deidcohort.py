@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 from pydicom import dcmread
-from pydicom.uid import SecondaryCaptureImageStorage
+from pydicom.uid import UID, SecondaryCaptureImageStorage
 
 from tests.identifying import ROOT, Secrets, Study, leaks, make_series, plain_bytes
 
@@ -39,7 +39,7 @@ def changed(data: bytes, **changes: str) -> bytes:
     for keyword, value in changes.items():
         setattr(ds, keyword, value)
     if "SOPClassUID" in changes:
-        ds.file_meta.MediaStorageSOPClassUID = changes["SOPClassUID"]
+        ds.file_meta.MediaStorageSOPClassUID = UID(changes["SOPClassUID"])
     out = io.BytesIO()
     ds.save_as(out, enforce_file_format=True)
     return out.getvalue()

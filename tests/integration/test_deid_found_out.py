@@ -50,7 +50,8 @@ def files(study: Study) -> list[bytes]:
 
 @pytest.fixture
 def web(files: list[bytes]) -> Iterator[DicomWebServer]:
-    with DicomWebServer(SampleIndex(files)) as server:
+    server = DicomWebServer(SampleIndex(files))
+    with server:
         yield server
 
 

@@ -246,7 +246,7 @@ def test_no_identifying_value_in_any_byte_name_or_xattr(first: Opened, other: Op
 
 def _originals(cohort: Cohort) -> dict[tuple[str, bytes], Dataset]:
     """The served originals by (Modality, PixelData): unique in this cohort."""
-    out = {}
+    out: dict[tuple[str, bytes], Dataset] = {}
     for files in cohort.served().values():
         for data in files:
             ds = dcmread(io.BytesIO(data))
@@ -423,7 +423,9 @@ def _nifti(folder: Path, out: Path) -> nib.Nifti1Image:
     )
     assert run.returncode == 0, run.stdout + run.stderr
     assert (out / "series.nii").exists(), (sorted(out.iterdir()), run.stdout)
-    return nib.load(out / "series.nii")
+    image = nib.load(out / "series.nii")
+    assert isinstance(image, nib.Nifti1Image)
+    return image
 
 
 def test_dcm2niix_makes_the_original_voxels_of_a_series_on_the_mount(
@@ -506,3 +508,26 @@ def test_finding_a_study_by_its_real_numbers_and_its_new_uid(first: Opened, coho
         os.listdir(root / "by-patient" / "NOBODY-HERE")
     assert exc.value.errno == errno.ENOENT
     assert found_b != found
+
+
+def test_keep_originals_lets_the_caches_hold_originals_and_serves_the_same_bytes(
+    first: Opened, pacs: Orthanc, cohort: Cohort, tmp_path: Path
+) -> None:
+    """``keep_originals = true``: the same de-identified files, byte for byte;
+    the disk cache now holds the original objects and the listings too
+    (what the default keeps off the disk)."""
+    config = deid_config(pacs, tmp_path, KEY, f'"{MODIFIED}"').replace(
+        "[deidentify]\n", "[deidentify]\nkeep_originals = true\n"
+    )
+    with mounted(config, tmp_path) as m:
+        for top in ("research", "rle"):
+            mine = first.seen.under(top)
+            theirs = {str(p.relative_to(m.path)): p.read_bytes() for p in (m.path / top).rglob("*.dcm")}
+            assert sorted(mine) == sorted(theirs)
+            assert [p for p in mine if mine[p] != theirs[p]] == []
+        disk = tmp_path / "cache"
+        assert (disk / "listings").is_dir()
+        originals = [p for p in disk.rglob("*") if p.is_file() and p.read_bytes()[128:132] == b"DICM"]
+        assert sum(1 for p in originals if cohort.found_in(p.read_bytes()[:-32])) >= sum(
+            len(f) for f in cohort.served().values()
+        )

@@ -28,6 +28,7 @@ import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import aclosing, suppress
 from dataclasses import replace
+from functools import lru_cache
 
 import cachetools
 import trio
@@ -43,6 +44,7 @@ log = logging.getLogger("trolleyfs.deidentify")
 
 FORM_SEPARATOR = "+"
 EXCLUDED_REMEMBERED = 100_000  # instances known to be left out
+PATIENTS_REMEMBERED = 4096  # patient pseudonyms kept for the placement check of every read
 ORIGINALS_AT_ONCE = 4  # originals read through the Store at once for one series (keep_originals)
 
 
@@ -93,15 +95,17 @@ class DeidPlacement:
     def __init__(self, deid: Deidentifier, other: Placement = AS_LISTED) -> None:
         self._deid = deid
         self._other = other
+        self._patient = lru_cache(maxsize=PATIENTS_REMEMBERED)(self._pseudonym)  # every read is checked
+
+    def _pseudonym(self, patient_id: str, study_uid: str) -> str | None:
+        row = {"PatientID": patient_id, "StudyInstanceUID": study_uid}
+        return self._deid.attrs(QueryLevel.STUDY, row).get("PatientID")
 
     def expected(self, ref: InstanceRef) -> Expected:
         if not is_deid_form(ref.form, self._deid.form):
             return self._other.expected(ref)
         d = self._deid
-        patient = None
-        if ref.patient_id and ref.patient_id.strip():
-            study_row = {"PatientID": ref.patient_id, "StudyInstanceUID": ref.study_uid}
-            patient = d.attrs(QueryLevel.STUDY, study_row).get("PatientID")
+        patient = self._patient(ref.patient_id, ref.study_uid) if ref.patient_id and ref.patient_id.strip() else None
         return Expected(d.uid(ref.instance_uid), d.uid(ref.series_uid), d.uid(ref.study_uid), patient)
 
     def outside_uid(self, uid: str, form: str) -> str:
