@@ -232,6 +232,7 @@ def test_no_identifying_value_in_any_byte_name_or_xattr(first: Opened, other: Op
         seen = opened.seen
         assert any(p.endswith(".zip") for p in seen.files) and any(p.endswith(".json") for p in seen.files)
         assert ".trolleyfs/stats.json" in seen.files
+        assert any("user.trolleyfs.cached" in attrs for attrs in seen.xattrs.values())  # the cache state, checked too
         assert any(p.startswith("by-accession/") for p in seen.files)
         assert any(p.startswith("by-patient/") for p in seen.files)
     # the modified-dates option keeps times of day, as the standard's option says
