@@ -4,9 +4,9 @@ series (its instance files).
 
 Children are named by the level's template, over what the presenter shows
 of each object (:mod:`.presenter`: as listed, or de-identified); a refresh
-reuses the node (and so the inode) of each object it still lists.  A search that went deeper than
-asked (MINT, DICOM-QR at series or instance level) pre-fills the children's
-listings, which then cost no request of their own."""
+reuses the node (and so the inode) of each object it still lists.  A search
+that went deeper than asked (MINT, DICOM-QR at series or instance level)
+pre-fills the children's listings, which then cost no request of their own."""
 
 from __future__ import annotations
 
