@@ -21,6 +21,7 @@ from typing import Any
 from . import protocols
 from .cluster.settings import SharedConfig, parse_shared, shared_warnings
 from .credentials import SECRET_KEYS, NoAuth, check_tls_files, parse_auth
+from .deid.config import DeidConfig, parse_deidentify
 from .endpoints import EndpointConfig, Server
 from .errors import ConfigError
 from .folders import (
@@ -86,6 +87,7 @@ class Config:
     cache: CacheConfig
     warnings: tuple[str, ...] = ()
     webdav: WebdavConfig | None = None  # [webdav]: what `trolleyfs webdav` serves on (mount ignores it)
+    deidentify: DeidConfig | None = None  # [deidentify]: the whole mount shows only de-identified data
 
 
 # --------------------------------------------------------------------------- parsing
@@ -231,7 +233,7 @@ def parse(text: str, path: str = "<config>") -> Config:
     one ConfigError."""
     data = _toml(text, path)
     top = Table(path, "", data)
-    top.check_keys({"servers", "folders", "names", "cache", "webdav"})
+    top.check_keys({"servers", "folders", "names", "cache", "webdav", "deidentify"})
     servers_t = top.table("servers")
     if servers_t is None or not servers_t.data:
         raise ConfigError(path, "servers", "is missing (add a [servers.NAME] table)")
@@ -259,6 +261,7 @@ def parse(text: str, path: str = "<config>") -> Config:
         names=_parse_names(top.table("names")),
         cache=_parse_cache(top.table("cache")),
         webdav=parse_webdav(webdav_t) if (webdav_t := top.table("webdav")) is not None else None,
+        deidentify=parse_deidentify(deid_t) if (deid_t := top.table("deidentify")) is not None else None,
     )
 
 

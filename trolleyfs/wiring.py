@@ -6,9 +6,9 @@ module nothing reads the config.
 What is built, bottom up: per server an HTTP client (with its auth), the
 searcher, the fetcher and the ``/metadata`` source the protocol registry
 makes of its endpoints, and the C-MOVE storage receivers; the cluster tier
-(``[cache.shared]``); the converting fetchers the folders ask for; the
-caches and the Store; the listings (disk-kept and cluster-shared); the views'
-parts; the tree."""
+(``[cache.shared]``); the converting fetchers the folders ask for (and the
+de-identifying ones of a ``[deidentify]`` mount); the caches and the Store;
+the listings (disk-kept and cluster-shared); the views' parts; the tree."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from .cluster.once import Shared
 from .cluster.settings import SharedConfig
 from .cluster.setup import build_shared
 from .config import CacheConfig, Config
+from .deid import Deidentifier
 from .derive.metadata import Metadata
 from .derive.nifti import Dcm2niix, find_dcm2niix
 from .derive.preview import Previewer
@@ -37,15 +38,18 @@ from .listings.ttls import ListingTTLs
 from .model import Fetcher, MetadataSource, Searcher
 from .protocols import build_asking_fetcher, build_fetcher, build_metadata, build_searcher
 from .read.cluster import ClusterReads
+from .read.convert.deidentify import DeidForms
 from .read.convert.forms import Conversions, FormFetcher, TranscodingFetcher
 from .read.derived import DerivedCache
 from .read.disk import DiskCache
+from .read.placement import AS_LISTED
 from .read.store import ReadSettings, Store
 from .retrieve.storescp import Receivers
 from .stats import Stats
 from .transport.auth import make_auth
 from .transport.http import build_client
 from .tree.inodes import UidIndex
+from .tree.presenter import DeidPresenter, Presenter
 from .tree.seriesviews import AnalysisParts
 from .tree.tree import StoreView, Tree
 from .tree.viewdirs import ViewParts
@@ -114,9 +118,25 @@ def listing_ttls(cache: CacheConfig) -> ListingTTLs:
     return ListingTTLs(studies=cache.folder_ttl, series=cache.study_ttl, instances=cache.series_ttl)
 
 
-def conversions(config: Config, remotes: Mapping[str, Remote]) -> Conversions:
+def deid_forms(config: Config) -> DeidForms | None:
+    """The de-identified forms of a ``[deidentify]`` mount (None without one)."""
+    c = config.deidentify
+    if c is None:
+        return None
+    deid = Deidentifier(c.key_bytes(), c.options, include_burned_in=c.include_burned_in)
+    return DeidForms(deid, keep_originals=c.keep_originals)
+
+
+def keeps_listings(config: Config) -> bool:
+    """Whether listings (original identities) may be kept on disk and in the
+    shared tier: not in a de-identified mount, unless it keeps originals."""
+    return config.deidentify is None or config.deidentify.keep_originals
+
+
+def conversions(config: Config, remotes: Mapping[str, Remote], deid: DeidForms | None = None) -> Conversions:
     """Each server's Fetcher as the Store sees it: objects as stored, or in
-    the transfer syntaxes its folders ask for."""
+    the transfer syntaxes its folders ask for; with ``deid``, each of those
+    de-identified too (converted first)."""
     wanted: dict[str, set[str]] = {}
     for f in config.folders:
         if f.transfer_syntax:
@@ -128,6 +148,10 @@ def conversions(config: Config, remotes: Mapping[str, Remote]) -> Conversions:
             t = TranscodingFetcher(r.fetcher, build_asking_fetcher(r.server, r.client, ts), out.converter, ts)
             out.transcoders.append(t)
             forms[ts] = t
+        if deid is not None:
+            for ts in ["", *sorted(wanted.get(name, ()))]:
+                form, fetcher = deid.fetcher(name, forms.get(ts, r.fetcher), ts)
+                forms[form] = fetcher
         out.fetchers[name] = FormFetcher(r.fetcher, forms) if forms else r.fetcher
     return out
 
@@ -140,15 +164,21 @@ def build_tree(
     index: UidIndex,
     views: ViewParts | None = None,
     cluster: ClusterListings | None = None,
+    deid: DeidForms | None = None,
 ) -> Tree:
     """The tree of ``config`` over ``searchers`` (its listings kept on disk
-    with ``disk_dir``, shared through ``cluster``) and ``reader``."""
+    with ``disk_dir``, shared through ``cluster``) and ``reader``.  With
+    ``[deidentify]`` it shows what ``deid`` makes of the listings (made here
+    if not given) and keeps no listing on disk unless originals may be kept."""
     cache = config.cache
     ttls = listing_ttls(cache)
-    saved = SavedListings(cache.disk_dir) if cache.disk_dir else None  # listings kept beside the objects
+    keep = keeps_listings(config)
+    saved = SavedListings(cache.disk_dir) if cache.disk_dir and keep else None  # listings kept beside the objects
     identities = {name: server_identity(server) for name, server in config.servers.items()}
-    listings = Listings(searchers, stats, saved, ttls, shared=cluster, identities=identities)
-    return Tree(config.folders, config.names, ttls, listings, reader, stats, index, views)
+    listings = Listings(searchers, stats, saved, ttls, shared=cluster if keep else None, identities=identities)
+    deid = deid or deid_forms(config)
+    presenter = DeidPresenter(deid.deid, deid.excluded) if deid is not None else Presenter()
+    return Tree(config.folders, config.names, ttls, listings, reader, stats, index, views, presenter)
 
 
 ANALYSIS_VIEWS = frozenset({"nifti", "preview"})
@@ -206,7 +236,9 @@ async def open_core(
     stats = Stats()
     remotes = await open_remotes(config, stack)
     cluster = await open_cluster(config.cache.shared, stack)
-    converted = conversions(config, remotes)
+    deid = deid_forms(config)
+    converted = conversions(config, remotes, deid)
+    placement = deid.placement if deid is not None else AS_LISTED
     store = Store(
         read_settings(config.cache),
         converted.fetchers,
@@ -214,11 +246,16 @@ async def open_core(
         nursery,
         disk=disk_cache(config.cache),
         on_prefetched=on_prefetched,
-        shared=ClusterReads(cluster) if cluster else None,
+        shared=ClusterReads(cluster, placement) if cluster else None,
+        placement=placement,
     )
-    sources = {n: r.metadata for n, r in remotes.items() if r.metadata is not None}
-    views = ViewParts(Metadata(sources, store), Crcs(), converted.stats, analysis_parts(config, store, nursery))
-    listings = ClusterListings(cluster, listing_ttls(config.cache)) if cluster else None
+    # a de-identified mount's documents are built from its de-identified objects, never the server's /metadata
+    sources = {n: r.metadata for n, r in remotes.items() if r.metadata is not None and deid is None}
+    counters = converted.stats if deid is None else lambda: converted.stats() | deid.stats()
+    views = ViewParts(Metadata(sources, store), Crcs(), counters, analysis_parts(config, store, nursery))
+    listings = ClusterListings(cluster, listing_ttls(config.cache)) if cluster and keeps_listings(config) else None
     searchers = {n: r.searcher for n, r in remotes.items()}
-    tree = build_tree(config, searchers, store, stats, index or UidIndex(), views, listings)
+    if deid is not None:
+        deid.bind(store.get)
+    tree = build_tree(config, searchers, store, stats, index or UidIndex(), views, listings, deid)
     return Core(config, stats, store, tree)

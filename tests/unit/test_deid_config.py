@@ -117,3 +117,20 @@ def test_every_option_has_its_column_and_its_code_in_cid_7050() -> None:
     assert parse_option("Basic Application Confidentiality Profile") is None
     assert len({o.code.value for o in Option}) == len({o.column for o in Option}) == 10
     assert parse_options([]) == frozenset()
+
+
+def test_the_config_file_holds_the_table(tmp_path: Path) -> None:
+    """``[deidentify]`` in a whole config: parsed into Config.deidentify; a
+    problem in it is one line naming the file and ``deidentify.<key>``."""
+    from trolleyfs.config import parse as parse_config
+
+    servers = '[servers.pacs]\nsearch = { protocol = "qido-rs", url = "http://pacs/dicom-web" }\n'
+    servers += 'retrieve = { protocol = "wado-rs", url = "http://pacs/dicom-web" }\n'
+    assert parse_config(servers, "t.toml").deidentify is None
+    key = key_file(tmp_path, RANDOM)
+    cfg = parse_config(f'{servers}[deidentify]\nkey_file = "{key}"\n', "t.toml")
+    assert cfg.deidentify is not None and cfg.deidentify.key_bytes() == RANDOM
+    assert not cfg.deidentify.keep_originals
+    with pytest.raises(ConfigError, match=r"^t\.toml: deidentify\.keep_original: ") as exc:
+        parse_config(f'{servers}[deidentify]\nkey_file = "{key}"\nkeep_original = true\n', "t.toml")
+    assert "\n" not in str(exc.value)

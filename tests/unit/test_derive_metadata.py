@@ -21,7 +21,7 @@ from trolleyfs.config import parse
 from trolleyfs.demo import sampledata
 from trolleyfs.derive.metadata import Metadata, header_json, ordered
 from trolleyfs.errors import NotFound, ProtocolError
-from trolleyfs.model import Instance, InstanceRef
+from trolleyfs.model import InstanceRef
 from trolleyfs.retrieve.metadata import WadoMetadata, checked
 from trolleyfs.transport.http import HttpEndpoint
 
@@ -90,11 +90,11 @@ class Objects:
         return self.by_uid[ref.instance_uid]
 
 
-def listing(files: list[bytes]) -> list[Instance]:
+def listing(files: list[bytes]) -> list[InstanceRef]:
     out = []
     for f in files:
         ds = pydicom.dcmread(io.BytesIO(f), stop_before_pixels=True)
-        out.append(Instance(ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID))
+        out.append(InstanceRef(ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID))
     return out
 
 
@@ -123,14 +123,14 @@ async def test_a_series_document_is_one_request_kept_for_its_ttl(autojump_clock:
     meta, seen = service(lambda req: httpx.Response(200, json=answer), objects)
     called = []
 
-    async def instances() -> list[list[Instance]]:
+    async def instances() -> list[list[InstanceRef]]:
         called.append(1)
         return [inst]
 
     study, series = inst[0].study_uid, inst[0].series_uid
     doc = await meta.document("pacs", study, series, instances, ttl=60)
     items = json.loads(doc)
-    assert [uid_of(i) for i in items] == [i.uid for i in inst]  # in InstanceNumber order
+    assert [uid_of(i) for i in items] == [i.instance_uid for i in inst]  # in InstanceNumber order
     assert all("7FE00010" not in i for i in items)
     assert str(seen[0].url).endswith(f"/studies/{study}/series/{series}/metadata")
     assert called == [] and objects.reads == []  # no listing asked, no object read
@@ -148,7 +148,7 @@ async def test_readers_of_one_document_share_one_request() -> None:
     inst = listing(files)
     docs = []
 
-    async def not_needed() -> list[list[Instance]]:
+    async def not_needed() -> list[list[InstanceRef]]:
         raise AssertionError("the server has /metadata: no listing needed")
 
     async def read() -> None:
@@ -167,11 +167,12 @@ async def test_without_metadata_the_document_is_built_from_the_objects() -> None
     objects = Objects(files)
     meta, _ = service(None, objects)
 
-    async def instances() -> list[list[Instance]]:
+    async def instances() -> list[list[InstanceRef]]:
         return [inst]
 
     doc = json.loads(await meta.document("pacs", inst[0].study_uid, inst[0].series_uid, instances, ttl=60))
-    assert [uid_of(i) for i in doc] == [i.uid for i in inst] and sorted(objects.reads) == sorted(i.uid for i in inst)
+    uids = [i.instance_uid for i in inst]
+    assert [uid_of(i) for i in doc] == uids and sorted(objects.reads) == sorted(uids)
     assert meta.stats() == {"metadata_from_server": 0, "metadata_from_objects": 1}
 
 
@@ -179,7 +180,7 @@ async def test_a_failing_metadata_request_falls_back_but_a_missing_series_is_mis
     files = sample()
     inst = listing(files)
 
-    async def instances() -> list[list[Instance]]:
+    async def instances() -> list[list[InstanceRef]]:
         return [inst]
 
     objects = Objects(files)

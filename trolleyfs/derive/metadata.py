@@ -4,8 +4,11 @@ F.2): a JSON array with one object per instance, pixel data left out.
 Where the server offers WADO-RS ``/metadata`` (the search endpoint is
 QIDO-RS, or the retrieve endpoint WADO-RS), the document is that answer: one
 request, no pixel data downloaded.  Otherwise it is built from the objects
-themselves (read through the Store, so they are cached for later reads;
-their headers are parsed in worker threads).  Instances are ordered by
+themselves, in the form their files are read in (read through the Store, so
+they are cached for later reads; their headers are parsed in worker
+threads).  A de-identified mount offers no ``/metadata`` source (the
+composition root gives none): its documents are always built from the
+de-identified objects.  Instances are ordered by
 SeriesNumber, InstanceNumber and UID.  Documents are cached for the TTL of
 the listing they describe, bounded in bytes; one build per document at a time."""
 
@@ -23,7 +26,7 @@ from pydicom import dcmread
 
 from ..dicomjson import PIXEL_TAGS
 from ..errors import AccessDenied, NotFound, ProtocolError, RemoteError
-from ..model import Instance, InstanceRef, MetadataSource
+from ..model import InstanceRef, MetadataSource
 
 log = logging.getLogger("trolleyfs.metadata")
 
@@ -71,7 +74,7 @@ def header_json(data: bytes) -> dict[str, Any]:
     return {tag: elem for tag, elem in doc.items() if tag.upper() not in PIXEL_TAGS}
 
 
-Instances = Callable[[], Awaitable[list[list[Instance]]]]  # the instances, series by series
+Instances = Callable[[], Awaitable[list[list[InstanceRef]]]]  # the instances (in their files' form), series by series
 
 
 class Metadata:
@@ -144,17 +147,17 @@ class Metadata:
         self.from_objects += 1
         return await self._from_objects(server, await instances())
 
-    async def _from_objects(self, server: str, series: list[list[Instance]]) -> Items:
+    async def _from_objects(self, server: str, series: list[list[InstanceRef]]) -> Items:
         items: Items = []
-        for instances in series:
-            uids = [i.uid for i in instances]
-            for inst in instances:
-                data = await self._reader.get(server, inst.ref, uids.copy)
+        for refs in series:
+            uids = [r.instance_uid for r in refs]
+            for ref in refs:
+                data = await self._reader.get(server, ref, uids.copy)
                 try:
                     items.append(await trio.to_thread.run_sync(header_json, data, limiter=self._limiter))
                 except Exception as exc:  # whatever pydicom makes of a broken object
                     raise ProtocolError(
-                        f"cannot read its header: {exc}", server=server, what=f"instance {inst.uid}"
+                        f"cannot read its header: {exc}", server=server, what=f"instance {ref.instance_uid}"
                     ) from None
         return items
 

@@ -23,40 +23,50 @@ import trio
 from ..cluster.once import POLL_S, Shared, fetch_once
 from ..model import InstanceRef, SeriesRef, form_key
 from ..part10 import Expected, identity_of, identity_problem
+from .placement import AS_LISTED, Placement
 
 TIER_READERS = 4  # objects read from the tier at once by one series readahead
 
 Deliver = Callable[[str, bytes], Awaitable[None]]
 
 
-def _is_instance(uid: str, sref: SeriesRef) -> Callable[[bytes], bool]:
+def _is_instance(uid: str, sref: SeriesRef, placement: Placement) -> Callable[[bytes], bool]:
     """Whether an object from the tier is instance ``uid`` of ``sref`` (its file
-    meta and dataset agree, and name that instance, series and study)."""
+    meta and dataset agree, and name that instance, series and study, as
+    ``placement`` expects them in the series' form)."""
+    expected = placement.expected(InstanceRef(sref.study_uid, sref.series_uid, uid, sref.form))
+    expected = Expected(expected.instance, expected.series, expected.study)  # the patient is checked by the Store
 
     def check(data: bytes) -> bool:
         try:
             ident = identity_of(data)
         except ValueError:
             return False
-        return identity_problem(ident, Expected(uid, sref.series_uid, sref.study_uid)) is None
+        return identity_problem(ident, expected) is None
 
     return check
 
 
 class ClusterReads:
-    def __init__(self, shared: Shared) -> None:
+    def __init__(self, shared: Shared, placement: Placement = AS_LISTED) -> None:
+        """``placement``: what objects of each form must say they are, and the
+        UIDs that name them in the tier (a de-identified form is named by its
+        new UIDs, so the tier's keys hold no original UID)."""
         self._cluster = shared
         self._tier = shared.tier
         self._leases = shared.leases
+        self._placement = placement
+
+    def _name(self, uid: str, form: str) -> str:
+        return form_key(self._placement.outside_uid(uid, form), form)
 
     def _object(self, server: str, uid: str, form: str) -> str:
         """An object's name in the tier: an instance as stored and converted
         (a transfer syntax, its ``form``) are two objects."""
-        return self._tier.key("o", f"{server}/{form_key(uid, form)}")
+        return self._tier.key("o", f"{server}/{self._name(uid, form)}")
 
-    @staticmethod
-    def _series_lease(server: str, sref: SeriesRef) -> str:
-        return f"s:{server}/{form_key(sref.series_uid, sref.form)}"
+    def _series_lease(self, server: str, sref: SeriesRef) -> str:
+        return f"s:{server}/{self._name(sref.series_uid, sref.form)}"
 
     async def instance(
         self, server: str, ref: InstanceRef, fetch: Callable[[], Awaitable[bytes]], arrived: Callable[[bytes], None]
@@ -67,11 +77,11 @@ class ClusterReads:
         data, left = await fetch_once(
             self._cluster,
             self._object(server, uid, ref.form),
-            f"i:{server}/{ref.key}",
+            f"i:{server}/{self._name(uid, ref.form)}",
             fetch,
             self._tier.ttl,
             arrived=arrived,
-            accept=_is_instance(uid, ref.series),
+            accept=_is_instance(uid, ref.series, self._placement),
             also_wait_for=[self._series_lease(server, ref.series)],
         )
         self._count(hit=left is not None)
@@ -156,7 +166,9 @@ class ClusterReads:
 
         async def reader(cancel: trio.CancelScope) -> None:
             for uid in todo:
-                got = await self._tier.get(self._object(server, uid, sref.form), _is_instance(uid, sref))
+                got = await self._tier.get(
+                    self._object(server, uid, sref.form), _is_instance(uid, sref, self._placement)
+                )
                 if got is None:
                     failed.append(uid)
                     continue

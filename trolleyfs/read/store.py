@@ -16,7 +16,6 @@ import trio
 
 from ..errors import ProtocolError
 from ..model import Fetcher, InstanceRef
-from ..part10 import Expected, identity_of, identity_problem
 from ..stats import Stats
 from .budget import ReadaheadBudget, budget_for
 from .caches import Caches
@@ -26,6 +25,7 @@ from .diskahead import DiskReadahead
 from .flights import Flight, Flights
 from .memory import MemoryCache
 from .parts import ReadParts
+from .placement import AS_LISTED, Placement, placement_problem
 from .readahead import SeriesReadahead
 from .single import SingleFetch
 
@@ -34,16 +34,6 @@ log = logging.getLogger("trolleyfs.store")
 
 def _ignore(uid: str, data: bytes) -> None:
     pass
-
-
-def placement_problem(data: bytes, ref: InstanceRef) -> str | None:
-    """Why ``data`` is not the instance ``ref`` names where the tree placed it
-    (its study, series and the Patient ID its study was listed under), or None."""
-    try:
-        ident = identity_of(data)
-    except ValueError as exc:
-        return f"its identity cannot be read: {exc}"
-    return identity_problem(ident, Expected(ref.instance_uid, ref.series_uid, ref.study_uid, ref.patient_id))
 
 
 @dataclass(frozen=True)
@@ -64,11 +54,14 @@ class Store:
         disk: DiskCache | None = None,
         on_prefetched: Callable[[str, bytes], None] = _ignore,
         shared: ClusterReads | None = None,
+        placement: Placement = AS_LISTED,
     ) -> None:
         """``disk``: the disk cache, if any; ``on_prefetched(uid, data)`` is
         called for readahead data as it arrives; ``shared``: the cluster tier,
-        between the local caches and the servers."""
+        between the local caches and the servers; ``placement``: what objects
+        of each form must say they are."""
         self._stats = stats
+        self._placement = placement
         self._shared = shared
         self._readahead = settings.readahead_series > 0
         self._budget = ReadaheadBudget(budget_for(settings.memory_bytes))
@@ -88,7 +81,7 @@ class Store:
         known), whichever cache or server it came from: anything else is a
         ProtocolError (the read's EIO), logged naming both."""
         data = await self._get(server, ref, siblings)
-        problem = placement_problem(data, ref)
+        problem = placement_problem(data, ref, self._placement)
         if problem is not None:
             self._stats.misplaced_refused += 1
             raise ProtocolError(f"object refused: {problem}", server=server, what=f"instance {ref.instance_uid}")

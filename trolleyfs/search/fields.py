@@ -26,7 +26,15 @@ SERIES_FIELDS = (
     "SeriesDescription",
     "NumberOfSeriesRelatedInstances",
 )
-INSTANCE_FIELDS = ("SOPInstanceUID", "SOPClassUID", "InstanceNumber")
+# SOP class and the two flags: what a de-identified mount needs to leave out, from the listing, the
+# instances whose pixels may identify (trolleyfs.deid.LISTING_FIELDS, with the series' Modality)
+INSTANCE_FIELDS = (
+    "SOPInstanceUID",
+    "SOPClassUID",
+    "InstanceNumber",
+    "BurnedInAnnotation",
+    "RecognizableVisualFeatures",
+)
 
 # Query values are sent as given: servers such as Orthanc 1.10 do not
 # percent-decode ``*`` or ``^`` (``PatientName=TEST%2A`` matches nothing there).

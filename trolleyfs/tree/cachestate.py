@@ -30,13 +30,13 @@ def cache_state(server: str, files: Sequence[InstanceFile], caches: CacheView) -
     cached = on_disk = sized = known = 0
     missing: list[str] = []
     for f in files:
-        in_memory, in_disk = caches.cached_in(f.instance_uid)
+        in_memory, in_disk = caches.cached_in(f.content_key)  # the file's form, as the caches know it
         if in_memory or in_disk:
             cached += 1
         else:
             missing.append(f.name)
         on_disk += in_disk
-        size = caches.size_of(f.instance_uid)
+        size = caches.size_of(f.content_key)
         if size is not None:
             sized += 1
             known += size

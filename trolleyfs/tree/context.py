@@ -1,15 +1,17 @@
 """What the nodes of the tree may use, and nothing more: name templates, the
-TTL of each level's listing, the mount time, searches and reads."""
+TTL of each level's listing, the mount time, searches, reads, and what is
+shown of what is listed (the presenter)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from ..listings.sources import Listings
 from ..listings.ttls import ListingTTLs
 from ..model import InstanceRef
+from .presenter import Presenter
 
 
 class Reader(Protocol):
@@ -38,4 +40,7 @@ class Context:
     mount_time: float  # the mtime of what has no date of its own
     listings: Listings
     reader: Reader
-    form: str = ""  # the transfer syntax a folder's files are served in ("": as stored)
+    form: str = ""  # the form a folder's files are served in ("": as stored; a transfer syntax; de-identified)
+    presenter: Presenter = field(
+        default_factory=Presenter
+    )  # what is shown of what is listed (de-identified with [deidentify])

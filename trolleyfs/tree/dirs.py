@@ -2,10 +2,11 @@
 ``by-uid`` (any study by its UID, on any server), a study (its series) and a
 series (its instance files).
 
-Children are named by the level's template; a refresh reuses the node (and
-so the inode) of each object it still lists.  A search that went deeper than
-asked (MINT, DICOM-QR at series or instance level) pre-fills the children's
-listings, which then cost no request of their own."""
+Children are named by the level's template, over what the presenter shows
+of each object (:mod:`.presenter`: as listed, or de-identified); a refresh
+reuses the node (and so the inode) of each object it still lists.  A search
+that went deeper than asked (MINT, DICOM-QR at series or instance level)
+pre-fills the children's listings, which then cost no request of their own."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import datetime as _dt
 import json
 import re
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import suppress
 from typing import Protocol, TypeVar
 
 import trio
@@ -28,9 +30,11 @@ from .base import DirNode, ListedDir, Node, dicom_xattrs
 from .cachestate import CACHE_XATTR, cache_state
 from .context import Context
 from .files import FileSource, InstanceFile
+from .presenter import Shown
 
 UID_RE = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 MAX_UID_LEN = 64
+SERIES_LISTED_AT_ONCE = 4  # instance listings asked at once when a study's series are checked for served files
 
 
 class _Object(Protocol):
@@ -45,6 +49,10 @@ Obj = TypeVar("Obj", bound=_Object)
 N = TypeVar("N", bound=Node)
 
 
+def _as_listed(o: _Object) -> Shown:
+    return Shown(o.uid, o.attrs)
+
+
 def relist(
     template: str,
     objs: Sequence[Obj],
@@ -52,13 +60,15 @@ def relist(
     update: Callable[[N, str, Obj], None],
     create: Callable[[str, Obj], N],
     suffix: str = "",
+    shown: Callable[[Obj], Shown] = _as_listed,
 ) -> dict[str, Node]:
-    """The children of a fresh listing, by name (names from ``template``): the
-    node that showed an object in the last listing (``kept``) is kept, and
-    told its name and object anew (``update``), so its inode stays; a new
-    object gets a new node (``create``)."""
+    """The children of a fresh listing, by name (names from ``template`` over
+    what is ``shown`` of each object): the node that showed an object in the
+    last listing (``kept``) is kept, and told its name and object anew
+    (``update``), so its inode stays; a new object gets a new node (``create``)."""
     out: dict[str, Node] = {}
-    for name, o in zip(names_for(template, [(o.attrs, o.uid) for o in objs], suffix), objs, strict=True):
+    views = [shown(o) for o in objs]
+    for name, o in zip(names_for(template, [(v.attrs, v.uid) for v in views], suffix), objs, strict=True):
         node = kept(o)
         if node is not None:
             update(node, name, o)
@@ -96,7 +106,7 @@ def _instance_order(i: Instance) -> tuple[int, str]:
 
 
 class SeriesDir(ListedDir):
-    """A series: its instance files."""
+    """A series: its instance files (those the presenter serves)."""
 
     def __init__(
         self,
@@ -106,20 +116,28 @@ class SeriesDir(ListedDir):
         server: str,
         series: Series,
         mtime: float,
-        patient_id: str | None,
+        study: Study,
     ) -> None:
-        """``patient_id``: the Patient ID its study is listed under, if any."""
+        """``study``: the study it is listed in (its Patient ID: the patient
+        the files must be of)."""
         super().__init__(name, parent, mtime, ctx.ttls.instances)
         self._ctx = ctx
         self.server, self.series = server, series
-        self.patient_id = patient_id
+        self.study = study
         self._prefilled = series.instances
+        self._generation = ctx.presenter.generation  # of the instances left out, when last filtered
+        self.all_left_out = False  # it listed instances, and none of them is served
 
-    def update(self, name: str, series: Series, patient_id: str | None) -> None:
+    @property
+    def patient_id(self) -> str | None:
+        """The Patient ID its study is listed under, if any."""
+        return self.study.attrs.get("PatientID")
+
+    def update(self, name: str, series: Series, study: Study) -> None:
         """The study's listing was refreshed and still shows this series."""
         self.rename(name)
         self.series = series
-        self.patient_id = patient_id
+        self.study = study
         if series.instances is not None:
             self._prefilled = series.instances
 
@@ -128,15 +146,60 @@ class SeriesDir(ListedDir):
         if instances is None:
             instances = await self._ctx.listings.find_instances(self.server, self.series.study_uid, self.series.uid)
             self._age = listing_age(instances)
+        present = self._ctx.presenter
+        self._generation = present.generation
+        served = [i for i in instances if present.serves(i, self.series)]
+        self.all_left_out = bool(instances) and not served
         old = {n.instance_uid: n for n in self._current() if isinstance(n, InstanceFile)}
-        source = FileSource(self._ctx.reader, self.server, self.sibling_uids, self._ctx.form, lambda: self.patient_id)
+        source = FileSource(
+            self._ctx.reader,
+            self.server,
+            self.sibling_uids,
+            self._ctx.form,
+            lambda: self.patient_id,
+            self._instance_xattrs,
+        )
         return relist(
             self._ctx.names["instance"],
-            sorted(instances, key=_instance_order),
+            sorted(served, key=_instance_order),
             lambda i: old.get(i.uid),
             lambda node, name, _: node.rename(name),
             lambda name, i: InstanceFile(name, self, i, source),
             ".dcm",
+            lambda i: present.instance(i, self.series, self.study),
+        )
+
+    async def children(self) -> Mapping[str, Node]:
+        """The files; an instance found not to be served since the listing
+        (a read found it must be left out) is gone from it at once."""
+        await super().children()
+        self.drop_left_out()
+        assert self._children is not None
+        return self._children
+
+    def drop_left_out(self) -> None:
+        """Leave out of the current listing the files found not to be served since."""
+        present = self._ctx.presenter
+        if present.generation == self._generation or self._children is None:
+            return
+        self._generation = present.generation
+        served = {
+            n: c
+            for n, c in self._children.items()
+            if not isinstance(c, InstanceFile) or present.serves(c.instance, self.series)
+        }
+        if len(served) != len(self._children):
+            self.all_left_out = not any(isinstance(c, InstanceFile) for c in served.values())
+            self._children = served
+
+    def _instance_xattrs(self, instance: Instance) -> dict[str, str]:
+        present = self._ctx.presenter
+        shown = present.instance(instance, self.series, self.study)
+        return dicom_xattrs(
+            shown.attrs,
+            SOPInstanceUID=shown.uid,
+            SeriesInstanceUID=present.uid(instance.series_uid),
+            StudyInstanceUID=present.uid(instance.study_uid),
         )
 
     def sibling_uids(self) -> list[str]:
@@ -144,7 +207,11 @@ class SeriesDir(ListedDir):
         return [n.instance_uid for n in self._current() if isinstance(n, InstanceFile)]
 
     def xattrs(self) -> dict[str, str]:
-        out = dicom_xattrs(self.series.attrs, SeriesInstanceUID=self.series.uid, StudyInstanceUID=self.series.study_uid)
+        present = self._ctx.presenter
+        shown = present.series(self.series, self.study)
+        out = dicom_xattrs(
+            shown.attrs, SeriesInstanceUID=shown.uid, StudyInstanceUID=present.uid(self.series.study_uid)
+        )
         if self._children is not None:  # once listed: what a read would take from the caches
             files = [n for n in self._current() if isinstance(n, InstanceFile)]
             out[CACHE_XATTR] = cache_state(self.server, files, self._ctx.reader)
@@ -152,14 +219,31 @@ class SeriesDir(ListedDir):
 
 
 class StudyDir(ListedDir):
-    """A study: its series."""
+    """A study: its series (those with a file the presenter serves)."""
 
     def __init__(self, name: str, parent: DirNode, ctx: Context, server: str, study: Study) -> None:
-        when = _epoch(study.attrs.get("StudyDate"), study.attrs.get("StudyTime"), ctx.mount_time)
+        shown = ctx.presenter.study(study).attrs
+        when = _epoch(shown.get("StudyDate"), shown.get("StudyTime"), ctx.mount_time)
         super().__init__(name, parent, when, ctx.ttls.series)
         self._ctx = ctx
         self.server, self.study = server, study
         self._prefilled = study.series
+        self._generation = ctx.presenter.generation
+
+    async def children(self) -> Mapping[str, Node]:
+        """The series; one whose every file was found not to be served since
+        the listing (reads found them out) is gone from it at once."""
+        children = await super().children()
+        present = self._ctx.presenter
+        if present.generation != self._generation and self._children is not None:
+            self._generation = present.generation
+            for c in self._children.values():
+                if isinstance(c, SeriesDir):
+                    c.drop_left_out()
+            shown = {n: c for n, c in self._children.items() if not (isinstance(c, SeriesDir) and c.all_left_out)}
+            if len(shown) != len(self._children):
+                self._children = children = shown
+        return children
 
     def update(self, name: str, study: Study) -> None:
         """The parent's listing was refreshed and still shows this study."""
@@ -173,18 +257,43 @@ class StudyDir(ListedDir):
         if series is None:
             series = await self._ctx.listings.find_series(self.server, self.study.uid)
             self._age = listing_age(series)
+        self._generation = self._ctx.presenter.generation
+        if self._ctx.presenter.filters_series:
+            series = await self._served_series(series)
         old = {n.series.uid: n for n in self._current() if isinstance(n, SeriesDir)}
-        patient_id = self.study.attrs.get("PatientID")
+        study, present = self.study, self._ctx.presenter
         return relist(
             self._ctx.names["series"],
             sorted(series, key=_series_order),
             lambda s: old.get(s.uid),
-            lambda node, name, s: node.update(name, s, patient_id),
-            lambda name, s: SeriesDir(name, self, self._ctx, self.server, s, self.mtime, patient_id),
+            lambda node, name, s: node.update(name, s, study),
+            lambda name, s: SeriesDir(name, self, self._ctx, self.server, s, self.mtime, study),
+            shown=lambda s: present.series(s, study),
         )
 
+    async def _served_series(self, series: Sequence[Series]) -> list[Series]:
+        """The series that show a file: each one's instances are listed now
+        (they fill its directory, which then costs no request of its own), and
+        a series none of whose instances is served is left out.  A series
+        whose instances cannot be listed now is shown (its listing fails or
+        works when it is opened)."""
+        limiter = trio.CapacityLimiter(SERIES_LISTED_AT_ONCE)
+
+        async def fill(s: Series) -> None:
+            async with limiter:
+                with suppress(TrolleyError):
+                    s.instances = list(await self._ctx.listings.find_instances(self.server, self.study.uid, s.uid))
+
+        async with trio.open_nursery() as nursery:
+            for s in series:
+                if s.instances is None:
+                    nursery.start_soon(fill, s)
+        present = self._ctx.presenter
+        return [s for s in series if not s.instances or any(present.serves(i, s) for i in s.instances)]
+
     def xattrs(self) -> dict[str, str]:
-        return dicom_xattrs(self.study.attrs, StudyInstanceUID=self.study.uid) | {"user.trolleyfs.server": self.server}
+        shown = self._ctx.presenter.study(self.study)
+        return dicom_xattrs(shown.attrs, StudyInstanceUID=shown.uid) | {"user.trolleyfs.server": self.server}
 
 
 class FolderDir(ListedDir):
@@ -211,6 +320,7 @@ class FolderDir(ListedDir):
             lambda s: old.get(s.uid),
             StudyDir.update,
             lambda name, s: StudyDir(name, self, self._ctx, server, s),
+            shown=self._ctx.presenter.study,
         )
 
     def xattrs(self) -> dict[str, str]:
@@ -223,7 +333,8 @@ class FolderDir(ListedDir):
 class ByUidDir(DirNode):
     """``by-uid/<StudyInstanceUID>``: any study by UID, on any configured server
     (asked in config order).  Lists the studies looked up so far; a name that
-    is not a UID costs no request."""
+    is not a UID costs no request.  The UID is the one shown (de-identified:
+    a new UID the mount has shown, see :mod:`.presenter`)."""
 
     def __init__(self, parent: DirNode, ctx: Context) -> None:
         super().__init__(BY_UID_DIR, parent, ctx.mount_time, float("inf"))
@@ -247,7 +358,10 @@ class ByUidDir(DirNode):
                 return self._found[name]
             return await self._search(name)
 
-    async def _search(self, uid: str) -> Node | None:
+    async def _search(self, name: str) -> Node | None:
+        uid = self._ctx.presenter.study_of(name)
+        if uid is None:
+            return None  # a UID this mount has not shown: nothing to ask for
         servers = self._ctx.listings.servers
         query = Query(filters={"StudyInstanceUID": uid}, limit=1)
         errors: list[TrolleyError] = []
@@ -259,8 +373,8 @@ class ByUidDir(DirNode):
                 continue
             match = [s for s in studies if s.uid == uid]
             if match:
-                node = StudyDir(uid, self, self._ctx, server, match[0])
-                self._found[uid] = node
+                node = StudyDir(name, self, self._ctx, server, match[0])
+                self._found[name] = node
                 return node
         if errors and len(errors) == len(servers):
             raise errors[0]

@@ -1,6 +1,6 @@
 """An instance file: one DICOM object as a ``.dcm`` file, read whole through
 the :class:`~.context.Reader` (the Store), as stored or in the form its
-folder asks for (another transfer syntax)."""
+folder asks for (another transfer syntax, de-identified)."""
 
 from __future__ import annotations
 
@@ -16,18 +16,29 @@ def _unknown() -> str | None:
     return None
 
 
+def _as_listed(instance: Instance) -> dict[str, str]:
+    return dicom_xattrs(
+        instance.attrs,
+        SOPInstanceUID=instance.uid,
+        SeriesInstanceUID=instance.series_uid,
+        StudyInstanceUID=instance.study_uid,
+    )
+
+
 @dataclass(frozen=True)
 class FileSource:
     """Where the instance files of one series get their bytes: the reader, the
     server, the form they are served in ("": as stored), all instance UIDs of
-    the series (for readahead) and the Patient ID its study is listed under
-    (the object read must be that patient's)."""
+    the series (for readahead), the Patient ID its study is listed under
+    (the object read must be that patient's) and the xattrs a file shows of
+    its instance."""
 
     reader: Reader
     server: str
     siblings: Callable[[], list[str]]
     form: str = ""
     patient_id: Callable[[], str | None] = _unknown
+    xattrs: Callable[[Instance], dict[str, str]] = _as_listed
 
 
 class InstanceFile(FileNode):
@@ -51,15 +62,14 @@ class InstanceFile(FileNode):
     def known_size(self) -> int | None:
         return self.source.reader.size_of(self.content_key)
 
-    async def read_all(self) -> bytes:
+    @property
+    def ref(self) -> InstanceRef:
+        """What a read of this file asks the reader for (in the file's form)."""
         i, s = self.instance, self.source
-        ref = InstanceRef(i.study_uid, i.series_uid, i.uid, s.form, s.patient_id())
-        return await s.reader.get(s.server, ref, s.siblings)
+        return InstanceRef(i.study_uid, i.series_uid, i.uid, s.form, s.patient_id())
+
+    async def read_all(self) -> bytes:
+        return await self.source.reader.get(self.source.server, self.ref, self.source.siblings)
 
     def xattrs(self) -> dict[str, str]:
-        return dicom_xattrs(
-            self.instance.attrs,
-            SOPInstanceUID=self.instance.uid,
-            SeriesInstanceUID=self.instance.series_uid,
-            StudyInstanceUID=self.instance.study_uid,
-        )
+        return self.source.xattrs(self.instance)

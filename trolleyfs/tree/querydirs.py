@@ -139,6 +139,7 @@ class QueryDir(ListedDir):
             lambda s: old.get((found[s.uid][0], s.uid)),  # kept only if it comes from the same server
             StudyDir.update,
             lambda name, s: StudyDir(name, self, self._ctx, found[s.uid][0], s),
+            shown=self._ctx.presenter.study,
         )
 
     def xattrs(self) -> dict[str, str]:

@@ -36,7 +36,6 @@ import trio
 from ..derive.nifti import Dcm2niix
 from ..derive.preview import Previewer, preview_instances
 from ..errors import NotFound, ProtocolError, TrolleyError
-from ..model import InstanceRef
 from ..read.derived import Bundle, Busy, DerivedCache
 from .base import DirNode, FileNode, Node
 from .dirs import SeriesDir
@@ -95,8 +94,7 @@ def _alone(f: InstanceFile) -> Callable[[], Awaitable[bytes]]:
     without the series readahead a read of a file starts."""
 
     async def fetch() -> bytes:
-        i, s = f.instance, f.source
-        return await s.reader.get(s.server, InstanceRef(i.study_uid, i.series_uid, i.uid, s.form, s.patient_id()))
+        return await f.source.reader.get(f.source.server, f.ref)  # no siblings: no readahead
 
     return fetch
 

@@ -1,8 +1,8 @@
 """The whole tree: a root with one directory per configured folder,
 ``by-uid``, the path queries (``by-accession``, ``by-patient``, ``query``),
 ``views`` and ``.trolleyfs``, over the inode table the kernel sees.  It is
-handed its collaborators (the listings, the reader, the views' parts): it
-reads no config."""
+handed its collaborators (the listings, the reader, the views' parts, the
+presenter of what it lists): it reads no config."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from .context import Context, Reader
 from .control import control_dir
 from .dirs import ByUidDir, FolderDir
 from .inodes import InodeTable, UidIndex
+from .presenter import Presenter
 from .querydirs import query_roots
 from .viewdirs import ViewParts, views_dir
 
@@ -32,7 +33,7 @@ class StoreView(Reader, Protocol):
 
 
 class Tree:
-    def __init__(
+    def __init__(  # noqa: PLR0913 - the tree's collaborators, each handed in by the composition root
         self,
         folders: Sequence[Folder],
         names: Mapping[str, str],
@@ -42,17 +43,30 @@ class Tree:
         stats: Stats,
         index: UidIndex,
         views: ViewParts | None = None,
+        presenter: Presenter | None = None,
     ) -> None:
         """``folders``: the configured folders; ``names``: the name template of
         each level; ``listings``: where searches are asked (and kept);
         ``index`` is filled as the kernel learns about instance files (the
         page-cache pusher reads it); ``views`` make the ``views`` directory of
-        the folders that ask for views."""
+        the folders that ask for views; ``presenter`` says what is shown of
+        what is listed (by default: all of it, as listed)."""
         self.mount_time = time.time()
-        ctx = Context(names=names, ttls=ttls, mount_time=self.mount_time, listings=listings, reader=store)
+        present = presenter or Presenter()
+        ctx = Context(
+            names=names,
+            ttls=ttls,
+            mount_time=self.mount_time,
+            listings=listings,
+            reader=store,
+            form=present.form(""),
+            presenter=present,
+        )
         self.root = StaticDir("", None, self.mount_time)
         self.inodes = InodeTable(self.root, index)
-        folder_dirs = [FolderDir(f, self.root, replace(ctx, form=f.transfer_syntax or "")) for f in folders]
+        folder_dirs = [
+            FolderDir(f, self.root, replace(ctx, form=present.form(f.transfer_syntax or ""))) for f in folders
+        ]
         self.root.add(folder_dirs)
         self.root.add([ByUidDir(self.root, ctx)])
         self.root.add(query_roots(self.root, ctx))

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from ..derive.metadata import Metadata
 from ..derive.zipstream import Crcs, Member, ZipStream, archive_size
-from ..model import Instance
+from ..model import InstanceRef
 from .base import DirNode, FileNode, Node, StaticDir
 from .dirs import FolderDir, SeriesDir, StudyDir
 from .files import InstanceFile
@@ -84,9 +84,9 @@ class MetadataFile(FileNode):
     def known_size(self) -> int | None:
         return self._metadata.cached_size(self._metadata.key(*self._where()))
 
-    async def _instances(self) -> list[list[Instance]]:
+    async def _instances(self) -> list[list[InstanceRef]]:
         series = [self._of] if isinstance(self._of, SeriesDir) else [s for _, s in await _series_of(self._of)]
-        return [[f.instance for _, f in await _files_of(s)] for s in series]
+        return [[f.ref for _, f in await _files_of(s)] for s in series]  # in the files' form
 
     async def read_all(self) -> bytes:
         server, study, series = self._where()
