@@ -2,7 +2,9 @@
 check that the address may be served, build the core
 (:mod:`trolleyfs.wiring`) on trio, start the HTTP server (:mod:`trolleyfs.webdav`)
 in its threads, serve until SIGTERM or Ctrl-C (exit 0), then stop taking
-requests, let those in progress finish, and close the core."""
+requests, let those in progress finish, and close the core.  SIGHUP reopens
+the audit file when there is an audit trail (logrotate's ``postrotate``),
+and stops the server otherwise."""
 
 from __future__ import annotations
 
@@ -18,6 +20,8 @@ from dataclasses import replace
 
 import trio
 
+from .audit.access import Auditor
+from .audit.trail import AuditTrail
 from .config import Config, load
 from .errors import UserError
 from .logs import setup_logging
@@ -64,9 +68,9 @@ async def serve_webdav(
         core = await open_core(config, stack, nursery)
         bridge = Bridge(trio.lowlevel.current_trio_token(), core.stats, core.op_deadline())
         counts = Counts()
-        server = build_server(
-            build_app(TreeProvider(core.tree.root, bridge, learn_sizes=wd.sizes == "fetch"), wd.users, counts), wd
-        )
+        audit = Auditor(core.audit) if core.audit is not None else None
+        provider = TreeProvider(core.tree.root, bridge, learn_sizes=wd.sizes == "fetch", audit=audit)
+        server = build_server(build_app(provider, wd.users, counts), wd)
         try:
             await trio.to_thread.run_sync(server.prepare)
         except OSError as exc:
@@ -83,7 +87,7 @@ async def serve_webdav(
                 ", ".join(config.servers),
             )
             on_ready(wd.url())
-            await _until_signalled(debug_toggle)
+            await _until_signalled(debug_toggle, core.audit)
         finally:
             with trio.CancelScope(shield=True):
                 # stop accepting; requests in progress still reach the core, which runs until they end
@@ -104,12 +108,16 @@ def route_library_logs(level: str) -> None:
     lib.setLevel(logging.DEBUG if level == "debug" else logging.WARNING)
 
 
-async def _until_signalled(debug_toggle: Callable[[], None] | None) -> None:
+async def _until_signalled(debug_toggle: Callable[[], None] | None, audit: AuditTrail | None = None) -> None:
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1) as sigs:
         async for sig in sigs:
             if sig == signal.SIGUSR1:
                 if debug_toggle:
                     debug_toggle()
+                continue
+            if sig == signal.SIGHUP and audit is not None:
+                log.info("SIGHUP: reopening the audit trail")
+                audit.reopen()
                 continue
             log.info("%s: stopping", signal.Signals(sig).name)
             return

@@ -4,7 +4,14 @@ else by starting a fetch (which, with a cluster tier, looks in Redis before
 asking the server: :mod:`.cluster`).  Readahead comes in at one place per
 source: after a disk-cache hit (:mod:`.diskahead`) and on a miss
 (:mod:`.readahead`).  The store builds its parts from its settings and the
-caches handed to it, and composes their ``stats()``."""
+caches handed to it, and composes their ``stats()``.
+
+Two things are told on the way, for the limits and the audit: a read that
+must fetch is first admitted by its server's limits (a ``trolleyfs
+prefetch`` read outside the background hours is refused, EAGAIN; a user's
+read always runs), a reader who joins a fetch in flight hurries it to its own
+priority (:meth:`~.flights.Flight.join`), and where the bytes came from is
+told to the audit (:func:`~trolleyfs.audit.source.served_from`)."""
 
 from __future__ import annotations
 
@@ -14,7 +21,9 @@ from dataclasses import dataclass
 
 import trio
 
+from ..audit.source import served_from
 from ..errors import ProtocolError
+from ..limits.server import Limits
 from ..model import Fetcher, InstanceRef
 from ..part10 import Expected, identity_of, identity_problem
 from ..stats import Stats
@@ -64,11 +73,14 @@ class Store:
         disk: DiskCache | None = None,
         on_prefetched: Callable[[str, bytes], None] = _ignore,
         shared: ClusterReads | None = None,
+        limits: Limits | None = None,
     ) -> None:
         """``disk``: the disk cache, if any; ``on_prefetched(uid, data)`` is
         called for readahead data as it arrives; ``shared``: the cluster tier,
-        between the local caches and the servers."""
+        between the local caches and the servers; ``limits``: the servers'
+        background hours (None: always open)."""
         self._stats = stats
+        self._limits = limits
         self._shared = shared
         self._readahead = settings.readahead_series > 0
         self._budget = ReadaheadBudget(budget_for(settings.memory_bytes))
@@ -77,7 +89,7 @@ class Store:
         self._flights = Flights()
         parts = ReadParts(fetchers, stats, self._flights, self._caches, self._budget, nursery, on_prefetched, shared)
         self._single = SingleFetch(parts)
-        self._series = SeriesReadahead(max(1, settings.readahead_series), parts, self._single)
+        self._series = SeriesReadahead(max(1, settings.readahead_series), parts, self._single, limits)
         self._disk_ahead = DiskReadahead(parts)
 
     async def get(self, server: str, ref: InstanceRef, siblings: Callable[[], list[str]] | None = None) -> bytes:
@@ -100,18 +112,24 @@ class Store:
             siblings = None
         data = self._caches.from_memory(key)
         if data is not None:
+            served_from("memory")
             return await self._served(key, data)
         flight = self._flights.get(key)
         if flight is None:
             data = await self._caches.from_disk(key)
             if data is not None:
+                served_from("disk")
                 self._caches.keep(key, data)
                 if siblings is not None:
                     self._disk_ahead.after_hit(ref, siblings)  # readahead hook: disk
                 return data
             flight = self._flights.get(key)  # may have started while we read the disk
         if flight is None:
+            if self._limits is not None:
+                self._limits.of(server).admit()  # a prefetch's read, outside the background hours: EAGAIN
             flight = self._fetch(server, ref, siblings)
+        else:
+            flight.join()
         if flight.by_series and not flight.done.is_set():
             await self._wait_for_series(server, ref, flight)
         await flight.done.wait()
@@ -123,6 +141,7 @@ class Store:
         if flight.error is not None:
             raise flight.error
         assert flight.data is not None
+        served_from(flight.source)
         return await self._served(key, flight.data)
 
     async def _wait_for_series(self, server: str, ref: InstanceRef, flight: Flight) -> None:
