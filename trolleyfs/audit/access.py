@@ -12,6 +12,9 @@ attributes, not by their classes.  The nodes keep the UIDs and attributes
 the server listed, so the record names the real objects also when the files
 are served de-identified.
 
+The mount's own control files (``.trolleyfs/``: counters, no patient data)
+are not recorded, so that monitoring that reads them does not fill the trail.
+
 Never blocks, never raises into a read: recording queues a line
 (:meth:`~.trail.AuditTrail.record`); only :meth:`Auditor.admit` raises, in
 ``on_failure = "block"`` mode, before an access begins."""
@@ -23,6 +26,7 @@ import logging
 from dataclasses import dataclass
 
 from ..model import Instance, Series, Study
+from ..rootnames import CONTROL_DIR
 from .record import AuditRecord, Who
 from .source import SourceNote
 from .trail import AuditTrail, AuditUnavailable
@@ -30,6 +34,7 @@ from .trail import AuditTrail, AuditUnavailable
 log = logging.getLogger("trolleyfs.audit")
 
 MAX_DEPTH = 64  # parents looked at, at most
+_CONTROL = f"/{CONTROL_DIR}"
 
 
 @dataclass(frozen=True)
@@ -131,6 +136,8 @@ class Auditor:
 
     def closed(self, access: Access, action: str = "read", result: str = "ok") -> None:
         """The access is over (a file closed, a listing sent): its line, queued."""
+        if access.path == _CONTROL or access.path.startswith(_CONTROL + "/"):
+            return
         try:
             self.trail.record(access.record(action, result))
         except AuditUnavailable as exc:  # the read has happened: say so, it cannot be undone

@@ -54,6 +54,7 @@ BLOCK = 128 * 1024
 DIR_ATTR_TIMEOUT = 60.0
 FILE_ENTRY_TIMEOUT = 3600.0
 SAME_ERROR_QUIET_S = 30.0  # the same error again within this time is not logged again
+LEARNT_KEPT = 4096  # stats that fetched a file, remembered for the open that follows
 WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_TRUNC | os.O_APPEND | os.O_CREAT
 
 
@@ -132,6 +133,7 @@ class Operations(pyfuse3.Operations):
         self._audit = audit
         self._callers = Callers(audit=audit is not None)
         self._accesses: dict[int, Access] = {}  # open files being audited
+        self._learnt: dict[int, tuple[int, str]] = {}  # inode -> (thread, source) of a stat that fetched it
         self._urgency: dict[int, Priority] = {}  # open files read in ranges: their opener's priority
         self._uid, self._gid = os.getuid(), os.getgid()
         self._dirs: dict[int, list[tuple[str, Node]]] = {}  # open directories: their entries
@@ -207,9 +209,21 @@ class Operations(pyfuse3.Operations):
     async def getattr(self, inode: int, ctx: pyfuse3.RequestContext | None = None) -> pyfuse3.EntryAttributes:
         node = self._inodes.node(inode)
         if isinstance(node, FileNode) and node.known_size() is None:
-            with priority(await self._urgency_of(ctx)):
+            note = SourceNote() if self._audit is not None and ctx is not None else None
+            with priority(await self._urgency_of(ctx)), noting(note):
                 await node.learn_size()  # the size of a DICOM object is only known once fetched
+            if ctx is not None and note is not None and note.source is not None:
+                self._learnt_by(inode, ctx.pid, note.source)
         return self._attrs(inode, node)
+
+    def _learnt_by(self, inode: int, tid: int, source: str) -> None:
+        """A stat by thread ``tid`` fetched the file to learn its size: when the
+        same thread opens it next (``cp`` and ``rsync`` stat a file, then open
+        it), the open's bytes count as from where the stat got them."""
+        self._learnt.pop(inode, None)
+        self._learnt[inode] = (tid, source)
+        while len(self._learnt) > LEARNT_KEPT:
+            del self._learnt[next(iter(self._learnt))]
 
     async def forget(self, inode_list: Sequence[tuple[int, int]]) -> None:
         for ino, n in inode_list:
@@ -265,6 +279,9 @@ class Operations(pyfuse3.Operations):
         if self._audit is not None and caller.who is not None:
             self._audit.admit()
             access = self._audit.opened(caller.who, node)
+            learnt = self._learnt.pop(inode, None)
+            if learnt is not None and learnt[0] == ctx.pid:
+                access.note.source = learnt[1]
         fh = self._new_fh()
         try:
             with priority(caller.urgency), _noting(access):

@@ -182,6 +182,24 @@ class Pacing:
         # the Urgency itself, not its value: a read that joins the work later still hurries it
         return Pacing(self._limits, current() if self._urgency is None else self._urgency)
 
+    @property
+    def receive_buffer(self) -> int | None:
+        return receive_buffer(self._limits.config.bytes_per_s)
+
+
+# a connection under a byte rate gets a socket receive buffer of this much of the rate (the
+# kernel doubles it): enough to keep the rate over a link of this round trip, small enough
+# that what arrives ahead of the limits is a fraction of a second's worth
+BUFFER_S = 0.1
+BUFFER_MIN, BUFFER_MAX = 64 * 1024, 4 * 1024 * 1024
+
+
+def receive_buffer(bytes_per_s: float | None) -> int | None:
+    """The SO_RCVBUF for connections to a server limited to ``bytes_per_s``."""
+    if bytes_per_s is None:
+        return None
+    return int(min(max(bytes_per_s * BUFFER_S, BUFFER_MIN), BUFFER_MAX))
+
 
 def build_limits(
     server: str,

@@ -17,7 +17,9 @@ charged before the next chunk is read."""
 
 from __future__ import annotations
 
+import socket
 import ssl
+import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -66,15 +68,22 @@ def build_client(
     ``auth``; ``transport`` replaces the network (tests); ``pace``: the server's
     limits, charged for every request and every chunk received."""
     hooks: dict[str, list[Callable[..., Any]]] = {"response": [_BodyHook(pace)]}
+    limits = httpx.Limits(max_connections=server.max_connections, max_keepalive_connections=server.max_connections)
+    verify = ssl_context(server)
     if pace is not None:
         hooks["request"] = [_RequestHook(pace)]
+        # a small receive buffer (see Pace.receive_buffer) needs a transport of our own, which httpx
+        # does not route through the environment's proxies: with a proxy set, the kernel sizes it
+        if transport is None and pace.receive_buffer is not None and not urllib.request.getproxies():
+            buffer = [(socket.SOL_SOCKET, socket.SO_RCVBUF, pace.receive_buffer)]
+            transport = httpx.AsyncHTTPTransport(verify=verify, limits=limits, socket_options=buffer)
     return httpx.AsyncClient(
         auth=auth,
         transport=transport,
         event_hooks=hooks,
         timeout=httpx.Timeout(server.timeout, connect=min(server.timeout, 10.0)),
-        limits=httpx.Limits(max_connections=server.max_connections, max_keepalive_connections=server.max_connections),
-        verify=ssl_context(server),
+        limits=limits,
+        verify=verify,
         follow_redirects=True,
         headers={"User-Agent": "trolleyfs"},
     )

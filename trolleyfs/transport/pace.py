@@ -7,7 +7,12 @@ transport through, so that the transport never imports them.
 * :meth:`Pace.received` for each chunk of bytes received, before more is read.
 
 Both wait as long as the server's limits say, in the priority of the calling
-task (a context variable the limits read).  :meth:`Pace.bound` gives the same
+task (a context variable the limits read).  :attr:`Pace.receive_buffer` is
+the socket receive buffer the transport asks for on the server's
+connections while a byte rate applies: the kernel takes in what it has room
+for whether or not we read, and left to itself Linux grows that room to
+megabytes; a small buffer makes TCP hold the server back as soon as the
+limits do, and bounds what arrives ahead of them.  :meth:`Pace.bound` gives the same
 pace with the caller's priority fixed, for bytes that arrive in a thread
 trio did not start (pynetdicom's C-STORE handlers): :class:`ThreadCharge`
 charges them from there, holding the peer up until the limits allow, and
@@ -36,6 +41,10 @@ class Pace(Protocol):
 
     def bound(self) -> Pace:
         """This pace with the calling task's priority fixed (for other threads)."""
+
+    @property
+    def receive_buffer(self) -> int | None:
+        """SO_RCVBUF for the server's connections (None: the kernel's own sizing)."""
 
 
 class ThreadCharge:
