@@ -12,6 +12,7 @@ import os
 import re
 import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from subprocess import run
@@ -159,7 +160,8 @@ def test_outside_the_hours_reading_a_file_fetches_that_instance_only(big, tmp_pa
 def test_outside_the_hours_prefetch_waits_or_says_it_will_not(big, tmp_path):
     hours = shut_hours()
     with forwarding("127.0.0.1", big.http_port, http=True) as fwd:
-        with mounted(config(f"http://127.0.0.1:{fwd.port}", f'background_hours = "{hours}"'), tmp_path) as m:
+        cfg = config(f"http://127.0.0.1:{fwd.port}", f'background_hours = "{hours}"')
+        with mounted(cfg, tmp_path) as m:
             series = study_dir(m.path) / SMALL
             res = run([*TROLLEYFS, "prefetch", "--no-wait", str(series)], capture_output=True, text=True, timeout=300)
             assert res.returncode == 75, res
@@ -249,3 +251,26 @@ query = {{ PatientID = "L001" }}
     start, length, excess = worst_window(timeline, rate, rate)
     assert excess <= largest * associations, f"{excess / MB:.2f} MB over in the {length} s from {start}"
     print(f"worst window: {excess / MB:+.3f} MB over rate x W + burst, {associations} associations")
+
+
+def test_prefetch_outside_the_hours_reads_nothing_until_they_open_then_everything(big, tmp_path):
+    # hours opening at the next whole minute (at least 15 s away, so the walk is done before)
+    opening = (dt.datetime.now() + dt.timedelta(seconds=75)).replace(second=0, microsecond=0)
+    hours = f"{opening:%H:%M}-{opening + dt.timedelta(hours=1):%H:%M}"
+    with forwarding("127.0.0.1", big.http_port, http=True) as fwd:
+        cfg = config(f"http://127.0.0.1:{fwd.port}", f'background_hours = "{hours}"')
+        with mounted(cfg, tmp_path) as m:
+            series = study_dir(m.path) / SMALL
+            res = run(
+                [*TROLLEYFS, "prefetch", "--interval", "5", str(series)], capture_output=True, text=True, timeout=300
+            )
+            at = list(fwd.requests)
+            stats = m.stats()
+    assert res.returncode == 0, res
+    assert f"prefetch: waiting: pacs's background hours ({hours}) open at {opening.isoformat()[:16]}" in res.stdout
+    assert "prefetch: read 24 of 24 files" in res.stdout
+    offset = time.time() - time.monotonic()  # the forwarder's clock is monotonic: as wall-clock time
+    opened = opening.timestamp()
+    fetched = [t + offset for t, line in at if "/series/" in line and not line.split("?")[0].endswith("/instances")]
+    assert fetched and all(t >= opened for t in fetched), [opened - t for t in fetched]
+    assert stats["limits"]["pacs"]["outside_hours"]["prefetch"] >= 1 and stats["instances_fetched"] >= 24

@@ -35,7 +35,7 @@ from ..idle import progress
 from .gcra import Attempt, Bucket
 from .priority import Priority, Urgency, as_urgency
 
-PROGRESS_S = 1.0  # a waiter tells the deadlines around it that it is still ours this often
+PROGRESS_S = 0.2  # a waiter tells the deadlines around it that the wait is ours this often
 
 
 @dataclass
@@ -141,9 +141,10 @@ class RateLimiter:
                         deadline = trio.current_time() + attempt.wait_s
                     first = None  # only ever good for the first look
                     started = trio.current_time()
-                    with trio.move_on_at(min(deadline, started + PROGRESS_S)):
-                        await me.wake.wait()
-                    progress()  # our own wait: not the server's silence
+                    while not me.wake.is_set() and trio.current_time() < deadline:
+                        with trio.move_on_at(min(deadline, trio.current_time() + PROGRESS_S)):
+                            await me.wake.wait()
+                        progress()  # our own wait: not the server's silence
                     spent = trio.current_time() - started
                     if at_head:
                         waited.rate += spent
