@@ -4,11 +4,12 @@ the checks of a timeline against a rate (bounds from above only).
 
 The slack every byte check allows, besides the documented burst: what the
 forwarder has read from the PACS but trolleyfs has not charged yet, per
-connection (:func:`buffered`): the kernel's socket buffers between them
-(trolleyfs's receive buffer, which it sets to a tenth of a second of the
-rate, and the forwarder's send buffer, set small here: the kernel doubles
-both and may overshoot each by one 64 KiB loopback segment), the forwarder's
-read in hand and trolleyfs's read being charged (64 KiB each)."""
+connection (:func:`buffered`): trolleyfs's socket receive buffer (it asks
+for a tenth of a second of the rate; the kernel doubles that and may
+overshoot it by one 64 KiB loopback segment), as much again read out of it
+and being charged (trolleyfs reads up to 1 MiB at once: whatever the buffer
+held), the forwarder's send buffer (set small here; doubled, plus a
+segment) and the forwarder's read in hand (64 KiB)."""
 
 from __future__ import annotations
 
@@ -26,13 +27,14 @@ from trolleyfs.limits.server import receive_buffer
 
 MB = 1_000_000
 FORWARDER_SNDBUF = 32 * 1024  # the forwarder's send buffer towards trolleyfs (the kernel doubles it)
-READ = 64 * 1024  # what the forwarder and trolleyfs each read at once
+READ = 64 * 1024  # what the forwarder reads at once
 SEGMENT = 64 * 1024  # the largest segment on loopback: a socket buffer may hold one more than its size
 
 
 def buffered(rate: float) -> int:
     """Bytes one connection may hold between the forwarder's count and trolleyfs's charge."""
-    return 2 * (receive_buffer(rate) or 0) + 2 * FORWARDER_SNDBUF + 2 * SEGMENT + 2 * READ
+    received = 2 * (receive_buffer(rate) or 0) + SEGMENT  # in trolleyfs's socket buffer
+    return 2 * received + 2 * FORWARDER_SNDBUF + SEGMENT + READ
 
 
 BIG = StudySpec(

@@ -142,7 +142,8 @@ async def test_a_user_joining_a_prefetchs_fetch_hurries_it_to_the_users_priority
     assert fetcher.single_calls == [names[0]]
 
 
-async def test_the_audit_is_told_where_a_reads_bytes_came_from(autojump_clock, tmp_path):
+async def test_the_audit_is_told_where_a_reads_bytes_came_from(mock_clock, tmp_path):
+    mock_clock.autojump_threshold = 1.0  # the disk cache works in threads: no virtual jump while they do
     names = uids(3)
     fetcher = FakeFetcher(objects_for(names))
     disk = DiskCache(str(tmp_path / "disk"), 2**30)

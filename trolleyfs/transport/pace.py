@@ -66,9 +66,10 @@ class ThreadCharge:
         """Wait (blocking this thread) until ``nbytes`` may be taken.  Raises
         trio.RunFinishedError or trio.Cancelled when the loop is gone."""
         if self._pace is not None and nbytes > 0:
-            trio.from_thread.run(self._take, nbytes, trio_token=self._token)
+            trio.from_thread.run(self.take, nbytes, trio_token=self._token)
 
-    async def _take(self, nbytes: int) -> None:
-        assert self._pace is not None
-        with self.beacon.reporting():
-            await self._pace.received(nbytes)
+    async def take(self, nbytes: int) -> None:
+        """The charge itself, on the trio loop (where :meth:`charge` runs it)."""
+        if self._pace is not None:
+            with self.beacon.reporting():
+                await self._pace.received(nbytes)
