@@ -64,9 +64,12 @@ def big_files() -> list[bytes]:
     return list(sampledata.generate([BIG]))
 
 
-def start_big_pacs(workdir: Path) -> Iterator[Orthanc]:
+def start_big_pacs(workdir: Path, move_to: int | None = None) -> Iterator[Orthanc]:
+    """An Orthanc holding the big study; ``move_to``: the port of its C-MOVE
+    destination TROLLEYFS (on loopback)."""
     need(ORTHANC)
-    server = Orthanc(workdir=str(workdir))
+    modalities = {"trolleyfs": ("TROLLEYFS", "127.0.0.1", move_to)} if move_to else None
+    server = Orthanc(workdir=str(workdir), modalities=modalities)
     try:
         server.start(timeout=120)
         server.upload(big_files())

@@ -38,16 +38,24 @@ from tests.limits_check import worst_window
 from tests.mounting import TROLLEYFS, dataset_bytes, mounted, wait_for
 from tests.servers.redisserver import RedisServer
 from tests.servers.tcpcount import CountingForwarder, forwarding
-from trolleyfs.demo.orthanc import Orthanc
+from trolleyfs.demo.orthanc import Orthanc, free_port
 from trolleyfs.part10 import part10_sop_instance_uid
 
 pytestmark = pytest.mark.integration
 
+LIMITS_COMMANDS = " +zadd +zremrangebyscore +zcard +time"  # what the limits' script needs beyond the tier's
+
 
 @pytest.fixture(scope="module")
-def big(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Orthanc]:
+def move_port() -> int:
+    """Where the big Orthanc sends its C-MOVEs: a forwarder in front of the mount's receiver."""
+    return free_port()
+
+
+@pytest.fixture(scope="module")
+def big(tmp_path_factory: pytest.TempPathFactory, move_port: int) -> Iterator[Orthanc]:
     """An Orthanc holding the big study only."""
-    yield from start_big_pacs(tmp_path_factory.mktemp("orthanc-limits"))
+    yield from start_big_pacs(tmp_path_factory.mktemp("orthanc-limits"), move_to=move_port)
 
 
 @pytest.fixture(scope="module")
@@ -219,7 +227,7 @@ def test_a_users_read_during_a_prefetch_is_served_before_the_prefetchs_queue(big
     assert waited["prefetch"] > 0
 
 
-def test_c_get_objects_and_associations_count_against_the_limits(big, digests, tmp_path):
+def test_c_get_objects_and_associations_count_against_the_limits(big, tmp_path):
     """Over DIMSE each association is a request and each object C-GET brings is
     bytes, charged before its C-STORE is answered: the PACS sends the next one
     only then, so what arrives is within the cap plus the one object being
@@ -274,3 +282,60 @@ def test_prefetch_outside_the_hours_reads_nothing_until_they_open_then_everythin
     fetched = [t + offset for t, line in at if "/series/" in line and not line.split("?")[0].endswith("/instances")]
     assert fetched and all(t >= opened for t in fetched), [opened - t for t in fetched]
     assert stats["limits"]["pacs"]["outside_hours"]["prefetch"] >= 1 and stats["instances_fetched"] >= 24
+
+
+def test_check_runs_the_limits_script_on_the_clusters_redis_and_says_what_the_acl_lacks(big, tmp_path):
+    # the README's ACL for the shared tier alone: enough for the tier, not for the limits' script
+    tier_only = (
+        "trolleyfs on >right-password ~trolleyfs:* resetchannels -@all +get +set +mget +exists +pttl +del +pexpire "
+        "+rpush +lrange +eval +evalsha +script|load +ping"
+    )
+    with RedisServer(users=(tier_only, tier_only.replace("trolleyfs on", "limited on", 1) + LIMITS_COMMANDS)) as redis:
+        for user, ok in (("trolleyfs", False), ("limited", True)):
+            shared = f'[cache.shared]\nurl = "{redis.url}"\nusername = "{user}"\npassword = "right-password"'
+            cfg = tmp_path / f"{user}.toml"
+            cfg.write_text(config(big.url, "mb_per_s = 50", cache=f"[cache]\n{shared}"))
+            cfg.chmod(0o600)
+            res = run([*TROLLEYFS, "check", str(cfg)], capture_output=True, text=True, timeout=300)
+            rows = {tuple(ln.split()[:2]): ln for ln in res.stdout.splitlines()[2:]}
+            assert rows["pacs", "limits"].endswith("ok: 50 MB/s (bursts of 1 s)"), res.stdout
+            assert rows["shared", "cache"].split("  ")[-1].startswith("ok:"), res.stdout  # the tier itself works
+            script = rows["shared", "limits"]
+            if ok:
+                assert "ok: the limits' script ran on Redis's clock" in script and res.returncode == 0, res.stdout
+            else:
+                assert "FAILED" in script and LIMITS_COMMANDS.strip() in script and res.returncode == 1, res.stdout
+
+
+def test_what_the_pacs_sends_by_c_move_counts_against_the_limits(big, move_port, tmp_path):
+    """The PACS's C-STOREs to the receiver (counted at a forwarder the PACS
+    sends through) are charged before they are answered: within the cap plus
+    the one object being charged on each of its associations."""
+    rate = 2 * MB
+    store_port = free_port()
+    with forwarding("127.0.0.1", store_port, listen_port=move_port) as fwd:
+        ae = f'host = "127.0.0.1", port = {big.dicom_port}, called_aet = "{big.aet}"'
+        store = f'store_host = "127.0.0.1", store_port = {store_port}, store_aet = "TROLLEYFS"'
+        cfg = f"""
+[servers.pacs]
+search   = {{ protocol = "dicom-qr", {ae} }}
+retrieve = {{ protocol = "c-move", {ae}, {store} }}
+timeout = 30
+limits = {{ mb_per_s = 2, burst_s = 1 }}
+[[folders]]
+name = "lim"
+query = {{ PatientID = "L001" }}
+"""
+        with mounted(cfg, tmp_path) as m:
+            dest = tmp_path / "copy"
+            subprocess.run(["cp", "-r", str(study_dir(m.path) / SERIES_A), str(dest)], check=True, timeout=300)
+            stats = m.stats()["limits"]["pacs"]
+        timeline, associations = list(fwd.timeline_up), fwd.connections
+    copied = read_uids(dest, dataset_only=True)  # the receiver writes the file meta anew: the dataset is as stored
+    datasets = {part10_sop_instance_uid(b): digest(dataset_bytes(b)) for b in big_files()}
+    assert len(copied) == 16 and all(datasets[uid] == d for uid, d in copied.items())
+    assert sum(n for _, n in timeline) >= 16 * 512 * 512 * 2 and stats["waited_s"]["rate"] > 0
+    largest = max(len(b) for b in big_files())
+    start, length, excess = worst_window(timeline, rate, rate)
+    assert excess <= largest * associations, f"{excess / MB:.2f} MB over in the {length} s from {start}"
+    print(f"worst window: {excess / MB:+.3f} MB over rate x W + burst, {associations} associations from the PACS")
