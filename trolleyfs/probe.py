@@ -94,7 +94,8 @@ async def _protection_rows(config: Config) -> list[Row]:
         for name in config.servers
     ]
     shared = config.cache.shared
-    if shared is not None and any(lim.limited for lim in config.limits.values()):
+    rated = any(lim.bytes_per_s is not None or lim.requests_per_s is not None for lim in config.limits.values())
+    if shared is not None and rated:  # the rates' buckets are in Redis
         from .cluster.setup import build_shared
 
         t0 = time.monotonic()

@@ -95,9 +95,7 @@ def _op(
 
 def _result(exc: BaseException) -> str:
     """What the reader got, as the audit records it (an errno name)."""
-    if isinstance(exc, pyfuse3.FUSEError):
-        return errno.errorcode.get(exc.errno, str(exc.errno))
-    if isinstance(exc, TrolleyError):
+    if isinstance(exc, (pyfuse3.FUSEError, TrolleyError)):
         return errno.errorcode.get(exc.errno, str(exc.errno))
     return "EIO"
 
@@ -275,10 +273,10 @@ class Operations(pyfuse3.Operations):
             raise pyfuse3.FUSEError(errno.EROFS)
         assert isinstance(node, FileNode)
         caller = await self._caller(ctx)
-        access = None
-        if self._audit is not None and caller.who is not None:
-            self._audit.admit()
-            access = self._audit.opened(caller.who, node)
+        audit, access = self._audit, None
+        if audit is not None and caller.who is not None:
+            audit.admit()
+            access = audit.opened(caller.who, node)
             learnt = self._learnt.pop(inode, None)
             if learnt is not None and learnt[0] == ctx.pid:
                 access.note.source = learnt[1]
@@ -294,8 +292,8 @@ class Operations(pyfuse3.Operations):
                     if access is not None:  # held whole: handed over at open (the kernel may read it from its cache)
                         access.nbytes = len(data)
         except BaseException as exc:
-            if access is not None and not isinstance(exc, trio.Cancelled):
-                self._audit.closed(access, result=_result(exc))  # type: ignore[union-attr]
+            if audit is not None and access is not None and not isinstance(exc, trio.Cancelled):
+                audit.closed(access, result=_result(exc))
             raise
         if access is not None:
             self._accesses[fh] = access
