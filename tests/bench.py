@@ -23,7 +23,7 @@ from pathlib import Path
 
 import httpx
 
-from tests import bench_nifti, bench_views
+from tests import bench_nifti, bench_protect, bench_views
 from tests.bench_cluster import three_nodes
 from tests.mounting import TROLLEYFS, mounted
 from trolleyfs.demo import sampledata
@@ -227,6 +227,8 @@ def main() -> int:
                 ("(4a) trolleyfs warm: cp -r again, same mount", statistics.median(warm), series_mb, ">= 500 MB/s")
             )
             print(f"  (4a): {', '.join(f'{t:.3f}' for t in warm)} s", flush=True)
+            # (13) the cold copy again without, with never-reached limits and with an audit file
+            results += bench_protect.rows(orthanc, study_name, series_mb, args.instances, mount_tmp, dest, args.repeat)
 
             # (4b) after a remount: a disk cache filled by an earlier mount serves it
             disk_cache = f'disk_dir = "{disk}"\ndisk_mb = 2048'

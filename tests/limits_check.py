@@ -3,6 +3,7 @@ a real one), and the check that grants stay under a cap in every window."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from trolleyfs.limits.gcra import Attempt, Bucket
@@ -40,7 +41,7 @@ class Recording:
         return self.bucket.describe()
 
 
-def worst_window(grants: list[tuple[float, float]], rate: float, capacity: float) -> tuple[float, float, float]:
+def worst_window(grants: Sequence[tuple[float, float]], rate: float, capacity: float) -> tuple[float, float, float]:
     """The window (start, length) whose grants exceed ``rate x length +
     capacity`` the most, and by how much (negative: all under the cap)."""
     ordered = sorted(grants)

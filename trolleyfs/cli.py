@@ -150,7 +150,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_prefetch(args: argparse.Namespace) -> int:
     from .prefetch import run_prefetch
 
-    return run_prefetch(args.paths, check=args.check, jobs=args.jobs, every=args.interval)
+    return run_prefetch(args.paths, check=args.check, jobs=args.jobs, every=args.interval, wait=not args.no_wait)
 
 
 def cmd_webdav(args: argparse.Namespace) -> int:
@@ -210,6 +210,11 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=5.0,
         help="seconds between progress lines when the output is not a terminal (default 5)",
+    )
+    pf.add_argument(
+        "--no-wait",
+        action="store_true",
+        help="outside a server's background hours, stop (exit 75) instead of waiting for them",
     )
     pf.set_defaults(func=cmd_prefetch)
 

@@ -14,11 +14,12 @@ import re
 import stat
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from . import protocols
+from .audit.settings import AuditConfig, parse_audit
 from .cluster.settings import SharedConfig, parse_shared, shared_warnings
 from .credentials import SECRET_KEYS, NoAuth, check_tls_files, parse_auth
 from .deid.config import DeidConfig, parse_deidentify
@@ -34,6 +35,7 @@ from .folders import (
     parse_folder,
     query_value,
 )
+from .limits.settings import LimitsConfig, limits_of
 from .naming import check_template
 from .rootnames import RESERVED_NAMES, VIEWS_DIR
 from .tomltable import Table
@@ -88,6 +90,8 @@ class Config:
     warnings: tuple[str, ...] = ()
     webdav: WebdavConfig | None = None  # [webdav]: what `trolleyfs webdav` serves on (mount ignores it)
     deidentify: DeidConfig | None = None  # [deidentify]: the whole mount shows only de-identified data
+    limits: Mapping[str, LimitsConfig] = field(default_factory=dict)  # servers.<name>.limits, of servers that have one
+    audit: AuditConfig | None = None  # [audit]: the audit trail (None: none)
 
 
 # --------------------------------------------------------------------------- parsing
@@ -113,6 +117,7 @@ _SERVER_KEYS = {
     "ca_bundle",
     "client_cert",
     "client_key",
+    "limits",
 }
 
 
@@ -233,7 +238,7 @@ def parse(text: str, path: str = "<config>") -> Config:
     one ConfigError."""
     data = _toml(text, path)
     top = Table(path, "", data)
-    top.check_keys({"servers", "folders", "names", "cache", "webdav", "deidentify"})
+    top.check_keys({"servers", "folders", "names", "cache", "webdav", "deidentify", "audit"})
     servers_t = top.table("servers")
     if servers_t is None or not servers_t.data:
         raise ConfigError(path, "servers", "is missing (add a [servers.NAME] table)")
@@ -262,7 +267,19 @@ def parse(text: str, path: str = "<config>") -> Config:
         cache=_parse_cache(top.table("cache")),
         webdav=parse_webdav(webdav_t) if (webdav_t := top.table("webdav")) is not None else None,
         deidentify=parse_deidentify(deid_t) if (deid_t := top.table("deidentify")) is not None else None,
+        limits=_parse_limits(path, servers_t),
+        audit=parse_audit(audit_t) if (audit_t := top.table("audit")) is not None else None,
     )
+
+
+def _parse_limits(path: str, servers_t: Table) -> dict[str, LimitsConfig]:
+    """The ``limits`` of each server that has them (issue 20)."""
+    out = {}
+    for name in servers_t.data:
+        found = limits_of(Table(path, servers_t.sub(name), servers_t.data[name]))
+        if found is not None:
+            out[name] = found
+    return out
 
 
 def load(path: str | os.PathLike[str]) -> Config:

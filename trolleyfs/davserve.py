@@ -2,13 +2,14 @@
 check that the address may be served, build the core
 (:mod:`trolleyfs.wiring`) on trio, start the HTTP server (:mod:`trolleyfs.webdav`)
 in its threads, serve until SIGTERM or Ctrl-C (exit 0), then stop taking
-requests, let those in progress finish, and close the core."""
+requests, let those in progress finish, and close the core.  SIGHUP reopens
+the audit file when there is an audit trail (logrotate's ``postrotate``),
+and stops the server otherwise."""
 
 from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import ssl
 import sys
 import threading
@@ -18,12 +19,13 @@ from dataclasses import replace
 
 import trio
 
+from .audit.access import Auditor
 from .config import Config, load
 from .errors import UserError
 from .logs import setup_logging
 from .probe import preflight
 from .sdnotify import notify
-from .stats import Stats
+from .serving import fetched, until_stopped
 from .webdav.app import SHUTDOWN_WAIT_S, build_app, build_server
 from .webdav.bridge import Bridge
 from .webdav.gate import Counts
@@ -64,9 +66,9 @@ async def serve_webdav(
         core = await open_core(config, stack, nursery)
         bridge = Bridge(trio.lowlevel.current_trio_token(), core.stats, core.op_deadline())
         counts = Counts()
-        server = build_server(
-            build_app(TreeProvider(core.tree.root, bridge, learn_sizes=wd.sizes == "fetch"), wd.users, counts), wd
-        )
+        audit = Auditor(core.audit) if core.audit is not None else None
+        provider = TreeProvider(core.tree.root, bridge, learn_sizes=wd.sizes == "fetch", audit=audit)
+        server = build_server(build_app(provider, wd.users, counts), wd)
         try:
             await trio.to_thread.run_sync(server.prepare)
         except OSError as exc:
@@ -83,7 +85,7 @@ async def serve_webdav(
                 ", ".join(config.servers),
             )
             on_ready(wd.url())
-            await _until_signalled(debug_toggle)
+            await until_stopped(debug_toggle, core.audit, "stopping")
         finally:
             with trio.CancelScope(shield=True):
                 # stop accepting; requests in progress still reach the core, which runs until they end
@@ -91,7 +93,7 @@ async def serve_webdav(
                 await trio.to_thread.run_sync(accept.join, SHUTDOWN_WAIT_S)
                 await core.store.drain()
             nursery.cancel_scope.cancel()
-            log.info("stopped serving %s; %s; %s", wd.url(), _summary(counts), _fetched(core.stats))
+            log.info("stopped serving %s; %s; %s", wd.url(), _summary(counts), fetched(core.stats))
 
 
 def route_library_logs(level: str) -> None:
@@ -104,28 +106,10 @@ def route_library_logs(level: str) -> None:
     lib.setLevel(logging.DEBUG if level == "debug" else logging.WARNING)
 
 
-async def _until_signalled(debug_toggle: Callable[[], None] | None) -> None:
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1) as sigs:
-        async for sig in sigs:
-            if sig == signal.SIGUSR1:
-                if debug_toggle:
-                    debug_toggle()
-                continue
-            log.info("%s: stopping", signal.Signals(sig).name)
-            return
-
-
 def _summary(counts: Counts) -> str:
     by_method = counts.as_dict()
     return f"{sum(by_method.values())} WebDAV requests" + (
         " (" + ", ".join(f"{m} {n}" for m, n in sorted(by_method.items())) + ")" if by_method else ""
-    )
-
-
-def _fetched(stats: Stats) -> str:
-    return (
-        f"{sum(stats.requests.values())} archive requests, {sum(stats.bytes_fetched.values()) / 1e6:.1f} MB fetched, "
-        f"{sum(stats.errors.values())} errors"
     )
 
 

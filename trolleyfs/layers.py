@@ -26,8 +26,8 @@ from __future__ import annotations
 
 # (layer, the top-level modules and packages of trolleyfs in it), top first
 LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
-    ("commands", frozenset({"__main__", "cli", "prefetch", "progress", "demo"})),
-    ("serving", frozenset({"mount", "davserve", "probe"})),
+    ("commands", frozenset({"__main__", "cli", "prefetch", "prefetchhours", "progress", "demo"})),
+    ("serving", frozenset({"mount", "davserve", "probe", "serving"})),
     ("composition", frozenset({"wiring"})),
     ("config", frozenset({"config"})),
     ("frontends", frozenset({"fuse", "webdav"})),

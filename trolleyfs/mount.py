@@ -1,6 +1,11 @@
 """Running a FUSE mount: the core (:mod:`trolleyfs.wiring`) and the FUSE
 Operations over it; mount; serve until unmounted or signalled; clean up in
-reverse order."""
+reverse order.
+
+Signals: SIGTERM and SIGINT unmount; SIGUSR1 toggles debug logging; SIGHUP
+reopens the audit file (logrotate's ``postrotate``) when the mount has an
+audit trail, and unmounts otherwise (a foreground mount whose terminal
+closed, as before there was an audit)."""
 
 from __future__ import annotations
 
@@ -8,7 +13,6 @@ import errno
 import logging
 import os
 import re
-import signal
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -16,12 +20,14 @@ from pathlib import Path
 import pyfuse3
 import trio
 
+from .audit.access import Auditor
+from .audit.trail import AuditTrail
 from .config import Config
 from .errors import UserError
 from .fuse.ops import Operations
 from .fuse.pagecache import PagePusher
 from .probe import preflight
-from .stats import Stats
+from .serving import fetched, until_stopped
 from .tree.inodes import UidIndex
 from .wiring import open_core
 
@@ -99,11 +105,12 @@ async def serve(
         index = UidIndex()  # filled by the tree's inode table, read by the page pusher
         pusher = PagePusher(index.inodes_of, nursery)
         core = await open_core(config, stack, nursery, index, on_prefetched=pusher.push)
-        ops = Operations(core.tree.inodes, core.stats, core.op_deadline())
+        audit = Auditor(core.audit) if core.audit is not None else None
+        ops = Operations(core.tree.inodes, core.stats, core.op_deadline(), audit)
         pyfuse3.init(ops, mountpoint, options)
         serving = [True]  # pyfuse3.terminate() on an ended session crashes the process
         try:
-            nursery.start_soon(_signals, debug_toggle, serving)
+            nursery.start_soon(_signals, debug_toggle, serving, core.audit)
             log.info(
                 "mounted %s at %s (%d folders, servers: %s)",
                 config.path,
@@ -120,27 +127,14 @@ async def serve(
             nursery.cancel_scope.cancel()
             # main() returns both when the kernel unmounted us and after terminate()
             pyfuse3.close(unmount=mounted_at(mountpoint))
-            log.info("unmounted %s; %s", mountpoint, _summary(core.stats))
+            log.info("unmounted %s; %s", mountpoint, fetched(core.stats))
 
 
-def _summary(stats: Stats) -> str:
-    return (
-        f"{sum(stats.requests.values())} requests, {sum(stats.bytes_fetched.values()) / 1e6:.1f} MB fetched, "
-        f"{sum(stats.errors.values())} errors"
-    )
-
-
-async def _signals(debug_toggle: Callable[[], None] | None, serving: list[bool]) -> None:
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1) as sigs:
-        async for sig in sigs:
-            if sig == signal.SIGUSR1:
-                if debug_toggle:
-                    debug_toggle()
-                continue
-            log.info("%s: unmounting", signal.Signals(sig).name)
-            if serving[0]:
-                pyfuse3.terminate()
-            # else: already unmounted, and finishing by itself
+async def _signals(debug_toggle: Callable[[], None] | None, serving: list[bool], audit: AuditTrail | None) -> None:
+    await until_stopped(debug_toggle, audit, "unmounting")
+    if serving[0]:
+        pyfuse3.terminate()
+    # else: already unmounted, and finishing by itself
 
 
 def mounted_at(path: str) -> bool:

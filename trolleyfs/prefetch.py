@@ -11,11 +11,18 @@ a series costs the request of its first file and one series request.
 What is cached comes from each series directory's ``user.trolleyfs.cached``
 attribute (:mod:`trolleyfs.tree.cachestate`); nothing here ever ``stat``\\ s an
 instance file, since the size of a file not yet fetched is only learnt by
-fetching it.  Exit codes: 0 all done (or all cached), 1 something failed (or
-is missing), 2 a bad argument, 130 stopped by Ctrl-C."""
+fetching it.
+
+Under the servers' limits its reads come last (after users' reads and series
+readahead), and outside a server's background hours the mount refuses them:
+it waits for the hours, saying when they open, or with ``--no-wait`` stops
+(:mod:`trolleyfs.prefetchhours`).  Exit codes: 0 all done (or all cached), 1
+something failed (or is missing), 2 a bad argument, 75 stopped outside the
+background hours (``--no-wait``), 130 stopped by Ctrl-C."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import sys
@@ -26,6 +33,7 @@ from typing import Any, TextIO
 import trio
 
 from .errors import UserError
+from .prefetchhours import EX_TEMPFAIL, HoursGate, NotWaiting
 from .progress import Progress, Tally, progress_for
 from .rootnames import CONTROL_DIR, STATS_FILE
 from .tree.cachestate import CACHE_XATTR
@@ -168,15 +176,27 @@ def _read_file(path: str) -> int:
     return n
 
 
-async def read_all(groups: list[Group], jobs: int, tally: Tally, progress: Progress, errors: list[str]) -> None:
+async def read_all(
+    groups: list[Group], jobs: int, tally: Tally, progress: Progress, errors: list[str], hours: HoursGate
+) -> None:
     send, receive = trio.open_memory_channel[str](0)
     limiter = trio.CapacityLimiter(jobs)
+
+    async def read(path: str) -> int:
+        """One file; while the mount refuses it outside the background hours, wait and try again."""
+        while True:
+            try:
+                return await trio.to_thread.run_sync(_read_file, path, limiter=limiter, abandon_on_cancel=True)
+            except OSError as exc:
+                if exc.errno != errno.EAGAIN:
+                    raise
+            await hours.refused(path)
 
     async def reader(queue: trio.MemoryReceiveChannel[str]) -> None:
         async with queue:
             async for path in queue:
                 try:
-                    n = await trio.to_thread.run_sync(_read_file, path, limiter=limiter, abandon_on_cancel=True)
+                    n = await read(path)
                 except OSError as exc:
                     tally.failed += 1
                     errors.append(f"{path}: {exc.strerror or exc}")
@@ -231,7 +251,14 @@ class Outcome:
 
 
 async def _run(
-    paths: list[str], check: bool, jobs: int, every: float, disk: bool, progress: Progress, out: Outcome
+    paths: list[str],
+    check: bool,
+    jobs: int,
+    every: float,
+    disk: bool,
+    progress: Progress,
+    out: Outcome,
+    hours: HoursGate,
 ) -> None:
     tallies: list[Tally] = []
     async with trio.open_nursery() as ticker:
@@ -252,7 +279,7 @@ async def _run(
         t.started = time.monotonic()
         tallies.append(t)
         progress.start(t)
-        await read_all(w.groups, jobs, t, progress, out.errors)
+        await read_all(w.groups, jobs, t, progress, out.errors, hours)
         ticker.cancel_scope.cancel()
     progress.close()
     rate = t.done_bytes / 1e6 / t.elapsed()
@@ -277,6 +304,20 @@ def _report_check(w: Walk, t: Tally, disk: bool, out: Outcome) -> None:
     out.failed = bool(missing or out.errors)
 
 
+def _stopped_outside_hours(why: NotWaiting, outcome: Outcome, progress: Progress, out: TextIO) -> int:
+    progress.close()
+    t = outcome.tally
+    print(f"prefetch: stopped: {t.done} of {t.files} files read: {why}", file=out)
+    return EX_TEMPFAIL
+
+
+def _not_waiting(exc: BaseException) -> NotWaiting | None:
+    """The refusal that ended the run outside the background hours, if one did."""
+    if isinstance(exc, BaseExceptionGroup):
+        return next(filter(None, (_not_waiting(e) for e in exc.exceptions)), None)
+    return exc if isinstance(exc, NotWaiting) else None
+
+
 def _interrupted(exc: BaseException) -> bool:
     """Whether Ctrl-C is what ended the run (trio may wrap it in groups)."""
     if isinstance(exc, BaseExceptionGroup):
@@ -285,9 +326,15 @@ def _interrupted(exc: BaseException) -> bool:
 
 
 def run_prefetch(
-    paths: list[str], check: bool = False, jobs: int = 4, every: float = 5.0, out: TextIO = sys.stdout
+    paths: list[str],
+    check: bool = False,
+    jobs: int = 4,
+    every: float = 5.0,
+    out: TextIO = sys.stdout,
+    wait: bool = True,
 ) -> int:
-    """The command: returns its exit code (bad arguments raise UserError)."""
+    """The command: returns its exit code (bad arguments raise UserError).
+    ``wait``: outside a server's background hours, wait for them (else stop)."""
     if not 1 <= jobs <= 64:
         raise UserError(f"--jobs {jobs}: use 1 to 64")
     if not every > 0:
@@ -301,9 +348,14 @@ def run_prefetch(
     disk = any(_has_disk_cache(r) for r in roots)
     progress = progress_for(out, every)
     outcome = Outcome()
+    hours = HoursGate(sorted(roots), progress, wait)
+    hours.mark()  # this process's reads are background work for each mount
     try:
-        trio.run(_run, absolute, check, jobs, every, disk, progress, outcome)
+        trio.run(_run, absolute, check, jobs, every, disk, progress, outcome, hours)
     except BaseException as exc:
+        stopped = _not_waiting(exc)
+        if stopped is not None:
+            return _stopped_outside_hours(stopped, outcome, progress, out)
         if not _interrupted(exc):
             raise
         progress.close()

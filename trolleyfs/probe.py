@@ -15,6 +15,8 @@ from .cluster.settings import SharedConfig
 from .config import Config
 from .errors import TrolleyError, Unavailable, UserError
 from .idle import idle_deadline, overall_bound
+from .limits.redis_gcra import check_limits_script
+from .limits.settings import LimitsConfig
 from .listings.disk import holds as saved_listings_held
 from .listings.identity import server_identity
 from .model import Instance, Query, Study
@@ -78,6 +80,33 @@ async def probe(config: Config, retrieve: bool = True) -> list[Row]:
                 rows.append(await _probe_retrieve(remote, studies[0] if studies else None, deadline))
     if retrieve and config.cache.shared is not None:
         rows.append(await _probe_shared(config.cache.shared))
+    if retrieve:
+        rows += await _protection_rows(config)
+    return rows
+
+
+async def _protection_rows(config: Config) -> list[Row]:
+    """What ``check`` says of the limits and the audit: the limits each server
+    will be held to (a row each), whether the cluster's Redis runs the limits'
+    script, and where the audit goes.  Nothing is opened or written."""
+    rows = [
+        Row(name, "limits", "", "", True, (config.limits.get(name) or LimitsConfig()).describe(), 0.0)
+        for name in config.servers
+    ]
+    shared = config.cache.shared
+    rated = any(lim.bytes_per_s is not None or lim.requests_per_s is not None for lim in config.limits.values())
+    if shared is not None and rated:  # the rates' buckets are in Redis
+        from .cluster.setup import build_shared
+
+        t0 = time.monotonic()
+        link = build_shared(shared).tier.link
+        try:
+            ok, detail = await check_limits_script(link, shared.prefix)
+        finally:
+            await link.aclose()
+        rows.append(Row("shared", "limits", "redis", shared.where(), ok, detail, time.monotonic() - t0))
+    if config.audit is not None:
+        rows.append(Row("audit", "audit", "", "", True, config.audit.describe(), 0.0))
     return rows
 
 

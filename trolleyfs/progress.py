@@ -78,6 +78,9 @@ class Progress(Protocol):
     def tick(self, tally: Tally | None) -> None:
         """Called every interval, also while nothing completes."""
 
+    def waiting(self, text: str | None) -> None:
+        """Reading waits (for a server's background hours), as ``text`` says; None: it goes on."""
+
     def close(self) -> None: ...
 
 
@@ -89,6 +92,7 @@ class LineProgress:
         self._every = every
         self._last = time.monotonic()
         self._listed = (0, 0)
+        self._waiting: str | None = None
 
     def _say(self, text: str) -> None:
         print(f"prefetch: {text}", file=self._out, flush=True)
@@ -106,7 +110,15 @@ class LineProgress:
         if time.monotonic() - self._last >= self._every:
             self.tick(tally)
 
+    def waiting(self, text: str | None) -> None:
+        self._waiting = text
+        if text is not None:
+            self._say(text)
+
     def tick(self, tally: Tally | None) -> None:
+        if self._waiting is not None:
+            self._say(self._waiting)
+            return
         if tally is None:
             self._say(f"listing: {self._listed[0]} directories, {self._listed[1]} files so far")
             return
@@ -134,6 +146,7 @@ class BarProgress:
             {"dynamic_ncols": True} if sized else {"ncols": fallback.columns, "nrows": fallback.lines}
         )
         self._bar: tqdm[Never] | None = None
+        self._waiting: str | None = None
         self._walk: tqdm[Never] | None = tqdm(
             desc="listing", file=out, leave=False, bar_format="{desc}: {n} files [{elapsed}]", **self._shape
         )
@@ -167,8 +180,14 @@ class BarProgress:
         if self._bar is None:
             return
         self._bar.total = max(tally.expected_bytes(), tally.done_bytes) or None
-        self._bar.set_description_str(self._desc(tally), refresh=False)
+        self._bar.set_description_str(self._waiting or self._desc(tally), refresh=False)
         self._bar.update(nbytes)
+
+    def waiting(self, text: str | None) -> None:
+        self._waiting = text
+        bar = self._bar or self._walk
+        if bar is not None and text is not None:
+            bar.set_description_str(text)
 
     def tick(self, tally: Tally | None) -> None:
         for bar in (self._bar, self._walk):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 
@@ -18,6 +19,8 @@ class Stats:
     prefetched_unused_evicted: int = 0
     misplaced_refused: int = 0  # objects refused at a read: not the instance, study, series or patient of their path
     fuse_ops: Counter[str] = field(default_factory=Counter)
+    # sections of services the mount has (name -> what to show: "limits", "audit"), rendered at each read
+    sections: dict[str, Callable[[], object]] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -30,4 +33,4 @@ class Stats:
             "prefetched_unused_evicted": self.prefetched_unused_evicted,
             "misplaced_refused": self.misplaced_refused,
             "fuse_ops": dict(self.fuse_ops),
-        }
+        } | {name: render() for name, render in self.sections.items()}

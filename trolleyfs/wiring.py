@@ -8,7 +8,11 @@ searcher, the fetcher and the ``/metadata`` source the protocol registry
 makes of its endpoints, and the C-MOVE storage receivers; the cluster tier
 (``[cache.shared]``); the converting fetchers the folders ask for (and the
 de-identifying ones of a ``[deidentify]`` mount); the caches and the Store;
-the listings (disk-kept and cluster-shared); the views' parts; the tree."""
+the listings (disk-kept and cluster-shared); the views' parts; the tree.
+Each server's limits (``servers.<name>.limits``, shared by the cluster
+through Redis when there is one) are handed to its HTTP client and its
+associations as their pace, and to the Store for the background hours; the
+audit trail (``[audit]``) is opened for the front ends."""
 
 from __future__ import annotations
 
@@ -19,6 +23,7 @@ from dataclasses import dataclass
 import httpx
 import trio
 
+from .audit.trail import AuditTrail
 from .cluster.once import Shared
 from .cluster.settings import SharedConfig
 from .cluster.setup import build_shared
@@ -30,6 +35,7 @@ from .derive.preview import Previewer
 from .derive.zipstream import Crcs
 from .endpoints import Server
 from .errors import UserError
+from .limits.server import Limits, build_limits
 from .listings.cluster import ClusterListings
 from .listings.disk import SavedListings
 from .listings.identity import server_identity
@@ -43,11 +49,13 @@ from .read.convert.forms import Conversions, FormFetcher, TranscodingFetcher
 from .read.derived import DerivedCache
 from .read.disk import DiskCache
 from .read.placement import AS_LISTED
-from .read.store import ReadSettings, Store
+from .read.store import Around, ReadSettings, Store
 from .retrieve.storescp import Receivers
 from .stats import Stats
 from .transport.auth import make_auth
+from .transport.dimse import pace_associations
 from .transport.http import build_client
+from .transport.pace import Pace
 from .tree.inodes import UidIndex
 from .tree.presenter import DeidPresenter, Presenter
 from .tree.seriesviews import AnalysisParts
@@ -66,20 +74,26 @@ class Remote:
     client: httpx.AsyncClient  # the server's HTTP client: for the protocol objects built here only
 
 
-def make_client(server: Server) -> httpx.AsyncClient:
-    """The HTTP client of ``server``, authenticating as its config says."""
-    return build_client(server, make_auth(server))
+def make_client(server: Server, pace: Pace | None = None) -> httpx.AsyncClient:
+    """The HTTP client of ``server``, authenticating as its config says
+    (and charging ``pace``, the server's limits)."""
+    return build_client(server, make_auth(server), pace=pace)
 
 
-async def open_remotes(config: Config, stack: AsyncExitStack) -> dict[str, Remote]:
+async def open_remotes(config: Config, stack: AsyncExitStack, limits: Limits | None = None) -> dict[str, Remote]:
     """One Remote per server; everything opened is closed by ``stack``.  The
     storage receivers of C-MOVE servers are listening when this returns (a
-    port that cannot be had is a UserError here, before anything is mounted)."""
+    port that cannot be had is a UserError here, before anything is mounted).
+    With ``limits``, every request and byte to each server is charged to its own."""
     remotes = {}
     receivers = Receivers()
     stack.push_async_callback(receivers.aclose)
     for name, server in config.servers.items():
-        client = make_client(server)
+        pace = None
+        if limits is not None:
+            pace = limits.of(name).pace()
+            pace_associations(server, pace)
+        client = make_client(server, pace)
         stack.push_async_callback(client.aclose)
         searcher = build_searcher(server, client)
         stack.push_async_callback(searcher.aclose)
@@ -98,6 +112,33 @@ async def open_cluster(settings: SharedConfig | None, stack: AsyncExitStack) -> 
     shared = build_shared(settings)
     stack.push_async_callback(shared.tier.link.aclose)
     return shared
+
+
+def build_server_limits(config: Config, shared: Shared | None) -> Limits:
+    """Each server's limits (counting only, for a server without), in one
+    bucket per server and limit for the whole cluster when there is a shared tier."""
+    link = shared.tier.link if shared is not None else None
+    prefix = config.cache.shared.prefix if config.cache.shared is not None else "trolleyfs"
+    return Limits(
+        {name: build_limits(name, config.limits.get(name), link=link, prefix=prefix) for name in config.servers}
+    )
+
+
+async def open_audit(config: Config, stack: AsyncExitStack) -> AuditTrail | None:
+    """The audit trail of ``[audit]`` (None without), its sinks open (a file
+    that cannot be opened stops the start here), closed by ``stack`` (what is
+    queued written first, for a few seconds at most)."""
+    if config.audit is None:
+        return None
+    trail = AuditTrail(config.audit)
+    await trio.to_thread.run_sync(trail.start)
+
+    async def close() -> None:
+        with trio.CancelScope(shield=True):
+            await trio.to_thread.run_sync(trail.close)
+
+    stack.push_async_callback(close)
+    return trail
 
 
 # ---------------------------------------------------------------- config -> settings of the parts
@@ -215,6 +256,8 @@ class Core:
     stats: Stats
     store: Store
     tree: Tree
+    limits: Limits | None = None  # each server's limits (and what they counted and waited)
+    audit: AuditTrail | None = None  # the audit trail, for the front ends to record into
 
     def op_deadline(self) -> float:
         """How long one filesystem operation may take, all retries included."""
@@ -234,8 +277,13 @@ async def open_core(
     sees readahead data as it arrives (the FUSE front end pushes it into the
     kernel's page cache)."""
     stats = Stats()
-    remotes = await open_remotes(config, stack)
+    audit = await open_audit(config, stack)
     cluster = await open_cluster(config.cache.shared, stack)
+    limits = build_server_limits(config, cluster)
+    stats.sections["limits"] = limits.stats
+    if audit is not None:
+        stats.sections["audit"] = audit.stats
+    remotes = await open_remotes(config, stack, limits)
     deid = deid_forms(config)
     converted = conversions(config, remotes, deid)
     placement = deid.placement if deid is not None else AS_LISTED
@@ -244,10 +292,13 @@ async def open_core(
         converted.fetchers,
         stats,
         nursery,
-        disk=disk_cache(config.cache),
-        on_prefetched=on_prefetched,
-        shared=ClusterReads(cluster, placement) if cluster else None,
-        placement=placement,
+        Around(
+            disk=disk_cache(config.cache),
+            on_prefetched=on_prefetched,
+            shared=ClusterReads(cluster, placement) if cluster else None,
+            placement=placement,
+            limits=limits,
+        ),
     )
     # a de-identified mount's documents are built from its de-identified objects, never the server's /metadata
     sources = {n: r.metadata for n, r in remotes.items() if r.metadata is not None and deid is None}
@@ -258,4 +309,4 @@ async def open_core(
     if deid is not None:
         deid.bind(store.get)
     tree = build_tree(config, searchers, store, stats, index or UidIndex(), views, listings, deid)
-    return Core(config, stats, store, tree)
+    return Core(config, stats, store, tree, limits, audit)

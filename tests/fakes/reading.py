@@ -14,7 +14,7 @@ import trio
 from trolleyfs.config import CacheConfig
 from trolleyfs.errors import RemoteError, Unavailable
 from trolleyfs.model import InstanceRef, SeriesRef
-from trolleyfs.read.store import Store
+from trolleyfs.read.store import Around, Store
 from trolleyfs.stats import Stats
 from trolleyfs.wiring import disk_cache, read_settings
 
@@ -131,6 +131,6 @@ async def opened(
     async with trio.open_nursery() as nursery:
         config = CacheConfig(**cache)  # type: ignore[arg-type]
         settings, disk = read_settings(config), disk_cache(config)
-        store = Store(settings, {"pacs": fetcher}, stats or Stats(), nursery, disk, on_prefetched)
+        store = Store(settings, {"pacs": fetcher}, stats or Stats(), nursery, Around(disk, on_prefetched))
         yield store
         nursery.cancel_scope.cancel()

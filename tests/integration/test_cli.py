@@ -153,8 +153,9 @@ def test_check_reports_each_server(tmp_path, orthanc, orthanc_auth, run_here):
     assert "config ok" in lines[0]
     good_rows = [ln for ln in lines if ln.startswith("good ")]
     locked_rows = [ln for ln in lines if ln.startswith("locked ")]
-    assert len(good_rows) == 2 and all("ok:" in ln for ln in good_rows)
+    assert len(good_rows) == 3 and all("ok:" in ln for ln in good_rows)  # search, retrieve, limits
     assert any("read one instance" in ln for ln in good_rows)
+    assert any(ln.split()[1] == "limits" and ln.endswith("ok: no limits") for ln in good_rows)
     assert any("FAILED" in ln and "401" in ln for ln in locked_rows)
     # with the right password, all ok and exit 0
     cfg.write_text(

@@ -38,10 +38,12 @@ from hypothesis import strategies as st
 
 from tests.certs import self_signed
 from trolleyfs import config as config_module
+from trolleyfs.audit.settings import KEYS as AUDIT_KEYS
 from trolleyfs.cluster import settings as shared_settings
 from trolleyfs.config import Config, ConfigError, DateSpec, load, parse
 from trolleyfs.endpoints import AeEndpoint, DicomQrEndpoint
 from trolleyfs.folders import FOLDER_KEYS
+from trolleyfs.limits.settings import KEYS as LIMITS_KEYS
 from trolleyfs.listings.identity import search_key as query_key
 from trolleyfs.naming import names_for
 from trolleyfs.protocols import build_searcher
@@ -269,8 +271,38 @@ def seeds(files: dict[str, str]) -> list[dict[str, Any]]:
     return [main, *whole[1:], every]
 
 
+def protection_seed(files: dict[str, str]) -> dict[str, Any]:
+    """A valid config with every key of a server's ``limits`` and of ``[audit]``
+    (a seed of its own: the limits and the audit are fuzzed by a property of
+    their own, without changing the examples drawn for the others)."""
+    return {
+        "servers": {
+            "pacs": {
+                "search": {"protocol": "qido-rs", "url": "http://pacs.example/dicom-web"},
+                "retrieve": {"protocol": "wado-rs", "url": "http://pacs.example/dicom-web"},
+                "limits": {"mb_per_s": 50, "requests_per_s": 20, "burst_s": 2.5, "background_hours": "19:00-07:00"},
+            },
+            "night": {
+                "search": {"protocol": "dicom-qr", "host": "pacs.example", "port": 104},
+                "retrieve": {"protocol": "c-get", "host": "pacs.example", "port": 104},
+                "limits": {"background_hours": "12:00-13:00,19:00-24:00"},
+            },
+        },
+        "audit": {
+            "file": os.path.join(files["dir"], "audit.jsonl"),
+            "syslog": True,
+            "syslog_socket": "/dev/log",
+            "facility": "local3",
+            "on_failure": "block",
+            "queue": 1000,
+            "max_mb": 10,
+            "keep": 3,
+        },
+    }
+
+
 def test_the_seeds_are_valid_and_use_every_key(files: dict[str, str]) -> None:
-    docs = seeds(files)
+    docs = [*seeds(files), protection_seed(files)]
     for doc in docs:
         assert isinstance(parse(dumps(doc), "seed.toml"), Config)
     used: set[str] = set()
@@ -286,7 +318,7 @@ def test_the_seeds_are_valid_and_use_every_key(files: dict[str, str]) -> None:
 
     for doc in docs:
         walk(doc)
-    assert used >= FOLDER_KEYS | config_module._SERVER_KEYS | shared_settings._KEYS
+    assert used >= FOLDER_KEYS | config_module._SERVER_KEYS | shared_settings._KEYS | set(LIMITS_KEYS) | set(AUDIT_KEYS)
 
 
 # ------------------------------------------------------------------ strategies
@@ -295,6 +327,9 @@ REAL_KEYS = sorted(
     FOLDER_KEYS
     | config_module._SERVER_KEYS
     | shared_settings._KEYS
+    | set(LIMITS_KEYS)
+    | set(AUDIT_KEYS)
+    | {"audit"}
     | set(config_module.QUERY_KEYS)
     | {"servers", "folders", "names", "cache", "study", "series", "instance", "protocol", "url", "page_size"}
     | {"space_as", "host", "port", "called_aet", "calling_aet", "store_port", "store_aet", "store_host"}
@@ -521,6 +556,19 @@ def test_a_valid_config_with_changed_values_is_a_config_or_a_config_error(
     data: st.DataObject, files: dict[str, str]
 ) -> None:
     doc = data.draw(st.sampled_from(seeds(files)), label="seed")
+    for _ in range(data.draw(st.sampled_from([1, 1, 1, 2, 3]), label="changes")):
+        doc = _mutate(doc, data)
+    cfg = parse_or_config_error(dumps(doc))
+    if cfg is not None:
+        check_works(cfg)
+
+
+@settings(SETTINGS, max_examples=200)
+@given(data=st.data())
+def test_limits_and_audit_with_changed_values_are_a_config_or_a_config_error(
+    data: st.DataObject, files: dict[str, str]
+) -> None:
+    doc = protection_seed(files)
     for _ in range(data.draw(st.sampled_from([1, 1, 1, 2, 3]), label="changes")):
         doc = _mutate(doc, data)
     cfg = parse_or_config_error(dumps(doc))

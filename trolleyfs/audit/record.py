@@ -58,12 +58,27 @@ def process_name(pid: int) -> str:
         return ""
 
 
+def process_of(tid: int) -> int:
+    """The process (thread group) of thread ``tid``: the kernel names the
+    calling *thread* in a FUSE request; ``tid`` itself when it is gone."""
+    try:
+        with open(f"/proc/{tid}/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"Tgid:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return tid
+
+
 def identify(uid: int | None, pid: int | None, user: str | None = None) -> Who:
-    """Who is behind a request: from the FUSE request's uid and pid, or a
-    name given by the front end (the WebDAV user)."""
+    """Who is behind a request: from the FUSE request's uid and pid (a thread:
+    its process is recorded), or a name given by the front end (the WebDAV user)."""
     name = user if user is not None else (user_name(uid) if uid is not None else "")
-    process = process_name(pid) if pid is not None and pid > 0 else ""
-    return Who(uid, name, pid, process)
+    if pid is not None and pid > 0:
+        pid = process_of(pid)
+        return Who(uid, name, pid, process_name(pid))
+    return Who(uid, name, pid, "")
 
 
 def local_time(when: _dt.datetime | None = None) -> str:

@@ -11,6 +11,14 @@ overall bound.  No exception other than FUSEError ever reaches pyfuse3's
 main loop (which would end the mount).  Three handlers never wait and so
 have no deadline: ``read`` of a file held whole (its bytes came at ``open``;
 a file read in ranges goes through ``_op``), ``forget`` and ``release``.
+
+Handlers that may fetch run in the priority of their caller (a user's
+request, or a ``trolleyfs prefetch`` that marked itself: :mod:`.callers`),
+which the servers' limits serve in that order.  With an audit trail, each
+file opened is recorded when it is released (who opened it, what it shows,
+where its bytes came from, how many it held) and each directory when it is
+listed (:mod:`trolleyfs.audit.access`); an access the trail refuses (its
+``on_failure = "block"``) fails with EIO before anything is read.
 """
 
 from __future__ import annotations
@@ -22,16 +30,21 @@ import os
 import stat
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import pyfuse3
 import trio
 
+from ..audit.access import Access, Auditor
+from ..audit.source import SourceNote, noting
 from ..errors import TrolleyError
 from ..idle import IdleDeadline, idle_deadline, overall_bound
+from ..limits.priority import Priority, priority
 from ..stats import Stats
 from ..tree.base import DirNode, FileNode, Node, Ranges
 from ..tree.inodes import InodeTable
+from .callers import BACKGROUND_XATTR, Caller, Callers
 
 log = logging.getLogger("trolleyfs.fs")
 T = TypeVar("T")
@@ -41,6 +54,7 @@ BLOCK = 128 * 1024
 DIR_ATTR_TIMEOUT = 60.0
 FILE_ENTRY_TIMEOUT = 3600.0
 SAME_ERROR_QUIET_S = 30.0  # the same error again within this time is not logged again
+LEARNT_KEPT = 4096  # stats that fetched a file, remembered for the open that follows
 WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_TRUNC | os.O_APPEND | os.O_CREAT
 
 
@@ -79,6 +93,17 @@ def _op(
     return handler
 
 
+def _result(exc: BaseException) -> str:
+    """What the reader got, as the audit records it (an errno name)."""
+    if isinstance(exc, (pyfuse3.FUSEError, TrolleyError)):
+        return errno.errorcode.get(exc.errno, str(exc.errno))
+    return "EIO"
+
+
+def _noting(access: Access | None) -> AbstractContextManager[SourceNote | None]:
+    return noting(access.note) if access is not None else nullcontext()
+
+
 def _erofs(name: str) -> Any:
     """A handler for a write operation: always EROFS.  (Typed ``Any``: it stands
     in for handlers of many signatures, and ignores its arguments.)"""
@@ -95,13 +120,19 @@ class Operations(pyfuse3.Operations):
     enable_writeback_cache = False
     enable_acl = False
 
-    def __init__(self, inodes: InodeTable, stats: Stats, op_deadline: float) -> None:
+    def __init__(self, inodes: InodeTable, stats: Stats, op_deadline: float, audit: Auditor | None = None) -> None:
         """``op_deadline``: seconds one operation may go without progress, all
-        retries included (and at most :func:`~trolleyfs.idle.overall_bound` of it in all)."""
+        retries included (and at most :func:`~trolleyfs.idle.overall_bound` of it in all);
+        ``audit``: where accesses are recorded (None: nowhere)."""
         super().__init__()
         self._inodes = inodes
         self._stats = stats
         self._op_deadline = op_deadline
+        self._audit = audit
+        self._callers = Callers(audit=audit is not None)
+        self._accesses: dict[int, Access] = {}  # open files being audited
+        self._learnt: dict[int, tuple[int, str]] = {}  # inode -> (thread, source) of a stat that fetched it
+        self._urgency: dict[int, Priority] = {}  # open files read in ranges: their opener's priority
         self._uid, self._gid = os.getuid(), os.getgid()
         self._dirs: dict[int, list[tuple[str, Node]]] = {}  # open directories: their entries
         self._files: dict[int, bytes] = {}  # open files: their content
@@ -116,6 +147,16 @@ class Operations(pyfuse3.Operations):
         if msg != self._last_error[0] or now - self._last_error[1] > SAME_ERROR_QUIET_S:
             log.warning("%s failed: %s", op, msg)
         self._last_error = (msg, now)
+
+    async def _caller(self, ctx: pyfuse3.RequestContext) -> Caller:
+        """Who asks (for the audit) and in which priority."""
+        return await self._callers.of(ctx.uid, ctx.pid)
+
+    async def _urgency_of(self, ctx: pyfuse3.RequestContext | None) -> Priority:
+        """The priority of a request that is not audited (a lookup, a stat)."""
+        if ctx is None:
+            return Priority.USER
+        return (await self._callers.of(ctx.uid, ctx.pid, identified=False)).urgency
 
     def _new_fh(self) -> int:
         fh = self._next_fh
@@ -156,7 +197,8 @@ class Operations(pyfuse3.Operations):
             raise pyfuse3.FUSEError(errno.ENOTDIR)
         if name in (b".", b".."):
             raise pyfuse3.FUSEError(errno.ENOENT)
-        node = await parent.lookup(os.fsdecode(name))
+        with priority(await self._urgency_of(ctx)):
+            node = await parent.lookup(os.fsdecode(name))
         if node is None:
             raise pyfuse3.FUSEError(errno.ENOENT)
         return self._attrs(self._inodes.remember(node), node)
@@ -165,8 +207,21 @@ class Operations(pyfuse3.Operations):
     async def getattr(self, inode: int, ctx: pyfuse3.RequestContext | None = None) -> pyfuse3.EntryAttributes:
         node = self._inodes.node(inode)
         if isinstance(node, FileNode) and node.known_size() is None:
-            await node.learn_size()  # the size of a DICOM object is only known once fetched
+            note = SourceNote() if self._audit is not None and ctx is not None else None
+            with priority(await self._urgency_of(ctx)), noting(note):
+                await node.learn_size()  # the size of a DICOM object is only known once fetched
+            if ctx is not None and note is not None and note.source is not None:
+                self._learnt_by(inode, ctx.pid, note.source)
         return self._attrs(inode, node)
+
+    def _learnt_by(self, inode: int, tid: int, source: str) -> None:
+        """A stat by thread ``tid`` fetched the file to learn its size: when the
+        same thread opens it next (``cp`` and ``rsync`` stat a file, then open
+        it), the open's bytes count as from where the stat got them."""
+        self._learnt.pop(inode, None)
+        self._learnt[inode] = (tid, source)
+        while len(self._learnt) > LEARNT_KEPT:
+            del self._learnt[next(iter(self._learnt))]
 
     async def forget(self, inode_list: Sequence[tuple[int, int]]) -> None:
         for ino, n in inode_list:
@@ -178,9 +233,21 @@ class Operations(pyfuse3.Operations):
         node = self._inodes.node(inode)
         if not isinstance(node, DirNode):
             raise pyfuse3.FUSEError(errno.ENOTDIR)
+        caller = await self._caller(ctx)
+        if self._audit is not None:
+            self._audit.admit()
+        try:
+            with priority(caller.urgency):
+                children = await node.children()
+        except BaseException as exc:
+            if self._audit is not None and caller.who is not None and not isinstance(exc, trio.Cancelled):
+                self._audit.listed(caller.who, node, _result(exc))
+            raise
+        if self._audit is not None and caller.who is not None:
+            self._audit.listed(caller.who, node)
         # a snapshot per handle: offsets stay stable while the kernel pages through it
         fh = self._new_fh()
-        self._dirs[fh] = sorted((await node.children()).items())
+        self._dirs[fh] = sorted(children.items())
         return fh
 
     @_op
@@ -205,12 +272,31 @@ class Operations(pyfuse3.Operations):
         if flags & WRITE_FLAGS:
             raise pyfuse3.FUSEError(errno.EROFS)
         assert isinstance(node, FileNode)
-        ranges = await node.open_ranges()
+        caller = await self._caller(ctx)
+        audit, access = self._audit, None
+        if audit is not None and caller.who is not None:
+            audit.admit()
+            access = audit.opened(caller.who, node)
+            learnt = self._learnt.pop(inode, None)
+            if learnt is not None and learnt[0] == ctx.pid:
+                access.note.source = learnt[1]
         fh = self._new_fh()
-        if ranges is not None:
-            self._ranged[fh] = ranges
-        else:
-            self._files[fh] = await node.read_all()
+        try:
+            with priority(caller.urgency), _noting(access):
+                ranges = await node.open_ranges()
+                if ranges is not None:
+                    self._ranged[fh] = ranges
+                    self._urgency[fh] = caller.urgency
+                else:
+                    data = self._files[fh] = await node.read_all()
+                    if access is not None:  # held whole: handed over at open (the kernel may read it from its cache)
+                        access.nbytes = len(data)
+        except BaseException as exc:
+            if audit is not None and access is not None and not isinstance(exc, trio.Cancelled):
+                audit.closed(access, result=_result(exc))
+            raise
+        if access is not None:
+            self._accesses[fh] = access
         return pyfuse3.FileInfo(fh=fh, keep_cache=node.keep_cache and not node.direct_io, direct_io=node.direct_io)
 
     # pyfuse3 takes any buffer, not only the bytes its stub promises
@@ -232,11 +318,20 @@ class Operations(pyfuse3.Operations):
             ranges = self._ranged[fh]
         except KeyError:
             raise pyfuse3.FUSEError(errno.EBADF) from None
-        return memoryview(await ranges.read(off, size))
+        access = self._accesses.get(fh)
+        with priority(self._urgency.get(fh, Priority.USER)), _noting(access):
+            data = await ranges.read(off, size)
+        if access is not None:
+            access.nbytes += len(data)
+        return memoryview(data)
 
     async def release(self, fh: int) -> None:
         self._files.pop(fh, None)
         self._ranged.pop(fh, None)
+        self._urgency.pop(fh, None)
+        access = self._accesses.pop(fh, None)
+        if access is not None and self._audit is not None:
+            self._audit.closed(access)
 
     @_op
     async def statfs(self, ctx: pyfuse3.RequestContext) -> pyfuse3.StatvfsData:
@@ -255,6 +350,9 @@ class Operations(pyfuse3.Operations):
 
     @_op
     async def getxattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> bytes:
+        if name == BACKGROUND_XATTR.encode():  # `trolleyfs prefetch` marks its process: see .callers
+            await self._callers.mark(ctx.pid)
+            return b"prefetch"
         value = self._inodes.node(inode).xattrs().get(os.fsdecode(name))
         if value is None:
             raise pyfuse3.FUSEError(pyfuse3.ENOATTR)

@@ -17,8 +17,11 @@ Rules:
 * A cancelled waiter leaves the queue and passes the turn on.
 
 Time spent waiting is counted by reason: ``rate`` (at the head, waiting for
-the bucket) and ``priority`` (behind other waiters).  All of this runs in
-the trio thread; no lock is needed."""
+the bucket) and ``priority`` (behind other waiters).  A waiter wakes at
+least every :data:`PROGRESS_S` and reports progress to the idle deadlines
+around it (:mod:`trolleyfs.idle`): a request or a body held back here is
+held by us, not by a silent server, and must not time out for it.  All of
+this runs in the trio thread; no lock is needed."""
 
 from __future__ import annotations
 
@@ -28,8 +31,11 @@ from dataclasses import dataclass
 
 import trio
 
+from ..idle import progress
 from .gcra import Attempt, Bucket
 from .priority import Priority, Urgency, as_urgency
+
+PROGRESS_S = 0.2  # a waiter tells the deadlines around it that the wait is ours this often
 
 
 @dataclass
@@ -135,8 +141,10 @@ class RateLimiter:
                         deadline = trio.current_time() + attempt.wait_s
                     first = None  # only ever good for the first look
                     started = trio.current_time()
-                    with trio.move_on_at(deadline):
-                        await me.wake.wait()
+                    while not me.wake.is_set() and trio.current_time() < deadline:
+                        with trio.move_on_at(min(deadline, trio.current_time() + PROGRESS_S)):
+                            await me.wake.wait()
+                        progress()  # our own wait: not the server's silence
                     spent = trio.current_time() - started
                     if at_head:
                         waited.rate += spent

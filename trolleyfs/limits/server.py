@@ -10,7 +10,13 @@ Bytes are charged as they arrive, and the caller waits before reading
 more: the socket is not read meanwhile, so TCP slows the server down, and
 what is read stays within the rate in every window (plus what the kernel
 buffered).  The background hours are looked at when a request starts; a
-transfer under way is never stopped half-way."""
+transfer under way is never stopped half-way.
+
+The transport is handed :meth:`ServerLimits.pace` (a
+:class:`~trolleyfs.transport.pace.Pace`): the rates only.  The read path
+decides about the background hours before it starts background work
+(:meth:`ServerLimits.admit`: readahead is skipped, a prefetch's read refused
+until they open), so no transfer waits hours inside a request's deadline."""
 
 from __future__ import annotations
 
@@ -22,11 +28,11 @@ import trio
 from ..cluster.link import Link
 from .gcra import Bucket, LocalBucket, capacity_for
 from .hours import Hours
-from .priority import Priority, Urgency, as_urgency
+from .priority import Priority, Urgency, as_urgency, current
 from .queue import RateLimiter, Waited
 from .redis_gcra import RedisBucket
 from .settings import LimitsConfig
-from .window import Window
+from .window import OutsideHours, Window
 
 
 @dataclass
@@ -75,13 +81,15 @@ class ServerLimits:
         self.bytes = 0
         self.requests = 0
         self.waited = WaitTotals()
+        self.outside_hours = {p.label: 0 for p in Priority}  # background work refused or skipped: the window was shut
 
-    async def request(self, urgency: Urgency | Priority | None = None) -> None:
+    async def request(self, urgency: Urgency | Priority | None = None, *, hours: bool = True) -> None:
         """Before an HTTP request or a DICOM association: wait for the
-        background hours (priorities 1 and 2) and for ``requests_per_s``."""
+        background hours (priorities 1 and 2; not with ``hours=False``) and
+        for ``requests_per_s``."""
         who = as_urgency(urgency)
         window = 0.0
-        if self.window is not None:
+        if self.window is not None and hours:
             window = await self.window.wait_open(who)
         took = Waited()
         if self.requests_limiter is not None:
@@ -112,7 +120,11 @@ class ServerLimits:
         """For background work that should not wait: raise
         :class:`~.window.OutsideHours` outside the background hours."""
         if self.window is not None:
-            self.window.admit(urgency)
+            try:
+                self.window.admit(urgency)
+            except OutsideHours:
+                self.outside_hours[as_urgency(urgency).value.label] += 1
+                raise
 
     async def wait_open(self, urgency: Urgency | Priority | None = None) -> float:
         """Wait for the background hours (at once for priority 0); seconds waited."""
@@ -123,6 +135,15 @@ class ServerLimits:
         self.waited.add(who, window=waited)
         return waited
 
+    def pace(self) -> Pacing:
+        """What the transport is handed: the rates, in the caller's priority."""
+        return Pacing(self)
+
+    @property
+    def limited(self) -> bool:
+        """Whether any limit applies (else this only counts)."""
+        return self.config.limited
+
     def stats(self) -> dict[str, object]:
         out: dict[str, object] = {
             "limits": self.config.as_dict(),
@@ -130,6 +151,8 @@ class ServerLimits:
             "requests": self.requests,
             "waited_s": self.waited.as_dict(),
         }
+        if self.window is not None:
+            out["outside_hours"] = dict(self.outside_hours)
         if self.bytes_limiter is not None:
             out["bytes_bucket"] = self.bytes_limiter.describe()
         if self.requests_limiter is not None:
@@ -137,6 +160,45 @@ class ServerLimits:
         if self.window is not None:
             out["window"] = self.window.describe()
         return out
+
+
+class Pacing:
+    """A server's rates as the transport asks them (the
+    :class:`~trolleyfs.transport.pace.Pace` interface): in the calling task's
+    priority, or, once :meth:`bound`, in the priority of the task that bound it."""
+
+    __slots__ = ("_limits", "_urgency")
+
+    def __init__(self, limits: ServerLimits, urgency: Urgency | None = None) -> None:
+        self._limits, self._urgency = limits, urgency
+
+    async def request(self) -> None:
+        await self._limits.request(self._urgency, hours=False)
+
+    async def received(self, nbytes: int) -> None:
+        await self._limits.received(nbytes, self._urgency)
+
+    def bound(self) -> Pacing:
+        # the Urgency itself, not its value: a read that joins the work later still hurries it
+        return Pacing(self._limits, current() if self._urgency is None else self._urgency)
+
+    @property
+    def receive_buffer(self) -> int | None:
+        return receive_buffer(self._limits.config.bytes_per_s)
+
+
+# a connection under a byte rate gets a socket receive buffer of this much of the rate (the
+# kernel doubles it): enough to keep the rate over a link of this round trip, small enough
+# that what arrives ahead of the limits is a fraction of a second's worth
+BUFFER_S = 0.1
+BUFFER_MIN, BUFFER_MAX = 64 * 1024, 4 * 1024 * 1024
+
+
+def receive_buffer(bytes_per_s: float | None) -> int | None:
+    """The SO_RCVBUF for connections to a server limited to ``bytes_per_s``."""
+    if bytes_per_s is None:
+        return None
+    return int(min(max(bytes_per_s * BUFFER_S, BUFFER_MIN), BUFFER_MAX))
 
 
 def build_limits(
@@ -186,6 +248,11 @@ class Limits:
 
     def __init__(self, servers: dict[str, ServerLimits] | None = None) -> None:
         self._servers = dict(servers or {})
+
+    @property
+    def limited(self) -> bool:
+        """Whether any server has a limit (else priorities never matter)."""
+        return any(s.limited for s in self._servers.values())
 
     def of(self, server: str) -> ServerLimits:
         found = self._servers.get(server)

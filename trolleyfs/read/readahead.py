@@ -25,6 +25,11 @@
   (:mod:`.shared`); each object is handed on the same way, whatever its source.
   The stream then never pauses at the prefetch budget (other nodes may be
   following it): objects this node has no room for stay in the tier only.
+* A series is fetched at readahead priority (or the prefetch's, when a
+  ``trolleyfs prefetch`` read started it), under its server's limits
+  (:mod:`trolleyfs.limits`); a reader who joins one of its files hurries the
+  whole stream to the reader's priority.  Outside the server's background
+  hours no series is read ahead: the file asked for is fetched alone.
 """
 
 from __future__ import annotations
@@ -37,6 +42,9 @@ from functools import partial
 import trio
 
 from ..errors import NotFound, TrolleyError, Unavailable
+from ..limits.priority import Priority, Urgency, current, priority
+from ..limits.server import Limits
+from ..limits.window import OutsideHours
 from ..model import InstanceRef, SeriesRef
 from .flights import Flight
 from .parts import ReadParts
@@ -55,6 +63,7 @@ class _SeriesJob:
     server: str
     ref: SeriesRef
     uids: list[str]
+    urgency: Urgency
     wanted: frozenset[str] = frozenset()
     received: int = 0
     delivered: int = 0  # objects of the answer that were asked for
@@ -100,8 +109,10 @@ class _FailedSeries:
 
 
 class SeriesReadahead:
-    def __init__(self, slots: int, parts: ReadParts, single: SingleFetch) -> None:
-        """``slots``: series read ahead at once; ``single`` fetches a file alone."""
+    def __init__(self, slots: int, parts: ReadParts, single: SingleFetch, limits: Limits | None = None) -> None:
+        """``slots``: series read ahead at once; ``single`` fetches a file alone;
+        ``limits``: the servers' background hours (None: always)."""
+        self._limits = limits
         self._slots = trio.Semaphore(slots)
         self._shared = parts.cluster
         self._fetchers = parts.fetchers
@@ -155,9 +166,24 @@ class SeriesReadahead:
             if first.error is None:
                 self._start(server, sref, siblings())
 
+    def _in_hours(self, server: str, urgency: Urgency) -> bool:
+        """Whether background work of ``urgency`` may fetch from ``server`` now."""
+        if self._limits is None:
+            return True
+        try:
+            self._limits.of(server).admit(urgency)
+        except OutsideHours as exc:
+            log.debug("series readahead skipped: %s", exc)
+            return False
+        return True
+
     def _start(self, server: str, sref: SeriesRef, siblings: list[str]) -> bool:
-        """Start a background fetch of the series' uncached instances, if a slot is free."""
+        """Start a background fetch of the series' uncached instances, if a slot
+        is free and the server's background hours are open."""
         if sref in self._jobs or self._failed.blocked(server, sref):
+            return False
+        urgency = Urgency(max(current().value, Priority.READAHEAD))  # a prefetch's readahead stays a prefetch
+        if not self._in_hours(server, urgency):
             return False
         key = sref.key_of  # flights and caches know an instance by its key in the series' form
         wanted = {u for u in siblings if key(u) not in self._flights and not self._caches.holds(key(u))}
@@ -167,10 +193,10 @@ class SeriesReadahead:
             self._slots.acquire_nowait()
         except trio.WouldBlock:
             return False
-        job = _SeriesJob(server, sref, sorted(wanted), frozenset(wanted))
+        job = _SeriesJob(server, sref, sorted(wanted), urgency, frozenset(wanted))
         self._jobs[sref] = job
         for u in job.uids:
-            self._flights.open(key(u), by_series=True)
+            self._flights.open(key(u), by_series=True, urgency=urgency)
         self._nursery.start_soon(self._run, server, job)
         return True
 
@@ -215,12 +241,13 @@ class SeriesReadahead:
         """Bring the series: from the shared tier and the server, or from the
         server alone."""
         job.next_report = trio.current_time() + PROGRESS_EVERY_S
-        if self._shared is None:
-            await self._stream(job, job.uids)
-        else:
-            await self._shared.series(
-                server, job.ref, job.uids, partial(self._deliver, job), partial(self._stream, job)
-            )
+        with priority(job.urgency):
+            if self._shared is None:
+                await self._stream(job, job.uids)
+            else:
+                await self._shared.series(
+                    server, job.ref, job.uids, partial(self._deliver, job), partial(self._stream, job)
+                )
 
     async def _stream(self, job: _SeriesJob, uids: list[str]) -> None:
         """Fetch ``uids`` of the series from the server in one request and hand
@@ -234,13 +261,16 @@ class SeriesReadahead:
             async for uid, data in stream:
                 self._stats.instances_fetched += 1
                 self._stats.bytes_fetched[server] += len(data)
-                await self._deliver(job, uid, data, publish=uid in asked)
+                await self._deliver(job, uid, data, publish=uid in asked, source="pacs")
         finally:
             await _close(stream)
 
-    async def _deliver(self, job: _SeriesJob, uid: str, data: bytes, publish: bool = False) -> None:
-        """One object of the series arrived: to its waiters and the caches (and,
-        with ``publish``, to the shared tier), pausing at the prefetch budget."""
+    async def _deliver(
+        self, job: _SeriesJob, uid: str, data: bytes, publish: bool = False, source: str = "shared"
+    ) -> None:
+        """One object of the series arrived (from ``source``: the tier by default,
+        as the tier calls this): to its waiters and the caches (and, with
+        ``publish``, to the shared tier), pausing at the prefetch budget."""
         job.received += 1
         job.bytes += len(data)
         if uid in job.wanted:
@@ -265,7 +295,7 @@ class SeriesReadahead:
                 self._caches.keep(key, data)
                 self._budget.prefetched(key, len(data))
                 self._on_prefetched(key, data)
-            flight.finish(data)
+            flight.finish(data, source=source)
             self._flights.close(key, flight)
         if publish and self._shared is not None:
             await self._shared.publish(job.server, job.ref, uid, data)

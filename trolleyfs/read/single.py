@@ -1,15 +1,19 @@
 """Fetching one instance alone from its server, into a :class:`~.flights.Flight`
 that every reader of it waits on.  The bytes are kept in memory, then queued
 for the disk cache.  With a shared tier the instance is first looked for
-there, and fetched from the server at most once in the cluster."""
+there, and fetched from the server at most once in the cluster.  The fetch
+runs under the flight's urgency (:mod:`trolleyfs.limits.priority`): the
+priority of whoever started it, raised by whoever joins it."""
 
 from __future__ import annotations
 
 import logging
+from functools import partial
 
 import trio
 
 from ..errors import RemoteError, TrolleyError
+from ..limits.priority import priority
 from ..model import InstanceRef
 from .flights import Flight
 from .parts import ReadParts
@@ -42,17 +46,19 @@ class SingleFetch:
     async def _run(self, server: str, ref: InstanceRef, flight: Flight) -> None:
         uid = ref.key
 
-        def arrived(data: bytes) -> None:
+        def arrived(data: bytes, source: str = "pacs") -> None:
             self._caches.keep(uid, data)
-            flight.finish(data)
+            flight.finish(data, source=source)
 
         try:
-            if self._shared is None:
-                data = await self._from_server(server, ref)
-            else:
-                data, _ = await self._shared.instance(server, ref, lambda: self._from_server(server, ref), arrived)
+            with priority(flight.urgency):
+                if self._shared is None:
+                    data, from_pacs = await self._from_server(server, ref), True
+                else:
+                    fetch = partial(self._from_server, server, ref)
+                    data, from_pacs = await self._shared.instance(server, ref, fetch, arrived)
             if not flight.done.is_set():
-                arrived(data)
+                arrived(data, "pacs" if from_pacs else "shared")
             await self._caches.to_disk(uid, data)
         except (TrolleyError, trio.TooSlowError) as exc:
             flight.finish(error=exc)

@@ -4,7 +4,14 @@ else by starting a fetch (which, with a cluster tier, looks in Redis before
 asking the server: :mod:`.cluster`).  Readahead comes in at one place per
 source: after a disk-cache hit (:mod:`.diskahead`) and on a miss
 (:mod:`.readahead`).  The store builds its parts from its settings and the
-caches handed to it, and composes their ``stats()``."""
+caches handed to it, and composes their ``stats()``.
+
+Two things are told on the way, for the limits and the audit: a read that
+must fetch is first admitted by its server's limits (a ``trolleyfs
+prefetch`` read outside the background hours is refused, EAGAIN; a user's
+read always runs), a reader who joins a fetch in flight hurries it to its own
+priority (:meth:`~.flights.Flight.join`), and where the bytes came from is
+told to the audit (:func:`~trolleyfs.audit.source.served_from`)."""
 
 from __future__ import annotations
 
@@ -14,7 +21,9 @@ from dataclasses import dataclass
 
 import trio
 
+from ..audit.source import served_from
 from ..errors import ProtocolError
+from ..limits.server import Limits
 from ..model import Fetcher, InstanceRef
 from ..stats import Stats
 from .budget import ReadaheadBudget, budget_for
@@ -44,6 +53,17 @@ class ReadSettings:
     readahead_series: int = 2  # series read ahead at once; 0: no series readahead
 
 
+@dataclass(frozen=True)
+class Around:
+    """What a Store works with besides its fetchers, each optional."""
+
+    disk: DiskCache | None = None  # the disk cache
+    on_prefetched: Callable[[str, bytes], None] = _ignore  # sees readahead data as it arrives
+    shared: ClusterReads | None = None  # the cluster tier, between the local caches and the servers
+    placement: Placement = AS_LISTED  # what objects of each form must say they are
+    limits: Limits | None = None  # the servers' background hours (None: always open)
+
+
 class Store:
     def __init__(
         self,
@@ -51,17 +71,13 @@ class Store:
         fetchers: Mapping[str, Fetcher],
         stats: Stats,
         nursery: trio.Nursery,
-        disk: DiskCache | None = None,
-        on_prefetched: Callable[[str, bytes], None] = _ignore,
-        shared: ClusterReads | None = None,
-        placement: Placement = AS_LISTED,
+        around: Around = Around(),
     ) -> None:
-        """``disk``: the disk cache, if any; ``on_prefetched(uid, data)`` is
-        called for readahead data as it arrives; ``shared``: the cluster tier,
-        between the local caches and the servers; ``placement``: what objects
-        of each form must say they are."""
+        """``fetchers`` by server; background work runs in ``nursery``."""
+        disk, on_prefetched, shared, limits = around.disk, around.on_prefetched, around.shared, around.limits
         self._stats = stats
-        self._placement = placement
+        self._placement = around.placement
+        self._limits = limits
         self._shared = shared
         self._readahead = settings.readahead_series > 0
         self._budget = ReadaheadBudget(budget_for(settings.memory_bytes))
@@ -70,7 +86,7 @@ class Store:
         self._flights = Flights()
         parts = ReadParts(fetchers, stats, self._flights, self._caches, self._budget, nursery, on_prefetched, shared)
         self._single = SingleFetch(parts)
-        self._series = SeriesReadahead(max(1, settings.readahead_series), parts, self._single)
+        self._series = SeriesReadahead(max(1, settings.readahead_series), parts, self._single, limits)
         self._disk_ahead = DiskReadahead(parts)
 
     async def get(self, server: str, ref: InstanceRef, siblings: Callable[[], list[str]] | None = None) -> bytes:
@@ -93,18 +109,24 @@ class Store:
             siblings = None
         data = self._caches.from_memory(key)
         if data is not None:
+            served_from("memory")
             return await self._served(key, data)
         flight = self._flights.get(key)
         if flight is None:
             data = await self._caches.from_disk(key)
             if data is not None:
+                served_from("disk")
                 self._caches.keep(key, data)
                 if siblings is not None:
                     self._disk_ahead.after_hit(ref, siblings)  # readahead hook: disk
                 return data
             flight = self._flights.get(key)  # may have started while we read the disk
         if flight is None:
+            if self._limits is not None:
+                self._limits.of(server).admit()  # a prefetch's read, outside the background hours: EAGAIN
             flight = self._fetch(server, ref, siblings)
+        else:
+            flight.join()
         if flight.by_series and not flight.done.is_set():
             await self._wait_for_series(server, ref, flight)
         await flight.done.wait()
@@ -116,6 +138,7 @@ class Store:
         if flight.error is not None:
             raise flight.error
         assert flight.data is not None
+        served_from(flight.source)
         return await self._served(key, flight.data)
 
     async def _wait_for_series(self, server: str, ref: InstanceRef, flight: Flight) -> None:

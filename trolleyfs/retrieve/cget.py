@@ -13,7 +13,12 @@ sub-operation: reported as an error for that object).
 The bytes handed out are the dataset exactly as received, behind a Part-10
 header (preamble, ``DICM``, file meta built by pynetdicom from the C-STORE
 request and the negotiated transfer syntax): ``Event.encoded_dataset()``
-never decodes or re-encodes the dataset."""
+never decodes or re-encodes the dataset.
+
+Each object received is charged to the server's limits (its bytes) in the
+thread that received it, before its C-STORE is answered, with the priority
+of the read that asked (captured when the C-GET starts): while the limits
+hold it, the server waits for the answer and sends nothing more."""
 
 from __future__ import annotations
 
@@ -35,10 +40,11 @@ from ..idle import idle_deadline, overall_bound
 from ..model import InstanceRef, SeriesRef
 from ..part10 import Expected, check_part10
 from ..transport import storage
-from ..transport.dimse import Association, with_dimse_retries
+from ..transport.dimse import Association, pace_of, with_dimse_retries
 from ..transport.dimse_data import retrieve_identifier
 from ..transport.dimse_errors import status_error, status_text
 from ..transport.dimse_result import Outcome, RetrieveResult, final_response
+from ..transport.pace import ThreadCharge
 from ..transport.retry import retry_stream
 
 log = logging.getLogger("trolleyfs.cget")
@@ -64,6 +70,7 @@ class _Receiver:
     what: str
     deliver: Callable[[str, bytes], None]
     expected: Expected = field(default_factory=Expected)  # the study and series asked for
+    charge: ThreadCharge | None = None  # the server's limits, charged for each object
     received: set[str] = field(default_factory=set)
     errors: list[RemoteError] = field(default_factory=list)
     stopped: bool = False
@@ -83,6 +90,8 @@ class _Receiver:
             )
             return 0xC000
         try:
+            if self.charge is not None:
+                self.charge.charge(len(data))  # holds the server up while the limits say so
             self.deliver(uid, data)
         except BaseException as exc:  # consumer gone, trio run over: stop taking objects
             log.debug("%s: %s: object %s not delivered: %r", self.name, self.what, uid, exc)
@@ -151,7 +160,8 @@ class CGet:
 
         async def attempt() -> bytes:
             got: dict[str, bytes] = {}
-            receiver = _Receiver(self.name, what, got.__setitem__, replace(expected, instance=None))
+            charge = ThreadCharge(pace_of(self.server))
+            receiver = _Receiver(self.name, what, got.__setitem__, replace(expected, instance=None), charge=charge)
             async with self._association(what, receiver) as a:
                 result = await a.call(_get_blocking, identifier)
             data = got.get(ref.instance_uid)
@@ -199,7 +209,8 @@ class CGet:
         def deliver(uid: str, data: bytes) -> None:  # worker thread
             trio.from_thread.run(send.send, (uid, data), trio_token=token)
 
-        receiver = _Receiver(self.name, what, deliver, expected)
+        charge = ThreadCharge(pace_of(self.server))
+        receiver = _Receiver(self.name, what, deliver, expected, charge=charge)
         done: list[outcome.Outcome[RetrieveResult]] = []  # what the C-GET thread ended with
 
         def finished(result: outcome.Outcome[RetrieveResult]) -> None:  # worker thread, after the C-GET
@@ -213,9 +224,11 @@ class CGet:
                 while True:
                     try:
                         # silence bounded, not the object: a large one whose PDUs keep coming is waited for
+                        # (and the limits holding an object back are not the server's silence)
                         with idle_deadline(self.server.timeout, overall_bound(self.server.timeout)):
                             a.report_progress_here()
-                            item = await recv.receive()
+                            with charge.beacon.listening():
+                                item = await recv.receive()
                     except trio.EndOfChannel:
                         break
                     except trio.TooSlowError:

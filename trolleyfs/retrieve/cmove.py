@@ -32,10 +32,11 @@ from ..errors import NotFound, ProtocolError, RemoteError, Unavailable
 from ..idle import idle_deadline, overall_bound, progress
 from ..model import InstanceRef, SeriesRef
 from ..part10 import Expected, check_part10
-from ..transport.dimse import Association, with_dimse_retries
+from ..transport.dimse import Association, pace_of, with_dimse_retries
 from ..transport.dimse_data import retrieve_identifier
 from ..transport.dimse_errors import status_error, status_text
 from ..transport.dimse_result import Outcome, RetrieveResult, final_response
+from ..transport.pace import ThreadCharge
 from ..transport.retry import retry_stream
 from .senders import Senders
 from .storescp import Inbox, Item, Marker, StoreReceiver
@@ -72,8 +73,9 @@ class CMove:
         identifier = retrieve_identifier("IMAGE", ref.study_uid, ref.series_uid, ref.instance_uid)
 
         async def attempt() -> bytes:
-            with self.receiver.expect(self.senders, instance=ref.instance_uid) as inbox:
-                got = {uid: data async for uid, data in self._move(identifier, inbox, what)}
+            charge = ThreadCharge(pace_of(self.server))
+            with self.receiver.expect(self.senders, instance=ref.instance_uid, charge=charge) as inbox:
+                got = {uid: data async for uid, data in self._move(identifier, inbox, what, charge)}
             data = got.get(ref.instance_uid)
             if data is None:
                 raise NotFound("the PACS sent nothing (no such instance)", server=self.name, what=what)
@@ -93,8 +95,9 @@ class CMove:
         expected = Expected(series=ref.series_uid, study=ref.study_uid)
 
         async def stream() -> AsyncGenerator[Item, None]:
-            with self.receiver.expect(self.senders, series=ref.series_uid) as inbox:
-                async with aclosing(self._move(identifier, inbox, what)) as items:
+            charge = ThreadCharge(pace_of(self.server))
+            with self.receiver.expect(self.senders, series=ref.series_uid, charge=charge) as inbox:
+                async with aclosing(self._move(identifier, inbox, what, charge)) as items:
                     async for uid, data in items:
                         try:  # the receiver routed it by its series: is it of this study, whole, itself?
                             check_part10(data, self.name, what, replace(expected, instance=uid))
@@ -110,10 +113,14 @@ class CMove:
 
     # -- the move itself
 
-    async def _move(self, identifier: Dataset, inbox: Inbox, what: str) -> AsyncGenerator[Item, None]:
+    async def _move(
+        self, identifier: Dataset, inbox: Inbox, what: str, charge: ThreadCharge
+    ) -> AsyncGenerator[Item, None]:
         """Run the C-MOVE in a thread of its own; yield what the receiver gets
         for this retrieval until the final response (and the objects it counts)
-        are in.  No nursery: a generator must be able to yield between objects."""
+        are in; the receiver charges each to ``charge`` (waits that are not
+        the PACS's silence).  No nursery: a generator must be able to yield
+        between objects."""
         token = trio.lowlevel.current_trio_token()
         timeout = self.server.timeout
 
@@ -131,7 +138,8 @@ class CMove:
                     # each pending C-MOVE response (a PDU on this association) is progress too
                     with idle_deadline(timeout, overall_bound(timeout)):
                         a.report_progress_here()
-                        item = await inbox.receive.receive()
+                        with charge.beacon.listening():
+                            item = await inbox.receive.receive()
                 except trio.TooSlowError:
                     raise self._silence(result, received, what) from None
                 progress()  # an object or the final answer arrived: the wait for it goes on

@@ -23,7 +23,10 @@ when a context offers nothing else).
 
 pynetdicom serves each association in a thread of its own; the C-STORE handler
 hands an object to trio and waits until the retrieval has room for it, which
-holds the PACS up (TCP flow control) while a reader is behind.
+holds the PACS up (TCP flow control) while a reader is behind.  Before that it
+charges the object's bytes to the limits of the retrieval's server (its
+:class:`~trolleyfs.transport.pace.ThreadCharge`, carrying the priority of the
+read that asked), so the PACS also waits while those limits say so.
 
 The bytes handed out are the dataset exactly as the PACS sent it, behind a
 Part-10 header that pynetdicom builds from the C-STORE request and the
@@ -46,6 +49,7 @@ from pynetdicom import AE, evt
 
 from ..errors import UserError
 from ..part10 import check_whole, part10_sop_instance_uid
+from ..transport.pace import ThreadCharge
 from ..transport.storage import scp_contexts
 from .admission import Admission, requestor
 from .senders import Senders, listen_address
@@ -95,11 +99,14 @@ class ReceiverAddress:
 class _Expectation:
     """One retrieval's objects: the send side of its channel, and who may send them."""
 
-    __slots__ = ("received", "send", "senders")
+    __slots__ = ("charge", "received", "send", "senders")
 
-    def __init__(self, send: trio.MemorySendChannel[Message], senders: Senders) -> None:
+    def __init__(
+        self, send: trio.MemorySendChannel[Message], senders: Senders, charge: ThreadCharge | None = None
+    ) -> None:
         self.send = send
         self.senders = senders
+        self.charge = charge  # the limits of the retrieval's server
         self.received = 0
 
 
@@ -194,12 +201,19 @@ class StoreReceiver:
 
     # ------------------------------------------------------------------ retrievals
     @contextmanager
-    def expect(self, senders: Senders, *, instance: str | None = None, series: str | None = None) -> Iterator[Inbox]:
+    def expect(
+        self,
+        senders: Senders,
+        *,
+        instance: str | None = None,
+        series: str | None = None,
+        charge: ThreadCharge | None = None,
+    ) -> Iterator[Inbox]:
         """Register a retrieval waiting for ``instance`` or the instances of
         ``series`` from ``senders``; objects arrive in the inbox handed out
-        until the block ends.  The channel is unbounded for one instance (a
-        C-MOVE of one object must never wait for its reader) and small for a
-        series (flow control)."""
+        until the block ends, each charged to ``charge`` first.  The channel is
+        unbounded for one instance (a C-MOVE of one object must never wait for
+        its reader) and small for a series (flow control)."""
         if (instance is None) == (series is None):
             raise ValueError("expect() takes an instance or a series")
         send, recv = trio.open_memory_channel[Message](math.inf if instance is not None else 4)
@@ -208,7 +222,7 @@ class StoreReceiver:
         with self._lock:
             if key in table:
                 raise RuntimeError(f"a retrieval already waits for {key}")
-            table[key] = _Expectation(send, senders)
+            table[key] = _Expectation(send, senders, charge)
         try:
             yield Inbox(send, recv)
         finally:
@@ -259,6 +273,12 @@ class StoreReceiver:
                     "C-MOVE receiver: refused instance %s from %s@%s: no retrieval waits for it", uid, aet, address
                 )
             return NOT_AUTHORIZED
+        charge = next((t.charge for t in targets if t.charge is not None), None)
+        if charge is not None:
+            try:
+                charge.charge(len(data))  # the PACS waits while the limits of the server asked hold it
+            except (trio.RunFinishedError, trio.Cancelled):
+                return OUT_OF_RESOURCES
         delivered = False
         for target in targets:
             try:

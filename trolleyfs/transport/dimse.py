@@ -18,6 +18,13 @@ sleep until pynetdicom's timeout) and aborts when its step ends; see
 Associations of one server are bounded by the server's
 ``association_limiter`` (``max_connections``), shared by its searcher and
 fetcher.  Failures are mapped by :mod:`trolleyfs.transport.dimse_errors`.
+
+The server's limits are shared the same way: the composition root hands the
+server's :class:`~.pace.Pace` over with :func:`pace_associations` (kept beside
+its association limiter, for whichever of its protocol objects opens an
+association), and each association opened waits for the request rate first
+(:meth:`Association.__aenter__`); the objects C-GET and C-MOVE receive are
+charged as bytes where they arrive (:func:`pace_of`, :mod:`trolleyfs.retrieve`).
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ import functools
 import logging
 import socket
 import threading
+import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
@@ -41,6 +49,7 @@ from ..endpoints import AeEndpoint, Server
 from ..errors import ProtocolError, RemoteError, Unavailable
 from ..idle import IdleDeadline, ThreadReporter, idle_deadline, overall_bound
 from .dimse_errors import not_established_error
+from .pace import Pace
 from .retry import with_retries
 
 log = logging.getLogger("trolleyfs.dimse")
@@ -56,6 +65,21 @@ CONNECT_TIMEOUT_MAX = 10.0
 def limiter_for(server: Server) -> trio.CapacityLimiter:
     """The association limiter of ``server``, shared by its searcher and fetcher."""
     return server.association_limiter
+
+
+# the pace of each server, kept by its association limiter (one per configured Server object)
+_paces: weakref.WeakKeyDictionary[trio.CapacityLimiter, Pace] = weakref.WeakKeyDictionary()
+
+
+def pace_associations(server: Server, pace: Pace) -> None:
+    """Charge every association to ``server`` (its searcher's and its fetcher's,
+    and the objects they receive) to ``pace``: the composition root's call."""
+    _paces[limiter_for(server)] = pace
+
+
+def pace_of(server: Server) -> Pace | None:
+    """The pace of ``server``'s associations (None: not limited, not counted)."""
+    return _paces.get(limiter_for(server))
 
 
 async def with_dimse_retries(server: Server, attempt: Callable[[], Awaitable[T]], what: str) -> T:
@@ -345,6 +369,9 @@ class Association:
         )
 
     async def __aenter__(self) -> Association:
+        pace = pace_of(self.server)
+        if pace is not None:
+            await pace.request()  # before a slot is taken: a wait for the rate holds no connection
         await self._limiter.acquire_on_behalf_of(self)
         try:
             await self._run(self._open)

@@ -7,11 +7,19 @@ Deadlines bound silence, not progress (:mod:`trolleyfs.idle`): httpx's own
 timeouts bound each wait for the network, and the trio deadline of a request
 moves on with every chunk of its body that arrives (the client reports each
 one), so a large QIDO-RS page, MINT answer or WADO-URI object from a slow
-server is read to its end while it keeps coming."""
+server is read to its end while it keeps coming.
+
+The server's limits (a :class:`~.pace.Pace`, when the client is given one)
+are charged by the client itself, so every protocol module is paced without
+knowing it: each request it sends (each attempt, redirect and authentication
+round) is a request, and each chunk of each body, streamed or not, is bytes,
+charged before the next chunk is read."""
 
 from __future__ import annotations
 
+import socket
 import ssl
+import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -23,6 +31,7 @@ from ..endpoints import Server
 from ..errors import ConfigError
 from ..idle import idle_deadline, overall_bound, progress
 from .http_errors import HTTP_FAILURES, raise_for_status, retryable, translate
+from .pace import Pace
 from .retry import with_retries
 
 
@@ -50,47 +59,81 @@ def ssl_context(server: Server) -> ssl.SSLContext | bool:
 
 
 def build_client(
-    server: Server, auth: httpx.Auth | None, transport: httpx.AsyncBaseTransport | None = None
+    server: Server,
+    auth: httpx.Auth | None,
+    transport: httpx.AsyncBaseTransport | None = None,
+    pace: Pace | None = None,
 ) -> httpx.AsyncClient:
     """The client of one server: its timeouts, connection limit, TLS settings and
-    ``auth``; ``transport`` replaces the network (tests)."""
+    ``auth``; ``transport`` replaces the network (tests); ``pace``: the server's
+    limits, charged for every request and every chunk received."""
+    hooks: dict[str, list[Callable[..., Any]]] = {"response": [_BodyHook(pace)]}
+    limits = httpx.Limits(max_connections=server.max_connections, max_keepalive_connections=server.max_connections)
+    verify = ssl_context(server)
+    if pace is not None:
+        hooks["request"] = [_RequestHook(pace)]
+        # a small receive buffer (see Pace.receive_buffer) needs a transport of our own, which httpx
+        # does not route through the environment's proxies: with a proxy set, the kernel sizes it
+        if transport is None and pace.receive_buffer is not None and not urllib.request.getproxies():
+            buffer = [(socket.SOL_SOCKET, socket.SO_RCVBUF, pace.receive_buffer)]
+            transport = httpx.AsyncHTTPTransport(verify=verify, limits=limits, socket_options=buffer)
     return httpx.AsyncClient(
         auth=auth,
         transport=transport,
-        event_hooks={"response": [_report_body_progress]},
+        event_hooks=hooks,
         timeout=httpx.Timeout(server.timeout, connect=min(server.timeout, 10.0)),
-        limits=httpx.Limits(max_connections=server.max_connections, max_keepalive_connections=server.max_connections),
-        verify=ssl_context(server),
+        limits=limits,
+        verify=verify,
         follow_redirects=True,
         headers={"User-Agent": "trolleyfs"},
     )
 
 
-async def _report_body_progress(response: httpx.Response) -> None:
+class _RequestHook:
+    """A request hook: each request sent waits for the server's request rate."""
+
+    def __init__(self, pace: Pace) -> None:
+        self._pace = pace
+
+    async def __call__(self, request: httpx.Request) -> None:
+        await self._pace.request()
+
+
+class _BodyHook:
     """A response hook (before the body is read): each chunk of the body, as
-    it arrives, is progress for the idle deadlines around the reader."""
-    if isinstance(response.stream, httpx.AsyncByteStream):
-        response.stream = _ReportingStream(response.stream)
+    it arrives, is progress for the idle deadlines around the reader, and is
+    charged to the server's byte rate (with ``pace``) before the next is read."""
+
+    def __init__(self, pace: Pace | None) -> None:
+        self._pace = pace
+
+    async def __call__(self, response: httpx.Response) -> None:
+        if isinstance(response.stream, httpx.AsyncByteStream):
+            response.stream = _ReportingStream(response.stream, self._pace)
 
 
 class _ReportingStream(httpx.AsyncByteStream):
-    def __init__(self, inner: httpx.AsyncByteStream) -> None:
+    def __init__(self, inner: httpx.AsyncByteStream, pace: Pace | None) -> None:
         self._inner = inner
+        self._pace = pace
 
     def __aiter__(self) -> AsyncIterator[bytes]:
-        return _Reporting(self._inner.__aiter__())
+        return _Reporting(self._inner.__aiter__(), self._pace)
 
     async def aclose(self) -> None:
         await self._inner.aclose()
 
 
 class _Reporting(AsyncIterator[bytes]):
-    def __init__(self, chunks: AsyncIterator[bytes]) -> None:
+    def __init__(self, chunks: AsyncIterator[bytes], pace: Pace | None) -> None:
         self._chunks = chunks
+        self._pace = pace
 
     async def __anext__(self) -> bytes:
         chunk = await self._chunks.__anext__()
         progress()
+        if self._pace is not None:
+            await self._pace.received(len(chunk))
         return chunk
 
 

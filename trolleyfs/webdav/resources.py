@@ -7,6 +7,11 @@ without a request); a path whose last name is such a probe is walked through
 listings already held only, so it never costs a request at all.  Every walk,
 listing and read is one call through the :class:`~.bridge.Bridge`.
 
+With an audit trail, a GET is recorded when its body has been sent (or when
+reading the file failed), with the bytes sent, and a collection when its
+members are listed (a PROPFIND of depth 1), under the authenticated WebDAV
+user (:mod:`trolleyfs.audit.access`).
+
 Sizes in PROPFIND are the FUSE side's: a file whose size is not known yet is
 fetched to know it (``learn_size``, as FUSE's ``getattr`` does), unless the
 server is told to report known sizes only (see :class:`FileResource`).  A GET
@@ -16,15 +21,19 @@ for a zip), so its Content-Length and ranges are exact.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import posixpath
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from wsgidav.dav_error import HTTP_INTERNAL_ERROR, DAVError
 from wsgidav.dav_provider import DAVCollection, DAVNonCollection, DAVProvider
 
+from ..audit.access import Access, Auditor
+from ..audit.record import Who, identify
+from ..audit.source import noting
 from ..tree.base import DirNode, FileNode, Node, Ranges, is_probe
 from .bridge import Bridge
 from .requester import Requester
@@ -53,18 +62,21 @@ class Content:
     size: int
     data: bytes | None = None
     ranges: Ranges | None = None
+    access: Access | None = None  # the audit's record of this GET, written when the body has been sent
 
 
 class TreeProvider(DAVProvider):  # type: ignore[misc]  # WsgiDAV has no type hints
     """The tree, read-only, through ``bridge``."""
 
-    def __init__(self, root: DirNode, bridge: Bridge, learn_sizes: bool = True) -> None:
+    def __init__(self, root: DirNode, bridge: Bridge, learn_sizes: bool = True, audit: Auditor | None = None) -> None:
         """``learn_sizes``: a PROPFIND fetches a file whose size is not known
-        yet (False: it reports the sizes known without fetching only)."""
+        yet (False: it reports the sizes known without fetching only);
+        ``audit``: where GETs and listings are recorded (None: nowhere)."""
         super().__init__()
         self.root = root
         self.bridge = bridge
         self.learn_sizes = learn_sizes
+        self.audit = audit
 
     def __repr__(self) -> str:
         return "trolleyfs tree (read-only)"
@@ -77,11 +89,23 @@ class TreeProvider(DAVProvider):  # type: ignore[misc]  # WsgiDAV has no type hi
         if names is None:
             return None
         prepare = environ.get("REQUEST_METHOD") in READ_METHODS
+        audit = self.audit if environ.get("REQUEST_METHOD") == "GET" else None
 
         async def find() -> tuple[Node | None, Content | None]:
             node = await walk(self.root, names)
             if prepare and isinstance(node, FileNode):
-                return node, await read(node)
+                if audit is None:
+                    return node, await read(node)
+                audit.admit()
+                access = audit.opened(who(environ), node)
+                try:
+                    with noting(access.note):
+                        content = await read(node)
+                except Exception as exc:
+                    audit.closed(access, result=_result(exc))
+                    raise
+                content.access = access
+                return node, content
             return node, None
 
         node, content = self.bridge.run(requester(environ), f"{environ.get('REQUEST_METHOD')} {path}", find)
@@ -127,6 +151,18 @@ def requester(environ: Mapping[str, Any]) -> Requester | None:
     return r if isinstance(r, Requester) else None
 
 
+def who(environ: Mapping[str, Any]) -> Who:
+    """The audit's user of a request: the authenticated WebDAV user (no uid, no process)."""
+    r = requester(environ)
+    return identify(None, None, user=r.user if r is not None and r.user else "anonymous")
+
+
+def _result(exc: BaseException) -> str:
+    """What the client got, as the audit records it (an errno name, as on FUSE)."""
+    code = getattr(exc, "errno", None)
+    return errno.errorcode.get(code, "EIO") if isinstance(code, int) else "EIO"
+
+
 def resource(
     path: str, node: Node, environ: dict[str, Any], provider: TreeProvider, content: Content | None = None
 ) -> DAVCollection | DAVNonCollection:
@@ -141,10 +177,24 @@ class DirResource(DAVCollection):  # type: ignore[misc]
         super().__init__(path, environ)
         self.node = node
         self.tree = provider
+        self._audited = False
 
     def _children(self) -> list[tuple[str, Node]]:
+        audit = None if self._audited else self.tree.audit
+        self._audited = True  # one line per collection listed, however often its members are asked for
+        node, environ = self.node, self.environ
+
         async def children() -> list[tuple[str, Node]]:
-            return sorted((await self.node.children()).items())
+            if audit is None:
+                return sorted((await node.children()).items())
+            audit.admit()
+            try:
+                found = sorted((await node.children()).items())
+            except Exception as exc:
+                audit.listed(who(environ), node, _result(exc))
+                raise
+            audit.listed(who(environ), node)
+            return found
 
         return self.tree.bridge.run(requester(self.environ), f"list {self.path}", children)
 
@@ -241,17 +291,32 @@ class FileResource(DAVNonCollection):  # type: ignore[misc]
         if c is None:  # WsgiDAV reads content only in GET, for which it was prepared
             raise DAVError(HTTP_INTERNAL_ERROR, "content not prepared")
         if c.data is not None:
-            return WholeReader(c.data)
+            return WholeReader(c.data, self._closed)
         assert c.ranges is not None
-        return RangedReader(self, c.ranges, c.size)
+        return RangedReader(self, c.ranges, c.size, self._closed)
+
+    def _closed(self, sent: int) -> None:
+        """The body was sent (``sent`` bytes): the GET's audit line."""
+        c, audit = self.content, self.tree.audit
+        if c is not None and c.access is not None and audit is not None:
+            access, c.access = c.access, None  # (once)
+            access.nbytes = sent
+            audit.closed(access)
+
+
+def _nobody(sent: int) -> None:
+    pass
 
 
 class WholeReader:
-    """A file held whole, read as WsgiDAV reads a file object."""
+    """A file held whole, read as WsgiDAV reads a file object; ``on_close``
+    is told the bytes read when it is closed."""
 
-    def __init__(self, data: bytes) -> None:
+    def __init__(self, data: bytes, on_close: Callable[[int], None] = _nobody) -> None:
         self._data = memoryview(data)
         self._pos = 0
+        self._sent = 0
+        self._on_close = on_close
 
     def seek(self, pos: int) -> None:
         self._pos = pos
@@ -260,21 +325,25 @@ class WholeReader:
         end = len(self._data) if size < 0 else self._pos + size
         out = bytes(self._data[self._pos : end])
         self._pos += len(out)
+        self._sent += len(out)
         return out
 
     def close(self) -> None:
         self._data = memoryview(b"")
+        self._on_close(self._sent)
 
 
 class RangedReader:
     """A file read piece by piece from the core (a zip): each read is one call
     through the bridge, so a large archive is streamed, never held."""
 
-    def __init__(self, res: FileResource, ranges: Ranges, size: int) -> None:
+    def __init__(self, res: FileResource, ranges: Ranges, size: int, on_close: Callable[[int], None] = _nobody) -> None:
         self._res = res
         self._ranges = ranges
         self._size = size
         self._pos = 0
+        self._sent = 0
+        self._on_close = on_close
 
     def seek(self, pos: int) -> None:
         self._pos = pos
@@ -286,14 +355,21 @@ class RangedReader:
         pos, n = self._pos, min(want, RANGE_BLOCK)
         ranges = self._ranges
 
+        content = self._res.content
+        access = content.access if content is not None else None
+
         async def piece() -> bytes:
-            return bytes(await ranges.read(pos, n))
+            if access is None:
+                return bytes(await ranges.read(pos, n))
+            with noting(access.note):
+                return bytes(await ranges.read(pos, n))
 
         out = self._res.tree.bridge.run(requester(self._res.environ), f"read {self._res.path}", piece)
         if not out:  # the file ended before its size: never serve a short file as whole
             raise DAVError(HTTP_INTERNAL_ERROR, "the file ended early")
         self._pos += len(out)
+        self._sent += len(out)
         return out
 
     def close(self) -> None:
-        pass
+        self._on_close(self._sent)

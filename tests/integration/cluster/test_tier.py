@@ -27,7 +27,7 @@ from trolleyfs.listings.identity import short_name
 from trolleyfs.listings.ttls import ListingTTLs
 from trolleyfs.model import InstanceRef, Study
 from trolleyfs.read.cluster import ClusterReads
-from trolleyfs.read.store import Store
+from trolleyfs.read.store import Around, Store
 from trolleyfs.stats import Stats
 from trolleyfs.tree.inodes import UidIndex
 from trolleyfs.tree.tree import Tree
@@ -206,7 +206,7 @@ async def test_a_lease_holder_that_reads_nothing_still_streams_the_whole_series_
     fetcher = FakeFetcher(objects)
     async with node(single) as n, trio.open_nursery() as nursery:
         settings = read_settings(CacheConfig(memory_mb=64))
-        store = Store(settings, {"pacs": fetcher}, Stats(), nursery, shared=ClusterReads(n))
+        store = Store(settings, {"pacs": fetcher}, Stats(), nursery, Around(shared=ClusterReads(n)))
         assert await store.get("pacs", first, lambda: names) == objects[names[0]]
         # nobody reads on here; other nodes may be following the stream: it must not pause
         with trio.fail_after(120):  # only bounds a broken run

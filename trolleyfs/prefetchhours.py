@@ -1,0 +1,129 @@
+"""``trolleyfs prefetch`` under the servers' limits: it marks its own process
+as background work (so the mount serves users' reads and series readahead
+first, see :mod:`trolleyfs.fuse.callers`), and when the mount refuses one of
+its reads because a server's background hours are shut (EAGAIN), it waits
+for them, saying when they open, or, asked not to wait, stops with one line
+saying so.
+
+When the hours open is read from the mount itself (``.trolleyfs/stats.json``:
+each server's window), so the prefetch needs no config.  All readers share
+one wait: the first refused read starts it, the others join it, and each
+retries its file when it ends."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import errno
+import json
+import os
+from dataclasses import dataclass
+
+import trio
+
+from .errors import UserError
+from .fuse.callers import BACKGROUND_XATTR
+from .progress import Progress
+from .rootnames import CONTROL_DIR, STATS_FILE
+
+RECHECK_S = 60.0  # the mount's windows are read again at least this often while waiting
+REFUSED_AGAIN_S = 5.0  # refused while the mount shows every window open (its clock ran past ours): try again
+EX_TEMPFAIL = 75  # sysexits.h: try again later (cron and systemd timers can tell it from a failure)
+
+
+def mark_background(root: str) -> None:
+    """Tell the mount at ``root`` that this process is a prefetch (blocking)."""
+    try:
+        os.getxattr(root, BACKGROUND_XATTR)
+    except OSError as exc:  # a mount of an older trolleyfs: the reads are a user's, as before
+        if exc.errno not in (errno.ENODATA, errno.ENOTSUP):
+            raise UserError(f"{root}: cannot mark this prefetch as background work: {exc.strerror or exc}") from None
+
+
+@dataclass(frozen=True)
+class Shut:
+    """A server whose background hours are shut, and when they open."""
+
+    server: str
+    hours: str
+    opens: _dt.datetime
+
+    def says(self) -> str:
+        return f"{self.server}'s background hours ({self.hours}) open at {self.opens.isoformat(timespec='minutes')}"
+
+
+def shut_windows(root: str) -> list[Shut]:
+    """The servers of the mount at ``root`` whose background hours are shut
+    now, soonest opening first (blocking: reads the mount's stats)."""
+    try:
+        with open(os.path.join(root, CONTROL_DIR, STATS_FILE), encoding="utf-8") as f:
+            limits = json.load(f).get("limits") or {}
+    except (OSError, ValueError):
+        return []
+    out = []
+    for server, state in limits.items():
+        window = state.get("window") if isinstance(state, dict) else None
+        if isinstance(window, dict) and not window.get("open") and window.get("opens"):
+            try:
+                opens = _dt.datetime.fromisoformat(window["opens"])
+            except (TypeError, ValueError):
+                continue
+            out.append(Shut(server, str(window.get("background_hours")), opens))
+    return sorted(out, key=lambda s: s.opens)
+
+
+class NotWaiting(Exception):
+    """A read was refused outside the background hours and ``--no-wait`` was given."""
+
+
+class HoursGate:
+    """The one wait of a prefetch's readers for the background hours."""
+
+    def __init__(self, roots: list[str], progress: Progress, wait: bool = True) -> None:
+        self._roots = sorted(roots, key=len, reverse=True)  # the deepest root a path is under is its mount
+        self._progress = progress
+        self._wait = wait
+        self._open: trio.Event | None = None  # set when the current wait ends
+        self.waited_s = 0.0
+        self.said: list[str] = []  # what each wait said (for the summary)
+
+    def mark(self) -> None:
+        """Mark this process as background work for each mount (blocking)."""
+        for root in self._roots:
+            mark_background(root)
+
+    def _root_of(self, path: str) -> str:
+        return next((r for r in self._roots if path == r or path.startswith(r.rstrip("/") + "/")), self._roots[0])
+
+    async def refused(self, path: str) -> None:
+        """A read of ``path`` was refused (EAGAIN): return when it may be tried
+        again, or raise :class:`NotWaiting`."""
+        if self._open is not None:
+            await self._open.wait()
+            return
+        self._open = trio.Event()
+        try:
+            await self._until_open(self._root_of(path))
+        finally:
+            self._open.set()
+            self._open = None
+
+    async def _until_open(self, root: str) -> None:
+        shut = await trio.to_thread.run_sync(shut_windows, root)
+        if not self._wait:
+            what = shut[0].says() if shut else "a server's background hours are shut"
+            raise NotWaiting(f"outside the background hours: {what}; not waiting (--no-wait)")
+        if not shut:  # they opened meanwhile, or the mount's clock says otherwise: look again soon
+            await trio.sleep(REFUSED_AGAIN_S)
+            return
+        text = f"waiting: {shut[0].says()}"
+        self.said.append(text)
+        self._progress.waiting(text)
+        started = trio.current_time()
+        try:
+            while shut:
+                left = (shut[0].opens - _dt.datetime.now(_dt.UTC)).total_seconds()
+                await trio.sleep(min(max(left, 1.0), RECHECK_S))
+                shut = [s for s in await trio.to_thread.run_sync(shut_windows, root) if s.server == shut[0].server]
+        finally:
+            self.waited_s += trio.current_time() - started
+            self._progress.waiting(None)
