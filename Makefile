@@ -50,18 +50,18 @@ demo: system-deps venv
 
 bench: system-deps venv
 	$(PIP) -e '.[test,bench]'
-	$(PY) -m tests.bench
+	$(PY) -m bench
 
 lint: venv
 	$(PIP) -e '.[test,lint]'
-	$(VENV)/bin/ruff check trolleyfs tests
-	$(VENV)/bin/ruff format --check trolleyfs tests
+	$(VENV)/bin/ruff check trolleyfs tests bench
+	$(VENV)/bin/ruff format --check trolleyfs tests bench
 	$(VENV)/bin/mypy
 
 format: venv
 	$(PIP) -e '.[test,lint]'
-	$(VENV)/bin/ruff format trolleyfs tests
-	$(VENV)/bin/ruff check --fix trolleyfs tests
+	$(VENV)/bin/ruff format trolleyfs tests bench
+	$(VENV)/bin/ruff check --fix trolleyfs tests bench
 
 # resolve every dependency afresh (all extras) into $(LOCK)
 lock:

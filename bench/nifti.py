@@ -14,7 +14,7 @@ an Orthanc on loopback.  Rows:
 - (13d) warm: the same mount reads it again (the derived-objects cache);
 - (13e) after a remount with a disk cache: read from the disk cache.
 
-Run alone: ``.venv/bin/python -m tests.bench_nifti [--slices N] [--repeat N]``."""
+Run alone: ``.venv/bin/python -m bench.nifti [--slices N] [--repeat N]``."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@ yet wired into tests/bench.py): a cold and a warm copy of the big series with
 rclone over WebDAV, beside ``cp -r`` of the same series from the FUSE mount
 of the same config.  Not a test: nothing here asserts on a timing.
 
-    .venv/bin/python -m tests.bench_webdav [--instances 500] [--repeat 3]
+    .venv/bin/python -m bench.webdav [--instances 500] [--repeat 3]
 
 Cold: a fresh server (empty caches), so the copy includes the PROPFIND that
 learns the sizes (one series request with readahead) and the reads.  Warm:

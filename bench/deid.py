@@ -5,7 +5,7 @@ Explicit VR Little Endian and in JPEG 2000 lossless (pixel data is never
 decoded, so the syntax should not matter), with the basic profile and with
 the modified-dates and clean-descriptors options.
 
-Run: ``.venv/bin/python -m tests.bench_deid``.  Prints the median of 50 runs
+Run: ``.venv/bin/python -m bench.deid``.  Prints the median of 50 runs
 per row, in one thread (CPU time, process_time)."""
 
 from __future__ import annotations

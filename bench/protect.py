@@ -5,7 +5,7 @@ mount without limits or audit, with limits so high they are never reached
 way), and with an audit file (a line per file and per folder), each run in
 turn in the same round, side by side.
 
-Also runnable alone, on an Orthanc of its own (``python -m tests.bench_protect
+Also runnable alone, on an Orthanc of its own (``python -m bench.protect
 --instances 200``), for a quick look at these rows only."""
 
 from __future__ import annotations

@@ -23,15 +23,16 @@ from pathlib import Path
 
 import httpx
 
-from tests import bench_nifti, bench_protect, bench_views
-from tests.bench_cluster import three_nodes
+from bench import goals
+from bench import nifti as bench_nifti
+from bench import protect as bench_protect
+from bench import views as bench_views
+from bench.baselines import ACCEPT, dicomtrolley_download, server_ceiling
+from bench.cluster import three_nodes
 from tests.mounting import TROLLEYFS, mounted
 from trolleyfs.demo import sampledata
 from trolleyfs.demo.orthanc import Orthanc, free_port
-from trolleyfs.multipart import MultipartParser, boundary_of
 from trolleyfs.part10 import check_part10, part10_sop_instance_uid
-
-ACCEPT = 'multipart/related; type="application/dicom"; transfer-syntax=*'
 
 
 def timed(fn: Callable[[], object]) -> float:
@@ -78,45 +79,6 @@ query = {{ PatientName = "BENCH*" }}
 """
 
 
-def server_ceiling(orthanc: Orthanc, study: str, series: str, out: Path) -> None:
-    """(1) one WADO-RS series request with httpx, split and written as files.
-    Reads 1 MiB at a time, as trolleyfs does, so the baseline is no slower
-    than it has to be."""
-    from httpcore._sync.http11 import HTTP11Connection
-
-    HTTP11Connection.READ_NUM_BYTES = 1 << 20
-    out.mkdir()
-    with (
-        httpx.Client(timeout=120) as c,
-        c.stream("GET", f"{orthanc.dicomweb}/studies/{study}/series/{series}", headers={"Accept": ACCEPT}) as r,
-    ):
-        r.raise_for_status()
-        parser = MultipartParser(boundary_of(r.headers["content-type"]))
-        n = 0
-        for chunk in r.iter_bytes(1 << 20):
-            for part in parser.feed(chunk):
-                (out / f"{n:05}.dcm").write_bytes(part.body)
-                n += 1
-        parser.close()
-    assert n == 500, n
-
-
-def dicomtrolley_download(orthanc: Orthanc, study: str, series: str, out: Path) -> None:
-    """(2) the seed library, dicomtrolley 4.1.0, downloading the series by WADO-RS."""
-    import requests
-    from dicomtrolley.core import SeriesReference
-    from dicomtrolley.qido_rs import QidoRS
-    from dicomtrolley.trolley import Trolley
-    from dicomtrolley.wado_rs import WadoRS
-
-    out.mkdir()
-    session = requests.Session()
-    trolley = Trolley(downloader=WadoRS(session, orthanc.dicomweb), searcher=QidoRS(session, orthanc.dicomweb))
-    trolley.download(SeriesReference(study_uid=study, series_uid=series), output_dir=str(out))
-    n = sum(1 for p in out.rglob("*") if p.is_file())
-    assert n == 500, n
-
-
 class PeakRSS:
     """Polls a process's resident set size; VmHWM gives the kernel's own peak."""
 
@@ -152,6 +114,8 @@ def main() -> int:
     ap.add_argument("--instances", type=int, default=500)
     ap.add_argument("--studies", type=int, default=100)
     ap.add_argument("--repeat", type=int, default=3, help="runs per measurement; the median is shown")
+    ap.add_argument("--many", type=int, default=2000, help="studies in the folder of the listing goal (G5)")
+    ap.add_argument("--only", choices=("all", "goals"), default="all", help="goals: only the speed goals (issue 24)")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="trolleyfs-bench-"))
     # copies go to a tmpfs, so that the disk's write-back does not blur the
@@ -175,6 +139,10 @@ def main() -> int:
             series_mb = sum(len(b) for b in files) / 2 * args.instances / 1e6
             mid_uid = sampledata.uid("instance", big.patient_id, 0, 0, args.instances // 2)
             print(f"Orthanc holds {args.studies} studies; the big series is {series_mb:.0f} MB", flush=True)
+
+            goal_rows = measure_goals(args, orthanc, big, series_mb, work, dest, move_port)
+            if args.only == "goals":
+                raise _GoalsOnly(goal_rows)
 
             def runs(label: str, fn: Callable[[int], float], mb: float | None, target: str = "") -> None:
                 times = []
@@ -382,25 +350,67 @@ def main() -> int:
             results += bench_nifti.rows(orthanc, mount_tmp, dest, args.repeat)
             # (10) three nodes copying the series at the same moment, without and with the shared tier
             results.extend(three_nodes(orthanc, study_name, series_mb, args.instances, args.repeat, mount_tmp, dest))
-        # (12) what checking each object costs on the hot path, in-process: the
-        # meta-group UID check alone, and the whole-object element walk
-        objects = [sampledata.make_instance(big, 0, big.series[0], 0, n) for n in range(args.instances)]
-        runs(
-            "(12a) Part-10 UID check of the series' objects (in-process CPU)",
-            lambda i: timed(lambda: [part10_sop_instance_uid(o) for o in objects]),
-            series_mb,
-        )
-        runs(
-            "(12b) whole-object check: UID + element walk (in-process CPU)",
-            lambda i: timed(lambda: [check_part10(o, "bench", "x") for o in objects]),
-            series_mb,
-        )
+        if args.only != "goals":
+            # (12) what checking each object costs on the hot path, in-process: the
+            # meta-group UID check alone, and the whole-object element walk
+            objects = [sampledata.make_instance(big, 0, big.series[0], 0, n) for n in range(args.instances)]
+            runs(
+                "(12a) Part-10 UID check of the series' objects (in-process CPU)",
+                lambda i: timed(lambda: [part10_sop_instance_uid(o) for o in objects]),
+                series_mb,
+            )
+            runs(
+                "(12b) whole-object check: UID + element walk (in-process CPU)",
+                lambda i: timed(lambda: [check_part10(o, "bench", "x") for o in objects]),
+                series_mb,
+            )
+    except _GoalsOnly as only:
+        goal_rows = only.rows
     finally:
         shutil.rmtree(work, ignore_errors=True)
         shutil.rmtree(dest, ignore_errors=True)
 
-    print_table(results, args)
+    if results:
+        print_table(results, args)
+    print("\nThe speed goals (issue 24), each beside its baseline in this run:")
+    goals.print_goals(goal_rows)
     return 0
+
+
+class _GoalsOnly(Exception):
+    """``--only goals``: the goals are measured, the rest of the bench is not."""
+
+    def __init__(self, rows: list[goals.Goal]) -> None:
+        super().__init__("goals only")
+        self.rows = rows
+
+
+def measure_goals(
+    args: argparse.Namespace,
+    orthanc: Orthanc,
+    big: sampledata.StudySpec,
+    series_mb: float,
+    work: Path,
+    dest: Path,
+    move_port: int,
+) -> list[goals.Goal]:
+    """The goals of issue 24 (bench/goals.py), on the big series and a folder of ``--many`` studies."""
+    print(f"uploading {args.many} one-instance studies for the listing goal ...", flush=True)
+    orthanc.upload(sampledata.generate(goals.list_studies(args.many)))
+    setting = goals.Setting(
+        orthanc,
+        sampledata.uid("study", big.patient_id, 0),
+        sampledata.uid("series", big.patient_id, 0, 0),
+        f"2024-01-01 BENCH BIG {big.description}",
+        args.instances,
+        series_mb,
+        args.many,
+        work,
+        dest,
+        args.repeat,
+        move_port,
+    )
+    return goals.goals(setting)
 
 
 def print_table(results: list[tuple[str, float, float | None, str]], args: argparse.Namespace) -> None:
