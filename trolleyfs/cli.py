@@ -18,7 +18,7 @@ import trio
 from . import __version__
 from .config import Config, load
 from .errors import TrolleyError, UserError
-from .logs import LEVELS, setup_logging
+from .logs import LEVELS, daemon_destination, setup_logging
 from .transport.tuning import tune
 
 log = logging.getLogger("trolleyfs")
@@ -33,20 +33,23 @@ def _load(path: str) -> Config:
 
 
 def cmd_mount(args: argparse.Namespace) -> int:
-    from .mount import check_mountpoint, fuse_options, serve
+    from .mount import allows_nonempty, check_mountpoint, fuse_options, serve
     from .sdnotify import notify
 
     cfg = _load(args.config)
-    mountpoint = check_mountpoint(args.mountpoint)
     options = fuse_options(args.options or [], cfg.path)
+    mountpoint = check_mountpoint(args.mountpoint, allows_nonempty(args.options or []))
     if args.foreground:
         toggle = setup_logging(args.log_level, args.log_file)
 
         def ready() -> None:
             notify("READY=1", f"STATUS=serving {cfg.path} at {mountpoint}")
 
+        def status(line: str) -> None:
+            notify(f"STATUS={line}")
+
         try:
-            trio.run(serve, cfg, mountpoint, options, ready, toggle, not args.no_check)
+            trio.run(serve, cfg, mountpoint, options, ready, toggle, not args.no_check, log.warning, status)
         finally:
             notify("STOPPING=1")
         return 0
@@ -58,6 +61,7 @@ def _daemonize(cfg: Config, mountpoint: str, options: set[str], args: argparse.N
     ready (exit 0) or the child reports why it could not mount (exit 1)."""
     from .mount import serve
 
+    destination = daemon_destination(args.log_file)
     rfd, wfd = os.pipe()
     pid = os.fork()
     if pid:  # parent
@@ -68,6 +72,8 @@ def _daemonize(cfg: Config, mountpoint: str, options: set[str], args: argparse.N
             if line.startswith(WARNING):  # said during start-up, before "ok" or the error
                 print(f"trolleyfs: {line}", file=sys.stderr)
         if lines and lines[-1] == "ok":
+            if destination.said:  # where to look later, said as the mount goes to the background
+                print(f"trolleyfs: {destination.said}", file=sys.stderr)
             return 0
         msg = "\n".join(ln for ln in lines if not ln.startswith(WARNING))
         print(f"trolleyfs: {msg or 'the mount process exited during start-up'}", file=sys.stderr)
@@ -79,9 +85,9 @@ def _daemonize(cfg: Config, mountpoint: str, options: set[str], args: argparse.N
     try:
         os.setsid()
         os.chdir("/")
-        toggle = setup_logging(args.log_level, args.log_file, daemon=True)
+        toggle = setup_logging(args.log_level, destination=destination)
         devnull = os.open(os.devnull, os.O_RDWR)
-        for fd in (0, 1, 2):
+        for fd in (0, 1) if destination.kind == "stderr" else (0, 1, 2):  # systemd's journal keeps stderr
             os.dup2(devnull, fd)
 
         def ready() -> None:
@@ -129,22 +135,30 @@ def cmd_unmount(args: argparse.Namespace) -> int:
         raise UserError("fusermount3 is not installed (apt-get install fuse3)")
     path = os.path.abspath(args.mountpoint)
     if not os.path.ismount(path):
+        if os.path.lexists(path) and not os.path.isdir(path):
+            raise UserError(f"{args.mountpoint}: is a file, not a mount point")
         raise UserError(f"{args.mountpoint}: nothing is mounted there")
     cmd = [tool, "-u"] + (["-z"] if args.lazy else []) + [path]
     res = subprocess.run(cmd, capture_output=True, text=True)
     if res.returncode != 0:
-        raise UserError(f"{args.mountpoint}: {res.stderr.strip() or 'unmount failed'}")
+        said = " ".join(res.stderr.split()) or "unmount failed"
+        if "busy" in said.lower():
+            said += (
+                f" (a program still uses it: a shell inside it, an open file; close them, "
+                f"or detach it now and finish later: trolleyfs unmount -z {args.mountpoint})"
+            )
+        raise UserError(f"{args.mountpoint}: {said}")
     return 0
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from .probe import format_rows, probe
+    from .probe import exit_code, format_rows, probe
 
     cfg = _load(args.config)
     print(f"{cfg.path}: config ok ({len(cfg.servers)} servers, {len(cfg.folders)} folders)")
     rows = trio.run(probe, cfg, True)
     print(format_rows(rows))
-    return 0 if all(r.ok for r in rows) else 1
+    return exit_code(rows)
 
 
 def cmd_prefetch(args: argparse.Namespace) -> int:

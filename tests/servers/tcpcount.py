@@ -13,6 +13,8 @@ Runs in the test's own trio loop::
 
 from __future__ import annotations
 
+import contextlib
+import ssl
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,20 +23,31 @@ import trio
 
 
 class CountingForwarder:
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(self, host: str, port: int, listen_port: int = 0, tls: ssl.SSLContext | None = None) -> None:
+        """``listen_port``: where to listen (0: a free port); ``tls``: a server
+        context, to take TLS connections and forward them as plain TCP."""
         self.host, self.upstream_port = host, port
+        self.listen_port, self.tls = listen_port, tls
         self.port = 0
         self.connections = 0
         self.bytes_down = 0  # bytes the upstream peer sent to clients
 
     async def run(self, task_status: trio.TaskStatus[CountingForwarder] = trio.TASK_STATUS_IGNORED) -> None:
-        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        listeners = await trio.open_tcp_listeners(self.listen_port, host="127.0.0.1")
         self.port = listeners[0].socket.getsockname()[1]
         task_status.started(self)
-        await trio.serve_listeners(self._handle, listeners)
+        if self.tls is None:
+            await trio.serve_listeners(self._handle, listeners)
+        else:
+            tls = [trio.SSLListener(ln, self.tls, https_compatible=True) for ln in listeners]
+            await trio.serve_listeners(self._handle, tls)
 
-    async def _handle(self, client: trio.SocketStream) -> None:
+    async def _handle(self, client: trio.abc.Stream) -> None:
         self.connections += 1
+        with contextlib.suppress(trio.BrokenResourceError):  # a TLS client that gave up on the handshake
+            await self._forward(client)
+
+    async def _forward(self, client: trio.abc.Stream) -> None:
         async with client:
             try:
                 upstream = await trio.open_tcp_stream(self.host, self.upstream_port)
@@ -42,13 +55,13 @@ class CountingForwarder:
                 return
             async with upstream, trio.open_nursery() as nursery:
 
-                async def pipe(src: trio.SocketStream, dst: trio.SocketStream) -> None:
+                async def pipe(src: trio.abc.Stream, dst: trio.abc.Stream) -> None:
                     try:
                         while data := await src.receive_some(65536):
                             if src is upstream:
                                 self.bytes_down += len(data)
                             await dst.send_all(data)
-                    except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    except (trio.BrokenResourceError, trio.ClosedResourceError):  # also a failed TLS handshake
                         pass
                     nursery.cancel_scope.cancel()  # one side ended: end the other
 
@@ -57,10 +70,12 @@ class CountingForwarder:
 
 
 @contextmanager
-def forwarding(host: str, port: int) -> Iterator[CountingForwarder]:
+def forwarding(
+    host: str, port: int, listen_port: int = 0, tls: ssl.SSLContext | None = None
+) -> Iterator[CountingForwarder]:
     """A :class:`CountingForwarder` run by a trio loop of its own in a thread,
     for tests that are not async (mounts run as subprocesses); stopped at exit."""
-    fwd = CountingForwarder(host, port)
+    fwd = CountingForwarder(host, port, listen_port, tls)
     started = threading.Event()
     token: list[trio.lowlevel.TrioToken] = []
     scope = trio.CancelScope()

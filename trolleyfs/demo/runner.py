@@ -85,7 +85,8 @@ def run_demo(mountpoint: str, log_level: str) -> int:
     # after an external unmount) must still stop Orthanc and remove its data
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _exit_cleanly)
-    os.makedirs(mountpoint, exist_ok=True)
+    if not os.path.lexists(mountpoint):
+        os.makedirs(mountpoint)
     mp = check_mountpoint(mountpoint)
     work = Path(tempfile.mkdtemp(prefix="trolleyfs-demo-"))
     print(f"starting Orthanc (data in {work}) ...", flush=True)

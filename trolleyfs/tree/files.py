@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ..errors import NotFound, ProtocolError
 from ..model import Instance, InstanceRef, form_key
 from .base import DirNode, FileNode, dicom_xattrs
 from .context import Reader
@@ -52,9 +53,16 @@ class InstanceFile(FileNode):
         return self.source.reader.size_of(self.content_key)
 
     async def read_all(self) -> bytes:
+        """The object's bytes.  The server listed this file, so its answer that
+        the object does not exist (a 404 from a wrong retrieve URL, a C-GET
+        with nothing to send) is the server's error, EIO, never ENOENT: that
+        would tell ``cp`` the file it was shown is not there."""
         i, s = self.instance, self.source
         ref = InstanceRef(i.study_uid, i.series_uid, i.uid, s.form, s.patient_id())
-        return await s.reader.get(s.server, ref, s.siblings)
+        try:
+            return await s.reader.get(s.server, ref, s.siblings)
+        except NotFound as exc:
+            raise ProtocolError(f"{exc} (yet {self.path} was listed by it: the file cannot be fetched)") from None
 
     def xattrs(self) -> dict[str, str]:
         return dicom_xattrs(
