@@ -147,8 +147,9 @@ def status_line(serving: str, stats: Stats) -> str:
 
 
 async def _report_status(serving: str, stats: Stats, on_status: Callable[[str], None]) -> None:
-    """Tell ``on_status`` the status line now and whenever it changes."""
-    said = ""
+    """Tell ``on_status`` the status line whenever it changes from ``serving``
+    (which ``on_ready`` said)."""
+    said = serving
     while True:
         line = status_line(serving, stats)
         if line != said:
