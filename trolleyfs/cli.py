@@ -16,6 +16,7 @@ import sys
 import trio
 
 from . import __version__
+from . import clihelp as H
 from .config import Config, load
 from .errors import TrolleyError, UserError
 from .logs import LEVELS, daemon_destination, setup_logging
@@ -155,7 +156,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     from .probe import exit_code, format_rows, probe
 
     cfg = _load(args.config)
-    print(f"{cfg.path}: config ok ({len(cfg.servers)} servers, {len(cfg.folders)} folders)")
+    servers, folders = len(cfg.servers), len(cfg.folders)
+    print(f"{cfg.path}: config ok ({servers} server{'s' * (servers != 1)}, {folders} folder{'s' * (folders != 1)})")
     rows = trio.run(probe, cfg, True)
     print(format_rows(rows))
     return exit_code(rows)
@@ -180,32 +182,60 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="trolleyfs", description="A PACS as a read-only drive.")
+    raw = argparse.RawDescriptionHelpFormatter
+    p = argparse.ArgumentParser(prog="trolleyfs", description=H.MAIN, epilog=H.MAIN_EPILOG, formatter_class=raw)
     p.add_argument("--version", action="version", version=f"trolleyfs {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    m = sub.add_parser("mount", help="mount the folders of a config file")
+    m = sub.add_parser(
+        "mount",
+        help="mount the folders of a config file",
+        description=H.MOUNT,
+        epilog=H.MOUNT_EPILOG,
+        formatter_class=raw,
+    )
     m.add_argument("config", help="the TOML config file")
-    m.add_argument("mountpoint", help="an existing empty directory")
+    m.add_argument("mountpoint", help="an existing empty directory (or one with files: -o nonempty)")
     m.add_argument("-f", "--foreground", action="store_true", help="stay attached; log to stderr; Ctrl-C unmounts")
     m.add_argument(
-        "-o", dest="options", action="append", metavar="OPTS", help="mount options, comma separated (e.g. allow_other)"
+        "-o", dest="options", action="append", metavar="OPTS", help="mount options, comma separated (see below)"
     )
     m.add_argument("--log-level", choices=LEVELS, default="info")
-    m.add_argument("--log-file", help="log to this file (default: stderr in the foreground, syslog otherwise)")
-    m.add_argument("--no-check", action="store_true", help="mount without probing the servers first")
+    m.add_argument(
+        "--log-file", help="log to this file (default: stderr in the foreground; else the journal, syslog or a file)"
+    )
+    m.add_argument("--no-check", action="store_true", help="mount without probing the servers first (no offline check)")
     m.set_defaults(func=cmd_mount)
 
-    u = sub.add_parser("unmount", aliases=["umount"], help="unmount (same as fusermount3 -u)")
-    u.add_argument("mountpoint")
+    u = sub.add_parser(
+        "unmount",
+        aliases=["umount"],
+        help="unmount (same as fusermount3 -u)",
+        description=H.UNMOUNT,
+        epilog=H.UNMOUNT_EPILOG,
+        formatter_class=raw,
+    )
+    u.add_argument("mountpoint", help="where a trolleyfs mount is")
     u.add_argument("-z", "--lazy", action="store_true", help="detach now, finish when no longer busy")
     u.set_defaults(func=cmd_unmount)
 
-    c = sub.add_parser("check", help="validate a config and probe each server's search and retrieve")
-    c.add_argument("config")
+    c = sub.add_parser(
+        "check",
+        help="validate a config and probe each server's search and retrieve",
+        description=H.CHECK,
+        epilog=H.CHECK_EPILOG,
+        formatter_class=raw,
+    )
+    c.add_argument("config", help="the TOML config file")
     c.set_defaults(func=cmd_check)
 
-    pf = sub.add_parser("prefetch", help="read everything under PATHs through the mount, filling its caches")
+    pf = sub.add_parser(
+        "prefetch",
+        help="read everything under PATHs through the mount, filling its caches",
+        description=H.PREFETCH,
+        epilog=H.PREFETCH_EPILOG,
+        formatter_class=raw,
+    )
     pf.add_argument("paths", nargs="+", metavar="PATH", help="directories or files inside a trolleyfs mount")
     pf.add_argument(
         "--check",
@@ -227,7 +257,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pf.set_defaults(func=cmd_prefetch)
 
-    w = sub.add_parser("webdav", help="serve the same tree over WebDAV (foreground; Ctrl-C stops)")
+    w = sub.add_parser(
+        "webdav",
+        help="serve the same tree over WebDAV (foreground; Ctrl-C stops)",
+        description=H.WEBDAV,
+        epilog=H.WEBDAV_EPILOG,
+        formatter_class=raw,
+    )
     w.add_argument("config", help="the TOML config file (its [webdav] table: listen, tls_cert, tls_key, users)")
     w.add_argument(
         "--listen", metavar="HOST:PORT", help="address to listen on (default: [webdav] listen, or 127.0.0.1:8080)"
@@ -242,9 +278,15 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--no-check", action="store_true", help="start without probing the servers first")
     w.set_defaults(func=cmd_webdav)
 
-    d = sub.add_parser("demo", help="start a local Orthanc with sample studies and mount it")
-    d.add_argument("--mountpoint", default="/tmp/trolleyfs-demo")
-    d.add_argument("--log-level", choices=LEVELS, default="warning")
+    d = sub.add_parser(
+        "demo",
+        help="start a local Orthanc with generated studies and mount it",
+        description=H.DEMO,
+        epilog=H.DEMO_EPILOG,
+        formatter_class=raw,
+    )
+    d.add_argument("--mountpoint", default="/tmp/trolleyfs-demo", help="where to mount (default: %(default)s)")
+    d.add_argument("--log-level", choices=LEVELS, default="warning", help="(default: %(default)s)")
     d.set_defaults(func=cmd_demo)
     return p
 
