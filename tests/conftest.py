@@ -18,6 +18,13 @@ from trolleyfs.transport.tuning import tune
 tune()  # the library settings trolleyfs runs with, as the CLI applies them at start-up
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _state_home(tmp_path_factory) -> None:
+    """Mounts in the background log to a file under $XDG_STATE_HOME where
+    there is no syslog: the tests' own, never the machine's /var/log."""
+    os.environ["XDG_STATE_HOME"] = str(tmp_path_factory.mktemp("state"))
+
+
 @pytest.fixture(scope="session")
 def sample_files() -> list[bytes]:
     return list(sampledata.generate())

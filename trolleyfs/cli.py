@@ -16,9 +16,10 @@ import sys
 import trio
 
 from . import __version__
+from . import clihelp as H
 from .config import Config, load
 from .errors import TrolleyError, UserError
-from .logs import LEVELS, setup_logging
+from .logs import LEVELS, daemon_destination, setup_logging
 from .transport.tuning import tune
 
 log = logging.getLogger("trolleyfs")
@@ -33,20 +34,23 @@ def _load(path: str) -> Config:
 
 
 def cmd_mount(args: argparse.Namespace) -> int:
-    from .mount import check_mountpoint, fuse_options, serve
+    from .mount import allows_nonempty, check_mountpoint, fuse_options, serve
     from .sdnotify import notify
 
     cfg = _load(args.config)
-    mountpoint = check_mountpoint(args.mountpoint)
     options = fuse_options(args.options or [], cfg.path)
+    mountpoint = check_mountpoint(args.mountpoint, allows_nonempty(args.options or []))
     if args.foreground:
         toggle = setup_logging(args.log_level, args.log_file)
 
         def ready() -> None:
             notify("READY=1", f"STATUS=serving {cfg.path} at {mountpoint}")
 
+        def status(line: str) -> None:
+            notify(f"STATUS={line}")
+
         try:
-            trio.run(serve, cfg, mountpoint, options, ready, toggle, not args.no_check)
+            trio.run(serve, cfg, mountpoint, options, ready, toggle, not args.no_check, log.warning, status)
         finally:
             notify("STOPPING=1")
         return 0
@@ -58,6 +62,7 @@ def _daemonize(cfg: Config, mountpoint: str, options: set[str], args: argparse.N
     ready (exit 0) or the child reports why it could not mount (exit 1)."""
     from .mount import serve
 
+    destination = daemon_destination(args.log_file)
     rfd, wfd = os.pipe()
     pid = os.fork()
     if pid:  # parent
@@ -68,6 +73,8 @@ def _daemonize(cfg: Config, mountpoint: str, options: set[str], args: argparse.N
             if line.startswith(WARNING):  # said during start-up, before "ok" or the error
                 print(f"trolleyfs: {line}", file=sys.stderr)
         if lines and lines[-1] == "ok":
+            if destination.said:  # where to look later, said as the mount goes to the background
+                print(f"trolleyfs: {destination.said}", file=sys.stderr)
             return 0
         msg = "\n".join(ln for ln in lines if not ln.startswith(WARNING))
         print(f"trolleyfs: {msg or 'the mount process exited during start-up'}", file=sys.stderr)
@@ -79,9 +86,9 @@ def _daemonize(cfg: Config, mountpoint: str, options: set[str], args: argparse.N
     try:
         os.setsid()
         os.chdir("/")
-        toggle = setup_logging(args.log_level, args.log_file, daemon=True)
+        toggle = setup_logging(args.log_level, destination=destination)
         devnull = os.open(os.devnull, os.O_RDWR)
-        for fd in (0, 1, 2):
+        for fd in (0, 1) if destination.kind == "stderr" else (0, 1, 2):  # systemd's journal keeps stderr
             os.dup2(devnull, fd)
 
         def ready() -> None:
@@ -129,22 +136,31 @@ def cmd_unmount(args: argparse.Namespace) -> int:
         raise UserError("fusermount3 is not installed (apt-get install fuse3)")
     path = os.path.abspath(args.mountpoint)
     if not os.path.ismount(path):
+        if os.path.lexists(path) and not os.path.isdir(path):
+            raise UserError(f"{args.mountpoint}: is a file, not a mount point")
         raise UserError(f"{args.mountpoint}: nothing is mounted there")
     cmd = [tool, "-u"] + (["-z"] if args.lazy else []) + [path]
     res = subprocess.run(cmd, capture_output=True, text=True)
     if res.returncode != 0:
-        raise UserError(f"{args.mountpoint}: {res.stderr.strip() or 'unmount failed'}")
+        said = " ".join(res.stderr.split()) or "unmount failed"
+        if "busy" in said.lower():
+            said += (
+                f" (a program still uses it: a shell inside it, an open file; close them, "
+                f"or detach it now and finish later: trolleyfs unmount -z {args.mountpoint})"
+            )
+        raise UserError(f"{args.mountpoint}: {said}")
     return 0
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from .probe import format_rows, probe
+    from .probe import exit_code, format_rows, probe
 
     cfg = _load(args.config)
-    print(f"{cfg.path}: config ok ({len(cfg.servers)} servers, {len(cfg.folders)} folders)")
+    servers, folders = len(cfg.servers), len(cfg.folders)
+    print(f"{cfg.path}: config ok ({servers} server{'s' * (servers != 1)}, {folders} folder{'s' * (folders != 1)})")
     rows = trio.run(probe, cfg, True)
     print(format_rows(rows))
-    return 0 if all(r.ok for r in rows) else 1
+    return exit_code(rows)
 
 
 def cmd_prefetch(args: argparse.Namespace) -> int:
@@ -166,32 +182,60 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="trolleyfs", description="A PACS as a read-only drive.")
+    raw = argparse.RawDescriptionHelpFormatter
+    p = argparse.ArgumentParser(prog="trolleyfs", description=H.MAIN, epilog=H.MAIN_EPILOG, formatter_class=raw)
     p.add_argument("--version", action="version", version=f"trolleyfs {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    m = sub.add_parser("mount", help="mount the folders of a config file")
+    m = sub.add_parser(
+        "mount",
+        help="mount the folders of a config file",
+        description=H.MOUNT,
+        epilog=H.MOUNT_EPILOG,
+        formatter_class=raw,
+    )
     m.add_argument("config", help="the TOML config file")
-    m.add_argument("mountpoint", help="an existing empty directory")
+    m.add_argument("mountpoint", help="an existing empty directory (or one with files: -o nonempty)")
     m.add_argument("-f", "--foreground", action="store_true", help="stay attached; log to stderr; Ctrl-C unmounts")
     m.add_argument(
-        "-o", dest="options", action="append", metavar="OPTS", help="mount options, comma separated (e.g. allow_other)"
+        "-o", dest="options", action="append", metavar="OPTS", help="mount options, comma separated (see below)"
     )
     m.add_argument("--log-level", choices=LEVELS, default="info")
-    m.add_argument("--log-file", help="log to this file (default: stderr in the foreground, syslog otherwise)")
-    m.add_argument("--no-check", action="store_true", help="mount without probing the servers first")
+    m.add_argument(
+        "--log-file", help="log to this file (default: stderr in the foreground; else the journal, syslog or a file)"
+    )
+    m.add_argument("--no-check", action="store_true", help="mount without probing the servers first (no offline check)")
     m.set_defaults(func=cmd_mount)
 
-    u = sub.add_parser("unmount", aliases=["umount"], help="unmount (same as fusermount3 -u)")
-    u.add_argument("mountpoint")
+    u = sub.add_parser(
+        "unmount",
+        aliases=["umount"],
+        help="unmount (same as fusermount3 -u)",
+        description=H.UNMOUNT,
+        epilog=H.UNMOUNT_EPILOG,
+        formatter_class=raw,
+    )
+    u.add_argument("mountpoint", help="where a trolleyfs mount is")
     u.add_argument("-z", "--lazy", action="store_true", help="detach now, finish when no longer busy")
     u.set_defaults(func=cmd_unmount)
 
-    c = sub.add_parser("check", help="validate a config and probe each server's search and retrieve")
-    c.add_argument("config")
+    c = sub.add_parser(
+        "check",
+        help="validate a config and probe each server's search and retrieve",
+        description=H.CHECK,
+        epilog=H.CHECK_EPILOG,
+        formatter_class=raw,
+    )
+    c.add_argument("config", help="the TOML config file")
     c.set_defaults(func=cmd_check)
 
-    pf = sub.add_parser("prefetch", help="read everything under PATHs through the mount, filling its caches")
+    pf = sub.add_parser(
+        "prefetch",
+        help="read everything under PATHs through the mount, filling its caches",
+        description=H.PREFETCH,
+        epilog=H.PREFETCH_EPILOG,
+        formatter_class=raw,
+    )
     pf.add_argument("paths", nargs="+", metavar="PATH", help="directories or files inside a trolleyfs mount")
     pf.add_argument(
         "--check",
@@ -218,7 +262,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pf.set_defaults(func=cmd_prefetch)
 
-    w = sub.add_parser("webdav", help="serve the same tree over WebDAV (foreground; Ctrl-C stops)")
+    w = sub.add_parser(
+        "webdav",
+        help="serve the same tree over WebDAV (foreground; Ctrl-C stops)",
+        description=H.WEBDAV,
+        epilog=H.WEBDAV_EPILOG,
+        formatter_class=raw,
+    )
     w.add_argument("config", help="the TOML config file (its [webdav] table: listen, tls_cert, tls_key, users)")
     w.add_argument(
         "--listen", metavar="HOST:PORT", help="address to listen on (default: [webdav] listen, or 127.0.0.1:8080)"
@@ -233,9 +283,15 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--no-check", action="store_true", help="start without probing the servers first")
     w.set_defaults(func=cmd_webdav)
 
-    d = sub.add_parser("demo", help="start a local Orthanc with sample studies and mount it")
-    d.add_argument("--mountpoint", default="/tmp/trolleyfs-demo")
-    d.add_argument("--log-level", choices=LEVELS, default="warning")
+    d = sub.add_parser(
+        "demo",
+        help="start a local Orthanc with generated studies and mount it",
+        description=H.DEMO,
+        epilog=H.DEMO_EPILOG,
+        formatter_class=raw,
+    )
+    d.add_argument("--mountpoint", default="/tmp/trolleyfs-demo", help="where to mount (default: %(default)s)")
+    d.add_argument("--log-level", choices=LEVELS, default="warning", help="(default: %(default)s)")
     d.set_defaults(func=cmd_demo)
     return p
 

@@ -52,14 +52,16 @@ class UrlEndpoint(EndpointConfig):
         return cls(url=t.url("url"))
 
 
-# How a space in a query value is sent: percent-encoded (servers that decode
-# the query string), or as a one-character / any-length wildcard for servers
-# that do not decode it (Orthanc 1.10 matches nothing for ``%20``).
-SPACE_FORMS = ("%20", "?", "*")
+# How a space in a query value is sent: "auto" (the default: QIDO-RS sends a
+# wildcard where the attribute takes one and keeps only exact matches, see
+# trolleyfs.search.fields; MINT sends %20), percent-encoded (servers that
+# decode the query string), or always as a one-character / any-length
+# wildcard (Orthanc 1.10 does not decode the query: ``%20`` matches nothing).
+SPACE_FORMS = ("auto", "%20", "?", "*")
 
 
 def _space_as(t: Table) -> str:
-    value = t.get("space_as", str, "%20")
+    value = t.get("space_as", str, "auto")
     if value not in SPACE_FORMS:
         raise t.error("space_as", f"{value!r}: expected one of {', '.join(repr(f) for f in SPACE_FORMS)}")
     return value
@@ -69,7 +71,7 @@ def _space_as(t: Table) -> str:
 class QidoEndpoint(UrlEndpoint):
     protocol: ClassVar[str] = "qido-rs"
     page_size: int = 1000  # QIDO-RS limit per request
-    space_as: str = "%20"  # how a space in a query value is sent (SPACE_FORMS)
+    space_as: str = "auto"  # how a space in a query value is sent (SPACE_FORMS)
 
     @classmethod
     def from_table(cls, t: Table) -> Self:
@@ -81,7 +83,7 @@ class QidoEndpoint(UrlEndpoint):
 @dataclass(frozen=True)
 class MintEndpoint(UrlEndpoint):
     protocol: ClassVar[str] = "mint"
-    space_as: str = "%20"  # how a space in a query value is sent (SPACE_FORMS)
+    space_as: str = "auto"  # how a space in a query value is sent (SPACE_FORMS)
 
     @classmethod
     def from_table(cls, t: Table) -> Self:

@@ -40,7 +40,10 @@ class ConfigError(UserError):
 
 
 class RemoteError(TrolleyError):
-    """A remote call failed.  ``server`` and ``what`` say where and on what."""
+    """A remote call failed.  ``server`` and ``what`` say where and on what;
+    ``http_status``: the HTTP status of the answer, when there was one."""
+
+    http_status: int | None = None
 
     def __init__(self, message: str, *, server: str = "", what: str = "") -> None:
         self.server, self.what = server, what

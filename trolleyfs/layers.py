@@ -26,7 +26,7 @@ from __future__ import annotations
 
 # (layer, the top-level modules and packages of trolleyfs in it), top first
 LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
-    ("commands", frozenset({"__main__", "cli", "prefetch", "prefetchhours", "progress", "demo"})),
+    ("commands", frozenset({"__main__", "cli", "clihelp", "prefetch", "prefetchhours", "progress", "demo"})),
     ("serving", frozenset({"mount", "davserve", "probe", "serving"})),
     ("composition", frozenset({"wiring"})),
     ("config", frozenset({"config"})),

@@ -8,6 +8,12 @@ stays within what the mount allows each server (its connections, the series
 fetched at once).  Files are handed to ``--jobs`` readers in series order, so
 a series costs the request of its first file and one series request.
 
+What a PATH holds is walked once: from a mount's root, only its folders
+(``by-uid/``, ``by-accession/``, ``by-patient/``, ``query/`` and ``views/``
+show again what the folders hold, or what was looked up), unless the user
+names them; and a series reached twice (two folders showing one study) is
+read and counted once.
+
 What is cached comes from each series directory's ``user.trolleyfs.cached``
 attribute (:mod:`trolleyfs.tree.cachestate`); nothing here ever ``stat``\\ s an
 instance file, since the size of a file not yet fetched is only learnt by
@@ -35,12 +41,20 @@ import trio
 from .errors import UserError
 from .prefetchhours import EX_TEMPFAIL, HoursGate, NotWaiting
 from .progress import Progress, Tally, progress_for
-from .rootnames import CONTROL_DIR, STATS_FILE
+from .rootnames import CONTROL_DIR, RESERVED_NAMES, STATS_FILE, VIEWS_DIR
 from .tree.cachestate import CACHE_XATTR
 
 CHUNK = 1 << 20
 DISK_SETTLE_S = 10.0  # after reading, wait this long without progress for the disk cache's writes
 MAX_SHOWN = 10  # failures or missing files named in the summary
+# a mount root's own directories: walked only when named (they show the folders' studies again)
+NOT_FROM_ROOT = RESERVED_NAMES | {VIEWS_DIR}
+SERIES_XATTR = "user.dicom.SeriesInstanceUID"
+
+
+def plural(n: int, word: str) -> str:
+    """``1 file``, ``2 files``."""
+    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 @dataclass
@@ -54,6 +68,15 @@ class Group:
 
     def paths(self) -> list[str]:
         return [os.path.join(self.dir, n) for n in self.names]
+
+    def series(self) -> tuple[str, str, str] | None:
+        """What the files are: (server, SeriesInstanceUID, form), the same for
+        a series wherever the tree shows it (None if unknown)."""
+        try:
+            uid = os.getxattr(self.dir, SERIES_XATTR).decode()
+        except OSError:
+            return None
+        return str(self.state.get("server", "")), uid, str(self.state.get("form", ""))
 
 
 @dataclass
@@ -114,6 +137,7 @@ async def walk(paths: list[str], jobs: int, progress: Progress) -> Walk:
     out = Walk()
     limiter = trio.CapacityLimiter(jobs)
     seen: set[str] = set()
+    roots: set[str] = set()  # named mount roots: walked for their folders only
 
     async def visit(directory: str, nursery: trio.Nursery) -> None:
         if directory in seen:
@@ -131,12 +155,15 @@ async def walk(paths: list[str], jobs: int, progress: Progress) -> Walk:
         if files:
             out.groups.append(Group(directory, files, True, state))
         for d in dirs:
+            if directory in roots and os.path.basename(d) in NOT_FROM_ROOT:
+                continue
             nursery.start_soon(visit, d, nursery)
 
     singles: dict[str, list[str]] = {}
     async with trio.open_nursery() as nursery:
         for p in paths:
-            if await trio.to_thread.run_sync(_is_dir, p):
+            if await trio.to_thread.run_sync(_is_dir, p):  # (never a stat of a file: that would fetch it)
+                roots.update([p] if await trio.to_thread.run_sync(os.path.ismount, p) else [])
                 nursery.start_soon(visit, p, nursery)
             else:
                 singles.setdefault(os.path.dirname(p), []).append(os.path.basename(p))
@@ -150,7 +177,31 @@ async def walk(paths: list[str], jobs: int, progress: Progress) -> Walk:
             continue
         out.groups.append(Group(directory, sorted(set(names)), False, state))
     out.groups.sort(key=lambda g: g.dir)
+    out.groups = await trio.to_thread.run_sync(_once, out.groups)
     return out
+
+
+def _once(groups: list[Group]) -> list[Group]:
+    """Each series once (blocking: reads xattrs): a series shown in two places
+    (two folders holding one study) is read and counted where it comes first,
+    whole directories before single files."""
+    whole: set[tuple[str, str, str]] = set()
+    named: set[tuple[tuple[str, str, str], str]] = set()
+    out = []
+    for g in sorted(groups, key=lambda g: not g.whole):
+        key = g.series()
+        if key is None:
+            out.append(g)
+        elif g.whole:
+            if key not in whole:
+                whole.add(key)
+                out.append(g)
+        else:
+            g.names = [n for n in g.names if key not in whole and (key, n) not in named]
+            named.update((key, n) for n in g.names)
+            if g.names:
+                out.append(g)
+    return sorted(out, key=lambda g: g.dir)
 
 
 def _counts(group: Group) -> tuple[int, int, list[str]]:
@@ -283,9 +334,11 @@ async def _run(
         ticker.cancel_scope.cancel()
     progress.close()
     rate = t.done_bytes / 1e6 / t.elapsed()
-    line = f"read {t.done} of {t.files} files, {t.done_bytes / 1e6:.1f} MB in {t.elapsed():.1f} s ({rate:.1f} MB/s)"
+    amount = f"{t.done_bytes / 1e6:.1f} MB in {t.elapsed():.1f} s ({rate:.1f} MB/s)"
+    line = f"read {t.done} of {plural(t.files, 'file')}, {amount}"
     if disk and t.done:
-        line += f"; in the disk cache: {await _settle_on_disk([g for g in w.groups if g.whole])} of {t.files} files"
+        on_disk = await _settle_on_disk([g for g in w.groups if g.whole])
+        line += f"; in the disk cache: {on_disk} of {plural(t.files, 'file')}"
     out.lines.append(line)
     out.failed = bool(out.errors)
 
@@ -297,7 +350,9 @@ def _report_check(w: Walk, t: Tally, disk: bool, out: Outcome) -> None:
         c, d, m = _counts(g)
         cached, on_disk, missing = cached + c, on_disk + d, missing + m
     where = f" (in the disk cache: {on_disk})" if disk else " (no disk cache: memory only, lost at unmount)"
-    out.lines.append(f"{cached} of {t.files} files would be read without the server{where}; {len(missing)} missing")
+    out.lines.append(
+        f"{cached} of {plural(t.files, 'file')} would be read without the server{where}; {len(missing)} missing"
+    )
     out.lines += [f"  missing: {p}" for p in missing[:MAX_SHOWN]]
     if len(missing) > MAX_SHOWN:
         out.lines.append(f"  ... and {len(missing) - MAX_SHOWN} more")
@@ -360,7 +415,7 @@ def run_prefetch(
             raise
         progress.close()
         t = outcome.tally
-        print(f"prefetch: stopped: {t.done} of {t.files} files read ({t.done_bytes / 1e6:.1f} MB)", file=out)
+        print(f"prefetch: stopped: {t.done} of {plural(t.files, 'file')} read ({t.done_bytes / 1e6:.1f} MB)", file=out)
         return 130
     finally:
         progress.close()

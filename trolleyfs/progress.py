@@ -104,7 +104,7 @@ class LineProgress:
     def start(self, tally: Tally) -> None:
         size = tally.expected_bytes()
         known = f"{'' if tally.exact() else '~'}{_mb(size)} MB" if size else "size not known yet"
-        self._say(f"reading {tally.files} files ({known})")
+        self._say(f"reading {tally.files} file{'' if tally.files == 1 else 's'} ({known})")
 
     def advance(self, tally: Tally, nbytes: int) -> None:
         if time.monotonic() - self._last >= self._every:
@@ -120,12 +120,16 @@ class LineProgress:
             self._say(self._waiting)
             return
         if tally is None:
-            self._say(f"listing: {self._listed[0]} directories, {self._listed[1]} files so far")
+            dirs, files = self._listed
+            self._say(
+                f"listing: {dirs} director{'y' if dirs == 1 else 'ies'}, {files} file{'' if files == 1 else 's'} so far"
+            )
             return
         approx = "" if tally.exact() else "~"
         failed = f", {tally.failed} failed" if tally.failed else ""
         size = f"{_mb(tally.done_bytes)}/{approx}{_mb(tally.expected_bytes())} MB"
-        self._say(f"{tally.done}/{tally.files} files, {size}, {_mb(tally.rate())} MB/s, ETA {tally.eta()}{failed}")
+        done = f"{tally.done}/{tally.files} file{'' if tally.files == 1 else 's'}"
+        self._say(f"{done}, {size}, {_mb(tally.rate())} MB/s, ETA {tally.eta()}{failed}")
 
     def close(self) -> None:
         pass
@@ -154,7 +158,7 @@ class BarProgress:
     def listing(self, dirs: int, files: int) -> None:
         if self._walk is not None:
             self._walk.n = files
-            self._walk.set_description_str(f"listing {dirs} directories", refresh=False)
+            self._walk.set_description_str(f"listing {dirs} director{'y' if dirs == 1 else 'ies'}", refresh=False)
             self._walk.refresh()
 
     def start(self, tally: Tally) -> None:
@@ -174,7 +178,8 @@ class BarProgress:
     @staticmethod
     def _desc(tally: Tally) -> str:
         failed = f", {tally.failed} failed" if tally.failed else ""
-        return f"{tally.done}/{tally.files} files{failed}{'' if tally.exact() else ' (size ~)'}"
+        files = "file" if tally.files == 1 else "files"
+        return f"{tally.done}/{tally.files} {files}{failed}{'' if tally.exact() else ' (size ~)'}"
 
     def advance(self, tally: Tally, nbytes: int) -> None:
         if self._bar is None:

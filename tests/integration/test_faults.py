@@ -123,13 +123,16 @@ def test_listing_errors_and_stale_listings(proxy, tmp_path):
         assert os.listdir(m.path / "all") == names
 
 
-def test_401_and_404_map_to_eacces_and_enoent(proxy, orthanc, tmp_path):
+def test_401_is_eacces_and_404_for_a_listed_file_is_eio(proxy, orthanc, tmp_path):
+    """A file the server listed but will not send is the server's error (EIO,
+    logged), never "No such file or directory" (issue 18, item 2)."""
     with mounted(config(proxy.url), tmp_path) as m:
         files = all_files(m)
         proxy.fail_status = 401
         expect_errno(errno.EACCES, files[0].read_bytes)
         proxy.fail_status = 404
-        expect_errno(errno.ENOENT, files[1].read_bytes)
+        expect_errno(errno.EIO, files[1].read_bytes)
+        assert "was listed by it: the file cannot be fetched" in m.log_text()
         proxy.reset()
         assert exact(files[0], orthanc) and exact(files[1], orthanc)
 

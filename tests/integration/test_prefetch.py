@@ -72,6 +72,8 @@ def proxy(orthanc):
 
 def test_check_fetches_nothing_and_prefetch_fills_the_caches_a_series_at_a_time(orthanc, proxy, tmp_path):
     with mounted(config(proxy.url, tmp_path / "cache"), tmp_path) as m:
+        with proxy.lock:
+            proxy.log.clear()  # what the pre-flight asked (it reads one instance)
         alice = m.path / "alice"
         res = prefetch("--check", alice)
         assert res.returncode == 1, res
@@ -102,6 +104,36 @@ def test_check_fetches_nothing_and_prefetch_fills_the_caches_a_series_at_a_time(
         assert retrieves(proxy) == before  # all from the caches
         res = prefetch("--check", alice)
         assert res.returncode == 0 and f"{ALICE_FILES} of {ALICE_FILES} files would be read" in res.stdout, res
+
+
+def test_the_mount_root_counts_each_instance_once_and_walks_only_its_folders(orthanc, sample_files, tmp_path):
+    """Issue 18, item 8: from the root, ``prefetch`` walks the folders (not
+    by-uid/, by-accession/, by-patient/ or query/, which show the same studies
+    again), and a study shown by two folders counts once; what the user names
+    is walked whatever it is; and one file is "1 file"."""
+    everything = '[[folders]]\nname = "everything"\nquery = {}\n'
+    with mounted(config(orthanc.url, tmp_path / "cache", everything), tmp_path) as m:
+        # studies looked up by number, patient, query and UID: shown again under the root's own directories
+        for looked_up in (
+            m.path / "by-accession" / "A1001",
+            m.path / "by-patient" / "P001",
+            m.path / "query" / "PatientID=P002",
+            m.path / "by-uid" / sampledata.uid("study", "P004", 4),
+        ):
+            assert list_tree(looked_up)
+        total = len(sample_files)  # every instance once, though alice and bob are also under "everything"
+        res = prefetch("--check", m.path)
+        assert res.returncode == 1, res
+        assert f"check: 0 of {total} files would be read without the server" in res.stdout, res.stdout
+        res = prefetch(m.path / "by-accession" / "A1001")  # named: walked
+        assert res.returncode == 0 and "prefetch: read 18 of 18 files" in res.stdout, res
+        res = prefetch("--check", m.path)
+        assert f"check: 18 of {total} files would be read without the server" in res.stdout, res.stdout
+        one = m.path / "bob" / "2022-07-20 TEST BOB MR Brain" / "001 MR T1 sag" / "0001.dcm"
+        res = prefetch(one)
+        assert res.returncode == 0 and "prefetch: read 1 of 1 file, " in res.stdout, res
+        res = prefetch("--check", one)
+        assert res.returncode == 0 and "check: 1 of 1 file would be read without the server" in res.stdout, res
 
 
 def test_plain_lines_in_a_pipe_and_a_bar_on_a_terminal(proxy, tmp_path):

@@ -84,7 +84,7 @@ class GatedForwarder(_Gate):
         assert self.token is not None
         trio.from_thread.run_sync(_shut, trio_token=self.token)
 
-    async def _handle(self, client: trio.SocketStream) -> None:
+    async def _handle(self, client: trio.abc.Stream) -> None:
         if not self._open.is_set() and self._let_through > 0:
             self._let_through -= 1
         else:
@@ -95,7 +95,7 @@ class GatedForwarder(_Gate):
 class ReplyGate(_Gate):
     """Holds the peer's PDUs after the first of each connection while shut."""
 
-    async def _handle(self, client: trio.SocketStream) -> None:
+    async def _handle(self, client: trio.abc.Stream) -> None:
         self.connections += 1
         async with client:
             try:

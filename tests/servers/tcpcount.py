@@ -24,7 +24,9 @@ Runs in the test's own trio loop::
 
 from __future__ import annotations
 
+import contextlib
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -35,10 +37,19 @@ import trio
 
 class CountingForwarder:
     def __init__(
-        self, host: str, port: int, *, http: bool = False, sndbuf: int | None = None, listen_port: int = 0
+        self,
+        host: str,
+        port: int,
+        listen_port: int = 0,
+        tls: ssl.SSLContext | None = None,
+        *,
+        http: bool = False,
+        sndbuf: int | None = None,
     ) -> None:
+        """``listen_port``: where to listen (0: a free port); ``tls``: a server
+        context, to take TLS connections and forward them as plain TCP."""
         self.host, self.upstream_port = host, port
-        self.listen_port = listen_port  # 0: any free port
+        self.listen_port, self.tls = listen_port, tls
         self.port = 0
         self.connections = 0
         self.bytes_down = 0  # bytes the upstream peer sent to clients
@@ -52,13 +63,21 @@ class CountingForwarder:
         listeners = await trio.open_tcp_listeners(self.listen_port, host="127.0.0.1")
         self.port = listeners[0].socket.getsockname()[1]
         task_status.started(self)
-        await trio.serve_listeners(self._handle, listeners)
+        if self.tls is None:
+            await trio.serve_listeners(self._handle, listeners)
+        else:
+            tls = [trio.SSLListener(ln, self.tls, https_compatible=True) for ln in listeners]
+            await trio.serve_listeners(self._handle, tls)
 
-    async def _handle(self, client: trio.SocketStream) -> None:
+    async def _handle(self, client: trio.abc.Stream) -> None:
         self.connections += 1
         self.opened.append(time.monotonic())
-        if self.sndbuf is not None:
+        if self.sndbuf is not None and isinstance(client, trio.SocketStream):
             client.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.sndbuf)
+        with contextlib.suppress(trio.BrokenResourceError):  # a TLS client that gave up on the handshake
+            await self._forward(client)
+
+    async def _forward(self, client: trio.abc.Stream) -> None:
         pending = bytearray()  # HTTP: a request's header block, until it is complete
         async with client:
             try:
@@ -67,7 +86,7 @@ class CountingForwarder:
                 return
             async with upstream, trio.open_nursery() as nursery:
 
-                async def pipe(src: trio.SocketStream, dst: trio.SocketStream) -> None:
+                async def pipe(src: trio.abc.Stream, dst: trio.abc.Stream) -> None:
                     try:
                         while data := await src.receive_some(65536):
                             if src is upstream:
@@ -78,14 +97,14 @@ class CountingForwarder:
                                 if self.http:
                                     self._requests(pending, data)
                             await dst.send_all(data)
-                    except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    except (trio.BrokenResourceError, trio.ClosedResourceError):  # also a failed TLS handshake
                         pass
                     nursery.cancel_scope.cancel()  # one side ended: end the other
 
                 nursery.start_soon(pipe, client, upstream)
                 nursery.start_soon(pipe, upstream, client)
 
-    def _requests(self, pending: bytearray, data: bytes) -> None:
+    def _requests(self, pending: bytearray, data: bytes | bytearray) -> None:
         pending += data
         while (end := pending.find(b"\r\n\r\n")) >= 0:
             line = bytes(pending[: pending.find(b"\r\n")]).decode("latin-1")
@@ -95,11 +114,17 @@ class CountingForwarder:
 
 @contextmanager
 def forwarding(
-    host: str, port: int, *, http: bool = False, sndbuf: int | None = None, listen_port: int = 0
+    host: str,
+    port: int,
+    listen_port: int = 0,
+    tls: ssl.SSLContext | None = None,
+    *,
+    http: bool = False,
+    sndbuf: int | None = None,
 ) -> Iterator[CountingForwarder]:
     """A :class:`CountingForwarder` run by a trio loop of its own in a thread,
     for tests that are not async (mounts run as subprocesses); stopped at exit."""
-    fwd = CountingForwarder(host, port, http=http, sndbuf=sndbuf, listen_port=listen_port)
+    fwd = CountingForwarder(host, port, listen_port, tls, http=http, sndbuf=sndbuf)
     started = threading.Event()
     token: list[trio.lowlevel.TrioToken] = []
     scope = trio.CancelScope()

@@ -84,3 +84,35 @@ def test_a_bad_value_is_one_line_and_exit_2_before_anything_is_asked(tmp_path, c
     assert out == ""  # no "config ok", no probe
     assert err.count("\n") == 1 and err.startswith(f"trolleyfs: {cfg}: {key}: "), err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("command", ["mount", "unmount", "check", "prefetch", "webdav", "demo"])
+def test_every_command_has_help_with_examples_and_exit_codes(capsys, command):
+    with pytest.raises(SystemExit) as done:
+        cli.main([command, "--help"])
+    assert done.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: trolleyfs {command}")
+    description = out.split("\n\n")[1]
+    assert len(description.split()) >= 10, out  # says what it does, not only its name
+    examples = out[out.index("examples:") :]
+    assert f"trolleyfs {command}" in examples
+    codes = out[out.index("exit codes:") :]
+    assert all(f"  {code}  " in codes for code in ("0", "2")), codes
+
+
+def test_version(capsys):
+    from trolleyfs import __version__
+
+    with pytest.raises(SystemExit) as done:
+        cli.main(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out.strip() == f"trolleyfs {__version__}"
+
+
+def test_the_main_help_names_every_command_and_where_to_read_on(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    out = capsys.readouterr().out
+    for command in ("mount", "unmount", "check", "prefetch", "webdav", "demo"):
+        assert f"    {command} " in out or f"    {command}\n" in out, command
+    assert "examples:" in out and "docs/" in out

@@ -117,7 +117,7 @@ def _broken(old: str, new: str) -> str:
                 'url = "http://127.0.0.1:8042/dicom-web" }\nretrieve', 'url = "http://x/d", space_as = "_" }\nretrieve'
             ),
             "servers.pacs.search.space_as",
-            "expected one of '%20', '?', '*'",
+            "expected one of 'auto', '%20', '?', '*'",
         ),
     ],
 )
@@ -240,7 +240,7 @@ def test_space_as_per_search_endpoint():
         'url = "http://127.0.0.1:8042/dicom-web", space_as = "?" }\nretrieve',
     )
     assert cast(QidoEndpoint, parse(text, "pacs.toml").servers["pacs"].search).space_as == "?"
-    assert cast(QidoEndpoint, parse(GOOD, "pacs.toml").servers["pacs"].search).space_as == "%20"
+    assert cast(QidoEndpoint, parse(GOOD, "pacs.toml").servers["pacs"].search).space_as == "auto"
 
 
 # Values that passed validation before and then failed the first `ls` (or

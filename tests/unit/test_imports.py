@@ -94,7 +94,7 @@ def test_the_checker_sees_a_circle() -> None:
 def test_function_level_and_relative_imports_are_seen() -> None:
     graph = _graph()
     assert "trolleyfs.search.qido" in graph["trolleyfs.protocols"]  # imported inside a factory
-    assert "trolleyfs.demo.sampledata" in graph["trolleyfs.demo.runner"]  # ``from . import sampledata``
+    assert "trolleyfs.clihelp" in graph["trolleyfs.cli"]  # ``from . import clihelp as H``
     assert "trolleyfs.transport.retry" in graph["trolleyfs.transport.http"]
 
 

@@ -45,6 +45,7 @@ def test_the_cache_state_counts_memory_disk_and_known_sizes_and_names_the_missin
     doc = json.loads(cache_state("pacs", files(4, caches), caches))
     assert doc == {
         "server": "pacs",
+        "form": "",
         "files": 4,
         "cached": 3,
         "on_disk": 2,

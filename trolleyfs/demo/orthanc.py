@@ -171,8 +171,10 @@ class Orthanc:
         self.cleanup()
 
     def upload(self, files: Iterable[bytes], workers: int = 4) -> int:
-        """POST Part-10 objects to /instances; returns how many were stored."""
-        from concurrent.futures import ThreadPoolExecutor
+        """POST Part-10 objects to /instances; returns how many were stored.
+        ``files`` is consumed as the uploads go (at most a few objects held at
+        once), so a generator may make them while the first ones travel."""
+        from concurrent.futures import Future, ThreadPoolExecutor
 
         with httpx.Client(auth=self._auth(), timeout=60) as client:
 
@@ -180,8 +182,18 @@ class Orthanc:
                 r = client.post(f"{self.url}/instances", content=data, headers={"Content-Type": "application/dicom"})
                 r.raise_for_status()
 
+            pending: list[Future[None]] = []
+            done = 0
             with ThreadPoolExecutor(workers) as pool:
-                return sum(1 for _ in pool.map(one, files))
+                for data in files:
+                    pending.append(pool.submit(one, data))
+                    while len(pending) > 2 * workers:
+                        pending.pop(0).result()
+                        done += 1
+                for f in pending:
+                    f.result()
+                    done += 1
+            return done
 
     def instance_file(self, sop_uid: str) -> bytes:
         """Orthanc's own stored copy of an instance."""

@@ -1,6 +1,9 @@
-"""``trolleyfs demo``: a local Orthanc with generated sample studies, mounted.
+"""``trolleyfs demo``: a local Orthanc with generated studies
+(:mod:`.demodata`), mounted with the README's config, so that the README's
+session works as printed (with the demo's mount point for ``/mnt/pacs``).
 
-Everything lives in a temp dir and is removed on exit (Ctrl-C)."""
+Everything lives in a temp dir and is removed on exit (Ctrl-C, SIGTERM, or an
+unmount: ``trolleyfs unmount``, the session's last command)."""
 
 from __future__ import annotations
 
@@ -17,40 +20,55 @@ import trio
 from ..config import load
 from ..logs import setup_logging
 from ..mount import check_mountpoint, fuse_options, serve
-from . import sampledata
+from .demodata import CHEST_CT_UID, generate_demo, instance_count
 from .orthanc import Orthanc
 
+# The README's minimal config (the demo fills in its Orthanc's URL).
 CONFIG = """\
-# trolleyfs demo config: a local Orthanc on loopback
-[servers.orthanc]
+[servers.pacs]
 search   = {{ protocol = "qido-rs", url = "{dicomweb}" }}
 retrieve = {{ protocol = "wado-rs", url = "{dicomweb}" }}
 
 [[folders]]
-name = "all-studies"
-query = {{}}
-
-[[folders]]
-name = "test-patients-ct"
-query = {{ PatientName = "TEST*", ModalitiesInStudy = "CT" }}
-
-[[folders]]
-name = "since-2022"
-query = {{}}
-min_study_date = "2022-01-01"
+name  = "recent-ct"
+query = {{ ModalitiesInStudy = "CT", PatientName = "TEST*" }}
+min_study_date = "2020-01-01"
+views = ["metadata", "zip"]
 """
 
+CHEST = "/mnt/pacs/recent-ct/2021-03-04 TEST ALICE CT Chest"
+
+# The README's session after `trolleyfs mount`, command by command (the test
+# suite runs it against the demo and checks that the README prints the same).
+SESSION = (
+    "ls /mnt/pacs",
+    "ls /mnt/pacs/recent-ct",
+    f'ls "{CHEST}"',
+    f'cp -r "{CHEST}/001 CT Axial 1.25mm" ~/case1',
+    f'mkdir -p ~/nifti && dcm2niix -o ~/nifti "{CHEST}/001 CT Axial 1.25mm"',
+    "trolleyfs prefetch /mnt/pacs/recent-ct",
+    f"ls /mnt/pacs/by-uid/{CHEST_CT_UID}",
+    f'getfattr -d "{CHEST}"',
+    "ls /mnt/pacs/views/recent-ct",
+    "cat /mnt/pacs/.trolleyfs/stats.json",
+    "trolleyfs unmount /mnt/pacs",
+)
 
 READY = """
-trolleyfs demo is mounted at {mp}  (config: {cfg_path})
-Try, in another terminal:
-  ls {mp}
-  ls {mp}/all-studies
-  ls -l "{mp}/test-patients-ct/$(ls {mp}/test-patients-ct | head -1)"/*
-  cp -r {mp}/all-studies ~/trolleyfs-copy
-  dcmdump "$(find {mp}/all-studies -name '*.dcm' | head -1)" | head -30
-  cat {mp}/.trolleyfs/stats.json
-Press Ctrl-C here to unmount and stop the demo."""
+trolleyfs demo: Orthanc at {url} holds {n} generated instances (no patient data),
+mounted at {mp} with this config ({cfg_path}):
+
+{config}
+Try the README's session in another terminal:
+
+{session}
+
+`trolleyfs unmount {mp}` or Ctrl-C here stops the demo and removes what it made."""
+
+
+def session_for(mountpoint: str) -> list[str]:
+    """The session's commands for a mount at ``mountpoint``."""
+    return [cmd.replace("/mnt/pacs", mountpoint) for cmd in SESSION]
 
 
 def _exit_cleanly(signum: int, frame: object) -> None:
@@ -85,20 +103,24 @@ def run_demo(mountpoint: str, log_level: str) -> int:
     # after an external unmount) must still stop Orthanc and remove its data
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _exit_cleanly)
-    os.makedirs(mountpoint, exist_ok=True)
+    if not os.path.lexists(mountpoint):
+        os.makedirs(mountpoint)
     mp = check_mountpoint(mountpoint)
     work = Path(tempfile.mkdtemp(prefix="trolleyfs-demo-"))
     print(f"starting Orthanc (data in {work}) ...", flush=True)
     try:
         with Orthanc(workdir=str(work / "orthanc")) as orthanc:
-            n = orthanc.upload(sampledata.generate())
-            cfg_path = work / "demo.toml"
+            print(f"generating and uploading {instance_count()} instances ...", flush=True)
+            n = orthanc.upload(generate_demo())
+            cfg_path = work / "pacs.toml"
             cfg_path.write_text(CONFIG.format(dicomweb=orthanc.dicomweb))
             cfg = load(cfg_path)
-            print(f"Orthanc at {orthanc.url} holds {n} sample instances", flush=True)
 
             def ready() -> None:
-                print(READY.format(mp=mp, cfg_path=cfg_path), flush=True)
+                session = "\n".join(f"  {cmd}" for cmd in session_for(mp))
+                text = cfg_path.read_text()
+                print(READY.format(url=orthanc.url, n=n, mp=mp, cfg_path=cfg_path, config=text, session=session))
+                sys.stdout.flush()
 
             trio.run(_serve_until_signalled, cfg, mp, fuse_options([], str(cfg_path)), ready, toggle)
     finally:

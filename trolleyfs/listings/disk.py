@@ -15,6 +15,7 @@ Blocking file I/O: call from a worker thread."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -47,6 +48,17 @@ def holds(disk_dir: str, identity: str) -> bool:
         return any(p.suffix == ".json" for p in (Path(disk_dir) / LISTINGS_DIR / _dir_name(identity)).iterdir())
     except OSError:
         return False
+
+
+def newest_kept(disk_dir: str, identity: str) -> tuple[int, float] | None:
+    """How many listings of the server of ``identity`` the disk cache in
+    ``disk_dir`` keeps, and when the newest was saved (None: none)."""
+    times = []
+    with contextlib.suppress(OSError):
+        for p in (Path(disk_dir) / LISTINGS_DIR / _dir_name(identity)).glob("*.json"):
+            with contextlib.suppress(OSError):  # dropped meanwhile
+                times.append(p.stat().st_mtime)
+    return (len(times), max(times)) if times else None
 
 
 class SavedListings:

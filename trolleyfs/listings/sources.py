@@ -148,9 +148,11 @@ class Listings:
         saved = self._saved
         if saved is not None:
             age = await trio.to_thread.run_sync(saved.age, kept_as, key, self._clock())
-            if age is not None and (age < getattr(self._ttls, level) or self._offline(server)):
+            fresh = age is not None and age < getattr(self._ttls, level)
+            if age is not None and (fresh or self._offline(server)):
                 kept = await trio.to_thread.run_sync(saved.load, kept_as, key, decode)
                 if kept is not None:
+                    self._stats.shown_offline(server, age)  # counted while the server is offline
                     return Listed(kept, age)
         try:
             found = await ask()
@@ -159,6 +161,8 @@ class Listings:
             kept = None if saved is None else await trio.to_thread.run_sync(saved.load, kept_as, key, decode)
             if kept is None:
                 raise
+            if saved is not None and (age := await trio.to_thread.run_sync(saved.age, kept_as, key, self._clock())):
+                self._stats.shown_offline(server, age)
             log.debug("%s: %s from the disk cache (server unreachable)", server, key)
             return Listed(kept)  # kept by the tree for its TTL, then the server is asked again
         self._back_online(server)
@@ -171,6 +175,7 @@ class Listings:
 
     def _went_offline(self, server: str, exc: Unavailable) -> None:
         if server not in self._offline_until and self.holds_saved(server):
+            self._stats.went_offline(server, str(exc))
             log.warning(
                 "%s is unreachable (%s): listing from the disk cache; asking again in %.0f s",
                 server,
@@ -180,5 +185,6 @@ class Listings:
         self._offline_until[server] = trio.current_time() + OFFLINE_RETRY_S
 
     def _back_online(self, server: str) -> None:
-        if self._offline_until.pop(server, None) is not None:
+        was_offline = self._stats.back_online(server)  # also when the mount began offline
+        if self._offline_until.pop(server, None) is not None or was_offline:
             log.info("%s answers again", server)

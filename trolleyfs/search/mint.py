@@ -41,7 +41,7 @@ from ..model import Instance, Query, QueryLevel, Series, Study
 from ..transport.http import HttpEndpoint
 from ..transport.http_errors import describe_status
 from . import fields
-from .fields import encode_query, fill_missing
+from .fields import AUTO, encode_query, fill_missing
 
 log = logging.getLogger("trolleyfs.mint")
 
@@ -331,7 +331,7 @@ class Mint:
     """A Searcher over one MINT endpoint (``url`` is the part before ``/studies``)."""
 
     def __init__(
-        self, endpoint: HttpEndpoint, instance_cache_ttl: float = INSTANCE_CACHE_TTL, space_as: str = "%20"
+        self, endpoint: HttpEndpoint, instance_cache_ttl: float = INSTANCE_CACHE_TTL, space_as: str = AUTO
     ) -> None:
         self.ep = endpoint
         self.space_as = space_as
@@ -347,7 +347,8 @@ class Mint:
         self._instances.clear()
 
     async def _search(self, params: list[tuple[str, str]], level: QueryLevel, what: str) -> list[Study]:
-        url = f"{self.ep.url}/studies?{encode_query(params, self.space_as)}"
+        space = "%20" if self.space_as == AUTO else self.space_as  # "auto" on MINT: servers decode the query
+        url = f"{self.ep.url}/studies?{encode_query(params, space)}"
         resp = await self.ep.request("GET", url, what, headers={"Accept": "application/xml, text/xml;q=0.9"})
         body = self._checked_body(resp, what)
         if body is None:

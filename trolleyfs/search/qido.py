@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import httpx
@@ -33,7 +34,7 @@ from ..dicomjson import attrs_from_json
 from ..errors import ProtocolError
 from ..model import Instance, Query, Series, Study
 from ..transport.http import HttpEndpoint
-from .fields import INSTANCE_FIELDS, SERIES_FIELDS, STUDY_FIELDS, UniqueRows, encode_query
+from .fields import AUTO, INSTANCE_FIELDS, SERIES_FIELDS, STUDY_FIELDS, UniqueRows, encode_query, spaced
 
 log = logging.getLogger("trolleyfs.qido")
 
@@ -52,7 +53,7 @@ class _Paging:
 class QidoRS:
     """A :class:`~trolleyfs.model.Searcher` over one QIDO-RS endpoint."""
 
-    def __init__(self, endpoint: HttpEndpoint, page_size: int = 1000, space_as: str = "%20") -> None:
+    def __init__(self, endpoint: HttpEndpoint, page_size: int = 1000, space_as: str = AUTO) -> None:
         self.ep = endpoint
         self.name = endpoint.name
         self.page_size = page_size
@@ -73,24 +74,35 @@ class QidoRS:
             paging.complete_up_to = max(paging.complete_up_to, short)
 
     async def _search(
-        self, path: str, params: list[tuple[str, str]], what: str, key: str, limit: int | None = None
+        self,
+        path: str,
+        params: list[tuple[str, str]],
+        what: str,
+        key: str,
+        limit: int | None = None,
+        keep: Callable[[dict[str, str]], bool] | None = None,
     ) -> dict[str, dict[str, str]]:
-        """All results of a search by their UID ``key``, following paging."""
+        """All results of a search by their UID ``key``, following paging;
+        with ``keep``, only the results it keeps (and ``limit`` counts those)."""
         kind = path.rsplit("/", 1)[-1]
         paging = self._paging.setdefault(kind, _Paging())
         listing = UniqueRows(key)
         offset = 0
         probing: int | None = None  # the length of a short page whose follower is being asked for
+
+        def kept() -> int:
+            return len(listing.rows) if keep is None else sum(1 for r in listing.rows.values() if keep(r))
+
         for _ in range(MAX_PAGES):
             size = min(self.page_size, paging.cap or self.page_size)
-            want = size if limit is None else min(size, limit - len(listing.rows))
+            want = size if limit is None or keep is not None else min(size, limit - len(listing.rows))
             page, more_said = await self._page(path, [*params, ("limit", str(want)), ("offset", str(offset))], what)
             new = listing.add(page)
             short_before = probing or 0  # a short page came before: was it a cap?
             if probing is not None:
                 self._learn(paging, kind, probing, bool(page), bool(new))
                 probing = None
-            if limit is not None and len(listing.rows) >= limit:
+            if limit is not None and kept() >= limit:
                 break
             if not page:
                 break
@@ -115,14 +127,14 @@ class QidoRS:
             break
         else:
             log.warning("%s: %s: stopped after %d pages; the listing may be incomplete", self.name, what, MAX_PAGES)
-        rows = listing.rows
+        rows = listing.rows if keep is None else {uid: r for uid, r in listing.rows.items() if keep(r)}
         if limit is not None and len(rows) > limit:
             rows = dict(list(rows.items())[:limit])
         return rows
 
     async def _page(self, path: str, params: list[tuple[str, str]], what: str) -> tuple[list[dict[str, str]], bool]:
         """One request: its results, and whether the server said more exist (Warning 299)."""
-        url = f"{self.ep.url}{path}?{encode_query(params, self.space_as)}"
+        url = f"{self.ep.url}{path}?{encode_query(params)}"  # spaces in values: see find_studies
         resp = await self.ep.request("GET", url, what, headers={"Accept": "application/dicom+json, application/json"})
         page = self._parse(resp, what)
         more = any(w.strip().startswith("299") for w in resp.headers.get_list("warning"))
@@ -151,13 +163,15 @@ class QidoRS:
         return rows
 
     async def find_studies(self, query: Query) -> list[Study]:
-        params = [(k, v) for k, v in query.filters.items()]
+        sent = spaced(query.filters, self.space_as)  # spaces as wildcards, and the exact matches kept
+        params = list(sent.filters.items())
         date_range = query.study_date_range()
         if date_range:
             params.append(("StudyDate", date_range))
-        fields = dict.fromkeys(STUDY_FIELDS + tuple(query.include_fields))
+        fields = dict.fromkeys(STUDY_FIELDS + tuple(query.include_fields) + tuple(sent.checks))
         params += [("includefield", f) for f in fields]
-        rows = await self._search("/studies", params, "study search", "StudyInstanceUID", limit=query.limit)
+        keep = sent.keeps if sent.checks else None
+        rows = await self._search("/studies", params, "study search", "StudyInstanceUID", query.limit, keep)
         return [Study(uid, row) for uid, row in rows.items()]
 
     async def find_series(self, study_uid: str) -> list[Series]:

@@ -2,11 +2,13 @@
 fetching anything: the ``user.trolleyfs.cached`` attribute of a listed series
 directory (JSON), which ``trolleyfs prefetch --check`` reads.
 
-``files`` instance files, ``cached`` of them in memory or on disk (a read
-would not ask the server), ``on_disk`` of them in the disk cache (they outlive
-a remount), ``sized`` of them of known size, together ``bytes`` long, and the
-names of the ``missing`` ones (``missing_complete`` is false when the list was
-cut to fit the kernel's limit on an attribute's size)."""
+The ``server`` they come from and the ``form`` they are served in ("": as
+stored; else a transfer syntax), ``files`` instance files, ``cached`` of them
+in memory or on disk (a read would not ask the server), ``on_disk`` of them in
+the disk cache (they outlive a remount), ``sized`` of them of known size,
+together ``bytes`` long, and the names of the ``missing`` ones
+(``missing_complete`` is false when the list was cut to fit the kernel's
+limit on an attribute's size)."""
 
 from __future__ import annotations
 
@@ -42,6 +44,7 @@ def cache_state(server: str, files: Sequence[InstanceFile], caches: CacheView) -
             known += size
     doc: dict[str, object] = {
         "server": server,
+        "form": files[0].source.form if files else "",  # the form the files are served in ("": as stored)
         "files": len(files),
         "cached": cached,
         "on_disk": on_disk,

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ..errors import NotFound, ProtocolError
 from ..model import Instance, InstanceRef, form_key
 from .base import DirNode, FileNode, dicom_xattrs
 from .context import Reader
@@ -69,7 +70,14 @@ class InstanceFile(FileNode):
         return InstanceRef(i.study_uid, i.series_uid, i.uid, s.form, s.patient_id())
 
     async def read_all(self) -> bytes:
-        return await self.source.reader.get(self.source.server, self.ref, self.source.siblings)
+        """The object's bytes.  The server listed this file, so its answer that
+        the object does not exist (a 404 from a wrong retrieve URL, a C-GET
+        with nothing to send) is the server's error, EIO, never ENOENT: that
+        would tell ``cp`` the file it was shown is not there."""
+        try:
+            return await self.source.reader.get(self.source.server, self.ref, self.source.siblings)
+        except NotFound as exc:
+            raise ProtocolError(f"{exc} (yet {self.path} was listed by it: the file cannot be fetched)") from None
 
     def xattrs(self) -> dict[str, str]:
         return self.source.xattrs(self.instance)
