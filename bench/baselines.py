@@ -14,10 +14,10 @@ from trolleyfs.multipart import MultipartParser, boundary_of
 ACCEPT = 'multipart/related; type="application/dicom"; transfer-syntax=*'
 
 
-def server_ceiling(orthanc: Orthanc, study: str, series: str, out: Path) -> None:
-    """(1) one WADO-RS series request with httpx, split and written as files.
-    Reads 1 MiB at a time, as trolleyfs does, so the baseline is no slower
-    than it has to be."""
+def server_ceiling(orthanc: Orthanc, study: str, series: str, out: Path) -> int:
+    """(1) one WADO-RS series request with httpx, split and written as files
+    (how many: returned).  Reads 1 MiB at a time, as trolleyfs does, so the
+    baseline is no slower than it has to be."""
     from httpcore._sync.http11 import HTTP11Connection
 
     HTTP11Connection.READ_NUM_BYTES = 1 << 20
@@ -34,11 +34,12 @@ def server_ceiling(orthanc: Orthanc, study: str, series: str, out: Path) -> None
                 (out / f"{n:05}.dcm").write_bytes(part.body)
                 n += 1
         parser.close()
-    assert n == 500, n
+    return n
 
 
-def dicomtrolley_download(orthanc: Orthanc, study: str, series: str, out: Path) -> None:
-    """(2) the seed library, dicomtrolley 4.1.0, downloading the series by WADO-RS."""
+def dicomtrolley_download(orthanc: Orthanc, study: str, series: str, out: Path) -> int:
+    """(2) the seed library, dicomtrolley 4.1.0, downloading the series by
+    WADO-RS (how many files it wrote: returned)."""
     import requests
     from dicomtrolley.core import SeriesReference
     from dicomtrolley.qido_rs import QidoRS
@@ -49,5 +50,4 @@ def dicomtrolley_download(orthanc: Orthanc, study: str, series: str, out: Path) 
     session = requests.Session()
     trolley = Trolley(downloader=WadoRS(session, orthanc.dicomweb), searcher=QidoRS(session, orthanc.dicomweb))
     trolley.download(SeriesReference(study_uid=study, series_uid=series), output_dir=str(out))
-    n = sum(1 for p in out.rglob("*") if p.is_file())
-    assert n == 500, n
+    return sum(1 for p in out.rglob("*") if p.is_file())

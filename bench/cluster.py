@@ -19,7 +19,7 @@ from pathlib import Path
 
 import trio
 
-from tests.mounting import mounted
+from bench.mount import mounted
 from tests.servers.redisserver import RedisClusterServers, RedisServer
 from tests.servers.tcpcount import CountingForwarder
 from trolleyfs.demo.orthanc import Orthanc

@@ -26,8 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.mount import mounted
 from tests import series
-from tests.mounting import mounted
 from trolleyfs.demo.orthanc import Orthanc
 from trolleyfs.derive.nifti import find_dcm2niix
 

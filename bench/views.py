@@ -16,8 +16,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from bench.mount import mounted
 from tests import compressed
-from tests.mounting import mounted
 from trolleyfs.demo import sampledata
 from trolleyfs.demo.orthanc import Orthanc
 

@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.mounting import mounted
+from bench.mount import mounted
 from tests.webdav import propfind, serving
 from trolleyfs.demo import sampledata
 from trolleyfs.demo.orthanc import Orthanc

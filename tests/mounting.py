@@ -107,8 +107,11 @@ def stop(proc: subprocess.Popen[bytes] | None) -> None:
 
 
 @contextmanager
-def mounted(config_text: str, tmp_path: Path, *args: str, name: str = "mnt") -> Iterator[Mount]:
-    """Mount ``config_text`` in the foreground (a child process we own)."""
+def mounted(
+    config_text: str, tmp_path: Path, *args: str, name: str = "mnt", log_level: str = "debug"
+) -> Iterator[Mount]:
+    """Mount ``config_text`` in the foreground (a child process we own), logging
+    at ``log_level`` (the benchmarks mount at the default, ``info``)."""
     cfg = tmp_path / f"{name}.toml"
     cfg.write_text(config_text)
     cfg.chmod(0o600)
@@ -117,7 +120,7 @@ def mounted(config_text: str, tmp_path: Path, *args: str, name: str = "mnt") -> 
     log = tmp_path / f"{name}.log"
     with open(log, "wb") as logf:
         proc = subprocess.Popen(
-            [*TROLLEYFS, "mount", "--foreground", "--log-level", "debug", *args, str(cfg), str(mnt)],
+            [*TROLLEYFS, "mount", "--foreground", "--log-level", log_level, *args, str(cfg), str(mnt)],
             stdout=logf,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

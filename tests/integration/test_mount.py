@@ -106,6 +106,22 @@ def test_listing_names_and_does_not_download(mnt):
     assert mnt.stats()["instances_fetched"] == before
 
 
+def test_ls_l_asks_the_unsupported_attributes_once_not_per_entry(mnt):
+    # ls -l asks each entry for its security label and ACLs; "not supported"
+    # (rather than "none") lets it stop after the first: a big folder costs no extra round trips
+    os.listdir(mnt.path / "all")  # listed first: only ls -l's own requests are counted
+    before = mnt.stats()["fuse_ops"].get("getxattr", 0)
+    out = subprocess.run(["ls", "-l", str(mnt.path / "all")], check=True, capture_output=True, text=True).stdout
+    asked = mnt.stats()["fuse_ops"]["getxattr"] - before
+    assert len(out.splitlines()) == 1 + len(EXPECTED_ALL)
+    assert 0 < asked <= 2, asked  # security.selinux and system.posix_acl_access, once each
+    study = mnt.path / "all" / "2022-07-20 TEST BOB MR Brain"
+    assert os.getxattr(study, "user.dicom.PatientID") == b"P002"  # the user.* attributes are all still there
+    with pytest.raises(OSError) as err:
+        os.getxattr(study, "security.selinux")
+    assert err.value.errno == errno.ENOTSUP
+
+
 def test_folder_queries_filter(mnt):
     assert set(os.listdir(mnt.path / "test-ct")) == {
         "2021-03-04 TEST ALICE CT Chest",

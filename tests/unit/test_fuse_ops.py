@@ -331,6 +331,10 @@ async def test_xattrs_and_statfs(world: World) -> None:
     assert await world.ops.listxattr(ino, CTX) == [b"user.dicom.Modality"]
     assert await world.ops.getxattr(ino, b"user.dicom.Modality", CTX) == b"CT"
     assert await fuse_errno(world.ops.getxattr(ino, b"user.nothing", CTX)) == pyfuse3.ENOATTR
+    # other namespaces are not supported (not merely empty): `ls -l` then stops asking each entry
+    for name in (b"security.selinux", b"system.posix_acl_access", b"trusted.x"):
+        assert await fuse_errno(world.ops.getxattr(ino, name, CTX)) == errno.ENOTSUP
+    assert world.stats.fuse_ops["getxattr"] == 5
     s = await world.ops.statfs(CTX)
     assert s.f_files == 2 and s.f_namemax == 255 and s.f_bavail == 0
 

@@ -348,8 +348,16 @@ class Operations(pyfuse3.Operations):
     async def listxattr(self, inode: int, ctx: pyfuse3.RequestContext) -> list[bytes]:
         return [k.encode() for k in self._inodes.node(inode).xattrs()]
 
-    @_op
     async def getxattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> bytes:
+        if not name.startswith(b"user."):
+            # Only user.* attributes are kept: security labels and POSIX ACLs are
+            # not supported, and saying so (ENOTSUP, not "no such attribute")
+            # lets `ls -l` stop asking for them after the first entry
+            self._stats.fuse_ops["getxattr"] += 1
+            raise pyfuse3.FUSEError(errno.ENOTSUP)
+        return await self._user_xattr(inode, name, ctx)
+
+    async def _user_xattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> bytes:
         if name == BACKGROUND_XATTR.encode():  # `trolleyfs prefetch` marks its process: see .callers
             await self._callers.mark(ctx.pid)
             return b"prefetch"
@@ -357,6 +365,9 @@ class Operations(pyfuse3.Operations):
         if value is None:
             raise pyfuse3.FUSEError(pyfuse3.ENOATTR)
         return value.encode("utf-8", "surrogateescape")
+
+    _user_xattr.__name__ = "getxattr"  # counted and logged as the operation it answers
+    _user_xattr = _op(_user_xattr)
 
     # ------------------------------------------------------------------ writes: never
     setattr = _erofs("setattr")
