@@ -357,7 +357,7 @@ class Operations(pyfuse3.Operations):
             raise pyfuse3.FUSEError(errno.ENOTSUP)
         return await self._user_xattr(inode, name, ctx)
 
-    async def _user_xattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> bytes:
+    async def _xattr_value(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> bytes:
         if name == BACKGROUND_XATTR.encode():  # `trolleyfs prefetch` marks its process: see .callers
             await self._callers.mark(ctx.pid)
             return b"prefetch"
@@ -366,8 +366,8 @@ class Operations(pyfuse3.Operations):
             raise pyfuse3.FUSEError(pyfuse3.ENOATTR)
         return value.encode("utf-8", "surrogateescape")
 
-    _user_xattr.__name__ = "getxattr"  # counted and logged as the operation it answers
-    _user_xattr = _op(_user_xattr)
+    _xattr_value.__name__ = "getxattr"  # counted and logged as the operation it answers
+    _user_xattr = _op(_xattr_value)
 
     # ------------------------------------------------------------------ writes: never
     setattr = _erofs("setattr")
