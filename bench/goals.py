@@ -226,8 +226,17 @@ class Setting:
     move_port: int  # where the Orthanc sends C-MOVEs (its modality TROLLEYFS)
 
 
+def settle() -> None:
+    """Write back what earlier rounds left dirty (a disk cache just deleted, a
+    copy), so that no round pays for the one before it in the kernel."""
+    subprocess.run(["sync"], check=True)
+
+
 def _median(label: str, fn: Callable[[int], float], repeat: int) -> float:
-    values = [fn(i) for i in range(repeat)]
+    values = []
+    for i in range(repeat):
+        settle()
+        values.append(fn(i))
     print(f"  {label}: {', '.join(f'{v:.3f}' for v in values)}", flush=True)
     return statistics.median(values)
 
@@ -267,6 +276,7 @@ def copy_goals(s: Setting) -> list[Goal]:
         disk = s.work / f"disk{i}"
         with mounted(_config(o.url, f'disk_dir = "{disk}"'), s.work, name=f"goal{i}") as m:
             (series_dir,) = list((m.path / "bench" / s.study_name).iterdir())
+            settle()
             before = cpu_seconds(m.proc.pid)
             cold.append(cp(series_dir, _fresh(s.dest, f"cold{i}")))
             cpu.append(cpu_seconds(m.proc.pid) - before)

@@ -3,6 +3,10 @@ atomic writes and what a crash leaves behind."""
 
 from __future__ import annotations
 
+import zlib
+
+import pytest
+
 from trolleyfs.read.disk import DiskCache
 from trolleyfs.read.memory import MemoryCache
 
@@ -50,12 +54,20 @@ def test_disk_cache_drops_corrupt_and_unfinished_files(tmp_path):
     assert d2.get("9.9") is None
 
 
-def test_a_disk_cache_written_by_an_earlier_version_is_emptied_once(tmp_path):
-    """Version 1 trailed each object with its SHA-256: such files would all fail
-    the CRC-32; they go at start, once, and what is written now stays."""
+@pytest.mark.parametrize(
+    ("marker", "trailer"),
+    [(None, bytes(32)), ("2 crc32\n", zlib.crc32(b"an object").to_bytes(4, "little"))],
+    ids=["sha256-v1", "crc32-v2"],
+)
+def test_a_disk_cache_written_by_an_earlier_version_is_emptied_once(tmp_path, marker, trailer):
+    """Earlier layouts trailed each object with its SHA-256 (1, no marker) or
+    CRC-32 (2): such files would all fail the XXH3; they go at start, once,
+    and what is written now stays."""
+    if marker is not None:
+        (tmp_path / "objects.format").write_text(marker)
     old = tmp_path / "ab" / ("ab" + "0" * 62)
     old.parent.mkdir()
-    old.write_bytes(b"an object" + bytes(32))
+    old.write_bytes(b"an object" + trailer)
     listings = tmp_path / "listings"
     listings.mkdir()
     (listings / "kept.json").write_text("{}")  # not an object: left alone
