@@ -115,7 +115,7 @@ async def serve(
         core = await open_core(config, stack, nursery, index, on_prefetched=pusher.push)
         core.stats.offline.update(offline)
         audit = Auditor(core.audit) if core.audit is not None else None
-        ops = Operations(core.tree.inodes, core.stats, core.op_deadline(), audit)
+        ops = Operations(core.tree.inodes, core.stats, core.op_deadline(), audit, pusher)
         pyfuse3.init(ops, mountpoint, options)
         serving = [True]  # pyfuse3.terminate() on an ended session crashes the process
         try:

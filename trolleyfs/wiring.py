@@ -308,5 +308,6 @@ async def open_core(
     searchers = {n: r.searcher for n, r in remotes.items()}
     if deid is not None:
         deid.bind(store.get)
-    tree = build_tree(config, searchers, store, stats, index or UidIndex(), views, listings, deid)
+    index = index if index is not None else UidIndex()  # (an empty index is falsy: it has a length)
+    tree = build_tree(config, searchers, store, stats, index, views, listings, deid)
     return Core(config, stats, store, tree, limits, audit)

@@ -159,6 +159,22 @@ def test_cp_r_copies_byte_identical(mnt, orthanc, tmp_path):
     assert {str(p.relative_to(src)) for p in src.rglob("*.dcm")} == rel
 
 
+def test_a_cold_copy_reads_readahead_from_the_page_cache(orthanc, tmp_path):
+    # the series readahead stores each object into the kernel's page cache as
+    # it arrives, and each file's open waits for that: only the first file of
+    # each series (fetched alone) is read through trolleyfs, and every byte is right
+    with mounted(qido_config(orthanc, FOLDERS), tmp_path) as m:
+        src = m.path / "all" / "2021-03-04 TEST ALICE CT Chest"
+        series = sorted(os.listdir(src))
+        subprocess.run(["cp", "-r", str(src), str(tmp_path / "copy")], check=True)
+        reads = m.stats()["fuse_ops"].get("read", 0)
+    copied = sorted((tmp_path / "copy").rglob("*.dcm"))
+    assert len(series) == 2 and len(copied) == 12 + 6
+    for f in copied:
+        assert f.read_bytes() == orthanc.instance_file(pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID)
+    assert reads <= 2 * len(series), reads  # not one or more per file: 18 or more
+
+
 def test_consumers(mnt, tmp_path, orthanc):
     series = mnt.path / "all" / "2021-03-04 TEST ALICE CT Chest" / "001 CT Axial 5mm"
     f = series / "0003.dcm"

@@ -7,11 +7,13 @@ from __future__ import annotations
 import errno
 import os
 import stat
+import threading
 from collections.abc import Awaitable
 
 import pyfuse3
 import pytest
 import trio
+from trio.testing import wait_all_tasks_blocked
 
 from tests.fakes.fuse import CTX, DEADLINE
 from trolleyfs.errors import NotFound, TrolleyError, Unavailable
@@ -366,3 +368,36 @@ async def test_readahead_is_pushed_to_every_inode_showing_the_instance(world: Wo
     async with trio.open_nursery() as nursery:
         PagePusher(world.index.inodes_of, nursery, notify_store).push("1.2.3", b"again")
     assert stored == []  # b is forgotten; a failed, quietly
+
+
+async def test_an_open_waits_until_its_files_pages_are_stored(world: World) -> None:
+    # a cold `cp -r` opens each file as its bytes arrive: the open returns once
+    # they are in the page cache, so the reads that follow never reach trolleyfs
+    gate = threading.Event()
+    stored: list[int] = []
+
+    def notify_store(ino: int, offset: int, data: bytes) -> None:
+        assert gate.wait(60), "never let through"
+        stored.append(ino)
+
+    other = FakeFile("b.dcm", world.root, b"other", uid="4.5.6")
+    world.root.add([FakeFile("c.dcm", world.root, b"pushed", uid="1.2.3"), other])
+    c = (await world.lookup("c.dcm")).st_ino
+    b = (await world.lookup("b.dcm")).st_ino
+    opened: list[str] = []
+    async with trio.open_nursery() as nursery:
+        pusher = PagePusher(world.index.inodes_of, nursery, notify_store)
+        ops = Operations(world.inodes, world.stats, DEADLINE, pushes=pusher)
+        pusher.push("1.2.3", b"pushed")
+
+        async def open_(ino: int, name: str) -> None:
+            info = await ops.open(ino, os.O_RDONLY, CTX)
+            opened.append(name)
+            await ops.release(info.fh)
+
+        nursery.start_soon(open_, b, "b")  # nothing on its way to b: opens at once
+        nursery.start_soon(open_, c, "c")
+        await wait_all_tasks_blocked()
+        assert opened == ["b"] and stored == []  # c waits for its pages
+        gate.set()
+    assert opened == ["b", "c"] and stored == [c]

@@ -45,6 +45,7 @@ from ..stats import Stats
 from ..tree.base import DirNode, FileNode, Node, Ranges
 from ..tree.inodes import InodeTable
 from .callers import BACKGROUND_XATTR, Caller, Callers
+from .pagecache import PagePusher
 
 log = logging.getLogger("trolleyfs.fs")
 T = TypeVar("T")
@@ -120,11 +121,20 @@ class Operations(pyfuse3.Operations):
     enable_writeback_cache = False
     enable_acl = False
 
-    def __init__(self, inodes: InodeTable, stats: Stats, op_deadline: float, audit: Auditor | None = None) -> None:
+    def __init__(
+        self,
+        inodes: InodeTable,
+        stats: Stats,
+        op_deadline: float,
+        audit: Auditor | None = None,
+        pushes: PagePusher | None = None,
+    ) -> None:
         """``op_deadline``: seconds one operation may go without progress, all
         retries included (and at most :func:`~trolleyfs.idle.overall_bound` of it in all);
-        ``audit``: where accesses are recorded (None: nowhere)."""
+        ``audit``: where accesses are recorded (None: nowhere); ``pushes``:
+        what stores readahead into the page cache (an open waits for its file's)."""
         super().__init__()
+        self._pushes = pushes
         self._inodes = inodes
         self._stats = stats
         self._op_deadline = op_deadline
@@ -291,6 +301,8 @@ class Operations(pyfuse3.Operations):
                     data = self._files[fh] = await node.read_all()
                     if access is not None:  # held whole: handed over at open (the kernel may read it from its cache)
                         access.nbytes = len(data)
+                    if self._pushes is not None and node.keep_cache:  # its pages on their way: read from there
+                        await self._pushes.settled(inode)
         except BaseException as exc:
             if audit is not None and access is not None and not isinstance(exc, trio.Cancelled):
                 audit.closed(access, result=_result(exc))

@@ -5,7 +5,13 @@ request at all.
 The kernel locks the pages it stores into; a reader of the same file may hold
 one while it waits for this very process to answer its read.  So the store
 runs in a worker thread (one at a time), never on the loop that answers;
-what arrives while it runs is stored by its next hand-off, in one go."""
+what arrives while it runs is stored by its next hand-off, in one go.
+
+A file opened while its bytes are on their way into the page cache (a cold
+``cp -r`` reads right behind the series as it streams) waits for them
+(:meth:`PagePusher.settled`): its reads are then answered by the kernel, and
+the loop, which would otherwise copy every byte into a read's answer, goes on
+with the stream while the worker thread stores the pages on another core."""
 
 from __future__ import annotations
 
@@ -29,6 +35,7 @@ class PagePusher:
         self._notify_store = notify_store
         self._pending: list[tuple[list[int], bytes]] = []  # what the next hand-off stores
         self._running = False
+        self._unsettled: dict[int, tuple[int, trio.Event]] = {}  # inode -> (pushes not yet stored, done)
 
     def push(self, uid: str, data: bytes) -> None:
         """Readahead data for ``uid`` arrived (the Store's ``on_prefetched``)."""
@@ -36,6 +43,9 @@ class PagePusher:
         if not inodes:
             return
         self._pending.append((inodes, data))
+        for ino in inodes:
+            entry = self._unsettled.get(ino)
+            self._unsettled[ino] = (1, trio.Event()) if entry is None else (entry[0] + 1, entry[1])
         if not self._running:
             self._running = True
             self._nursery.start_soon(self._push)
@@ -44,9 +54,31 @@ class PagePusher:
         try:
             while self._pending:
                 batch, self._pending = self._pending, []
-                await trio.to_thread.run_sync(self._store_pages, batch)
+                try:
+                    await trio.to_thread.run_sync(self._store_pages, batch)
+                finally:
+                    self._settle(batch)
         finally:
             self._running = False
+            if self._pending:  # cancelled with pushes queued (unmount): nobody waits for them
+                self._settle(self._pending)
+                self._pending = []
+
+    def _settle(self, batch: list[tuple[list[int], bytes]]) -> None:
+        for inodes, _ in batch:
+            for ino in inodes:
+                count, done = self._unsettled[ino]
+                if count > 1:
+                    self._unsettled[ino] = (count - 1, done)
+                else:
+                    del self._unsettled[ino]
+                    done.set()
+
+    async def settled(self, ino: int) -> None:
+        """Return once no push into ``ino``'s pages is queued or running."""
+        entry = self._unsettled.get(ino)
+        if entry is not None:
+            await entry[1].wait()
 
     def _store_pages(self, batch: list[tuple[list[int], bytes]]) -> None:
         for inodes, data in batch:
