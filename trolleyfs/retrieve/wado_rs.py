@@ -22,12 +22,12 @@ What real servers send besides that, and what is done with it:
 from __future__ import annotations
 
 import logging
-import zlib
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from urllib.parse import quote
 
 import httpx
+import xxhash
 
 from ..errors import ProtocolError
 from ..model import InstanceRef, SeriesRef
@@ -54,7 +54,6 @@ def accept_for(transfer_syntax: str) -> str:
 
 
 MAX_SINGLE_PART = 4 << 30  # a single-part answer is held whole: bounded
-_FINGERPRINT_BYTES = 64 * 1024  # duplicates in a series are compared by length and a CRC of their head
 
 
 def _p(uid: str) -> str:
@@ -184,7 +183,7 @@ class WadoRS:
     async def fetch_series(self, ref: SeriesRef, instance_uids: list[str]) -> AsyncGenerator[tuple[str, bytes], None]:
         what = f"series {ref.series_uid}"
         url = f"{self.ep.url}/studies/{_p(ref.study_uid)}/series/{_p(ref.series_uid)}"
-        seen: dict[str, tuple[int, int]] = {}  # uid -> (length, CRC of its head): duplicates
+        seen: dict[str, tuple[int, int]] = {}  # uid -> (length, XXH3 of the whole object): duplicates
         refused: list[ProtocolError] = []
         expected = Expected(study=ref.study_uid, series=ref.series_uid)
         try:
@@ -197,7 +196,7 @@ class WadoRS:
                     except ProtocolError as exc:
                         refused.append(exc)
                         continue
-                    mark = (len(part.body), zlib.crc32(part.body[:_FINGERPRINT_BYTES]))
+                    mark = (len(part.body), xxhash.xxh3_64_intdigest(part.body))  # a duplicate: the same?
                     if uid in seen:
                         if seen[uid] != mark:
                             log.warning("%s: %s: a second, different copy of object %s left out", self.name, what, uid)
