@@ -27,6 +27,7 @@ from bench import goals
 from bench import nifti as bench_nifti
 from bench import protect as bench_protect
 from bench import views as bench_views
+from bench import webdav as bench_webdav
 from bench.baselines import ACCEPT, dicomtrolley_download, server_ceiling
 from bench.cluster import three_nodes
 from bench.mount import mounted
@@ -355,6 +356,8 @@ def main() -> int:
             results += bench_views.rows(orthanc, mount_tmp, dest, args.repeat)
             # (13) a series' NIfTI view, cold and warm, against dcm2niix on a local copy
             results += bench_nifti.rows(orthanc, mount_tmp, dest, args.repeat)
+            # (w) the big series over WebDAV (rclone) beside the FUSE mount, cold and warm
+            results += bench_webdav.rows(orthanc, mount_tmp, dest, args.instances, args.repeat)
             # (10) three nodes copying the series at the same moment, without and with the shared tier
             results.extend(three_nodes(orthanc, study_name, series_mb, args.instances, args.repeat, mount_tmp, dest))
         if args.only != "goals":

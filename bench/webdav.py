@@ -1,7 +1,7 @@
-"""A draft `make bench` row for the WebDAV front end (not run by the suite, not
-yet wired into tests/bench.py): a cold and a warm copy of the big series with
-rclone over WebDAV, beside ``cp -r`` of the same series from the FUSE mount
-of the same config.  Not a test: nothing here asserts on a timing.
+"""`make bench` rows (w1-w4) for the WebDAV front end: a cold and a warm copy
+of the big series with rclone over WebDAV, beside ``cp -r`` of the same series
+from the FUSE mount of the same config.  Not a test: nothing here asserts on a
+timing.  Run alone:
 
     .venv/bin/python -m bench.webdav [--instances 500] [--repeat 3]
 
@@ -9,8 +9,7 @@ Cold: a fresh server (empty caches), so the copy includes the PROPFIND that
 learns the sizes (one series request with readahead) and the reads.  Warm:
 the same server again, everything in its memory cache.  rclone copies with
 ``--transfers 8`` (its default is 4; Explorer and Finder copy one file at a
-time, so the row is an upper bound for desktops).  To wire it in: call
-:func:`rows` from tests/bench.py's ``main`` with its Orthanc and tmpfs.
+time, so the row is an upper bound for desktops).
 """
 
 from __future__ import annotations

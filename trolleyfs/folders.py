@@ -16,6 +16,8 @@ import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
+from pydicom.datadict import dictionary_VR
+
 from .model import Query, QueryLevel
 from .naming import sanitize
 from .syntaxes import VIEWS, parse_transfer_syntax
@@ -50,6 +52,9 @@ EARLIEST = _dt.date(1800, 1, 1)  # DICOM dates have four-digit years; no study i
 LATEST = _dt.date(9999, 12, 31)
 MAX_DAYS_BACK = 200 * 365  # "-200y"
 MAX_VALUE_CHARS = 64  # the longest value of the query keys' VRs (LO, PN, UI)
+# VRs whose values hold only the default character repertoire (PS3.5 6.2): no
+# Specific Character Set applies to them, so a C-FIND cannot send anything else
+ASCII_VRS = frozenset({"AE", "AS", "CS", "DA", "DS", "DT", "IS", "TM", "UI"})
 MAX_INCLUDE_FIELDS = 200
 MAX_LIMIT = 10_000_000
 
@@ -173,6 +178,9 @@ def query_value(key: str, value: object) -> str:
     problem = control_problem(text)
     if problem:
         raise ValueError(problem)
+    vr = dictionary_VR(key)
+    if vr in ASCII_VRS and not text.isascii():
+        raise ValueError(f"must be ASCII (a {vr} value holds no other characters)")
     if "\\" in text and key != "ModalitiesInStudy":
         raise ValueError("must be a single value (no backslash)")
     if any(len(v) > MAX_VALUE_CHARS for v in text.split("\\")):

@@ -71,6 +71,11 @@ def _broken(old: str, new: str) -> str:
     ("text", "key", "words"),
     [
         (_broken('PatientName = "TEST*"', 'PatientNme = "TEST*"'), "folders[0].query.PatientNme", "unknown query key"),
+        (
+            _broken('ModalitiesInStudy = "CT"', 'ModalitiesInStudy = "CT\u00e9"'),
+            "folders[0].query.ModalitiesInStudy",
+            "must be ASCII",
+        ),
         (_broken('"2020-01-01"', '"2020-13-45"'), "folders[0].min_study_date", "is not a date"),
         (_broken('name  = "recent-ct"', 'name = "recent-ct"\nserver = "nope"'), "folders[0].server", "unknown server"),
         (

@@ -80,12 +80,23 @@ def test_a_query_name_takes_the_keys_wildcards_and_dates_of_a_folder() -> None:
         ("min_study_date=2021-01-01,max_study_date=2020-01-01", "min_study_date: 2021-01-01 is after"),
         ("StudyDate=2020,min_study_date=-1d", "min_study_date: cannot be combined with query.StudyDate"),
         ("PatientName=%FF", "PatientName: '%FF' is not UTF-8"),
+        ("ModalitiesInStudy=CT%C3%A9", "ModalitiesInStudy: must be ASCII (a CS value"),
+        ("StudyDate=2020%C2%B2", "StudyDate: must be ASCII (a DA value"),
     ],
 )
 def test_a_bad_query_name_says_what_is_wrong(name: str, problem: str) -> None:
     with pytest.raises(ValueError, match="^" + problem.replace("\\", "\\\\").replace("(", "\\(")) as exc:
         parse_query(name)
     assert "\n" not in str(exc.value)
+
+
+def test_names_and_descriptions_may_hold_any_character() -> None:
+    """PN and LO values are sent in UTF-8 (ISO_IR 192); only the VRs of the
+    default repertoire (CS, DA, UI, ...) are held to ASCII."""
+    assert parse_query("PatientName=M%C3%BCller*,StudyDescription=Sch%C3%A4del").filters == {
+        "PatientName": "Müller*",
+        "StudyDescription": "Schädel",
+    }
 
 
 def test_single_value_names_are_decoded_and_checked() -> None:
