@@ -216,7 +216,7 @@ def build_tree(
     keep = keeps_listings(config)
     saved = SavedListings(cache.disk_dir) if cache.disk_dir and keep else None  # listings kept beside the objects
     identities = {name: server_identity(server) for name, server in config.servers.items()}
-    listings = Listings(searchers, stats, saved, ttls, shared=cluster if keep else None, identities=identities)
+    listings = Listings(searchers, stats, saved, ttls, cluster=cluster if keep else None, identities=identities)
     deid = deid or deid_forms(config)
     presenter = DeidPresenter(deid.deid, deid.excluded) if deid is not None else Presenter()
     return Tree(config.folders, config.names, ttls, listings, reader, stats, index, views, presenter)
@@ -295,7 +295,7 @@ async def open_core(
         Around(
             disk=disk_cache(config.cache),
             on_prefetched=on_prefetched,
-            shared=ClusterReads(cluster, placement) if cluster else None,
+            cluster=ClusterReads(cluster, placement) if cluster else None,
             placement=placement,
             limits=limits,
         ),

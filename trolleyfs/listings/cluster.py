@@ -46,9 +46,9 @@ class ClusterListings:
     """``studies``/``series``/``instances``: ``(result, age in seconds)``, from
     the tier or from ``search`` (asked by one node of the cluster)."""
 
-    def __init__(self, shared: Shared, ttls: ListingTTLs) -> None:
-        self._cluster = shared
-        self._tier = shared.tier
+    def __init__(self, cluster: Shared, ttls: ListingTTLs) -> None:
+        self._cluster = cluster
+        self._tier = cluster.tier
         self._ttls = ttls
 
     async def studies(

@@ -60,11 +60,11 @@ class Listings:
         saved: SavedListings | None = None,
         ttls: ListingTTLs | None = None,
         clock: Callable[[], float] = time.time,
-        shared: ClusterListings | None = None,
+        cluster: ClusterListings | None = None,
         identities: Mapping[str, str] | None = None,
     ) -> None:
         """``ttls``: how long a kept result is used without asking; ``clock`` is
-        the wall clock the ages of kept results are measured on; ``shared``: the
+        the wall clock the ages of kept results are measured on; ``cluster``: the
         cluster's tier; ``identities``: each server's identity
         (:func:`.identity.server_identity`), which names what is kept of it on
         disk and in the tier (by default its name)."""
@@ -73,7 +73,7 @@ class Listings:
         self._saved = saved
         self._ttls = ttls or ListingTTLs()
         self._clock = clock
-        self._shared = shared
+        self._cluster = cluster
         self._offline_until: dict[str, float] = {}  # server -> trio time
         self._ids = dict(identities or {})
 
@@ -103,9 +103,9 @@ class Listings:
             return studies
 
         async def ask() -> Listed[Study]:
-            if self._shared is None:
+            if self._cluster is None:
                 return Listed(await search())
-            return Listed(*await self._shared.studies(self.identity(server), key, search))
+            return Listed(*await self._cluster.studies(self.identity(server), key, search))
 
         return await self._listed(server, "studies", key, ask, decode_study)
 
@@ -116,9 +116,9 @@ class Listings:
             return await self._searchers[server].find_series(study_uid)
 
         async def ask() -> Listed[Series]:
-            if self._shared is None:
+            if self._cluster is None:
                 return Listed(await search())
-            return Listed(*await self._shared.series(self.identity(server), study_uid, search))
+            return Listed(*await self._cluster.series(self.identity(server), study_uid, search))
 
         return await self._listed(server, "series", study_uid, ask, decode_series)
 
@@ -129,9 +129,9 @@ class Listings:
             return await self._searchers[server].find_instances(study_uid, series_uid)
 
         async def ask() -> Listed[Instance]:
-            if self._shared is None:
+            if self._cluster is None:
                 return Listed(await search())
-            return Listed(*await self._shared.instances(self.identity(server), series_uid, search))
+            return Listed(*await self._cluster.instances(self.identity(server), series_uid, search))
 
         return await self._listed(server, "instances", f"{study_uid}/{series_uid}", ask, decode_instance)
 

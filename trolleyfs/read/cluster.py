@@ -48,13 +48,13 @@ def _is_instance(uid: str, sref: SeriesRef, placement: Placement) -> Callable[[b
 
 
 class ClusterReads:
-    def __init__(self, shared: Shared, placement: Placement = AS_LISTED) -> None:
+    def __init__(self, cluster: Shared, placement: Placement = AS_LISTED) -> None:
         """``placement``: what objects of each form must say they are, and the
         UIDs that name them in the tier (a de-identified form is named by its
         new UIDs, so the tier's keys hold no original UID)."""
-        self._cluster = shared
-        self._tier = shared.tier
-        self._leases = shared.leases
+        self._cluster = cluster
+        self._tier = cluster.tier
+        self._leases = cluster.leases
         self._placement = placement
 
     def _name(self, uid: str, form: str) -> str:

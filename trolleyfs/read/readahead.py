@@ -114,7 +114,7 @@ class SeriesReadahead:
         ``limits``: the servers' background hours (None: always)."""
         self._limits = limits
         self._slots = trio.Semaphore(slots)
-        self._shared = parts.cluster
+        self._cluster = parts.cluster
         self._fetchers = parts.fetchers
         self._stats = parts.stats
         self._flights = parts.flights
@@ -242,10 +242,10 @@ class SeriesReadahead:
         server alone."""
         job.next_report = trio.current_time() + PROGRESS_EVERY_S
         with priority(job.urgency):
-            if self._shared is None:
+            if self._cluster is None:
                 await self._stream(job, job.uids)
             else:
-                await self._shared.series(
+                await self._cluster.series(
                     server, job.ref, job.uids, partial(self._deliver, job), partial(self._stream, job)
                 )
 
@@ -289,7 +289,7 @@ class SeriesReadahead:
         wanted = flight is not None and flight.by_series and not flight.done.is_set()
         # with a shared tier the stream never pauses for this node's budget (other nodes may be
         # following it): what this node has no room for is left in the tier, and read from there
-        spill = self._shared is not None and self._budget.unread_bytes >= self._budget.limit
+        spill = self._cluster is not None and self._budget.unread_bytes >= self._budget.limit
         if flight is not None and wanted:  # else: not asked for, or already fetched another way
             if not spill:
                 self._caches.keep(key, data)
@@ -297,11 +297,11 @@ class SeriesReadahead:
                 self._on_prefetched(key, data)
             flight.finish(data, source=source)
             self._flights.close(key, flight)
-        if publish and self._shared is not None:
-            await self._shared.publish(job.server, job.ref, uid, data)
+        if publish and self._cluster is not None:
+            await self._cluster.publish(job.server, job.ref, uid, data)
         if wanted and not spill:
             await self._caches.to_disk(key, data)
-            if self._shared is None:
+            if self._cluster is None:
                 await self._budget.wait()
 
 

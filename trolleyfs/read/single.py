@@ -24,7 +24,7 @@ log = logging.getLogger("trolleyfs.store")
 class SingleFetch:
     def __init__(self, parts: ReadParts) -> None:
         self._fetchers = parts.fetchers
-        self._shared = parts.cluster
+        self._cluster = parts.cluster
         self._stats = parts.stats
         self._flights = parts.flights
         self._caches = parts.caches
@@ -52,11 +52,11 @@ class SingleFetch:
 
         try:
             with priority(flight.urgency):
-                if self._shared is None:
+                if self._cluster is None:
                     data, from_pacs = await self._from_server(server, ref), True
                 else:
                     fetch = partial(self._from_server, server, ref)
-                    data, from_pacs = await self._shared.instance(server, ref, fetch, arrived)
+                    data, from_pacs = await self._cluster.instance(server, ref, fetch, arrived)
             if not flight.done.is_set():
                 arrived(data, "pacs" if from_pacs else "shared")
             await self._caches.to_disk(uid, data)

@@ -59,7 +59,7 @@ class Around:
 
     disk: DiskCache | None = None  # the disk cache
     on_prefetched: Callable[[str, bytes], None] = _ignore  # sees readahead data as it arrives
-    shared: ClusterReads | None = None  # the cluster tier, between the local caches and the servers
+    cluster: ClusterReads | None = None  # the cluster tier, between the local caches and the servers
     placement: Placement = AS_LISTED  # what objects of each form must say they are
     limits: Limits | None = None  # the servers' background hours (None: always open)
 
@@ -74,17 +74,17 @@ class Store:
         around: Around = Around(),
     ) -> None:
         """``fetchers`` by server; background work runs in ``nursery``."""
-        disk, on_prefetched, shared, limits = around.disk, around.on_prefetched, around.shared, around.limits
+        disk, on_prefetched, cluster, limits = around.disk, around.on_prefetched, around.cluster, around.limits
         self._stats = stats
         self._placement = around.placement
         self._limits = limits
-        self._shared = shared
+        self._cluster = cluster
         self._readahead = settings.readahead_series > 0
         self._budget = ReadaheadBudget(budget_for(settings.memory_bytes))
         memory = MemoryCache(settings.memory_bytes, on_evict=self._evicted)
         self._caches = Caches(memory, disk, nursery)
         self._flights = Flights()
-        parts = ReadParts(fetchers, stats, self._flights, self._caches, self._budget, nursery, on_prefetched, shared)
+        parts = ReadParts(fetchers, stats, self._flights, self._caches, self._budget, nursery, on_prefetched, cluster)
         self._single = SingleFetch(parts)
         self._series = SeriesReadahead(max(1, settings.readahead_series), parts, self._single, limits)
         self._disk_ahead = DiskReadahead(parts)
@@ -188,7 +188,7 @@ class Store:
     def stats(self) -> dict[str, object]:
         """The caches' and readahead's state, as ``.trolleyfs/stats.json`` shows it."""
         prefetch = self._series.stats() | self._flights.stats() | self._disk_ahead.stats() | self._budget.stats()
-        shared = None if self._shared is None else self._shared.stats()
+        shared = None if self._cluster is None else self._cluster.stats()
         return self._caches.stats() | {"prefetch": prefetch, "shared_cache": shared}
 
     async def drain(self, patience: float = 30.0) -> None:

@@ -206,7 +206,7 @@ async def test_a_lease_holder_that_reads_nothing_still_streams_the_whole_series_
     fetcher = FakeFetcher(objects)
     async with node(single) as n, trio.open_nursery() as nursery:
         settings = read_settings(CacheConfig(memory_mb=64))
-        store = Store(settings, {"pacs": fetcher}, Stats(), nursery, Around(shared=ClusterReads(n)))
+        store = Store(settings, {"pacs": fetcher}, Stats(), nursery, Around(cluster=ClusterReads(n)))
         assert await store.get("pacs", first, lambda: names) == objects[names[0]]
         # nobody reads on here; other nodes may be following the stream: it must not pause
         with trio.fail_after(120):  # only bounds a broken run
