@@ -81,9 +81,11 @@ def serving(
     auth: tuple[str, str] | None = None,
     tls_ca: str | None = None,
     host: str = "127.0.0.1",
+    log_level: str = "debug",
 ) -> Iterator[Served]:
     """``trolleyfs webdav`` on ``config_text``, listening on a free port of
-    ``host`` (reached through loopback), until the block ends."""
+    ``host`` (reached through loopback), until the block ends; it logs at
+    ``log_level`` (the benchmarks serve at the default, ``info``)."""
     cfg = tmp_path / f"{name}.toml"
     cfg.write_text(config_text)
     cfg.chmod(0o600)
@@ -92,7 +94,7 @@ def serving(
     listen = ["--listen", f"{host}:{port}"]
     with open(log, "wb") as logf:
         proc = subprocess.Popen(
-            [*TROLLEYFS, "webdav", "--log-level", "debug", *listen, *args, str(cfg)],
+            [*TROLLEYFS, "webdav", "--log-level", log_level, *listen, *args, str(cfg)],
             stdout=logf,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
