@@ -127,6 +127,44 @@ def test_propfind_answers_207_with_depth_0_and_1_and_refuses_infinity(dav):
         assert b"propfind-finite-depth" in res.stdout
 
 
+def test_propfind_is_sent_as_it_is_made_and_answers_what_was_asked(dav):
+    """A PROPFIND's body is streamed (chunked, no Content-Length), is one
+    well-formed multistatus, and answers allprop, propname and named
+    properties; a bad body or Depth is a 400 before anything is sent."""
+    import xml.etree.ElementTree as ET
+
+    def ask(path: str, body: str | None, depth: str = "1") -> tuple[int, dict[str, str], bytes]:
+        with dav.client() as c:
+            r = c.request("PROPFIND", dav.href(path), headers={"Depth": depth}, content=body)
+        return r.status_code, dict(r.headers), r.content
+
+    code, headers, body = ask(SERIES, None)
+    assert code == 207
+    assert headers.get("transfer-encoding") == "chunked" and "content-length" not in headers
+    doc = ET.fromstring(body)
+    assert doc.tag == "{DAV:}multistatus"
+    files = [r for r in doc if (r.findtext("{DAV:}href") or "").endswith(".dcm")]
+    assert len(files) == len(doc) - 1 >= 2  # the series itself, then its files
+    for resp in files:
+        assert int(resp.findtext(".//{DAV:}getcontentlength") or 0) > 128
+    names = {
+        p.tag
+        for p in ET.fromstring(ask(SERIES, '<propfind xmlns="DAV:"><propname/></propfind>', "0")[2]).iter()
+        if p.tag.startswith("{DAV:}") and p.text is None and not len(p)
+    }
+    assert {"{DAV:}resourcetype", "{DAV:}displayname"} <= names
+    named = ET.fromstring(
+        ask(SERIES, '<propfind xmlns="DAV:"><prop><displayname/><nosuchprop/></prop></propfind>')[2]
+    )
+    shown = [(r.findtext(".//{DAV:}displayname"), r.find(".//{DAV:}nosuchprop")) for r in named]
+    assert len(shown) == len(doc) and all(name for name, _ in shown) and all(el is not None for _, el in shown)
+    assert all(r.find(".//{DAV:}getcontentlength") is None for r in named)  # only what was asked
+    assert ask(SERIES, "<propfind xmlns='DAV:'><allprop/><propname/></propfind>")[0] == 400
+    assert ask(SERIES, "<not-xml")[0] == 400
+    assert ask(SERIES, None, depth="2")[0] == 400
+    assert ask(f"{SERIES}/no-such.dcm", None)[0] == 404
+
+
 def test_options_says_class_1_read_only(dav):
     for path in ("", SERIES, f"{SERIES}/0001.dcm"):  # names with spaces: the path arrives encoded
         res = curl("-i", "-X", "OPTIONS", dav.href(path))

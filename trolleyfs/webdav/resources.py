@@ -36,6 +36,7 @@ from ..audit.record import Who, identify
 from ..audit.source import noting
 from ..tree.base import DirNode, FileNode, Node, Ranges, is_probe
 from .bridge import Bridge
+from .propfind import StartResponse, propfind
 from .requester import Requester
 
 REQUESTER_KEY = "trolleyfs.requester"  # environ key: the Requester of this request (set by the gate)
@@ -83,6 +84,15 @@ class TreeProvider(DAVProvider):  # type: ignore[misc]  # WsgiDAV has no type hi
 
     def is_readonly(self) -> bool:
         return True
+
+    def custom_request_handler(
+        self, environ: dict[str, Any], start_response: StartResponse, default_handler: Callable[..., Any]
+    ) -> Any:
+        """WsgiDAV's seam for a provider's own methods: PROPFIND is streamed
+        (:mod:`.propfind`), everything else is WsgiDAV's."""
+        if environ.get("REQUEST_METHOD") == "PROPFIND":
+            return propfind(self, environ, start_response)
+        return default_handler(environ, start_response)
 
     def get_resource_inst(self, path: str, environ: dict[str, Any]) -> DAVCollection | DAVNonCollection | None:
         names = split_path(path)
