@@ -153,9 +153,7 @@ def test_propfind_is_sent_as_it_is_made_and_answers_what_was_asked(dav):
         if p.tag.startswith("{DAV:}") and p.text is None and not len(p)
     }
     assert {"{DAV:}resourcetype", "{DAV:}displayname"} <= names
-    named = ET.fromstring(
-        ask(SERIES, '<propfind xmlns="DAV:"><prop><displayname/><nosuchprop/></prop></propfind>')[2]
-    )
+    named = ET.fromstring(ask(SERIES, '<propfind xmlns="DAV:"><prop><displayname/><nosuchprop/></prop></propfind>')[2])
     shown = [(r.findtext(".//{DAV:}displayname"), r.find(".//{DAV:}nosuchprop")) for r in named]
     assert len(shown) == len(doc) and all(name for name, _ in shown) and all(el is not None for _, el in shown)
     assert all(r.find(".//{DAV:}getcontentlength") is None for r in named)  # only what was asked
