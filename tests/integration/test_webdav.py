@@ -141,6 +141,7 @@ def test_propfind_is_sent_as_it_is_made_and_answers_what_was_asked(dav):
     code, headers, body = ask(SERIES, None)
     assert code == 207
     assert headers.get("transfer-encoding") == "chunked" and "content-length" not in headers
+    assert headers.get("connection", "").lower() != "close"  # the client keeps its connection
     doc = ET.fromstring(body)
     assert doc.tag == "{DAV:}multistatus"
     files = [r for r in doc if (r.findtext("{DAV:}href") or "").endswith(".dcm")]
@@ -161,6 +162,8 @@ def test_propfind_is_sent_as_it_is_made_and_answers_what_was_asked(dav):
     assert ask(SERIES, "<not-xml")[0] == 400
     assert ask(SERIES, None, depth="2")[0] == 400
     assert ask(f"{SERIES}/no-such.dcm", None)[0] == 404
+    log = dav.log_text()  # WsgiDAV's complaints about a 207 without a length are not errors here
+    assert "Content-Length" not in log and "Connection: close" not in log
 
 
 def test_options_says_class_1_read_only(dav):

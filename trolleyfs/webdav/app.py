@@ -31,6 +31,7 @@ from wsgidav.wsgidav_app import WsgiDAVApp
 from ..credentials import Secret
 from .auth import CONFIG_KEY, AuthHeaderGuard, UsersDomainController
 from .gate import Counts, Gate, WsgiApp, in_front
+from .propfind import QuietStreamed
 from .resources import TreeProvider
 from .settings import WebdavConfig
 
@@ -62,6 +63,9 @@ def build_app(provider: TreeProvider, users: Mapping[str, Secret], counts: Count
         "logging": {"enable": False},  # our logging set-up, not WsgiDAV's
         CONFIG_KEY: {"users": dict(users), "counts": counts},
     }
+    app_log = logging.getLogger("wsgidav.wsgidav_app")
+    if not any(isinstance(f, QuietStreamed) for f in app_log.filters):
+        app_log.addFilter(QuietStreamed())
     lib = logging.getLogger("wsgidav")
     level = lib.level
     lib.setLevel(logging.ERROR)  # its start-up advice (anonymous share, Basic without TLS) is ours to give

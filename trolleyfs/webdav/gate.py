@@ -11,7 +11,8 @@ cheroot leaves the path of an OPTIONS request percent-encoded (every other
 method's it decodes), so ``OPTIONS /a%20b`` would name a file that does not
 exist; and WsgiDAV answers a path that climbs above the root (``/../x``)
 with a 400 whose headers promise a body it never sends, so the client
-waits for it until the connection times out."""
+waits for it until the connection times out.  It also keeps a streamed
+PROPFIND's connection open (:func:`~.propfind.keep_alive`)."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from wsgidav.dav_error import PRECONDITION_CODE_PropfindFiniteDepth
 from wsgidav.mw.base_mw import BaseMiddleware
 
 from .auth import CONFIG_KEY
+from .propfind import keep_alive
 from .requester import Requester
 from .resources import REQUESTER_KEY
 
@@ -48,7 +50,11 @@ def in_front(app: WsgiApp) -> WsgiApp:
             path = environ["PATH_INFO"] = b"%2F".join(atoms).decode("latin-1")
         if path != "*" and _climbs(path):
             return _answer(start_response, "400 Bad Request", b"the path leaves the root\n")
-        return app(environ, start_response)
+
+        def respond(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            return start_response(status, keep_alive(environ, headers), exc_info)
+
+        return app(environ, respond)
 
     return wrapped
 

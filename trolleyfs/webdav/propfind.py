@@ -17,10 +17,20 @@ one resource (a size that could not be learned) is that property's own status
 inside the 207, as WsgiDAV reports it.  Anything else going wrong once the body
 has begun closes the connection without the closing chunk: a client sees a
 broken answer, never a short listing that looks whole.
+
+WsgiDAV holds every answer without a Content-Length to be a provider that
+does not know its length: it logs an error and makes the client reconnect
+(``Connection: close``).  A streamed PROPFIND is neither: it is marked
+(:data:`STREAMED` in its environ) and :func:`~.gate.in_front` keeps its
+connection open (when the request's body was read whole); every 207 is one of
+these, and :class:`QuietStreamed` keeps WsgiDAV's two lines about it out of
+the log.
 """
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -34,6 +44,11 @@ _TAIL = b"</ns0:multistatus>"
 _ALLPROP = "{DAV:}allprop"
 _PROPNAME = "{DAV:}propname"
 _PROP = "{DAV:}prop"
+
+STREAMED = "trolleyfs.streamed"  # environ key: this answer is chunked on purpose
+_NO_LENGTH_207 = "Missing required Content-Length header in 207-response"
+_CLOSING = "Adding 'Connection: close' header"
+_last = threading.local()  # whether this thread's last WsgiDAV line was the 207 complaint
 
 Asked = tuple[str, list[str]]  # WsgiDAV's mode ("allprop", "name", "named") and the names asked for
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]
@@ -73,10 +88,35 @@ def propfind(provider: Any, environ: dict[str, Any], start_response: StartRespon
         raise DAVError(HTTP_NOT_FOUND)
     what = asked(environ)
     members = res.get_member_list() if how == "1" and res.is_collection else []
+    environ[STREAMED] = True
     start_response(
         "207 Multi-Status", [("Content-Type", "application/xml; charset=utf-8"), ("Date", util.get_rfc1123_time())]
     )
     return _body([res, *members], what)
+
+
+class QuietStreamed(logging.Filter):
+    """For WsgiDAV's app logger: drops its complaint about a 207 without a
+    Content-Length (every 207 is a streamed PROPFIND) and the "adding
+    Connection: close" line right after it; any other line between them (the
+    request's body not read whole) keeps the second one."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        after_207 = getattr(_last, "no_length_207", False)
+        _last.no_length_207 = text.startswith(_NO_LENGTH_207)
+        return not (_last.no_length_207 or (after_207 and text.startswith(_CLOSING)))
+
+
+def keep_alive(environ: dict[str, Any], headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """``headers`` without the ``Connection: close`` WsgiDAV adds to a
+    streamed answer (chunked encoding ends it, the connection stays usable),
+    unless the request's body was not read whole."""
+    if not environ.get(STREAMED) or not (
+        util.get_content_length(environ) == 0 or environ.get("wsgidav.all_input_read")
+    ):
+        return headers
+    return [(k, v) for k, v in headers if not (k.lower() == "connection" and v.lower() == "close")]
 
 
 def _body(resources: list[Any], what: Asked) -> Iterator[bytes]:
