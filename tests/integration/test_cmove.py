@@ -255,4 +255,7 @@ def test_foreign_objects_are_refused_and_never_served(orthanc, move_port, sample
         log = m.log_text()
         assert "refused association from STORESCU@127.0.0.1: calling AE title 'STORESCU' is not pacs's" in log, log
         assert "no retrieval waits for it" in log
+        res = storescu("-aet", orthanc.aet)  # the same sender again: refused, and not logged again
+        assert res.returncode != 0 and "Store Response (Unknown Status: 0x124)" in res.stderr, res
+        assert m.log_text().count("WARNING trolleyfs.storescp: C-MOVE receiver: refused instance") == 1
         assert m.stats()["instances_fetched"] == 0

@@ -7,6 +7,9 @@ losslessly compressed one arrives as stored.
   take an uncompressed syntax, and the files are the stored datasets (the old
   receiver took JPEG Baseline, dcmqrscp could not convert 16-bit CT to it, and
   every C-MOVE failed with 0xA702: the mount did not start).
+* The same from dcmqrscp started with ``-xs`` (it proposes JPEG Lossless
+  beside the uncompressed syntaxes): the receiver took JPEG Lossless first,
+  dcmqrscp could not compress to it, and every C-MOVE failed (0xA702).
 * A lossy syntax is accepted only from a context that offers nothing else,
   and said once in the log (a pynetdicom sender calling as the PACS).
 * C-GET from pynetdicom's qrscp, which cannot decompress and picks Implicit VR
@@ -71,6 +74,31 @@ def jpeg_proposing(sample_files, store_port) -> Iterator[Dcmqrscp]:
         yield qr
     finally:
         qr.cleanup()
+
+
+@pytest.fixture(scope="module")
+def lossless_proposing(sample_files) -> Iterator[tuple[Dcmqrscp, int]]:
+    """dcmqrscp that proposes JPEG Lossless beside the uncompressed syntaxes
+    (``-xs``), with a receiving port of its own."""
+    port = free_port()
+    qr = Dcmqrscp(sample_files, move_destinations={"trolleyfs": (MOVE_AET, "127.0.0.1", port)}, options=["-xs"])
+    qr.start()
+    try:
+        yield qr, port
+    finally:
+        qr.cleanup()
+
+
+def test_c_move_from_a_sender_proposing_jpeg_lossless_arrives_uncompressed(lossless_proposing, sample_files, tmp_path):
+    qr, port = lossless_proposing
+    by_uid = by_sop_uid(sample_files)
+    with mounted(cmove_config(qr, port), tmp_path) as m:  # the pre-flight read works
+        files = sorted((m.path / "all").rglob("*.dcm"))
+        assert len(files) == len(sample_files)
+        for f in files:
+            data = f.read_bytes()
+            assert syntax_of(data) == ExplicitVRLittleEndian, f
+            assert dataset_bytes(data) == dataset_bytes(by_uid[uid_of(data)]), f
 
 
 def test_c_move_from_a_sender_proposing_jpeg_baseline_arrives_uncompressed(

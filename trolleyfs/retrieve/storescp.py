@@ -268,9 +268,14 @@ class StoreReceiver:
                     address,
                     why,
                 )
-            else:
-                log.warning(
-                    "C-MOVE receiver: refused instance %s from %s@%s: no retrieval waits for it", uid, aet, address
+            else:  # a PACS finishing an abandoned series: one warning per sender, not one per object
+                self._admission.once.warn(
+                    ("unasked", aet, address),
+                    "C-MOVE receiver: refused instance %s from %s@%s: no retrieval waits for it"
+                    " (more from this sender are logged at debug level)",
+                    uid,
+                    aet,
+                    address,
                 )
             return NOT_AUTHORIZED
         charge = next((t.charge for t in targets if t.charge is not None), None)

@@ -309,16 +309,21 @@ def scp_role_items() -> list[SCP_SCU_RoleSelectionNegotiation]:
 def scp_contexts() -> Contexts:
     """What a storage SCP (C-MOVE's destination) supports: every storage class
     pynetdicom knows, each with every transfer syntax, in this order of
-    preference: the lossless compressed ones (a sender offers those only for
-    objects stored so), Explicit, Implicit VR, deflated, big endian, and the
-    lossy ones last (accepted only from a context that offers nothing else)."""
+    preference: Explicit and Implicit VR (never a conversion for an object
+    stored uncompressed), the lossless compressed ones (what a context offers
+    when the object is stored so and the sender cannot decompress), deflated,
+    big endian, and the lossy ones last (accepted only from a context that
+    offers nothing else)."""
     # big endian and deflated come after little endian: a sender proposes them
     # beside it for any uncompressed object (dcmqrscp does), and taking them
     # first had it convert every object to big endian; a lossy syntax comes
     # last: a sender proposes it beside the uncompressed ones when it is
     # willing to compress (dcmqrscp -xy), and taking it had dcmqrscp try to
     # convert 16-bit CT to baseline JPEG and fail every C-MOVE (0xA702)
-    syntaxes = (*LOSSLESS, EXPLICIT, IMPLICIT, ts.DeflatedExplicitVRLittleEndian, ts.ExplicitVRBigEndian, *LOSSY)
+    # a compressed syntax comes after the uncompressed ones: a sender may propose
+    # it beside them for every object (dcmqrscp -xs), and taking it first had
+    # dcmqrscp try to compress each uncompressed CT and fail every C-MOVE
+    syntaxes = (EXPLICIT, IMPLICIT, *LOSSLESS, ts.DeflatedExplicitVRLittleEndian, ts.ExplicitVRBigEndian, *LOSSY)
     known = (c.abstract_syntax for c in AllStoragePresentationContexts)
     classes = dict.fromkeys((*STORAGE_CLASSES, *VIDEO_CLASSES, *known))
     return [(str(cls), syntaxes) for cls in classes if cls]
