@@ -38,10 +38,17 @@ def _xattrs(path: Path) -> dict[str, bytes]:
     return {name: os.getxattr(path, name) for name in os.listxattr(path)}
 
 
-def walk(mount: Path) -> Seen:
-    """Every directory, file (read whole) and xattr under ``mount``."""
+def walk(mount: Path, typed: tuple[str, ...] = ()) -> Seen:
+    """Every directory, file (read whole) and xattr under ``mount``, and under
+    the ``typed`` paths (which no listing shows on a de-identified mount)."""
     seen = Seen(mount)
-    for top, dirs, files in os.walk(mount):
+    for start in (mount, *(mount / t for t in typed)):
+        _walk_below(seen, mount, start)
+    return seen
+
+
+def _walk_below(seen: Seen, mount: Path, start: Path) -> None:
+    for top, dirs, files in os.walk(start):
         here = Path(top)
         seen.dirs.append(here)
         seen.xattrs[str(here.relative_to(mount))] = _xattrs(here)
@@ -54,7 +61,6 @@ def walk(mount: Path) -> Seen:
             seen.files[rel] = data
             seen.xattrs[rel] = _xattrs(path)
         dirs.sort()
-    return seen
 
 
 def real(cohort: Cohort, letter: str) -> tuple[str, str]:
@@ -77,4 +83,4 @@ def open_and_walk(mount: Mount, cohort: Cohort) -> Opened:
     _, pid = real(cohort, "B")
     assert len(os.listdir(mount.path / "by-accession" / acc)) == 1
     assert len(os.listdir(mount.path / "by-patient" / pid)) == 1
-    return Opened(mount, walk(mount.path), {acc, pid})
+    return Opened(mount, walk(mount.path, (f"by-accession/{acc}", f"by-patient/{pid}")), {acc, pid})

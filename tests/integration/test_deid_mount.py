@@ -452,6 +452,8 @@ def test_finding_a_study_by_its_real_numbers_and_its_new_uid(first: Opened, coho
         os.listdir(root / "by-patient" / "NOBODY-HERE")
     assert exc.value.errno == errno.ENOENT
     assert found_b != found
+    for looked_up in ("by-accession", "by-patient", "query"):  # what was typed is never listed to others
+        assert os.listdir(root / looked_up) == [], looked_up
 
 
 def test_keep_originals_lets_the_caches_hold_originals_and_serves_the_same_bytes(

@@ -181,6 +181,12 @@ async def test_by_accession_finds_the_real_number_and_shows_the_study_deidentifi
     (name,) = await found.children()
     assert ACC not in name and "SMITH" not in name and name.startswith("ANON ")
     assert searcher.calls["studies"] == 1
+    # the real number stays where it was typed: a listing of by-accession/ never shows it
+    by_accession = await lookup(tree.root, "by-accession")
+    assert isinstance(by_accession, DirNode)
+    assert dict(await by_accession.children()) == {}
+    assert await lookup(tree.root, "by-accession", ACC) is found  # still opens, without a new search
+    assert searcher.calls["studies"] == 1
 
 
 async def test_instances_that_may_identify_are_left_out_by_listing_or_once_found_out() -> None:

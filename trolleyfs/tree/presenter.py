@@ -48,6 +48,7 @@ class Presenter:
     """Everything shown as listed."""
 
     filters_series = False  # whether a study's series are checked for served instances (costs their listings)
+    lists_lookups = True  # whether by-accession/, by-patient/ and query/ list the names looked up in them
 
     def form(self, syntax: str) -> str:
         """The form files are read in, for a folder's transfer syntax ("": as stored)."""
@@ -103,6 +104,9 @@ class DeidPresenter(Presenter):
     instances found to be left out when read."""
 
     filters_series = True
+    # the accession numbers, patient IDs and queries a user typed are real
+    # values: listing them would show one user's to every other reader
+    lists_lookups = False
 
     def __init__(self, deid: Deidentifier, excluded: ExcludedInstances, remembered: int = STUDIES_REMEMBERED) -> None:
         self._deid = deid

@@ -166,7 +166,9 @@ class QueryRootDir(DirNode):
         return parse_query(name)
 
     async def children(self) -> Mapping[str, Node]:
-        return dict(self._shown)
+        # the names looked up, found: ls shows them, but not on a de-identified
+        # mount, where each is a real accession number, patient ID or query
+        return dict(self._shown) if self._ctx.presenter.lists_lookups else {}
 
     def cached_child(self, name: str) -> Node | None:
         return self._shown.get(name)
