@@ -46,9 +46,16 @@ class RemoteError(TrolleyError):
     http_status: int | None = None
 
     def __init__(self, message: str, *, server: str = "", what: str = "") -> None:
-        self.server, self.what = server, what
+        self.server, self.what, self.message = server, what, message
         parts = [p for p in (server, what) if p]
         super().__init__((": ".join(parts) + ": " if parts else "") + message)
+
+    @property
+    def cause(self) -> str:
+        """What went wrong, without what was being asked (which may name a
+        study by its UID) nor what the server wrote: for places every reader
+        of a mount sees (``stats.json``); the log has the whole message."""
+        return f"HTTP {self.http_status}" if self.http_status is not None else self.message
 
 
 class NotFound(RemoteError):

@@ -149,6 +149,33 @@ async def test_an_unreachable_server_is_answered_from_the_disk_and_not_asked_for
     assert "answers again" in caplog.text
 
 
+async def test_the_offline_reason_every_reader_sees_names_no_uid(tmp_path) -> None:
+    """stats.json shows why a server is served offline: the cause, never what
+    was being asked (``series of study <UID>``: on a de-identified mount an
+    original UID) nor what the server wrote back."""
+    pacs, clock = FakeSearcher({"1.1": {"1.1.1": 2}}), Clock()
+    await listings(pacs, tmp_path, clock).find_series("pacs", "1.1")
+    clock.offset = 1000
+    for fail, reason in (
+        (
+            Unavailable("cannot connect: [Errno 111] Connection refused", server="pacs", what="series of study 1.1"),
+            None,
+        ),
+        (
+            Unavailable(
+                "HTTP 503 Service Unavailable: study 1.1 is offline", server="pacs", what="series of study 1.1"
+            ),
+            503,
+        ),
+    ):
+        fail.http_status = reason
+        pacs.fail = fail
+        stats = Stats()
+        await listings(pacs, tmp_path, clock, stats).find_series("pacs", "1.1")
+        shown = stats.offline["pacs"].reason
+        assert "1.1" not in shown and shown == (fail.message if reason is None else "HTTP 503"), shown
+
+
 @pytest.mark.parametrize("error", [NotFound("gone", server="pacs"), AccessDenied("who are you", server="pacs")])
 async def test_only_an_unreachable_server_is_covered_by_the_disk(tmp_path, error: Exception) -> None:
     pacs, clock = FakeSearcher({"1.1": {"1.1.1": 2}}), Clock()

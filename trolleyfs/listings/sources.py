@@ -175,7 +175,7 @@ class Listings:
 
     def _went_offline(self, server: str, exc: Unavailable) -> None:
         if server not in self._offline_until and self.holds_saved(server):
-            self._stats.went_offline(server, str(exc))
+            self._stats.went_offline(server, exc.cause)  # stats.json: no UID of what was asked
             log.warning(
                 "%s is unreachable (%s): listing from the disk cache; asking again in %.0f s",
                 server,
