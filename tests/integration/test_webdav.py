@@ -166,6 +166,24 @@ def test_propfind_is_sent_as_it_is_made_and_answers_what_was_asked(dav):
     assert "Content-Length" not in log and "Connection: close" not in log
 
 
+def test_views_are_listed_with_their_sizes(orthanc, tmp_path):
+    """A PROPFIND of views/<folder>/ and of a study's views shows each zip and
+    metadata document with its size, the size a GET then sends (a metadata
+    document's size was asked from a worker thread, off the loop: 500)."""
+    config = qido_config(orthanc, FOLDERS.replace('views = ["zip"]', 'views = ["zip", "metadata"]'))
+    with serving(config, tmp_path, name="views") as dav:
+        top = propfind(dav, "views/all", "1")
+        assert f"views/all/{STUDY}.json" in top and f"views/all/{STUDY}.zip" in top
+        inside = propfind(dav, f"views/all/{STUDY}", "1")
+        docs = {p: props for p, props in {**top, **inside}.items() if p.endswith((".json", ".zip"))}
+        assert len(docs) >= 4
+        with dav.client() as c:
+            for path, props in docs.items():
+                body = c.get(dav.href(path))
+                assert body.status_code == 200, path
+                assert int(props["getcontentlength"]) == len(body.content) > 0, path
+
+
 def test_options_says_class_1_read_only(dav):
     for path in ("", SERIES, f"{SERIES}/0001.dcm"):  # names with spaces: the path arrives encoded
         res = curl("-i", "-X", "OPTIONS", dav.href(path))

@@ -13,6 +13,7 @@ import trio
 from wsgidav.dav_error import DAVError
 
 from trolleyfs.errors import AccessDenied, NotFound, ProtocolError, Unavailable
+from trolleyfs.idle import overall_bound, progress
 from trolleyfs.stats import Stats
 from trolleyfs.tree.base import ListedDir, Node, StaticDir
 from trolleyfs.webdav.bridge import Bridge
@@ -95,6 +96,32 @@ async def test_a_call_past_its_deadline_is_a_gateway_timeout(autojump_clock):
     with pytest.raises(DAVError) as exc:
         await trio.to_thread.run_sync(b.run, None, "GET /x", hang)
     assert exc.value.value == 504
+    assert stats.errors["ETIMEDOUT"] == 1
+
+
+async def test_a_call_whose_answers_keep_arriving_runs_past_the_idle_deadline(autojump_clock):
+    """As a FUSE operation: a big GET or a conversion that makes progress is
+    not cut at ``deadline`` (it was: a fixed timeout), only at its overall bound."""
+    b, stats = bridge(deadline=30.0)
+    start = trio.current_time()
+
+    async def slow_but_moving() -> float:
+        for _ in range(10):  # 200 s in all, never 30 s without an answer
+            await trio.sleep(20)
+            progress()
+        return trio.current_time() - start
+
+    assert await trio.to_thread.run_sync(b.run, None, "GET /big", slow_but_moving) >= 200
+
+    async def moving_forever() -> None:
+        while True:
+            await trio.sleep(20)
+            progress()
+
+    with pytest.raises(DAVError) as exc:
+        await trio.to_thread.run_sync(b.run, None, "GET /endless", moving_forever)
+    assert exc.value.value == 504
+    assert trio.current_time() - start >= 200 + overall_bound(30.0)
     assert stats.errors["ETIMEDOUT"] == 1
 
 

@@ -5,9 +5,10 @@ the read path live on the trio loop.  :meth:`Bridge.run` hands one async call
 to the loop (``trio.from_thread.run`` with the loop's token) and blocks only
 its own worker thread until it is answered: the loop never blocks, and a slow
 PACS read holds one worker while the others go on.  Each call runs under the
-same deadline as a FUSE operation, with the requester set for the audit (see
-:mod:`.requester`); our errors become HTTP errors here, in one place, as
-``fs._op`` turns them into errno values for FUSE.
+same deadline as a FUSE operation (an idle deadline that answers arriving move
+on, within an overall bound: :mod:`trolleyfs.idle`), with the requester set
+for the audit (see :mod:`.requester`); our errors become HTTP errors here, in
+one place, as ``trolleyfs.fuse.ops._op`` turns them into errno values for FUSE.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from wsgidav.dav_error import (
 )
 
 from ..errors import TrolleyError
+from ..idle import IdleDeadline, idle_deadline, overall_bound
 from ..stats import Stats
 from .requester import REQUESTER, Requester
 
@@ -51,8 +53,8 @@ def http_status(exc: TrolleyError) -> int:
 
 class Bridge:
     def __init__(self, token: trio.lowlevel.TrioToken, stats: Stats, deadline: float) -> None:
-        """``token``: the trio loop's; ``deadline``: seconds one call may take,
-        all retries included."""
+        """``token``: the trio loop's; ``deadline``: seconds one call may go
+        without progress (as a FUSE operation's)."""
         self._token = token
         self._stats = stats
         self._deadline = deadline
@@ -64,9 +66,12 @@ class Bridge:
         its result, from a worker thread.  Raises DAVError on failure."""
         deadline = self._deadline
 
+        bounds: list[IdleDeadline] = []
+
         async def call() -> T:
             REQUESTER.set(requester)  # this task's own context: nothing else sees it
-            with trio.fail_after(deadline):
+            with idle_deadline(deadline, overall_bound(deadline)) as bound:
+                bounds.append(bound)
                 return await fn()
 
         try:
@@ -78,7 +83,10 @@ class Bridge:
             self._stats.errors[errno.errorcode.get(exc.errno, str(exc.errno))] += 1
             raise DAVError(http_status(exc), _reason(exc)) from None
         except trio.TooSlowError:
-            self._log_error(what, f"no answer within {deadline:.0f} s")
+            if bounds and bounds[0].overran:
+                self._log_error(what, f"not done after {bounds[0].overall:.0f} s (answers were still arriving)")
+            else:
+                self._log_error(what, f"no answer within {deadline:.0f} s")
             self._stats.errors["ETIMEDOUT"] += 1
             raise DAVError(HTTP_GATEWAY_TIMEOUT, "the archive did not answer in time") from None
         except trio.RunFinishedError:

@@ -174,12 +174,27 @@ def _result(exc: BaseException) -> str:
 
 
 def resource(
-    path: str, node: Node, environ: dict[str, Any], provider: TreeProvider, content: Content | None = None
+    path: str,
+    node: Node,
+    environ: dict[str, Any],
+    provider: TreeProvider,
+    content: Content | None = None,
+    known: int | None = None,
 ) -> DAVCollection | DAVNonCollection:
+    """``known``: the file's size as the core knew it when it was listed."""
     if isinstance(node, DirNode):
         return DirResource(path, node, environ, provider)
     assert isinstance(node, FileNode)
-    return FileResource(path, node, environ, provider, content)
+    return FileResource(path, node, environ, provider, content, known)
+
+
+Listed = list[tuple[str, Node, int | None]]  # name, node, and a file's size if already known
+
+
+def _known(node: Node) -> int | None:
+    """A file's size if known without reading: asked on the loop, never from a
+    worker thread (the caches it reads are the loop's)."""
+    return node.known_size() if isinstance(node, FileNode) else None
 
 
 class DirResource(DAVCollection):  # type: ignore[misc]
@@ -189,39 +204,41 @@ class DirResource(DAVCollection):  # type: ignore[misc]
         self.tree = provider
         self._audited = False
 
-    def _children(self) -> list[tuple[str, Node]]:
+    def _children(self) -> Listed:
         audit = None if self._audited else self.tree.audit
         self._audited = True  # one line per collection listed, however often its members are asked for
         node, environ = self.node, self.environ
 
-        async def children() -> list[tuple[str, Node]]:
-            if audit is None:
-                return sorted((await node.children()).items())
-            audit.admit()
+        async def children() -> Listed:
+            if audit is not None:
+                audit.admit()
             try:
                 found = sorted((await node.children()).items())
             except Exception as exc:
-                audit.listed(who(environ), node, _result(exc))
+                if audit is not None:
+                    audit.listed(who(environ), node, _result(exc))
                 raise
-            audit.listed(who(environ), node)
-            return found
+            if audit is not None:
+                audit.listed(who(environ), node)
+            return [(name, child, _known(child)) for name, child in found]
 
         return self.tree.bridge.run(requester(self.environ), f"list {self.path}", children)
 
     def get_member_names(self) -> list[str]:
-        return [name for name, _ in self._children()]
+        return [name for name, _, _ in self._children()]
 
     def get_member(self, name: str) -> DAVCollection | DAVNonCollection | None:
-        child = dict(self._children()).get(name)
-        if child is None:
+        found = [(child, size) for n, child, size in self._children() if n == name]
+        if not found:
             return None
-        return resource(posixpath.join(self.path, name), child, self.environ, self.tree)
+        ((child, size),) = found
+        return resource(posixpath.join(self.path, name), child, self.environ, self.tree, known=size)
 
     def get_member_list(self) -> list[DAVCollection | DAVNonCollection]:
-        # one call into the core for the whole listing, not one per member
+        # one call into the core for the whole listing (sizes known included), not one per member
         return [
-            resource(posixpath.join(self.path, name), child, self.environ, self.tree)
-            for name, child in self._children()
+            resource(posixpath.join(self.path, name), child, self.environ, self.tree, known=size)
+            for name, child, size in self._children()
         ]
 
     def get_display_name(self) -> str:
@@ -253,26 +270,33 @@ class FileResource(DAVNonCollection):  # type: ignore[misc]
     never fetch.  GET and HEAD always know the size."""
 
     def __init__(
-        self, path: str, node: FileNode, environ: dict[str, Any], provider: TreeProvider, content: Content | None
+        self,
+        path: str,
+        node: FileNode,
+        environ: dict[str, Any],
+        provider: TreeProvider,
+        content: Content | None,
+        known: int | None = None,
     ) -> None:
         super().__init__(path, environ)
         self.node = node
         self.tree = provider
         self.content = content
+        self._known = known
 
     def get_content_length(self) -> int | None:
         if self.content is not None:
             return self.content.size
-        size = self.node.known_size()
-        if size is None and self.tree.learn_sizes:
-            node = self.node
+        if self._known is None:
+            node, learn = self.node, self.tree.learn_sizes
 
-            async def learn() -> int | None:
-                await node.learn_size()
+            async def size() -> int | None:
+                if node.known_size() is None and learn:
+                    await node.learn_size()
                 return node.known_size()
 
-            size = self.tree.bridge.run(requester(self.environ), f"size of {self.path}", learn)
-        return size
+            self._known = self.tree.bridge.run(requester(self.environ), f"size of {self.path}", size)
+        return self._known
 
     def get_content_type(self) -> str:
         return CONTENT_TYPES.get(posixpath.splitext(self.node.name)[1].lower(), "application/octet-stream")
