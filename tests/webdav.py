@@ -22,6 +22,7 @@ from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
 import httpx
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -31,6 +32,37 @@ from tests.mounting import TROLLEYFS, wait_for
 from trolleyfs.demo.orthanc import free_port
 
 DAV = "{DAV:}"
+
+# the sample study and series the WebDAV tests read (the tree path of tests/integration/test_webdav.py)
+STUDY = "2021-03-04 TEST ALICE CT Chest"
+SERIES = f"all/{STUDY}/001 CT Axial 5mm"
+
+
+def need(tool: str) -> None:
+    """Fail (never skip) when a client the tests use is missing."""
+    if not shutil.which(tool):
+        pytest.fail(f"{tool} is not installed: run `make test`, which installs it")
+
+
+def rclone(*args: str) -> subprocess.CompletedProcess[str]:
+    """rclone without a config file; no retries, so that a first attempt that
+    fails (a size that differs) fails the test instead of being retried."""
+    need("rclone")
+    return subprocess.run(
+        ["rclone", "--config", "/dev/null", "--retries", "1", "--low-level-retries", "1", *args],
+        capture_output=True,
+        text=True,
+        timeout=280,
+    )
+
+
+def remote(url: str, path: str) -> str:
+    return f":webdav,url='{url.rstrip('/')}':{path}"
+
+
+def curl(*args: str) -> subprocess.CompletedProcess[bytes]:
+    need("curl")
+    return subprocess.run(["curl", "-s", "-S", "--max-time", "60", *args], capture_output=True, timeout=120)
 
 
 @dataclass

@@ -23,8 +23,8 @@ from .naming import sanitize
 from .syntaxes import VIEWS, parse_transfer_syntax
 from .tomltable import Table, control_problem, kind_name
 
-# Study-level keywords a folder query may filter on (the seeds' Query fields
-# and the other study-level return keys of the Study Root model).
+# Study-level keywords a folder query may filter on (dicomtrolley's Query
+# fields and the other study-level return keys of the Study Root model).
 QUERY_KEYS = frozenset(
     {
         "PatientName",

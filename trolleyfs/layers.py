@@ -20,7 +20,8 @@ imports this module at run time.
 ```
 
 Within the core the read path and the listings sit side by side (the tree
-uses both); a front end never reaches below the tree but for the counters."""
+uses both); a front end never reaches below the tree but for the services
+every request passes (the audit, the limits' priorities) and the counters."""
 
 from __future__ import annotations
 

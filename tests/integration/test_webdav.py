@@ -4,7 +4,6 @@ protocol's answers, and what listings cost."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import pydicom
 import pytest
 
 from tests.mounting import by_sop_uid, mounted, qido_config
-from tests.webdav import davfs_mounted, propfind, serving
+from tests.webdav import SERIES, STUDY, curl, davfs_mounted, propfind, rclone, remote, serving
 from trolleyfs.part10 import part10_sop_instance_uid
 
 pytestmark = pytest.mark.integration
@@ -23,29 +22,6 @@ name = "all"
 query = {}
 views = ["zip"]
 """
-STUDY = "2021-03-04 TEST ALICE CT Chest"
-SERIES = f"all/{STUDY}/001 CT Axial 5mm"
-
-
-def _need(tool: str) -> None:
-    if not shutil.which(tool):
-        pytest.fail(f"{tool} is not installed: run `make test`, which installs it")
-
-
-def rclone(*args: str) -> subprocess.CompletedProcess[str]:
-    """rclone without a config file; no retries, so that a first attempt that
-    fails (a size that differs) fails the test instead of being retried."""
-    _need("rclone")
-    return subprocess.run(
-        ["rclone", "--config", "/dev/null", "--retries", "1", "--low-level-retries", "1", *args],
-        capture_output=True,
-        text=True,
-        timeout=280,
-    )
-
-
-def remote(url: str, path: str) -> str:
-    return f":webdav,url='{url.rstrip('/')}':{path}"
 
 
 def tree_bytes(root: Path) -> dict[str, bytes]:
@@ -94,11 +70,6 @@ def test_davfs2_cp_of_a_series_is_byte_identical(orthanc, sample_files, tmp_path
     assert files and all(files)  # never an empty copy of a file listed without its size
     copied = by_sop_uid(files)
     assert copied == archive_series(sample_files, files[0])
-
-
-def curl(*args: str) -> subprocess.CompletedProcess[bytes]:
-    _need("curl")
-    return subprocess.run(["curl", "-s", "-S", "--max-time", "60", *args], capture_output=True, timeout=120)
 
 
 def status(*args: str) -> int:

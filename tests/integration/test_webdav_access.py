@@ -12,10 +12,9 @@ import threading
 import httpx
 import pytest
 
-from tests.integration.test_webdav import SERIES, STUDY, curl, rclone, remote
 from tests.mounting import TROLLEYFS, by_sop_uid, qido_config, wait_for
 from tests.servers.proxy import FaultProxy
-from tests.webdav import propfind, self_signed, serving, stop
+from tests.webdav import SERIES, STUDY, curl, propfind, rclone, remote, self_signed, serving, stop
 from trolleyfs.demo.orthanc import free_port
 
 pytestmark = pytest.mark.integration

@@ -167,3 +167,23 @@ def test_the_config_reads_no_part_of_the_core() -> None:
     core = {m for m in graph if _unit(m) in NOT_FROM_CONFIG}
     config = {m for m in graph if _unit(m) == "config"}
     assert not {f"{a} -> {b}" for a in config for b in graph[a] if b in core}
+
+
+def test_no_test_module_imports_another() -> None:
+    """What tests share lives in helpers (``tests/*.py`` that are not tests,
+    ``tests/fakes/``, ``tests/servers/``), never in another test module: a
+    test module's fixtures and collection then stay its own."""
+    tests_root = ROOT.parent / "tests"
+    found = []
+    for path in sorted(tests_root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                if node.module.rpartition(".")[2].startswith("test_"):
+                    found.append(f"{path.relative_to(tests_root)}: from {'.' * node.level}{node.module}")
+            elif isinstance(node, ast.Import):
+                found += [
+                    f"{path.relative_to(tests_root)}: import {a.name}"
+                    for a in node.names
+                    if a.name.rpartition(".")[2].startswith("test_")
+                ]
+    assert found == []

@@ -12,6 +12,7 @@ from typing import Any
 
 from tests.mounting import Mount, by_sop_uid, mounted, wait_for
 from tests.servers.proxy import FaultProxy
+from trolleyfs import cli
 from trolleyfs.demo import sampledata
 
 # one series of 40 CT instances of 256x256 (about 5 MB); with chunk_kb = 64 each object is 3 chunks
@@ -118,3 +119,25 @@ def stall_the_series_stream(proxy: FaultProxy) -> None:
 def objects_in(admin: Any) -> int:
     """Meta records of instances in Redis (readable key names only)."""
     return sum(1 for k in admin.scan_iter(match="trolleyfs:o:*", count=1000) if k.endswith(b"}"))
+
+
+# the ACL of docs/cluster.md for a single server (a Redis Cluster needs CLUSTER_ACL)
+ACL = (
+    "trolleyfs on >right-password ~trolleyfs:* resetchannels -@all +get +set +mget +exists +pttl +del +pexpire +rpush +lrange "
+    "+eval +evalsha +script|load +ping"
+)
+CLUSTER_ACL = ACL + " +cluster|slots +command"
+
+
+def write_secret(path: Path, text: str) -> Path:
+    path.write_text(text)
+    path.chmod(0o600)
+    return path
+
+
+def check(config_path: Path, capsys) -> tuple[int, str]:
+    """``trolleyfs check`` (in this process): its exit code and output."""
+    capsys.readouterr()
+    code = cli.main(["check", str(config_path)])
+    out = capsys.readouterr()
+    return code, out.out + out.err

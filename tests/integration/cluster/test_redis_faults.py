@@ -7,17 +7,17 @@ loopback, real mounts."""
 from __future__ import annotations
 
 import errno
-from pathlib import Path
 
 import pytest
 
 from tests.mounting import wait_for
 from tests.servers.redisserver import RedisServer
-from trolleyfs import cli
 
 from .nodes import (
+    ACL,
     SERIES_LEASE,
     SHARED_WARNING,
+    check,
     copied,
     cp_all,
     finish,
@@ -28,16 +28,10 @@ from .nodes import (
     stall_the_series_stream,
     start_cp,
     wait_idle,
+    write_secret,
 )
 
 pytestmark = pytest.mark.integration
-
-# the README's ACL for a single server (a Redis Cluster needs CLUSTER_ACL)
-ACL = (
-    "trolleyfs on >right-password ~trolleyfs:* resetchannels -@all +get +set +mget +exists +pttl +del +pexpire +rpush +lrange "
-    "+eval +evalsha +script|load +ping"
-)
-CLUSTER_ACL = ACL + " +cluster|slots +command"
 
 
 @pytest.mark.parametrize("how", ["stopped", "hung"])
@@ -66,20 +60,6 @@ def test_redis_going_away_mid_read_leaves_reads_exact_with_one_warning(how, prox
                 s = shared_stats(m)
                 assert s["state"] == "backing off" and s["outages"] == 1, s
                 assert m.stats()["errors"] == {} and "Traceback" not in log
-
-
-def write_secret(path: Path, text: str) -> Path:
-    path.write_text(text)
-    path.chmod(0o600)
-    return path
-
-
-def check(config_path: Path, capsys) -> tuple[int, str]:
-    """``trolleyfs check`` (in this process): its exit code and output."""
-    capsys.readouterr()
-    code = cli.main(["check", str(config_path)])
-    out = capsys.readouterr()
-    return code, out.out + out.err
 
 
 def test_a_wrong_redis_password_leaves_reads_exact_with_one_warning(proxy, expected, tmp_path, capsys):

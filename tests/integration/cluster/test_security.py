@@ -17,8 +17,21 @@ from trolleyfs.cluster.settings import SharedConfig
 from trolleyfs.cluster.setup import build_shared, check_shared
 from trolleyfs.credentials import Secret
 
-from .nodes import SERIES_UID, STUDY_UID, copied, cp_all, node_config, nodes, series_dir, shared_stats, wait_idle
-from .test_redis_faults import ACL, CLUSTER_ACL, check, write_secret
+from .nodes import (
+    ACL,
+    CLUSTER_ACL,
+    SERIES_UID,
+    STUDY_UID,
+    check,
+    copied,
+    cp_all,
+    node_config,
+    nodes,
+    series_dir,
+    shared_stats,
+    wait_idle,
+    write_secret,
+)
 
 pytestmark = pytest.mark.integration
 
