@@ -99,6 +99,18 @@ def _is_dir(path: str) -> bool:
         raise UserError(f"{path}: {exc.strerror or exc}") from None
 
 
+def _root_of(path: str) -> str:
+    """The mount ``path`` is in, found without opening or stat-ing ``path``
+    itself (a directory opened is listed, a file stat-ed is fetched: both ask
+    the server, which must wait for its background hours)."""
+    try:
+        return mount_root(os.path.dirname(path))
+    except UserError:
+        if not os.path.lexists(path):  # outside every mount: a stat asks no server
+            raise UserError(f"{path}: No such file or directory") from None
+        return mount_root(path)  # the mount's root itself
+
+
 def mount_root(directory: str) -> str:
     """The trolleyfs mount ``directory`` is in (UserError if none)."""
     p = directory
@@ -299,6 +311,14 @@ class Outcome:
     errors: list[str] = field(default_factory=list)
     lines: list[str] = field(default_factory=list)
     failed: bool = False
+    walked: bool = False  # whether the paths were listed (not yet while waiting for the hours)
+
+    def stopped(self) -> str:
+        """How far it got, for a run stopped early."""
+        t = self.tally
+        if not self.walked:
+            return "stopped before listing anything"
+        return f"stopped: {t.done} of {plural(t.files, 'file')} read ({t.done_bytes / 1e6:.1f} MB)"
 
 
 async def _run(
@@ -314,7 +334,10 @@ async def _run(
     tallies: list[Tally] = []
     async with trio.open_nursery() as ticker:
         ticker.start_soon(_ticking, progress, every, tallies)
+        if not check:  # listing is asking the server too: not outside its background hours
+            await hours.before_walk(paths)
         w = await walk(paths, jobs, progress)
+        out.walked = True
         out.errors.extend(w.errors)
         t = out.tally
         t.files = sum(len(g.names) for g in w.groups)
@@ -361,8 +384,7 @@ def _report_check(w: Walk, t: Tally, disk: bool, out: Outcome) -> None:
 
 def _stopped_outside_hours(why: NotWaiting, outcome: Outcome, progress: Progress, out: TextIO) -> int:
     progress.close()
-    t = outcome.tally
-    print(f"prefetch: stopped: {t.done} of {t.files} files read: {why}", file=out)
+    print(f"prefetch: {outcome.stopped()}: {why}", file=out)
     return EX_TEMPFAIL
 
 
@@ -399,7 +421,7 @@ def run_prefetch(
     for p in absolute:
         if not os.path.lexists(os.path.dirname(p)):
             raise UserError(f"{p}: no such directory")
-        roots.add(mount_root(p if _is_dir(p) else os.path.dirname(p)))
+        roots.add(_root_of(p))
     disk = any(_has_disk_cache(r) for r in roots)
     progress = progress_for(out, every)
     outcome = Outcome()
@@ -414,8 +436,7 @@ def run_prefetch(
         if not _interrupted(exc):
             raise
         progress.close()
-        t = outcome.tally
-        print(f"prefetch: stopped: {t.done} of {plural(t.files, 'file')} read ({t.done_bytes / 1e6:.1f} MB)", file=out)
+        print(f"prefetch: {outcome.stopped()}", file=out)
         return 130
     finally:
         progress.close()

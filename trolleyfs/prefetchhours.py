@@ -6,9 +6,11 @@ for them, saying when they open, or, asked not to wait, stops with one line
 saying so.
 
 When the hours open is read from the mount itself (``.trolleyfs/stats.json``:
-each server's window), so the prefetch needs no config.  All readers share
-one wait: the first refused read starts it, the others join it, and each
-retries its file when it ends."""
+each server's window), so the prefetch needs no config.  Before it walks its
+paths (each folder, study and series listed is a search of the server) it
+waits for the hours of the servers they belong to, so nothing at all is asked
+of a server outside its hours.  All readers share one wait: the first refused
+read starts it, the others join it, and each retries its file when it ends."""
 
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ from .fuse.callers import BACKGROUND_XATTR
 from .progress import Progress
 from .rootnames import CONTROL_DIR, STATS_FILE
 
+SERVER_XATTR = "user.trolleyfs.server"  # a folder's or study's server, as the mount names it
 RECHECK_S = 60.0  # the mount's windows are read again at least this often while waiting
 REFUSED_AGAIN_S = 5.0  # refused while the mount shows every window open (its clock ran past ours): try again
 EX_TEMPFAIL = 75  # sysexits.h: try again later (cron and systemd timers can tell it from a failure)
@@ -71,6 +74,22 @@ def shut_windows(root: str) -> list[Shut]:
     return sorted(out, key=lambda s: s.opens)
 
 
+def servers_of(path: str, root: str) -> set[str] | None:
+    """The server a prefetch of ``path`` reads from: as the nearest directory
+    at or above it names it (a folder or a study); None when none does (the
+    mount's root, ``by-uid/``, ``views/``: any of its servers).  Blocking."""
+    here = os.path.normpath(path)
+    top = os.path.normpath(root)
+    while True:
+        try:
+            return {os.getxattr(here, SERVER_XATTR).decode()}
+        except OSError:
+            pass
+        if here == top or os.path.dirname(here) == here:
+            return None
+        here = os.path.dirname(here)
+
+
 class NotWaiting(Exception):
     """A read was refused outside the background hours and ``--no-wait`` was given."""
 
@@ -107,8 +126,25 @@ class HoursGate:
             self._open.set()
             self._open = None
 
-    async def _until_open(self, root: str) -> None:
-        shut = await trio.to_thread.run_sync(shut_windows, root)
+    async def before_walk(self, paths: list[str]) -> None:
+        """Return when the background hours of every server the ``paths``
+        belong to are open (or raise :class:`NotWaiting`): the walk's searches
+        wait for them as the reads do."""
+        for path in paths:
+            root = self._root_of(path)
+            servers = await trio.to_thread.run_sync(servers_of, path, root)
+            while any(
+                servers is None or s.server in servers for s in await trio.to_thread.run_sync(shut_windows, root)
+            ):
+                await self._until_open(root, servers)
+
+    async def _until_open(self, root: str, servers: set[str] | None = None) -> None:
+        """Wait for the first shut window (of ``servers``; None: of any)."""
+
+        def shut_now() -> list[Shut]:
+            return [s for s in shut_windows(root) if servers is None or s.server in servers]
+
+        shut = await trio.to_thread.run_sync(shut_now)
         if not self._wait:
             what = shut[0].says() if shut else "a server's background hours are shut"
             raise NotWaiting(f"outside the background hours: {what}; not waiting (--no-wait)")
@@ -123,7 +159,7 @@ class HoursGate:
             while shut:
                 left = (shut[0].opens - _dt.datetime.now(_dt.UTC)).total_seconds()
                 await trio.sleep(min(max(left, 1.0), RECHECK_S))
-                shut = [s for s in await trio.to_thread.run_sync(shut_windows, root) if s.server == shut[0].server]
+                shut = [s for s in await trio.to_thread.run_sync(shut_now) if s.server == shut[0].server]
         finally:
             self.waited_s += trio.current_time() - started
             self._progress.waiting(None)

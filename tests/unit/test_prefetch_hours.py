@@ -8,13 +8,14 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
+import os
 from pathlib import Path
 
 import pytest
 import trio
 
 from trolleyfs.config import parse
-from trolleyfs.prefetchhours import HoursGate, NotWaiting, shut_windows
+from trolleyfs.prefetchhours import SERVER_XATTR, HoursGate, NotWaiting, servers_of, shut_windows
 from trolleyfs.probe import format_rows, probe
 from trolleyfs.progress import LineProgress
 
@@ -75,6 +76,23 @@ async def test_asked_not_to_wait_a_refused_read_stops_the_prefetch_saying_why(tm
     gate = HoursGate([str(tmp_path)], LineProgress(io.StringIO(), 5.0), wait=False)
     with pytest.raises(NotWaiting, match=r"^outside the background hours: pacs's .* open at 2026-06-01T19:00\+00:00; "):
         await gate.refused(str(tmp_path / "x.dcm"))
+
+
+async def test_the_walk_waits_only_for_the_hours_of_the_server_its_path_belongs_to(tmp_path: Path) -> None:
+    """Before walking (each listing is a search) a prefetch waits for the
+    hours of the server its path names (the ``user.trolleyfs.server`` of the
+    nearest folder or study above it); a path of another server goes on."""
+    write_stats(tmp_path, dt.datetime(2026, 6, 1, 19, 0, tzinfo=dt.UTC))  # pacs shut, other open
+    for folder, server in (("ct", "pacs"), ("mr", "other")):
+        (tmp_path / folder / "study").mkdir(parents=True)
+        os.setxattr(tmp_path / folder, SERVER_XATTR, server.encode())
+    assert servers_of(str(tmp_path / "ct" / "study"), str(tmp_path)) == {"pacs"}
+    assert servers_of(str(tmp_path), str(tmp_path)) is None  # the whole mount: any server
+    gate = HoursGate([str(tmp_path)], LineProgress(io.StringIO(), 5.0), wait=False)
+    await gate.before_walk([str(tmp_path / "mr" / "study")])  # other's hours are open: no wait
+    for shut_path in (tmp_path / "ct" / "study", tmp_path):
+        with pytest.raises(NotWaiting, match=r"pacs's background hours"):
+            await gate.before_walk([str(shut_path)])
 
 
 async def test_check_shows_the_limits_each_server_will_be_held_to_and_the_audit(tmp_path: Path) -> None:
