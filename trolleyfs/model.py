@@ -89,11 +89,12 @@ def form_key(instance_uid: str, form: str = "") -> str:
 @dataclass(frozen=True)
 class SeriesRef:
     """A series; ``form`` is "" for its objects as stored, else the transfer
-    syntax UID they are wanted in."""
+    syntax UID they are wanted in.  ``patient_id`` as for :class:`InstanceRef`."""
 
     study_uid: str
     series_uid: str
     form: str = ""
+    patient_id: str | None = field(default=None, compare=False)
 
     def key_of(self, instance_uid: str) -> str:
         """The cache key of one of the series' instances in this form."""
@@ -114,7 +115,7 @@ class InstanceRef:
 
     @property
     def series(self) -> SeriesRef:
-        return SeriesRef(self.study_uid, self.series_uid, self.form)
+        return SeriesRef(self.study_uid, self.series_uid, self.form, self.patient_id)
 
     @property
     def key(self) -> str:

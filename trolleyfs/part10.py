@@ -286,8 +286,9 @@ def identity_problem(ident: Identity, expected: Expected) -> str | None:
     dataset must name the same SOP Instance UID (a rewritten meta group hides
     another object); every UID and the Patient ID the asker knows must be the
     object's own (an object the server filed elsewhere is not the one listed).
-    An image must name its SOP Instance UID; absent study, series or patient
-    elements are not compared (the object cannot contradict its place with them)."""
+    An image must name its SOP Instance UID, and the study and series the
+    asker knows; an absent Patient ID is not compared (nor a non-ASCII one,
+    whose character set the walk does not decode)."""
     if ident.sop is None:
         return "its dataset has no SOP Instance UID (0008,0018)"
     if ident.meta_sop is not None and ident.meta_sop != ident.sop:

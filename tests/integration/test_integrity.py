@@ -2,7 +2,8 @@
 real mounts, servers that lie about what they send, over every retrieve
 protocol: an object whose file meta names the instance asked for while its
 dataset is another one, and an object that is the instance asked for but of
-another study, series and patient.  Each is refused (EIO, one log line naming
+another study, series and patient, and one of its own study and series but
+another patient.  Each is refused (EIO, one log line naming
 both), nothing of it is cached (the same files read exactly once the server
 tells the truth), and no file ever holds a foreign byte."""
 
@@ -25,6 +26,7 @@ pytestmark = pytest.mark.integration
 REFUSALS = {
     "rewritten-meta": "refused: its file meta names instance",
     "foreign-content": "where it was listed",
+    "other-patient": "it belongs to patient ID 'SOMEONE-ELSE', not to",
 }
 
 

@@ -149,7 +149,7 @@ Abort = _Abort
 
 
 # The lies a test server can tell about an object it is asked for (SampleIndex.lie)
-LIES = ("rewritten-meta", "foreign-content")
+LIES = ("rewritten-meta", "foreign-content", "other-patient")
 
 
 class SampleIndex:
@@ -183,7 +183,9 @@ class SampleIndex:
           meta group rewritten to name ``uid`` (the dataset is the other one's);
         * ``foreign-content``: an object that is ``uid`` by its SOP Instance
           UID (meta and dataset), of another study, series and patient, with
-          zeroed pixels."""
+          zeroed pixels;
+        * ``other-patient``: ``uid`` in its own study and series, but of
+          another patient (Patient ID and name), with zeroed pixels."""
         ds = self.datasets[uid]
         if how == "rewritten-meta":
             siblings = sorted(
@@ -195,10 +197,11 @@ class SampleIndex:
                 raise ValueError(f"series of {uid} has one instance: no other to send")
             changed = pydicom.dcmread(io.BytesIO(self.files[other.SOPInstanceUID]))
             changed.file_meta.MediaStorageSOPInstanceUID = UID(uid)
-        elif how == "foreign-content":
+        elif how in ("foreign-content", "other-patient"):
             changed = pydicom.dcmread(io.BytesIO(self.files[uid]))
-            changed.StudyInstanceUID = changed.StudyInstanceUID + ".9"
-            changed.SeriesInstanceUID = changed.SeriesInstanceUID + ".9"
+            if how == "foreign-content":
+                changed.StudyInstanceUID = changed.StudyInstanceUID + ".9"
+                changed.SeriesInstanceUID = changed.SeriesInstanceUID + ".9"
             changed.PatientID = "SOMEONE-ELSE"
             changed.PatientName = "OTHER^PATIENT"
             if "PixelData" in changed:
