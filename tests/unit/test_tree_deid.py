@@ -160,18 +160,18 @@ async def test_names_mtimes_and_xattrs_show_only_deidentified_values() -> None:
     }
 
 
-async def test_by_uid_knows_only_the_new_uids_it_has_shown() -> None:
+async def test_by_uid_opens_a_new_uid_its_folders_show_even_before_they_were_listed() -> None:
+    """A new UID noted yesterday opens on a fresh mount: a miss lists the
+    folders (once per their listing's TTL) and looks again; the original UID
+    opens nothing."""
     tree, searcher, _, _ = deid_tree()
     new = Deidentifier(KEY).uid(STUDY)
-    assert await lookup(tree.root, "by-uid", new) is None  # not shown yet: no request
-    assert await lookup(tree.root, "by-uid", STUDY) is None
-    assert searcher.calls["studies"] == 0
-    folder = await lookup(tree.root, "all")
-    assert isinstance(folder, DirNode)
-    await folder.children()
     found = await lookup(tree.root, "by-uid", new)
     assert found is not None and found.name == new
+    assert searcher.calls["studies"] == 2  # the folder's listing, then the study by its original UID
     assert await lookup(tree.root, "by-uid", STUDY) is None  # the original opens nothing
+    assert await lookup(tree.root, "by-uid", "2.25.1234") is None  # nor a UID no folder shows
+    assert searcher.calls["studies"] == 2  # the folder's listing is not asked again within its TTL
 
 
 async def test_by_accession_finds_the_real_number_and_shows_the_study_deidentified() -> None:

@@ -186,7 +186,9 @@ class CGet:
         what = f"series {ref.series_uid}"
         identifier = retrieve_identifier("SERIES", ref.study_uid, ref.series_uid)
         items = retry_stream(
-            lambda: self._stream(identifier, what, Expected(series=ref.series_uid, study=ref.study_uid, patient_id=ref.patient_id)),
+            lambda: self._stream(
+                identifier, what, Expected(series=ref.series_uid, study=ref.study_uid, patient_id=ref.patient_id)
+            ),
             retries=self.server.retries,
             catch=(Unavailable,),
             what=what,

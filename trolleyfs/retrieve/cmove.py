@@ -79,7 +79,9 @@ class CMove:
             data = got.get(ref.instance_uid)
             if data is None:
                 raise NotFound("the PACS sent nothing (no such instance)", server=self.name, what=what)
-            check_part10(data, self.name, what, Expected(ref.instance_uid, ref.series_uid, ref.study_uid, ref.patient_id))
+            check_part10(
+                data, self.name, what, Expected(ref.instance_uid, ref.series_uid, ref.study_uid, ref.patient_id)
+            )
             return data
 
         return await with_dimse_retries(self.server, attempt, what)

@@ -334,7 +334,8 @@ class ByUidDir(DirNode):
     """``by-uid/<StudyInstanceUID>``: any study by UID, on any configured server
     (asked in config order).  Lists the studies looked up so far; a name that
     is not a UID costs no request.  The UID is the one shown (de-identified:
-    a new UID the mount has shown, see :mod:`.presenter`)."""
+    a new UID, found among the studies the mount's folders show, see
+    :mod:`.presenter`)."""
 
     def __init__(self, parent: DirNode, ctx: Context) -> None:
         super().__init__(BY_UID_DIR, parent, ctx.mount_time, float("inf"))
@@ -360,8 +361,11 @@ class ByUidDir(DirNode):
 
     async def _search(self, name: str) -> Node | None:
         uid = self._ctx.presenter.study_of(name)
+        if uid is None:  # a de-identified UID not shown by this mount (noted yesterday, before a remount)
+            await self._list_folders()
+            uid = self._ctx.presenter.study_of(name)
         if uid is None:
-            return None  # a UID this mount has not shown: nothing to ask for
+            return None  # no folder shows it: there is nothing to ask for
         servers = self._ctx.listings.servers
         query = Query(filters={"StudyInstanceUID": uid}, limit=1)
         errors: list[TrolleyError] = []
@@ -379,3 +383,14 @@ class ByUidDir(DirNode):
         if errors and len(errors) == len(servers):
             raise errors[0]
         return None
+
+    async def _list_folders(self) -> None:
+        """List the configured folders (each at most once per its listing's
+        TTL), so that the presenter knows the new UIDs of their studies."""
+        parent = self.parent
+        if parent is None:
+            return
+        for node in list((await parent.children()).values()):
+            if isinstance(node, FolderDir):
+                with suppress(TrolleyError):  # a folder that cannot be listed shows nothing
+                    await node.children()
