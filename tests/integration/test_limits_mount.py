@@ -265,6 +265,36 @@ query = {{ PatientID = "L001" }}
     print(f"worst window: {excess / MB:+.3f} MB over rate x W + burst, {associations} associations")
 
 
+def test_c_find_answers_count_against_the_limits(big, tmp_path):
+    """The searches' answers are bytes taken from the server too: listing a
+    folder and its studies over DICOM-QR charges every PDU the PACS sent,
+    counted at a forwarder (and nothing is fetched)."""
+    with forwarding("127.0.0.1", big.dicom_port) as fwd:
+        ae = f'host = "127.0.0.1", port = {fwd.port}, called_aet = "{big.aet}"'
+        cfg = f"""
+[servers.pacs]
+search   = {{ protocol = "dicom-qr", {ae} }}
+retrieve = {{ protocol = "c-get", {ae} }}
+timeout = 30
+limits = {{ mb_per_s = 2, burst_s = 1 }}
+[[folders]]
+name = "lim"
+query = {{}}
+"""
+        with mounted(cfg, tmp_path, "--no-check") as m:
+            before = m.stats()["limits"]["pacs"]["bytes"]
+            sent_before = sum(n for _, n in fwd.timeline)
+            for study in (m.path / "lim").iterdir():
+                os.listdir(study)  # its series: one C-FIND each
+            after = m.stats()["limits"]["pacs"]["bytes"]
+            sent = sum(n for _, n in fwd.timeline) - sent_before
+            fetched = m.stats()["instances_fetched"]
+    assert fetched == 0
+    # every PDU is charged; what the forwarder saw adds the associations' set-up and release
+    assert 0 < after - before <= sent, (after - before, sent)
+    assert after - before >= sent // 2, (after - before, sent)
+
+
 def test_prefetch_outside_the_hours_reads_nothing_until_they_open_then_everything(big, tmp_path):
     # hours opening at the next whole minute (at least 15 s away, so the walk is done before)
     opening = (dt.datetime.now() + dt.timedelta(seconds=75)).replace(second=0, microsecond=0)

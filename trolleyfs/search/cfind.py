@@ -87,7 +87,7 @@ class DicomQR:
         pass
 
     def _association(self, what: str) -> Association:
-        return Association(self.server, self.ep, what, FIND_CONTEXTS)
+        return Association(self.server, self.ep, what, FIND_CONTEXTS, charge_pdus=True)
 
     async def _find(
         self,

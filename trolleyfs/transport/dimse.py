@@ -220,8 +220,14 @@ class Association:
         *,
         ext_neg: Sequence[Any] = (),
         handlers: Sequence[tuple[Any, Callable[..., Any]]] = (),
+        charge_pdus: bool = False,
     ) -> None:
+        """``charge_pdus``: the bytes of every PDU the peer sends during a
+        :meth:`call` are charged to the server's pace when it returns (C-FIND
+        and C-MOVE answers; C-GET charges each object as it arrives instead)."""
         self.server, self.ep, self.what = server, ep, what
+        self.charge_pdus = charge_pdus
+        self.received = 0  # bytes of the PDUs received (counted in pynetdicom's thread)
         self.name = server.name
         self.contexts, self.ext_neg, self.handlers = contexts, list(ext_neg), list(handlers)
         self.assoc: Any = None
@@ -237,7 +243,12 @@ class Association:
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn(assoc, *args)`` in a thread, until ``server.timeout`` passes
         without a PDU from the peer."""
-        return await self._run(functools.partial(fn, self.assoc, *args))
+        before = self.received
+        result = await self._run(functools.partial(fn, self.assoc, *args))
+        pace = pace_of(self.server) if self.charge_pdus else None
+        if pace is not None:
+            await pace.received(self.received - before)  # the answers count against mb_per_s too
+        return result
 
     def start(self, fn: Callable[..., T], *args: Any, deliver: Callable[[outcome.Outcome[T]], None]) -> None:
         """``fn(assoc, *args)`` in a thread of its own, not awaited: ``deliver``
@@ -254,6 +265,7 @@ class Association:
         self._report = ThreadReporter()
 
     def _on_data(self, event: Any) -> None:  # pynetdicom's thread, on every PDU received
+        self.received += len(event.data)
         self._report()
 
     async def _run(self, fn: Callable[[], T]) -> T:
