@@ -38,7 +38,7 @@ from pydicom.dataset import Dataset
 
 from tests.deidcohort import KEY, MODIFIED, NIFTI_SERIES, OTHER_KEY, Cohort, make_cohort
 from tests.deidwalk import Opened, Seen, open_and_walk, real
-from tests.mounting import mounted, qido_config
+from tests.mounting import mounted, qido_config, wait_for
 from tests.servers.redisserver import RedisServer
 from trolleyfs.demo.orthanc import ORTHANC, Orthanc
 
@@ -477,3 +477,31 @@ def test_keep_originals_lets_the_caches_hold_originals_and_serves_the_same_bytes
         assert sum(1 for p in originals if cohort.found_in(p.read_bytes()[:-32])) >= sum(
             len(f) for f in cohort.served().values()
         )
+
+
+def test_the_audit_of_a_deidentified_mount_names_the_real_patient_and_the_originals(
+    pacs: Orthanc, cohort: Cohort, tmp_path: Path
+) -> None:
+    """The access record is the hospital's, not the researcher's: a ``cp -r``
+    on a de-identified mount is recorded with the real Patient ID, accession
+    number and original UIDs (what NEN 7513 and ATNA ask: whose images were
+    read), under the path the reader saw, which holds none of them."""
+    audit = tmp_path / "audit.jsonl"
+    config = deid_config(pacs, tmp_path, KEY, f'"{MODIFIED}"') + f'\n[audit]\nfile = "{audit}"\n'
+    with mounted(config, tmp_path) as m:
+        copy = tmp_path / "copy"
+        subprocess.run(["cp", "-r", str(m.path / "research"), str(copy)], check=True, timeout=300)
+        copied = [p for p in copy.rglob("*.dcm")]
+
+        def reads() -> list[dict[str, object]]:
+            return [r for r in map(json.loads, audit.read_text().splitlines()) if r["action"] == "read"]
+
+        wait_for(lambda: len(reads()) >= len(copied), "the audit lines of the copy")
+    read = [r for r in reads() if r["process"] == "cp"]
+    assert copied and len(read) >= len(copied)
+    studies = {s.uid: s for s in cohort.studies}
+    for r in read:
+        study = studies[r["study"]]  # the original Study Instance UID
+        assert (r["patient"], r["accession"]) == (study.patient_id, study.accession)
+        assert r["result"] == "ok" and r["path"].startswith("/research/")
+        assert cohort.found_in(r["path"].encode()) == []  # the path is the de-identified one
