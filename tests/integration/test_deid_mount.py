@@ -491,7 +491,7 @@ def test_the_audit_of_a_deidentified_mount_names_the_real_patient_and_the_origin
     with mounted(config, tmp_path) as m:
         copy = tmp_path / "copy"
         subprocess.run(["cp", "-r", str(m.path / "research"), str(copy)], check=True, timeout=300)
-        copied = [p for p in copy.rglob("*.dcm")]
+        copied = list(copy.rglob("*.dcm"))
 
         def reads() -> list[dict[str, object]]:
             return [r for r in map(json.loads, audit.read_text().splitlines()) if r["action"] == "read"]
