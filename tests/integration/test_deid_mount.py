@@ -29,6 +29,7 @@ import zipfile
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import nibabel as nib
 import numpy as np
@@ -493,7 +494,7 @@ def test_the_audit_of_a_deidentified_mount_names_the_real_patient_and_the_origin
         subprocess.run(["cp", "-r", str(m.path / "research"), str(copy)], check=True, timeout=300)
         copied = list(copy.rglob("*.dcm"))
 
-        def reads() -> list[dict[str, object]]:
+        def reads() -> list[dict[str, Any]]:
             return [r for r in map(json.loads, audit.read_text().splitlines()) if r["action"] == "read"]
 
         wait_for(lambda: len(reads()) >= len(copied), "the audit lines of the copy")
