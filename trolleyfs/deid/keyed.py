@@ -25,7 +25,7 @@ import base64
 import hashlib
 import hmac
 
-ENGINE_VERSION = "1"
+ENGINE_VERSION = "2"
 MIN_KEY_BYTES = 32
 MIN_SHIFT_DAYS = 365
 MAX_SHIFT_DAYS = 3652
