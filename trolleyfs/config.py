@@ -71,7 +71,7 @@ class CacheConfig:
     disk_dir: str | None = None
     disk_mb: int = 10240
     readahead: str = "series"  # off | series
-    readahead_series: int = 2  # series prefetched at once
+    readahead_series: int = 2  # series read ahead at once
     folder_ttl: float = 60.0  # seconds a folder's study list is kept
     study_ttl: float = 300.0  # a study's series list
     series_ttl: float = 3600.0  # a series' instance list

@@ -112,7 +112,7 @@ async def serve(
     async with AsyncExitStack() as stack, trio.open_nursery() as nursery:
         index = UidIndex()  # filled by the tree's inode table, read by the page pusher
         pusher = PagePusher(index.inodes_of, nursery)
-        core = await open_core(config, stack, nursery, index, on_prefetched=pusher.push)
+        core = await open_core(config, stack, nursery, index, on_readahead=pusher.push)
         core.stats.offline.update(offline)
         audit = Auditor(core.audit) if core.audit is not None else None
         ops = Operations(core.tree.inodes, core.stats, core.op_deadline(), audit, pusher)

@@ -269,11 +269,11 @@ async def open_core(
     stack: AsyncExitStack,
     nursery: trio.Nursery,
     index: UidIndex | None = None,
-    on_prefetched: Callable[[str, bytes], None] = lambda uid, data: None,
+    on_readahead: Callable[[str, bytes], None] = lambda uid, data: None,
 ) -> Core:
     """The core of a mount of ``config``; what it opens is closed by ``stack``,
     its background tasks run in ``nursery``.  ``index`` is filled with the
-    instance files the front end has handed out; ``on_prefetched(key, data)``
+    instance files the front end has handed out; ``on_readahead(key, data)``
     sees readahead data as it arrives (the FUSE front end pushes it into the
     kernel's page cache)."""
     stats = Stats()
@@ -294,7 +294,7 @@ async def open_core(
         nursery,
         Around(
             disk=disk_cache(config.cache),
-            on_prefetched=on_prefetched,
+            on_readahead=on_readahead,
             cluster=ClusterReads(cluster, placement) if cluster else None,
             placement=placement,
             limits=limits,

@@ -123,7 +123,7 @@ class FakeFetcher:
 @asynccontextmanager
 async def opened(
     fetcher: FakeFetcher,
-    on_prefetched: Callable[[str, bytes], None] = lambda uid, data: None,
+    on_readahead: Callable[[str, bytes], None] = lambda uid, data: None,
     stats: Stats | None = None,
     **cache: object,
 ) -> AsyncIterator[Store]:
@@ -131,6 +131,6 @@ async def opened(
     async with trio.open_nursery() as nursery:
         config = CacheConfig(**cache)  # type: ignore[arg-type]
         settings, disk = read_settings(config), disk_cache(config)
-        store = Store(settings, {"pacs": fetcher}, stats or Stats(), nursery, Around(disk, on_prefetched))
+        store = Store(settings, {"pacs": fetcher}, stats or Stats(), nursery, Around(disk, on_readahead))
         yield store
         nursery.cancel_scope.cancel()

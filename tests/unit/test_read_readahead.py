@@ -1,6 +1,6 @@
 """Series readahead, counted at a fake fetcher on trio's virtual clock: when
 it starts (after the grace, or at once on a second file), what happens when
-its slots are busy, the prefetch budget's pause and give-up, the fall back to
+its slots are busy, the readahead budget's pause and give-up, the fall back to
 single fetches when a series answer fails or lacks an object, and its logs."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import trio.testing
 
 from tests.fakes.reading import FakeFetcher, MiB, objects_for, opened, part10_object, ref, siblings_of, uids
 from trolleyfs.errors import NotFound
-from trolleyfs.read.budget import PREFETCH_PATIENCE_S
+from trolleyfs.read.budget import READAHEAD_PATIENCE_S
 from trolleyfs.read.readahead import PROGRESS_EVERY_S, READAHEAD_GRACE_S, RETRY_FAILED_S
 from trolleyfs.read.store import Store
 from trolleyfs.stats import Stats
@@ -107,7 +107,7 @@ async def test_the_series_stream_pauses_while_unread_bytes_exceed_the_budget(aut
         await trio.sleep(1)
         # 8 objects make 32 MiB (not over); the 9th goes over and the stream waits
         assert fetcher.pulled == 9 and prefetch(store)["unread_bytes"] == 36 * MiB
-        await trio.sleep(PREFETCH_PATIENCE_S / 2)
+        await trio.sleep(READAHEAD_PATIENCE_S / 2)
         assert fetcher.pulled == 9 and prefetch(store)["series_running"] == 1
         await store.get("pacs", ref(names[1]), siblings_of(names))  # one read: room for one more
         await trio.testing.wait_all_tasks_blocked()
@@ -122,7 +122,7 @@ async def test_an_unread_prefetch_gives_up_after_its_patience(autojump_clock):
     stats = Stats()
     async with opened(fetcher, stats=stats, memory_mb=64) as store:
         await store.get("pacs", ref(names[0]), siblings_of(names))
-        await trio.sleep(PREFETCH_PATIENCE_S - 1)
+        await trio.sleep(READAHEAD_PATIENCE_S - 1)
         assert prefetch(store)["series_running"] == 1 and fetcher.closed == 0
         await trio.sleep(2 + READAHEAD_GRACE_S)
         assert prefetch(store)["series_running"] == 0 and prefetch(store)["in_flight"] == 0

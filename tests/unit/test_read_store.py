@@ -112,12 +112,12 @@ async def test_disk_readahead_after_a_disk_hit(tmp_path):
     pushed: dict[str, bytes] = {}
     all_pushed = trio.Event()
 
-    def on_prefetched(uid: str, data: bytes) -> None:
+    def on_readahead(uid: str, data: bytes) -> None:
         pushed[uid] = data
         if len(pushed) == len(names) - 1:
             all_pushed.set()
 
-    async with opened(again, on_prefetched, disk_dir=str(tmp_path)) as store:
+    async with opened(again, on_readahead, disk_dir=str(tmp_path)) as store:
         assert store.size_of(names[3]) == len(fetcher.objects[names[3]])  # known from the disk cache
         assert await store.get("pacs", ref(names[3]), siblings_of(names)) == fetcher.objects[names[3]]
         with trio.fail_after(60):  # a hang guard, not a measurement

@@ -38,7 +38,7 @@ class PagePusher:
         self._unsettled: dict[int, tuple[int, trio.Event]] = {}  # inode -> (pushes not yet stored, done)
 
     def push(self, uid: str, data: bytes) -> None:
-        """Readahead data for ``uid`` arrived (the Store's ``on_prefetched``)."""
+        """Readahead data for ``uid`` arrived (the Store's ``on_readahead``)."""
         inodes = self._inodes_of(uid)
         if not inodes:
             return

@@ -2,7 +2,7 @@
 yet.  While that is more than the budget, a readahead pauses in
 :meth:`ReadaheadBudget.wait` (a paused series stream holds the server through
 TCP flow control), so a huge series cannot push the memory cache out; if
-nobody reads for :data:`PREFETCH_PATIENCE_S`, it gives up (:class:`Abandoned`)."""
+nobody reads for :data:`READAHEAD_PATIENCE_S`, it gives up (:class:`Abandoned`)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import trio
 
 from ..errors import TrolleyError
 
-PREFETCH_PATIENCE_S = 30.0
+READAHEAD_PATIENCE_S = 30.0
 MIN_BUDGET = 16 * 2**20
 
 
@@ -26,18 +26,18 @@ def budget_for(memory_bytes: int) -> int:
 class ReadaheadBudget:
     def __init__(self, limit: int) -> None:
         self.limit = limit
-        self._unread: dict[str, int] = {}  # prefetched, in memory, not read yet
+        self._unread: dict[str, int] = {}  # read ahead, in memory, not read yet
         self._unread_bytes = 0
         self._changed = trio.Condition()
-        self._paused = 0  # prefetchers waiting for readers right now
+        self._paused = 0  # readaheads waiting for readers right now
         self._pause_event = trio.Event()  # set while one is
 
     @property
     def unread_bytes(self) -> int:
         return self._unread_bytes
 
-    def prefetched(self, uid: str, size: int) -> None:
-        """An object was prefetched into memory."""
+    def arrived(self, uid: str, size: int) -> None:
+        """An object was read ahead into memory."""
         self._unread_bytes += size - self._unread.get(uid, 0)
         self._unread[uid] = size
 
@@ -50,7 +50,7 @@ class ReadaheadBudget:
         return True
 
     async def read(self, uid: str) -> None:
-        """A reader got ``uid``: consume it and wake paused prefetchers."""
+        """A reader got ``uid``: consume it and wake paused readaheads."""
         self.consume(uid)
         if self._changed.statistics().tasks_waiting:
             async with self._changed:
@@ -65,7 +65,7 @@ class ReadaheadBudget:
         self._pause_event.set()
         try:
             async with self._changed:
-                with trio.move_on_after(PREFETCH_PATIENCE_S) as scope:
+                with trio.move_on_after(READAHEAD_PATIENCE_S) as scope:
                     while self._unread_bytes > self.limit:
                         await self._changed.wait()
         finally:
@@ -73,10 +73,10 @@ class ReadaheadBudget:
             if not self._paused:
                 self._pause_event = trio.Event()
         if scope.cancelled_caught:
-            raise Abandoned(f"prefetched data unread for {PREFETCH_PATIENCE_S:.0f} s")
+            raise Abandoned(f"data read ahead unread for {READAHEAD_PATIENCE_S:.0f} s")
 
     async def until_paused(self) -> None:
-        """Return once a prefetcher is paused at the budget (at once if one is)."""
+        """Return once a readahead is paused at the budget (at once if one is)."""
         await self._pause_event.wait()
 
     def stats(self) -> dict[str, object]:

@@ -162,7 +162,7 @@ class ClusterReads:
         UIDs that could not be read (gone, corrupt, Redis unavailable)."""
         failed: list[str] = []
         todo = iter(uids)
-        stopped: list[Exception] = []  # what ``deliver`` raised (the prefetch budget gave up): raised as it is
+        stopped: list[Exception] = []  # what ``deliver`` raised (the readahead budget gave up): raised as it is
 
         async def reader(cancel: trio.CancelScope) -> None:
             for uid in todo:

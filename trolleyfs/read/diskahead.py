@@ -1,6 +1,6 @@
 """Disk readahead: after a disk-cache hit, the series' next files are loaded
 from the disk cache into memory in the background (a few workers, in the
-series' order from the file just read), within the prefetch budget."""
+series' order from the file just read), within the readahead budget."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ class DiskReadahead:
         self._flights = parts.flights
         self._budget = parts.budget
         self._nursery = parts.nursery
-        self._on_prefetched = parts.on_prefetched
+        self._on_readahead = parts.on_readahead
         self._running: set[SeriesRef] = set()  # series being read ahead from the disk cache
 
     def after_hit(self, ref: InstanceRef, siblings: Callable[[], list[str]]) -> None:
@@ -49,8 +49,8 @@ class DiskReadahead:
                 if data is None or self._caches.in_memory(u):
                     continue
                 self._caches.keep(u, data)
-                self._budget.prefetched(u, len(data))
-                self._on_prefetched(u, data)
+                self._budget.arrived(u, len(data))
+                self._on_readahead(u, data)
                 await self._budget.wait()
 
         try:

@@ -24,5 +24,5 @@ class ReadParts:
     caches: Caches  # memory, disk and sizes
     budget: ReadaheadBudget  # bytes read ahead and not read yet
     nursery: trio.Nursery  # where background fetches run
-    on_prefetched: Callable[[str, bytes], None]  # sees readahead data as it arrives
+    on_readahead: Callable[[str, bytes], None]  # sees readahead data as it arrives
     cluster: ClusterReads | None = None  # the cluster tier, between the caches and the servers

@@ -9,8 +9,8 @@
   a reader fetches its own instance directly, so readers of different series
   never queue behind each other.
 * Each instance's waiters are woken as soon as its own bytes arrive, not when
-  the series is done.  Prefetched objects go into the same caches and count
-  against the prefetch budget (the stream pauses while it is exceeded).
+  the series is done.  Objects read ahead go into the same caches and count
+  against the readahead budget (the stream pauses while it is exceeded).
 * When the series fetch fails or does not carry an instance, that instance's
   flight fails and its reader falls back to a fetch of it alone (in
   :class:`~.store.Store`).
@@ -18,12 +18,12 @@
   is not tried again for that series (for :data:`RETRY_FAILED_S`): its files
   are read one by one at once.  When the server shows it cannot retrieve
   series at all (404 or another refusal, or :data:`FAILURES_IN_A_ROW` series
-  failing in a row, say timeouts), no series of that server is prefetched
+  failing in a row, say timeouts), no series of that server is read ahead
   for that long either.  Each is logged once.
 * With a shared tier, what it holds of the series is taken from it and the
   rest is streamed from the server by one node of the cluster
   (:mod:`.shared`); each object is handed on the same way, whatever its source.
-  The stream then never pauses at the prefetch budget (other nodes may be
+  The stream then never pauses at the readahead budget (other nodes may be
   following it): objects this node has no room for stay in the tier only.
 * A series is fetched at readahead priority (or the prefetch's, when a
   ``trolleyfs prefetch`` read started it), under its server's limits
@@ -55,7 +55,7 @@ log = logging.getLogger("trolleyfs.store")
 READAHEAD_GRACE_S = 0.02  # a series readahead waits this long after the first file, unless a second is asked for
 RETRY_FAILED_S = 600.0  # a series (or server) whose series retrieval failed is read file by file this long
 FAILURES_IN_A_ROW = 2  # series of one server failing one after the other (timeouts, 5xx): the server is skipped
-PROGRESS_EVERY_S = 5.0  # a long prefetch says how far it got this often
+PROGRESS_EVERY_S = 5.0  # a long readahead says how far it got this often
 
 
 @dataclass
@@ -73,7 +73,7 @@ class _SeriesJob:
 
 
 class _FailedSeries:
-    """Which series, and which servers, not to prefetch for a while."""
+    """Which series, and which servers, not to read ahead for a while."""
 
     def __init__(self) -> None:
         self._series: dict[SeriesRef, float] = {}  # until when
@@ -103,7 +103,7 @@ class _FailedSeries:
                 )
             self._servers[server] = until
         else:
-            log.info("series %s: not prefetched again for %.0f min", sref.series_uid, RETRY_FAILED_S / 60)
+            log.info("series %s: not read ahead again for %.0f min", sref.series_uid, RETRY_FAILED_S / 60)
         for key in [k for k, t in self._series.items() if t <= trio.current_time()]:
             del self._series[key]
 
@@ -122,7 +122,7 @@ class SeriesReadahead:
         self._budget = parts.budget
         self._single = single
         self._nursery = parts.nursery
-        self._on_prefetched = parts.on_prefetched
+        self._on_readahead = parts.on_readahead
         self._jobs: dict[SeriesRef, _SeriesJob] = {}  # series being fetched
         self._pending: dict[SeriesRef, object] = {}  # readahead about to start (in its grace)
         self._failed = _FailedSeries()
@@ -203,7 +203,7 @@ class SeriesReadahead:
     async def _run(self, server: str, job: _SeriesJob) -> None:
         sref, uids = job.ref, job.uids
         self._stats.series_prefetches += 1
-        log.info("prefetching series %s: %d instances", sref.series_uid, len(uids))
+        log.info("reading ahead series %s: %d instances", sref.series_uid, len(uids))
         error: BaseException | None = None
         ended = False  # the answer ended, well or badly (not cancelled at unmount)
         try:
@@ -211,10 +211,10 @@ class SeriesReadahead:
             ended = True
         except (TrolleyError, trio.TooSlowError) as exc:
             error, ended = exc, True
-            log.warning("prefetch of series %s stopped: %s", sref.series_uid, exc)
+            log.warning("readahead of series %s stopped: %s", sref.series_uid, exc)
         except Exception as exc:
             error, ended = exc, True
-            log.exception("prefetch of series %s", sref.series_uid)
+            log.exception("readahead of series %s", sref.series_uid)
         finally:
             if job.delivered:
                 self._failed.succeeded(server)
@@ -270,7 +270,7 @@ class SeriesReadahead:
     ) -> None:
         """One object of the series arrived (from ``source``: the tier by default,
         as the tier calls this): to its waiters and the caches (and, with
-        ``publish``, to the shared tier), pausing at the prefetch budget."""
+        ``publish``, to the shared tier), pausing at the readahead budget."""
         job.received += 1
         job.bytes += len(data)
         if uid in job.wanted:
@@ -293,8 +293,8 @@ class SeriesReadahead:
         if flight is not None and wanted:  # else: not asked for, or already fetched another way
             if not spill:
                 self._caches.keep(key, data)
-                self._budget.prefetched(key, len(data))
-                self._on_prefetched(key, data)
+                self._budget.arrived(key, len(data))
+                self._on_readahead(key, data)
             flight.finish(data, source=source)
             self._flights.close(key, flight)
         if publish and self._cluster is not None:

@@ -58,7 +58,7 @@ class Around:
     """What a Store works with besides its fetchers, each optional."""
 
     disk: DiskCache | None = None  # the disk cache
-    on_prefetched: Callable[[str, bytes], None] = _ignore  # sees readahead data as it arrives
+    on_readahead: Callable[[str, bytes], None] = _ignore  # sees readahead data as it arrives
     cluster: ClusterReads | None = None  # the cluster tier, between the local caches and the servers
     placement: Placement = AS_LISTED  # what objects of each form must say they are
     limits: Limits | None = None  # the servers' background hours (None: always open)
@@ -74,7 +74,7 @@ class Store:
         around: Around = Around(),
     ) -> None:
         """``fetchers`` by server; background work runs in ``nursery``."""
-        disk, on_prefetched, cluster, limits = around.disk, around.on_prefetched, around.cluster, around.limits
+        disk, on_readahead, cluster, limits = around.disk, around.on_readahead, around.cluster, around.limits
         self._stats = stats
         self._placement = around.placement
         self._limits = limits
@@ -84,7 +84,7 @@ class Store:
         memory = MemoryCache(settings.memory_bytes, on_evict=self._evicted)
         self._caches = Caches(memory, disk, nursery)
         self._flights = Flights()
-        parts = ReadParts(fetchers, stats, self._flights, self._caches, self._budget, nursery, on_prefetched, cluster)
+        parts = ReadParts(fetchers, stats, self._flights, self._caches, self._budget, nursery, on_readahead, cluster)
         self._single = SingleFetch(parts)
         self._series = SeriesReadahead(max(1, settings.readahead_series), parts, self._single, limits)
         self._disk_ahead = DiskReadahead(parts)
@@ -143,7 +143,7 @@ class Store:
 
     async def _wait_for_series(self, server: str, ref: InstanceRef, flight: Flight) -> None:
         """Wait for a file the series stream has not brought yet, unless the
-        stream is (or gets) paused at the prefetch budget, full of files nobody
+        stream is (or gets) paused at the readahead budget, full of files nobody
         read yet: then fetch this one alone.  A reader going through the series
         out of order never waits for the stream's patience to run out."""
         async with trio.open_nursery() as race:
@@ -155,7 +155,7 @@ class Store:
             async def paused() -> None:
                 await self._budget.until_paused()
                 log.debug(
-                    "instance %s: the series stream is paused at the prefetch budget; fetching it alone",
+                    "instance %s: the series stream is paused at the readahead budget; fetching it alone",
                     ref.instance_uid,
                 )
                 self._single.rescue(server, ref, flight)
@@ -187,16 +187,17 @@ class Store:
 
     def stats(self) -> dict[str, object]:
         """The caches' and readahead's state, as ``.trolleyfs/stats.json`` shows it."""
-        prefetch = self._series.stats() | self._flights.stats() | self._disk_ahead.stats() | self._budget.stats()
+        readahead = self._series.stats() | self._flights.stats() | self._disk_ahead.stats() | self._budget.stats()
         shared = None if self._cluster is None else self._cluster.stats()
-        return self._caches.stats() | {"prefetch": prefetch, "shared_cache": shared}
+        # stats.json keeps its keys: "prefetch" is the readahead's state there
+        return self._caches.stats() | {"prefetch": readahead, "shared_cache": shared}
 
     async def drain(self, patience: float = 30.0) -> None:
         """At unmount: let queued disk-cache writes finish (bounded in time)."""
         await self._caches.drain(patience)
 
     async def _served(self, uid: str, data: bytes) -> bytes:
-        """A reader got ``uid``: it no longer counts as prefetched-but-unread."""
+        """A reader got ``uid``: it no longer counts as read-ahead-but-unread."""
         await self._budget.read(uid)
         return data
 

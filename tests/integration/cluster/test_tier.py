@@ -196,7 +196,7 @@ async def test_an_error_while_holding_a_lease_comes_out_as_itself_and_frees_the_
 
 
 async def test_a_lease_holder_that_reads_nothing_still_streams_the_whole_series_to_the_tier(single) -> None:
-    # 40 objects of about 1.2 MB: more than the prefetch budget of a 64 MB memory cache (32 MiB)
+    # 40 objects of about 1.2 MB: more than the readahead budget of a 64 MB memory cache (32 MiB)
     spec = sampledata.StudySpec(
         "SPILL^X", "S001", "20240101", "Spill", (sampledata.SeriesSpec("CT", "Big", 40, 768, 768),)
     )
