@@ -115,10 +115,10 @@ async def _protection_rows(config: Config) -> list[Row]:
     shared = config.cache.shared
     rated = any(lim.bytes_per_s is not None or lim.requests_per_s is not None for lim in config.limits.values())
     if shared is not None and rated:  # the rates' buckets are in Redis
-        from .cluster.setup import build_shared
+        from .cluster.setup import build_cluster
 
         t0 = time.monotonic()
-        link = build_shared(shared).tier.link
+        link = build_cluster(shared).tier.link
         try:
             ok, detail = await check_limits_script(link, shared.prefix)
         finally:
@@ -158,10 +158,10 @@ async def preflight(config: Config, warn: Callable[[str], None]) -> dict[str, Of
 
 async def _probe_shared(shared: SharedConfig) -> Row:
     """The shared cache tier's row: a write, a read and a delete."""
-    from .cluster.setup import check_shared
+    from .cluster.setup import check_cluster
 
     t0 = time.monotonic()
-    ok, detail = await check_shared(shared)
+    ok, detail = await check_cluster(shared)
     kind = "redis-cluster" if shared.cluster else "redis"
     return Row("shared", "cache", kind, shared.where(), OK if ok else FAILED, detail, time.monotonic() - t0)
 

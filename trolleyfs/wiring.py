@@ -24,9 +24,9 @@ import httpx
 import trio
 
 from .audit.trail import AuditTrail
-from .cluster.once import Shared
+from .cluster.once import Cluster
 from .cluster.settings import SharedConfig
-from .cluster.setup import build_shared
+from .cluster.setup import build_cluster
 from .config import CacheConfig, Config
 from .deid import Deidentifier
 from .derive.metadata import Metadata
@@ -104,20 +104,20 @@ async def open_remotes(config: Config, stack: AsyncExitStack, limits: Limits | N
     return remotes
 
 
-async def open_cluster(settings: SharedConfig | None, stack: AsyncExitStack) -> Shared | None:
+async def open_cluster(settings: SharedConfig | None, stack: AsyncExitStack) -> Cluster | None:
     """The cluster tier (None without ``[cache.shared]``), closed by ``stack``.
     Nothing is asked of Redis yet: a Redis that is down does not stop a mount."""
     if settings is None:
         return None
-    shared = build_shared(settings)
-    stack.push_async_callback(shared.tier.link.aclose)
-    return shared
+    cluster = build_cluster(settings)
+    stack.push_async_callback(cluster.tier.link.aclose)
+    return cluster
 
 
-def build_server_limits(config: Config, shared: Shared | None) -> Limits:
+def build_server_limits(config: Config, cluster: Cluster | None) -> Limits:
     """Each server's limits (counting only, for a server without), in one
     bucket per server and limit for the whole cluster when there is a shared tier."""
-    link = shared.tier.link if shared is not None else None
+    link = cluster.tier.link if cluster is not None else None
     prefix = config.cache.shared.prefix if config.cache.shared is not None else "trolleyfs"
     return Limits(
         {name: build_limits(name, config.limits.get(name), link=link, prefix=prefix) for name in config.servers}

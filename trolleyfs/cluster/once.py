@@ -32,7 +32,7 @@ async def wait_while_leased(tier: ClusterTier, leases: Leases, keys: Sequence[st
 
 
 @dataclass(frozen=True)
-class Shared:
+class Cluster:
     """The cluster tier of a mount and its leases."""
 
     tier: ClusterTier
@@ -40,7 +40,7 @@ class Shared:
 
 
 async def fetch_once(
-    shared: Shared,
+    cluster: Cluster,
     key: str,
     lease: str,
     fetch: Callable[[], Awaitable[bytes]],
@@ -55,7 +55,7 @@ async def fetch_once(
     for ``ttl`` seconds; ``arrived`` sees it before it is published).
     ``also_wait_for``: other leases whose holders are fetching it too (a
     series lease covers its instances)."""
-    tier, leases = shared.tier, shared.leases
+    tier, leases = cluster.tier, cluster.leases
     while True:
         found = await tier.get(key, accept)
         if found is not None:

@@ -10,7 +10,7 @@ from typing import Any
 from .crypto import Sealer
 from .leases import Leases
 from .link import Link, describe
-from .once import Shared
+from .once import Cluster
 from .settings import SharedConfig
 from .tier import ClusterTier
 
@@ -26,10 +26,10 @@ EVICTING = (
 )
 
 
-def build_shared(config: SharedConfig, link: Link | None = None) -> Shared:
+def build_cluster(config: SharedConfig, link: Link | None = None) -> Cluster:
     key = bytes.fromhex(config.key.get()) if config.key is not None else None
     tier = ClusterTier(link or Link(config), Sealer(key), config.ttl, config.chunk_kb * 1024, config.prefix)
-    return Shared(tier, Leases(tier))
+    return Cluster(tier, Leases(tier))
 
 
 def _policy(client: Any) -> str | None:
@@ -60,9 +60,9 @@ def _roundtrip(client: Any, key: str) -> str:
     return f"write, read and delete ok; maxmemory-policy {policy}{note}"
 
 
-async def check_shared(config: SharedConfig) -> tuple[bool, str]:
+async def check_cluster(config: SharedConfig) -> tuple[bool, str]:
     """Whether the tier answers with these credentials, and what it said."""
-    shared = build_shared(config)
+    shared = build_cluster(config)
     key = shared.tier.key("check", os.urandom(8).hex())
     try:
         return True, await shared.tier.link.check(lambda c: _roundtrip(c, key))

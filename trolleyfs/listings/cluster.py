@@ -15,7 +15,7 @@ import json
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
-from ..cluster.once import Shared, fetch_once
+from ..cluster.once import Cluster, fetch_once
 from ..model import Instance, Series, Study
 from .codec import Listed, decode_instance, decode_series, decode_study, dumps, from_items, items
 from .identity import short_name
@@ -46,7 +46,7 @@ class ClusterListings:
     """``studies``/``series``/``instances``: ``(result, age in seconds)``, from
     the tier or from ``search`` (asked by one node of the cluster)."""
 
-    def __init__(self, cluster: Shared, ttls: ListingTTLs) -> None:
+    def __init__(self, cluster: Cluster, ttls: ListingTTLs) -> None:
         self._cluster = cluster
         self._tier = cluster.tier
         self._ttls = ttls

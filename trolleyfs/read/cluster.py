@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 
 import trio
 
-from ..cluster.once import POLL_S, Shared, fetch_once
+from ..cluster.once import POLL_S, Cluster, fetch_once
 from ..model import InstanceRef, SeriesRef, form_key
 from ..part10 import Expected, identity_of, identity_problem
 from .placement import AS_LISTED, Placement
@@ -48,7 +48,7 @@ def _is_instance(uid: str, sref: SeriesRef, placement: Placement) -> Callable[[b
 
 
 class ClusterReads:
-    def __init__(self, cluster: Shared, placement: Placement = AS_LISTED) -> None:
+    def __init__(self, cluster: Cluster, placement: Placement = AS_LISTED) -> None:
         """``placement``: what objects of each form must say they are, and the
         UIDs that name them in the tier (a de-identified form is named by its
         new UIDs, so the tier's keys hold no original UID)."""

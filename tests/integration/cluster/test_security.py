@@ -14,7 +14,7 @@ from tests.certs import make_ca, make_leaf
 from tests.servers.redisserver import RedisClusterServers, RedisServer, TLSFiles
 from trolleyfs.cluster.once import fetch_once
 from trolleyfs.cluster.settings import SharedConfig
-from trolleyfs.cluster.setup import build_shared, check_shared
+from trolleyfs.cluster.setup import build_cluster, check_cluster
 from trolleyfs.credentials import Secret
 
 from .nodes import (
@@ -126,9 +126,9 @@ async def test_a_cluster_acl_user_with_the_documented_permissions_works() -> Non
         config = SharedConfig(
             urls=tuple(cluster.urls), cluster=True, username="trolleyfs", password=Secret("right-password"), chunk_kb=16
         )
-        ok, detail = await check_shared(config)
+        ok, detail = await check_cluster(config)
         assert ok, detail
-        shared = build_shared(config)
+        shared = build_cluster(config)
         try:
             key = shared.tier.key("o", "pacs/1.2.3")
 
@@ -147,5 +147,5 @@ async def test_a_cluster_acl_user_with_the_documented_permissions_works() -> Non
         for c in cluster_users:
             c.acl_setuser("plain", enabled=True, passwords=["+pw"], keys=["trolleyfs:*"], commands=["+get", "+set"])
             c.close()
-        ok, detail = await check_shared(narrow)
+        ok, detail = await check_cluster(narrow)
         assert not ok and "Cluster" in detail, detail

@@ -16,9 +16,9 @@ from tests.fakes.reading import FakeFetcher
 from tests.fakes.tree import FakeSearcher, child, names_of
 from tests.mounting import by_sop_uid
 from tests.servers.redisserver import free_port_pair
-from trolleyfs.cluster.once import Shared, fetch_once
+from trolleyfs.cluster.once import Cluster, fetch_once
 from trolleyfs.cluster.settings import SharedConfig
-from trolleyfs.cluster.setup import build_shared
+from trolleyfs.cluster.setup import build_cluster
 from trolleyfs.config import CacheConfig, Config, Folder
 from trolleyfs.demo import sampledata
 from trolleyfs.errors import Unavailable
@@ -37,11 +37,11 @@ pytestmark = pytest.mark.integration
 
 
 @asynccontextmanager
-async def node(config: SharedConfig, lease_s: float = 10.0) -> AsyncIterator[Shared]:
+async def node(config: SharedConfig, lease_s: float = 10.0) -> AsyncIterator[Cluster]:
     """One node's view of the tier (its own connections)."""
-    shared = build_shared(config)
+    shared = build_cluster(config)
     if lease_s != 10.0:
-        shared = Shared(shared.tier, type(shared.leases)(shared.tier, lease_s=lease_s, renew_s=lease_s / 3))
+        shared = Cluster(shared.tier, type(shared.leases)(shared.tier, lease_s=lease_s, renew_s=lease_s / 3))
     try:
         yield shared
     finally:
@@ -68,7 +68,7 @@ async def test_two_nodes_asking_at_once_fetch_once(single) -> None:
     async with node(single) as a, node(single) as b:
         key = a.tier.key("o", "pacs/1.2.3")
 
-        async def ask(n: Shared) -> None:
+        async def ask(n: Cluster) -> None:
             results.append(await fetch_once(n, key, "i:pacs/1.2.3", slow_fetch, 60))
 
         async with trio.open_nursery() as nursery:
@@ -137,7 +137,7 @@ async def test_a_cluster_keeps_all_keys_of_an_object_on_one_slot(redis_cluster) 
         admin.close()
 
 
-def shared_tree(n: Shared, pacs: FakeSearcher, folder_ttl: float) -> Tree:
+def shared_tree(n: Cluster, pacs: FakeSearcher, folder_ttl: float) -> Tree:
     cache = CacheConfig(folder_ttl=folder_ttl)
     config = Config(
         "test.toml",
