@@ -47,12 +47,11 @@ log = logging.getLogger("trolleyfs.mint")
 
 MINT_NS = "http://medical.nema.org/mint"
 
-# Return keys per level: the shared ones, and a few more the Vitrea
-# Connection manual lists as valid at that QueryLevel (a study-level key is
-# valid at every level).
-STUDY_FIELDS = (*fields.STUDY_FIELDS, "PatientBirthDate", "PatientSex")
-SERIES_FIELDS = (*fields.SERIES_FIELDS, "SeriesDate", "SeriesTime")
-INSTANCE_FIELDS = fields.INSTANCE_FIELDS
+# Return keys a MINT search asks for beyond every protocol's (search.fields):
+# a few the Vitrea Connection manual lists as valid at that QueryLevel (a
+# study-level key is valid at every level).
+MINT_STUDY_EXTRA = ("PatientBirthDate", "PatientSex")
+MINT_SERIES_EXTRA = ("SeriesDate", "SeriesTime")
 
 # Vitrea wants both ends of a date range; an open end is sent as these.
 EARLIEST_DATE = "19000101"
@@ -72,12 +71,12 @@ class MintParseError(ValueError):
 
 def fields_for(level: QueryLevel, extra: tuple[str, ...] = ()) -> list[str]:
     """The IncludeFields for a search at ``level``: every level down to it, then ``extra``."""
-    fields = list(STUDY_FIELDS)
+    names = [*fields.STUDY_FIELDS, *MINT_STUDY_EXTRA]
     if level in (QueryLevel.SERIES, QueryLevel.INSTANCE):
-        fields += SERIES_FIELDS
+        names += [*fields.SERIES_FIELDS, *MINT_SERIES_EXTRA]
     if level is QueryLevel.INSTANCE:
-        fields += INSTANCE_FIELDS
-    return list(dict.fromkeys(fields + list(extra)))
+        names += fields.INSTANCE_FIELDS
+    return list(dict.fromkeys(names + list(extra)))
 
 
 def build_params(query: Query) -> list[tuple[str, str]]:
