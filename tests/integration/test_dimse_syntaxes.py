@@ -89,30 +89,29 @@ def lossless_proposing(sample_files) -> Iterator[tuple[Dcmqrscp, int]]:
         qr.cleanup()
 
 
-def test_c_move_from_a_sender_proposing_jpeg_lossless_arrives_uncompressed(lossless_proposing, sample_files, tmp_path):
-    qr, port = lossless_proposing
+def _moved_uncompressed(qr: Dcmqrscp, port: int, sample_files: list[bytes], tmp_path) -> str:
+    """Every file of a mount over C-MOVE from ``qr`` (the pre-flight read
+    works): in Explicit VR, its dataset the stored one.  The mount's log."""
     by_uid = by_sop_uid(sample_files)
-    with mounted(cmove_config(qr, port), tmp_path) as m:  # the pre-flight read works
+    with mounted(cmove_config(qr, port), tmp_path) as m:
         files = sorted((m.path / "all").rglob("*.dcm"))
         assert len(files) == len(sample_files)
         for f in files:
             data = f.read_bytes()
             assert syntax_of(data) == ExplicitVRLittleEndian, f
             assert dataset_bytes(data) == dataset_bytes(by_uid[uid_of(data)]), f
+        return m.log_text()
+
+
+def test_c_move_from_a_sender_proposing_jpeg_lossless_arrives_uncompressed(lossless_proposing, sample_files, tmp_path):
+    qr, port = lossless_proposing
+    _moved_uncompressed(qr, port, sample_files, tmp_path)
 
 
 def test_c_move_from_a_sender_proposing_jpeg_baseline_arrives_uncompressed(
     jpeg_proposing, store_port, sample_files, tmp_path
 ):
-    by_uid = by_sop_uid(sample_files)
-    with mounted(cmove_config(jpeg_proposing, store_port), tmp_path) as m:  # the pre-flight read works
-        files = sorted((m.path / "all").rglob("*.dcm"))
-        assert len(files) == len(sample_files)
-        for f in files:
-            data = f.read_bytes()
-            assert syntax_of(data) == ExplicitVRLittleEndian, f
-            assert dataset_bytes(data) == dataset_bytes(by_uid[uid_of(data)]), f
-        assert "lossy" not in m.log_text()
+    assert "lossy" not in _moved_uncompressed(jpeg_proposing, store_port, sample_files, tmp_path)
 
 
 def test_a_lossy_syntax_only_when_a_context_offers_nothing_else(jpeg_proposing, store_port, tmp_path):

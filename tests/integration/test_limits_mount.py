@@ -231,15 +231,10 @@ def test_a_users_read_during_a_prefetch_is_served_before_the_prefetchs_queue(big
     assert waited["prefetch"] > 0
 
 
-def test_c_get_objects_and_associations_count_against_the_limits(big, tmp_path):
-    """Over DIMSE each association is a request and each object C-GET brings is
-    bytes, charged before its C-STORE is answered: the PACS sends the next one
-    only then, so what arrives is within the cap plus the one object being
-    charged on each association."""
-    rate = 2 * MB
-    with forwarding("127.0.0.1", big.dicom_port) as fwd:
-        ae = f'host = "127.0.0.1", port = {fwd.port}, called_aet = "{big.aet}"'
-        cfg = f"""
+def dimse_limited(orthanc: Orthanc, port: int, query: str) -> str:
+    """DICOM-QR and C-GET through ``port`` at 2 MB/s, one folder of ``query``."""
+    ae = f'host = "127.0.0.1", port = {port}, called_aet = "{orthanc.aet}"'
+    return f"""
 [servers.pacs]
 search   = {{ protocol = "dicom-qr", {ae} }}
 retrieve = {{ protocol = "c-get", {ae} }}
@@ -247,9 +242,18 @@ timeout = 30
 limits = {{ mb_per_s = 2, burst_s = 1 }}
 [[folders]]
 name = "lim"
-query = {{ PatientID = "L001" }}
+query = {{ {query} }}
 """
-        with mounted(cfg, tmp_path) as m:
+
+
+def test_c_get_objects_and_associations_count_against_the_limits(big, tmp_path):
+    """Over DIMSE each association is a request and each object C-GET brings is
+    bytes, charged before its C-STORE is answered: the PACS sends the next one
+    only then, so what arrives is within the cap plus the one object being
+    charged on each association."""
+    rate = 2 * MB
+    with forwarding("127.0.0.1", big.dicom_port) as fwd:
+        with mounted(dimse_limited(big, fwd.port, 'PatientID = "L001"'), tmp_path) as m:
             probe = fwd.connections  # the pre-flight's C-FIND, before the mount (not counted by it)
             dest = tmp_path / "copy"
             subprocess.run(["cp", "-r", str(study_dir(m.path) / SERIES_A), str(dest)], check=True, timeout=300)
@@ -269,26 +273,17 @@ def test_c_find_answers_count_against_the_limits(big, tmp_path):
     """The searches' answers are bytes taken from the server too: listing a
     folder and its studies over DICOM-QR charges every PDU the PACS sent,
     counted at a forwarder (and nothing is fetched)."""
-    with forwarding("127.0.0.1", big.dicom_port) as fwd:
-        ae = f'host = "127.0.0.1", port = {fwd.port}, called_aet = "{big.aet}"'
-        cfg = f"""
-[servers.pacs]
-search   = {{ protocol = "dicom-qr", {ae} }}
-retrieve = {{ protocol = "c-get", {ae} }}
-timeout = 30
-limits = {{ mb_per_s = 2, burst_s = 1 }}
-[[folders]]
-name = "lim"
-query = {{}}
-"""
-        with mounted(cfg, tmp_path, "--no-check") as m:
-            before = m.stats()["limits"]["pacs"]["bytes"]
-            sent_before = sum(n for _, n in fwd.timeline)
-            for study in (m.path / "lim").iterdir():
-                os.listdir(study)  # its series: one C-FIND each
-            after = m.stats()["limits"]["pacs"]["bytes"]
-            sent = sum(n for _, n in fwd.timeline) - sent_before
-            fetched = m.stats()["instances_fetched"]
+    with (
+        forwarding("127.0.0.1", big.dicom_port) as fwd,
+        mounted(dimse_limited(big, fwd.port, ""), tmp_path, "--no-check") as m,
+    ):
+        before = m.stats()["limits"]["pacs"]["bytes"]
+        sent_before = sum(n for _, n in fwd.timeline)
+        for study in (m.path / "lim").iterdir():
+            os.listdir(study)  # its series: one C-FIND each
+        after = m.stats()["limits"]["pacs"]["bytes"]
+        sent = sum(n for _, n in fwd.timeline) - sent_before
+        fetched = m.stats()["instances_fetched"]
     assert fetched == 0
     # every PDU is charged; what the forwarder saw adds the associations' set-up and release
     assert 0 < after - before <= sent, (after - before, sent)
