@@ -24,7 +24,7 @@ from trolleyfs.model import InstanceRef, Query, SeriesRef
 from trolleyfs.protocols import endpoint as Endpoint
 from trolleyfs.retrieve.cget import CGet
 from trolleyfs.search.cfind import DicomQR
-from trolleyfs.transport.dimse import limiter_for
+from trolleyfs.transport.dimse import limiter_for, settle_reactor
 from trolleyfs.transport.dimse_data import attrs_from_dataset, query_dataset
 from trolleyfs.transport.dimse_errors import status_error
 
@@ -352,3 +352,38 @@ async def test_silence_in_the_middle_of_an_answer_ends_it_and_says_so() -> None:
         with pytest.raises(Unavailable, match=r"no answer from SLOWFIND@.* for 1\.5 s \(it had begun to answer\)"):
             await DicomQR(server, server.search).find_studies(Query())
         assert scp.answers == 0
+
+
+class _Reactor:
+    """pynetdicom's reactor as settle_reactor sees it: told to run (its
+    checkpoint set), still saying "paused" until its thread gets to run,
+    here after ``wakes_after`` looks."""
+
+    def __init__(self, running: bool, wakes_after: int) -> None:
+        self._reactor_checkpoint = threading.Event()
+        if running:
+            self._reactor_checkpoint.set()
+        self.looks = 0
+        self._wakes_after = wakes_after
+
+    @property
+    def _is_paused(self) -> bool:
+        self.looks += 1
+        return self.looks <= self._wakes_after
+
+
+def test_a_new_exchange_waits_until_the_reactor_has_resumed() -> None:
+    """The next C-FIND on an association waits until pynetdicom's reactor has
+    woken from the last one (else it takes the answer for a stray request and
+    drops it, and the search ends with no rows); a reactor that is running, or
+    paused on purpose, is not waited for."""
+    woken_late = _Reactor(running=True, wakes_after=50)
+    settle_reactor(woken_late)
+    assert woken_late.looks == 51  # it looked until the reactor said it runs
+    running = _Reactor(running=True, wakes_after=0)
+    settle_reactor(running)
+    assert running.looks == 1
+    paused_on_purpose = _Reactor(running=False, wakes_after=10**9)
+    settle_reactor(paused_on_purpose)
+    assert paused_on_purpose.looks == 0
+    settle_reactor(object())  # an association without a reactor: nothing to wait for

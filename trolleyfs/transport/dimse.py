@@ -33,6 +33,7 @@ import functools
 import logging
 import socket
 import threading
+import time
 import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
@@ -196,6 +197,31 @@ def _nobody() -> None:
     pass
 
 
+REACTOR_SETTLE_S = 5.0  # at most this long for pynetdicom's reactor to resume (see settle_reactor)
+
+
+def settle_reactor(assoc: Any) -> None:
+    """Return once pynetdicom's reactor thread has resumed after the last
+    DIMSE exchange on ``assoc`` (blocking, in the worker thread).
+
+    Each ``send_c_*`` pauses the reactor (it clears a checkpoint, then waits
+    until the reactor says it is paused) and resumes it at its end.  When the
+    reactor thread has not run since that resume (a busy machine), it still
+    says "paused" from before: the next ``send_c_*`` then takes it for paused
+    at once and sends its request, the reactor wakes, takes the answer off the
+    queue as an unexpected request and drops it ("Received unexpected C-FIND
+    service message"), and the search ends with a success and no rows: a study
+    without series.  So before a new exchange: if the reactor was told to run
+    but has not woken yet, wait until it has (pynetdicom 2 and 3; an
+    association without these attributes is not waited for)."""
+    checkpoint = getattr(assoc, "_reactor_checkpoint", None)
+    if checkpoint is None or not checkpoint.is_set():
+        return
+    deadline = time.monotonic() + REACTOR_SETTLE_S
+    while getattr(assoc, "_is_paused", False) and time.monotonic() < deadline:
+        time.sleep(0.0002)
+
+
 class Association:
     """One DICOM association, opened, used and closed from trio.
 
@@ -304,6 +330,8 @@ class Association:
                 raise Unavailable("association aborted", server=self.name, what=self.what)
             self._busy = True
         try:
+            if self.assoc is not None:
+                settle_reactor(self.assoc)
             return fn()
         finally:
             with self._lock:
