@@ -75,19 +75,19 @@ def shut_windows(root: str) -> list[Shut]:
 
 
 def servers_of(path: str, root: str) -> set[str] | None:
-    """The server a prefetch of ``path`` reads from: as the nearest directory
-    at or above it names it (a folder or a study); None when none does (the
-    mount's root, ``by-uid/``, ``views/``: any of its servers).  Blocking."""
-    here = os.path.normpath(path)
-    top = os.path.normpath(root)
-    while True:
-        try:
-            return {os.getxattr(here, SERVER_XATTR).decode()}
-        except OSError:
-            pass
-        if here == top or os.path.dirname(here) == here:
-            return None
-        here = os.path.dirname(here)
+    """The server a prefetch of ``path`` reads from: the one its folder (the
+    first directory below the mount's root) names; None when that names none
+    (the root itself, ``by-uid/``, ``query/``, ``views/``: any of the mount's
+    servers).  Only the folder is asked: it is known without a search, while
+    a study or series below it may have to be listed first.  Blocking."""
+    rel = os.path.relpath(os.path.normpath(path), os.path.normpath(root))
+    if rel in (".", "") or rel.startswith(".."):
+        return None
+    folder = os.path.join(root, rel.split(os.sep, 1)[0])
+    try:
+        return {os.getxattr(folder, SERVER_XATTR).decode()}
+    except OSError:
+        return None
 
 
 class NotWaiting(Exception):

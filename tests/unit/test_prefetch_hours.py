@@ -81,7 +81,7 @@ async def test_asked_not_to_wait_a_refused_read_stops_the_prefetch_saying_why(tm
 async def test_the_walk_waits_only_for_the_hours_of_the_server_its_path_belongs_to(tmp_path: Path) -> None:
     """Before walking (each listing is a search) a prefetch waits for the
     hours of the server its path names (the ``user.trolleyfs.server`` of the
-    nearest folder or study above it); a path of another server goes on."""
+    folder it is in); a path of another server goes on."""
     write_stats(tmp_path, dt.datetime(2026, 6, 1, 19, 0, tzinfo=dt.UTC))  # pacs shut, other open
     for folder, server in (("ct", "pacs"), ("mr", "other")):
         (tmp_path / folder / "study").mkdir(parents=True)
