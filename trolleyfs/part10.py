@@ -19,8 +19,12 @@ from __future__ import annotations
 import struct
 import zlib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .errors import ProtocolError
+
+if TYPE_CHECKING:
+    from .model import InstanceRef, SeriesRef
 
 _LONG_VRS = frozenset({b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"})
 _UNDEFINED = 0xFFFFFFFF
@@ -77,6 +81,16 @@ class Expected:
     series: str | None = None
     study: str | None = None
     patient_id: str | None = None
+
+    @classmethod
+    def of_series(cls, ref: SeriesRef | InstanceRef) -> Expected:
+        """Any object of ``ref``'s series: its study, series and patient."""
+        return cls(series=ref.series_uid, study=ref.study_uid, patient_id=ref.patient_id)
+
+    @classmethod
+    def of_instance(cls, ref: InstanceRef) -> Expected:
+        """The instance ``ref`` names, in its series, study and patient."""
+        return cls(ref.instance_uid, ref.series_uid, ref.study_uid, ref.patient_id)
 
 
 def _text(value: bytes | None) -> str | None:

@@ -34,7 +34,7 @@ class AsListed:
     """Objects say they are what the listing says (every form that keeps identities)."""
 
     def expected(self, ref: InstanceRef) -> Expected:
-        return Expected(ref.instance_uid, ref.series_uid, ref.study_uid, ref.patient_id)
+        return Expected.of_instance(ref)
 
     def outside_uid(self, uid: str, form: str) -> str:
         return uid

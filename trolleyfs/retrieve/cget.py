@@ -156,7 +156,7 @@ class CGet:
         what = f"instance {ref.instance_uid}"
         identifier = retrieve_identifier("IMAGE", ref.study_uid, ref.series_uid, ref.instance_uid)
 
-        expected = Expected(ref.instance_uid, ref.series_uid, ref.study_uid, ref.patient_id)
+        expected = Expected.of_instance(ref)
 
         async def attempt() -> bytes:
             got: dict[str, bytes] = {}
@@ -186,9 +186,7 @@ class CGet:
         what = f"series {ref.series_uid}"
         identifier = retrieve_identifier("SERIES", ref.study_uid, ref.series_uid)
         items = retry_stream(
-            lambda: self._stream(
-                identifier, what, Expected(series=ref.series_uid, study=ref.study_uid, patient_id=ref.patient_id)
-            ),
+            lambda: self._stream(identifier, what, Expected.of_series(ref)),
             retries=self.server.retries,
             catch=(Unavailable,),
             what=what,

@@ -79,9 +79,7 @@ class CMove:
             data = got.get(ref.instance_uid)
             if data is None:
                 raise NotFound("the PACS sent nothing (no such instance)", server=self.name, what=what)
-            check_part10(
-                data, self.name, what, Expected(ref.instance_uid, ref.series_uid, ref.study_uid, ref.patient_id)
-            )
+            check_part10(data, self.name, what, Expected.of_instance(ref))
             return data
 
         return await with_dimse_retries(self.server, attempt, what)
@@ -94,7 +92,7 @@ class CMove:
         what = f"series {ref.series_uid}"
         identifier = retrieve_identifier("SERIES", ref.study_uid, ref.series_uid)
 
-        expected = Expected(series=ref.series_uid, study=ref.study_uid, patient_id=ref.patient_id)
+        expected = Expected.of_series(ref)
 
         async def stream() -> AsyncGenerator[Item, None]:
             charge = ThreadCharge(pace_of(self.server))

@@ -161,7 +161,7 @@ class Rad69:
         """POST one request; yield each verified object; record errors in ``outcome``."""
         body = build_request(ref.study_uid, ref.series_uid, uids, self.ep.url, self.transfer_syntaxes)
         wanted = set(uids)
-        expected = Expected(study=ref.study_uid, series=ref.series_uid, patient_id=ref.patient_id)
+        expected = Expected.of_series(ref)
         async with self._post(body, what) as resp, self._chunks(resp, what) as chunks:
             ctype = resp.headers.get("content-type", "")
             media, params = content_type_params(ctype) if ctype.strip() else ("", {})

@@ -150,7 +150,7 @@ class WadoRS:
         url = f"{self.ep.url}/studies/{_p(ref.study_uid)}/series/{_p(ref.series_uid)}/instances/{_p(ref.instance_uid)}"
         copies: list[bytes] = []
         others: set[str] = set()
-        expected = Expected(study=ref.study_uid, series=ref.series_uid, patient_id=ref.patient_id)
+        expected = Expected.of_series(ref)
         async with aclosing(self._parts(url, what)) as parts:
             index = 0
             async for part in parts:
@@ -185,7 +185,7 @@ class WadoRS:
         url = f"{self.ep.url}/studies/{_p(ref.study_uid)}/series/{_p(ref.series_uid)}"
         seen: dict[str, tuple[int, int]] = {}  # uid -> (length, XXH3 of the whole object): duplicates
         refused: list[ProtocolError] = []
-        expected = Expected(study=ref.study_uid, series=ref.series_uid, patient_id=ref.patient_id)
+        expected = Expected.of_series(ref)
         try:
             async with aclosing(self._parts(url, what)) as parts:
                 index = 0

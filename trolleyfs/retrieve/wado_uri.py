@@ -78,7 +78,7 @@ class WadoURI:
                 server=self.name,
                 what=what,
             )
-        check_part10(body, self.name, what, Expected(ref.instance_uid, ref.series_uid, ref.study_uid, ref.patient_id))
+        check_part10(body, self.name, what, Expected.of_instance(ref))
         return body
 
     async def fetch_series(self, ref: SeriesRef, instance_uids: list[str]) -> AsyncIterator[tuple[str, bytes]]:

@@ -120,7 +120,7 @@ def _original_problem(data: bytes, ref: InstanceRef) -> str | None:
         ident = identity_of(data)
     except ValueError as exc:
         return f"its identity cannot be read: {exc}"
-    return identity_problem(ident, Expected(ref.instance_uid, ref.series_uid, ref.study_uid, ref.patient_id))
+    return identity_problem(ident, Expected.of_instance(ref))
 
 
 class DeidentifyingFetcher:
