@@ -83,6 +83,14 @@ class IdleDeadline:
         return self.scope.cancelled_caught and self.scope.deadline >= self._end
 
 
+def timed_out(deadline: IdleDeadline | None, idle: float) -> str:
+    """Why an :func:`idle_deadline` block of ``idle`` seconds ended, for a
+    log line (``deadline`` None: the block had not begun)."""
+    if deadline is not None and deadline.overran:
+        return f"not done after {deadline.overall:.0f} s (answers were still arriving)"
+    return f"no answer within {idle:.0f} s"
+
+
 @contextmanager
 def idle_deadline(idle: float, overall: float | None = None) -> Iterator[IdleDeadline]:
     """Like ``trio.fail_after(idle)``, but :func:`progress` (or a reporter made

@@ -39,7 +39,7 @@ import trio
 from ..audit.access import Access, Auditor
 from ..audit.source import SourceNote, noting
 from ..errors import TrolleyError
-from ..idle import IdleDeadline, idle_deadline, overall_bound
+from ..idle import IdleDeadline, idle_deadline, overall_bound, timed_out
 from ..limits.priority import Priority, priority
 from ..stats import Stats
 from ..tree.base import DirNode, FileNode, Node, Ranges
@@ -80,10 +80,7 @@ def _op(
             self._stats.errors[errno.errorcode.get(exc.errno, str(exc.errno))] += 1
             raise pyfuse3.FUSEError(exc.errno) from None
         except trio.TooSlowError:
-            if deadline is not None and deadline.overran:
-                log.warning("%s: not done after %.0f s (answers were still arriving)", name, deadline.overall)
-            else:
-                log.warning("%s: no answer within %.0f s", name, idle)
+            log.warning("%s: %s", name, timed_out(deadline, idle))
             self._stats.errors["ETIMEDOUT"] += 1
             raise pyfuse3.FUSEError(errno.EIO) from None
         except Exception:

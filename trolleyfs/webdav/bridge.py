@@ -32,7 +32,7 @@ from wsgidav.dav_error import (
 )
 
 from ..errors import TrolleyError
-from ..idle import IdleDeadline, idle_deadline, overall_bound
+from ..idle import IdleDeadline, idle_deadline, overall_bound, timed_out
 from ..stats import Stats
 from .requester import REQUESTER, Requester
 
@@ -65,13 +65,12 @@ class Bridge:
         """Run ``fn()`` on the trio loop on behalf of ``requester`` and return
         its result, from a worker thread.  Raises DAVError on failure."""
         deadline = self._deadline
-
-        bounds: list[IdleDeadline] = []
+        bound: IdleDeadline | None = None
 
         async def call() -> T:
+            nonlocal bound
             REQUESTER.set(requester)  # this task's own context: nothing else sees it
             with idle_deadline(deadline, overall_bound(deadline)) as bound:
-                bounds.append(bound)
                 return await fn()
 
         try:
@@ -83,10 +82,7 @@ class Bridge:
             self._stats.errors[errno.errorcode.get(exc.errno, str(exc.errno))] += 1
             raise DAVError(http_status(exc), _reason(exc)) from None
         except trio.TooSlowError:
-            if bounds and bounds[0].overran:
-                self._log_error(what, f"not done after {bounds[0].overall:.0f} s (answers were still arriving)")
-            else:
-                self._log_error(what, f"no answer within {deadline:.0f} s")
+            self._log_error(what, timed_out(bound, deadline))
             self._stats.errors["ETIMEDOUT"] += 1
             raise DAVError(HTTP_GATEWAY_TIMEOUT, "the archive did not answer in time") from None
         except trio.RunFinishedError:
