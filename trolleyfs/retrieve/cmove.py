@@ -131,7 +131,7 @@ class CMove:
 
         received = 0
         result: RetrieveResult | None = None
-        async with Association(self.server, self.ep, what, self._contexts, charge_pdus=True) as a:
+        async with Association(self.server, self.ep, what, self._contexts) as a:
             a.start(_move_blocking, identifier, self.ep.store_aet, deliver=finished)
             while result is None or received < result.count("NumberOfCompletedSuboperations"):
                 try:

@@ -250,7 +250,8 @@ class Association:
     ) -> None:
         """``charge_pdus``: the bytes of every PDU the peer sends during a
         :meth:`call` are charged to the server's pace when it returns (C-FIND
-        and C-MOVE answers; C-GET charges each object as it arrives instead)."""
+        answers; C-GET and the C-MOVE receiver charge each object as it
+        arrives instead)."""
         self.server, self.ep, self.what = server, ep, what
         self.charge_pdus = charge_pdus
         self.received = 0  # bytes of the PDUs received (counted in pynetdicom's thread)
