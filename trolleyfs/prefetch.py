@@ -31,6 +31,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import pathlib
 import sys
 import time
 from dataclasses import dataclass, field
@@ -99,26 +100,20 @@ def _is_dir(path: str) -> bool:
         raise UserError(f"{path}: {exc.strerror or exc}") from None
 
 
-def _root_of(path: str) -> str:
-    """The mount ``path`` is in, found without opening or stat-ing ``path``
-    itself (a directory opened is listed, a file stat-ed is fetched: both ask
-    the server, which must wait for its background hours)."""
-    try:
-        return mount_root(os.path.dirname(path))
-    except UserError:
-        if not os.path.lexists(path):  # outside every mount: a stat asks no server
-            raise UserError(f"{path}: No such file or directory") from None
-        return mount_root(path)  # the mount's root itself
-
-
-def mount_root(directory: str) -> str:
-    """The trolleyfs mount ``directory`` is in (UserError if none)."""
-    p = directory
-    while not os.path.ismount(p) and os.path.dirname(p) != p:
-        p = os.path.dirname(p)
-    if not os.path.isfile(os.path.join(p, CONTROL_DIR, STATS_FILE)):
-        raise UserError(f"{directory}: not inside a trolleyfs mount")
-    return p
+def mount_root(path: str) -> str:
+    """The trolleyfs mount ``path`` is in (UserError if none), looked for from
+    the top down: the directories above a mount are not the mount's, and
+    nothing below its root is looked up (a study there is found by a search
+    of its server, which must wait for the server's background hours; a
+    directory opened is listed, a file stat-ed is fetched)."""
+    parts = pathlib.PurePath(path).parts
+    for n in range(1, len(parts) + 1):
+        top = os.path.join(*parts[:n])
+        if os.path.ismount(top) and os.path.isfile(os.path.join(top, CONTROL_DIR, STATS_FILE)):
+            return top
+    if not os.path.lexists(path):  # outside every mount: a stat asks no server
+        raise UserError(f"{path}: No such file or directory")
+    raise UserError(f"{path}: not inside a trolleyfs mount")
 
 
 def _state(directory: str) -> dict[str, Any]:
@@ -419,9 +414,7 @@ def run_prefetch(
     absolute = [os.path.abspath(p) for p in paths]
     roots = set()
     for p in absolute:
-        if not os.path.lexists(os.path.dirname(p)):
-            raise UserError(f"{p}: no such directory")
-        roots.add(_root_of(p))
+        roots.add(mount_root(p))
     disk = any(_has_disk_cache(r) for r in roots)
     progress = progress_for(out, every)
     outcome = Outcome()

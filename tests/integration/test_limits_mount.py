@@ -296,10 +296,13 @@ def test_prefetch_outside_the_hours_reads_nothing_until_they_open_then_everythin
     hours = f"{opening:%H:%M}-{opening + dt.timedelta(hours=1):%H:%M}"
     with forwarding("127.0.0.1", big.http_port, http=True) as fwd:
         cfg = config(f"http://127.0.0.1:{fwd.port}", f'background_hours = "{hours}"')
-        with mounted(cfg, tmp_path) as m:
-            series = study_dir(m.path) / SMALL
-            assert series.is_dir()  # the path resolved here: what the prefetch asks of the server comes after
-            since = len(fwd.requests)
+        with mounted(cfg, tmp_path) as named:
+            study = study_dir(named.path).name  # learnt on a mount of its own
+        # a fresh mount, whose kernel knows no name below its folders: finding
+        # the path's study and series would be searches, and they wait too
+        with mounted(cfg, tmp_path, name="fresh") as m:
+            since = len(fwd.requests)  # after its pre-flight
+            series = m.path / "lim" / study / SMALL
             res = run(
                 [*TROLLEYFS, "prefetch", "--interval", "5", str(series)], capture_output=True, text=True, timeout=300
             )
@@ -313,7 +316,7 @@ def test_prefetch_outside_the_hours_reads_nothing_until_they_open_then_everythin
     fetched = [t + offset for t, line in at if "/series/" in line and not line.split("?")[0].endswith("/instances")]
     assert fetched
     asked = [t + offset for t, _ in at]  # searches included: the walk waits for the hours too
-    assert all(t >= opened for t in asked), [(opened - t, line) for t, line in at if t + offset < opened]
+    assert all(t >= opened for t in asked), [(opened - t - offset, line) for t, line in at if t + offset < opened]
     assert stats["instances_fetched"] >= 24
 
 
