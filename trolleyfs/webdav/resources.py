@@ -209,18 +209,20 @@ class DirResource(DAVCollection):  # type: ignore[misc]
         self._audited = True  # one line per collection listed, however often its members are asked for
         node, environ = self.node, self.environ
 
-        async def children() -> Listed:
-            if audit is not None:
-                audit.admit()
+        async def listed() -> list[tuple[str, Node]]:
+            if audit is None:
+                return sorted((await node.children()).items())
+            audit.admit()
             try:
                 found = sorted((await node.children()).items())
             except Exception as exc:
-                if audit is not None:
-                    audit.listed(who(environ), node, _result(exc))
+                audit.listed(who(environ), node, _result(exc))
                 raise
-            if audit is not None:
-                audit.listed(who(environ), node)
-            return [(name, child, _known(child)) for name, child in found]
+            audit.listed(who(environ), node)
+            return found
+
+        async def children() -> Listed:
+            return [(name, child, _known(child)) for name, child in await listed()]
 
         return self.tree.bridge.run(requester(self.environ), f"list {self.path}", children)
 
@@ -228,11 +230,10 @@ class DirResource(DAVCollection):  # type: ignore[misc]
         return [name for name, _, _ in self._children()]
 
     def get_member(self, name: str) -> DAVCollection | DAVNonCollection | None:
-        found = [(child, size) for n, child, size in self._children() if n == name]
-        if not found:
-            return None
-        ((child, size),) = found
-        return resource(posixpath.join(self.path, name), child, self.environ, self.tree, known=size)
+        for n, child, size in self._children():
+            if n == name:
+                return resource(posixpath.join(self.path, name), child, self.environ, self.tree, known=size)
+        return None
 
     def get_member_list(self) -> list[DAVCollection | DAVNonCollection]:
         # one call into the core for the whole listing (sizes known included), not one per member
