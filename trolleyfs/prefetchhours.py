@@ -133,24 +133,31 @@ class HoursGate:
         for path in paths:
             root = self._root_of(path)
             servers = await trio.to_thread.run_sync(servers_of, path, root)
-            while any(
-                servers is None or s.server in servers for s in await trio.to_thread.run_sync(shut_windows, root)
-            ):
-                await self._until_open(root, servers)
+            while shut := await self._shut(root, servers):
+                await self._wait_for(shut, root, servers)
 
-    async def _until_open(self, root: str, servers: set[str] | None = None) -> None:
-        """Wait for the first shut window (of ``servers``; None: of any)."""
+    async def _until_open(self, root: str) -> None:
+        """After a refused read: wait for the first shut window of any server."""
+        shut = await self._shut(root, None)
+        if not shut and self._wait:  # they opened meanwhile, or the mount's clock says otherwise: look again soon
+            await trio.sleep(REFUSED_AGAIN_S)
+            return
+        await self._wait_for(shut, root, None)
 
-        def shut_now() -> list[Shut]:
+    async def _shut(self, root: str, servers: set[str] | None) -> list[Shut]:
+        """The shut windows of ``servers`` (None: of any), soonest first."""
+
+        def now() -> list[Shut]:
             return [s for s in shut_windows(root) if servers is None or s.server in servers]
 
-        shut = await trio.to_thread.run_sync(shut_now)
+        return await trio.to_thread.run_sync(now)
+
+    async def _wait_for(self, shut: list[Shut], root: str, servers: set[str] | None) -> None:
+        """Wait until the first of ``shut`` opens, saying so (or raise
+        :class:`NotWaiting` when asked not to wait)."""
         if not self._wait:
             what = shut[0].says() if shut else "a server's background hours are shut"
             raise NotWaiting(f"outside the background hours: {what}; not waiting (--no-wait)")
-        if not shut:  # they opened meanwhile, or the mount's clock says otherwise: look again soon
-            await trio.sleep(REFUSED_AGAIN_S)
-            return
         text = f"waiting: {shut[0].says()}"
         self.said.append(text)
         self._progress.waiting(text)
@@ -159,7 +166,7 @@ class HoursGate:
             while shut:
                 left = (shut[0].opens - _dt.datetime.now(_dt.UTC)).total_seconds()
                 await trio.sleep(min(max(left, 1.0), RECHECK_S))
-                shut = [s for s in await trio.to_thread.run_sync(shut_now) if s.server == shut[0].server]
+                shut = [s for s in await self._shut(root, servers) if s.server == shut[0].server]
         finally:
             self.waited_s += trio.current_time() - started
             self._progress.waiting(None)
