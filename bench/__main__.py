@@ -356,7 +356,7 @@ def main() -> int:
             results += bench_views.rows(orthanc, mount_tmp, dest, args.repeat)
             # (13) a series' NIfTI view, cold and warm, against dcm2niix on a local copy
             results += bench_nifti.rows(orthanc, mount_tmp, dest, args.repeat)
-            # (w) the big series over WebDAV (rclone) beside the FUSE mount, cold and warm
+            # (w) the big series over WebDAV (rclone, and parallel GETs) beside the FUSE mount, cold and warm
             results += bench_webdav.rows(orthanc, mount_tmp, dest, args.instances, args.repeat)
             # (10) three nodes copying the series at the same moment, without and with the shared tier
             results.extend(three_nodes(orthanc, study_name, series_mb, args.instances, args.repeat, mount_tmp, dest))
